@@ -1,0 +1,19 @@
+//! callbox-calling: the calling core of the firmware. The object model's state (calls, participants, streams),
+//! identifiers, token credentials and the event model, as pure logic: it consumes inputs and emits outputs, and
+//! owns no socket, device or clock (sans-IO), so that every transition is unit-tested without a server.
+
+pub mod backoff;
+pub mod core;
+pub mod credential;
+pub mod events;
+pub mod identifier;
+pub mod model;
+pub mod secret;
+
+pub use crate::core::{CallInfo, CallingCore, CallingError, Command, CoreConfig, MediaSignal, SignalEvent};
+pub use backoff::Backoff;
+pub use credential::{AccessToken, RefreshPolicy, TokenError};
+pub use events::{ConnectionState, Delivery, Event, EventQueue};
+pub use identifier::{Identifier, IdentifierError};
+pub use model::*;
+pub use secret::Secret;

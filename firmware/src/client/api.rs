@@ -1,0 +1,340 @@
+//! The calling API's object handles: `CallClient`, `Call`, `IncomingCall`, `RemoteParticipant` and
+//! `RemoteVideoStream`. Each is a cheap handle onto the client's shared state: reads come from the calling core,
+//! actions go into it as inputs, and the engine task carries out the commands they produce.
+
+use super::engine::Shared;
+use super::events::{EventStream, Filter};
+use super::ClientError;
+use crate::calling::{
+    CallDirection, CallEndReason, CallId, CallState, ConnectionState, Event, Identifier, ParticipantId,
+    ParticipantState, StreamId, StreamKind,
+};
+use crate::media::{MediaStats, VideoFrame};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The calling client: one identity, one connection to the servers, its calls.
+#[derive(Clone)]
+pub struct CallClient {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl CallClient {
+    /// The identity this client is registered as.
+    pub fn identity(&self) -> &Identifier {
+        &self.shared.local_user
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.with_core(|core, _| core.connection_state())
+    }
+
+    /// Places a call. One target is a 1:1 call. The call starts in `Connecting`.
+    pub fn call(&self, targets: &[Identifier]) -> Result<Call, ClientError> {
+        let id = self.shared.with_core(|core, now| core.start_call(targets, now))?;
+        Ok(Call { id, shared: self.shared.clone() })
+    }
+
+    /// Calls that are not over.
+    pub fn calls(&self) -> Vec<Call> {
+        let ids: Vec<CallId> = self.shared.with_core(|core, _| core.active_calls().map(|c| c.id).collect());
+        ids.into_iter().map(|id| Call { id, shared: self.shared.clone() }).collect()
+    }
+
+    /// Every event of this client (`on`); drop the stream or call `off()` to unsubscribe.
+    pub fn events(&self) -> EventStream {
+        self.shared.bus.subscribe(Filter::All)
+    }
+
+    /// Waits for the next incoming call (accept or reject it through the handle).
+    pub async fn next_incoming_call(&self, events: &mut EventStream) -> Option<IncomingCall> {
+        while let Some(e) = events.next_event().await {
+            if let Event::IncomingCall { call, from, display_name } = e {
+                let handle = Call { id: call, shared: self.shared.clone() };
+                if handle.state() == CallState::Incoming {
+                    return Some(IncomingCall { call: handle, from, display_name });
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until the connection reaches `state` (or `timeout`).
+    pub async fn wait_for_connection(&self, state: ConnectionState, timeout: Duration) -> Result<(), ClientError> {
+        let mut events = self.events();
+        let wait = async {
+            loop {
+                if self.connection_state() == state {
+                    return;
+                }
+                if events.next().await.is_none() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| ClientError::Timeout("connection state"))?;
+        if self.connection_state() == state {
+            Ok(())
+        } else {
+            Err(ClientError::Closed)
+        }
+    }
+
+    /// Hangs up every call, unregisters from the registrar and closes the connection.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown().await;
+    }
+}
+
+/// A call.
+#[derive(Clone)]
+pub struct Call {
+    pub(crate) id: CallId,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call").field("id", &self.id).field("state", &self.state()).finish()
+    }
+}
+
+impl Call {
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    fn read<R>(&self, default: R, f: impl FnOnce(&crate::calling::CallInfo) -> R) -> R {
+        self.shared.with_core(|core, _| core.call(self.id).map(f)).unwrap_or(default)
+    }
+
+    pub fn state(&self) -> CallState {
+        self.read(CallState::Disconnected, |c| c.state)
+    }
+
+    pub fn direction(&self) -> Option<CallDirection> {
+        self.read(None, |c| Some(c.direction))
+    }
+
+    pub fn end_reason(&self) -> Option<CallEndReason> {
+        self.read(None, |c| c.end_reason.clone())
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.read(false, |c| c.is_muted)
+    }
+
+    pub fn is_video_on(&self) -> bool {
+        self.read(false, |c| c.is_video_on)
+    }
+
+    pub fn remote_participants(&self) -> Vec<RemoteParticipant> {
+        self.read(Vec::new(), |c| c.participants.clone())
+            .into_iter()
+            .map(|id| RemoteParticipant { call: self.id, id, shared: self.shared.clone() })
+            .collect()
+    }
+
+    /// Events of this call, its participants and their streams.
+    pub fn events(&self) -> EventStream {
+        self.shared.bus.subscribe(Filter::Call(self.id))
+    }
+
+    pub async fn mute(&self) -> Result<(), ClientError> {
+        self.shared.with_core(|core, _| core.set_muted(self.id, true))?;
+        Ok(())
+    }
+
+    pub async fn unmute(&self) -> Result<(), ClientError> {
+        self.shared.with_core(|core, _| core.set_muted(self.id, false))?;
+        Ok(())
+    }
+
+    /// Starts sending video (the camera of the device manager; the test pattern on simulated devices).
+    pub async fn start_video(&self) -> Result<(), ClientError> {
+        self.shared.with_core(|core, _| core.set_video(self.id, true))?;
+        Ok(())
+    }
+
+    pub async fn stop_video(&self) -> Result<(), ClientError> {
+        self.shared.with_core(|core, _| core.set_video(self.id, false))?;
+        Ok(())
+    }
+
+    /// Ends the call and waits until it is `Disconnected`.
+    pub async fn hang_up(&self) -> Result<(), ClientError> {
+        let mut events = self.events();
+        self.shared.with_core(|core, now| core.hang_up(self.id, now))?;
+        let limit = self.shared.with_core(|core, _| core.config().hang_up_timeout) + Duration::from_secs(2);
+        self.wait_state(&mut events, |s| s == CallState::Disconnected, limit).await
+    }
+
+    /// Puts the far end on hold and waits until the hold took effect (`LocalHold`).
+    pub async fn hold(&self) -> Result<(), ClientError> {
+        let mut events = self.events();
+        self.shared.with_core(|core, _| core.hold(self.id))?;
+        self.wait_state(&mut events, |s| s == CallState::LocalHold, self.shared.config.request_timeout).await
+    }
+
+    pub async fn resume(&self) -> Result<(), ClientError> {
+        let mut events = self.events();
+        self.shared.with_core(|core, _| core.resume(self.id))?;
+        self.wait_state(&mut events, |s| s == CallState::Connected, self.shared.config.request_timeout).await
+    }
+
+    pub async fn send_dtmf(&self, digit: char) -> Result<(), ClientError> {
+        self.shared.with_core(|core, _| core.send_dtmf(self.id, digit))?;
+        Ok(())
+    }
+
+    /// Waits until the call's state satisfies `done` (or the call ends, or `timeout`).
+    pub async fn wait_state(
+        &self,
+        events: &mut EventStream,
+        done: impl Fn(CallState) -> bool,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let wait = async {
+            loop {
+                let s = self.state();
+                if done(s) {
+                    return Ok(());
+                }
+                if s == CallState::Disconnected {
+                    return Err(ClientError::CallEnded(self.end_reason()));
+                }
+                if events.next().await.is_none() {
+                    return Err(ClientError::Closed);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| ClientError::Timeout("call state"))?
+    }
+
+    /// Figures of this call's media (packets, frames, levels), while it has media.
+    pub fn media_stats(&self) -> Option<MediaStats> {
+        self.shared.media_stats(self.id)
+    }
+}
+
+/// A call ringing on this client.
+pub struct IncomingCall {
+    call: Call,
+    from: Identifier,
+    display_name: Option<String>,
+}
+
+impl IncomingCall {
+    pub fn from(&self) -> &Identifier {
+        &self.from
+    }
+
+    pub fn display_name(&self) -> Option<&str> {
+        self.display_name.as_deref()
+    }
+
+    pub fn call(&self) -> &Call {
+        &self.call
+    }
+
+    /// Answers; the call goes Connecting, then Connected.
+    pub async fn accept(self) -> Result<Call, ClientError> {
+        self.call.shared.with_core(|core, _| core.accept(self.call.id))?;
+        Ok(self.call)
+    }
+
+    /// Declines with a SIP code (603 Decline, 486 Busy Here, ...).
+    pub async fn reject(self, code: u16) -> Result<(), ClientError> {
+        self.call.shared.with_core(|core, _| core.reject(self.call.id, code))?;
+        Ok(())
+    }
+}
+
+/// A remote participant of a call.
+#[derive(Clone)]
+pub struct RemoteParticipant {
+    call: CallId,
+    id: ParticipantId,
+    shared: Arc<Shared>,
+}
+
+impl RemoteParticipant {
+    pub fn id(&self) -> ParticipantId {
+        self.id
+    }
+
+    fn read<R>(&self, default: R, f: impl FnOnce(&crate::calling::ParticipantInfo) -> R) -> R {
+        self.shared.with_core(|core, _| core.participant(self.id).map(f)).unwrap_or(default)
+    }
+
+    pub fn identifier(&self) -> Option<Identifier> {
+        self.read(None, |p| Some(p.identifier.clone()))
+    }
+
+    pub fn display_name(&self) -> Option<String> {
+        self.read(None, |p| p.display_name.clone())
+    }
+
+    pub fn state(&self) -> ParticipantState {
+        self.read(ParticipantState::Disconnected, |p| p.state)
+    }
+
+    pub fn call_end_reason(&self) -> Option<CallEndReason> {
+        self.read(None, |p| p.call_end_reason.clone())
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.read(false, |p| p.is_muted)
+    }
+
+    pub fn is_speaking(&self) -> bool {
+        self.read(false, |p| p.is_speaking)
+    }
+
+    fn streams(&self, kind: StreamKind) -> Vec<RemoteVideoStream> {
+        self.read(Vec::new(), |p| p.streams.iter().filter(|s| s.kind == kind).map(|s| s.id).collect())
+            .into_iter()
+            .map(|id| RemoteVideoStream { call: self.call, id, shared: self.shared.clone() })
+            .collect()
+    }
+
+    pub fn video_streams(&self) -> Vec<RemoteVideoStream> {
+        self.streams(StreamKind::Video)
+    }
+
+    pub fn screen_sharing_streams(&self) -> Vec<RemoteVideoStream> {
+        self.streams(StreamKind::ScreenSharing)
+    }
+
+    /// Events of this participant and its streams.
+    pub fn events(&self) -> EventStream {
+        self.shared.bus.subscribe(Filter::Participant(self.call, self.id))
+    }
+}
+
+/// A video stream of a remote participant.
+#[derive(Clone)]
+pub struct RemoteVideoStream {
+    call: CallId,
+    id: StreamId,
+    shared: Arc<Shared>,
+}
+
+impl RemoteVideoStream {
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    pub fn kind(&self) -> Option<StreamKind> {
+        self.shared.with_core(|core, _| core.stream(self.id).map(|(_, s)| s.kind))
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.shared.with_core(|core, _| core.stream(self.id).map(|(_, s)| s.is_available)).unwrap_or(false)
+    }
+
+    /// The latest decoded frame of this stream (rendering to the display comes with the display subsystem).
+    pub fn latest_frame(&self) -> Option<VideoFrame> {
+        self.shared.latest_frame(self.call)
+    }
+}

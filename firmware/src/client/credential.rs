@@ -1,0 +1,300 @@
+//! `TokenCredential`: where the client's user access token comes from. A static token; a refresh callback
+//! (async) that fetches tokens from the trusted service; or an initial token plus that callback. Refreshes are
+//! single-flight (concurrent callers share one), retried with backoff and jitter, and published to subscribers
+//! so that the live connection swaps grants in place. The token never reaches a log line, `Debug` or an error.
+
+use crate::calling::credential::{AccessToken, RefreshPolicy, TokenError};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, Mutex};
+
+/// The future a refresh callback returns: a new JWT, or why it could not be had (the message must not contain
+/// the token).
+pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+type Refresher = Arc<dyn Fn() -> RefreshFuture + Send + Sync>;
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[derive(Clone)]
+struct Held {
+    token: AccessToken,
+    received_unix: u64,
+    generation: u64,
+}
+
+struct Inner {
+    refresher: Option<Refresher>,
+    policy: RefreshPolicy,
+    /// Held across a refresh: concurrent refreshers queue here and then share the result.
+    state: Mutex<Option<Held>>,
+    updates: watch::Sender<Option<AccessToken>>,
+    attempts_per_refresh: u32,
+    /// The generation of the held token, readable without waiting for a refresh under way.
+    generation: AtomicU64,
+}
+
+/// A source of user access tokens. Cheap to clone; clones share the token and its refreshes.
+#[derive(Clone)]
+pub struct TokenCredential {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for TokenCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCredential").field("refreshes", &self.inner.refresher.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl TokenCredential {
+    /// A fixed token. Fails if it is not a readable JWT; it is used until it expires.
+    pub fn from_static(jwt: &str) -> Result<Self, TokenError> {
+        let token = AccessToken::parse(jwt)?;
+        Ok(Self::build(Some(token), None, RefreshPolicy::default()))
+    }
+
+    /// Tokens fetched by `refresh` whenever one is needed (first use, and before each expiry).
+    pub fn with_refresher<F, Fut>(refresh: F, policy: RefreshPolicy) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        Self::build(None, Some(Arc::new(move || Box::pin(refresh()) as RefreshFuture)), policy)
+    }
+
+    /// An initial token, then tokens from `refresh` before each expiry.
+    pub fn with_initial<F, Fut>(jwt: &str, refresh: F, policy: RefreshPolicy) -> Result<Self, TokenError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        let token = AccessToken::parse(jwt)?;
+        Ok(Self::build(Some(token), Some(Arc::new(move || Box::pin(refresh()) as RefreshFuture)), policy))
+    }
+
+    fn build(initial: Option<AccessToken>, refresher: Option<Refresher>, policy: RefreshPolicy) -> Self {
+        let held = initial.map(|token| Held { token, received_unix: unix_now(), generation: 1 });
+        let (updates, _) = watch::channel(held.as_ref().map(|h| h.token.clone()));
+        let attempts_per_refresh = policy.retry.max_attempts.unwrap_or(4).max(1);
+        let generation = AtomicU64::new(held.as_ref().map(|h| h.generation).unwrap_or(0));
+        TokenCredential {
+            inner: Arc::new(Inner {
+                refresher,
+                policy,
+                state: Mutex::new(held),
+                updates,
+                attempts_per_refresh,
+                generation,
+            }),
+        }
+    }
+
+    pub fn can_refresh(&self) -> bool {
+        self.inner.refresher.is_some()
+    }
+
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.inner.policy
+    }
+
+    /// Every new token, as it arrives (the current one first).
+    pub fn subscribe(&self) -> watch::Receiver<Option<AccessToken>> {
+        self.inner.updates.subscribe()
+    }
+
+    /// A token that has not expired: the held one, or a fresh one from the refresher.
+    pub async fn get(&self) -> Result<AccessToken, TokenError> {
+        let seen = {
+            let state = self.inner.state.lock().await;
+            match state.as_ref() {
+                Some(h) if !h.token.is_expired(unix_now()) => return Ok(h.token.clone()),
+                Some(h) => h.generation,
+                None => 0,
+            }
+        };
+        self.refresh_after_generation(seen).await
+    }
+
+    /// How long until the held token should be refreshed (zero when due; `None` without a token or refresher).
+    pub async fn refresh_due_in(&self) -> Option<Duration> {
+        self.inner.refresher.as_ref()?;
+        let state = self.inner.state.lock().await;
+        let h = state.as_ref()?;
+        let after = self.inner.policy.refresh_after(h.received_unix, h.token.expires_at());
+        let elapsed = Duration::from_secs(unix_now().saturating_sub(h.received_unix));
+        Some(after.saturating_sub(elapsed))
+    }
+
+    /// Fetches a new token now. Callers that arrive while a refresh is under way wait for it and share its result.
+    pub async fn refresh(&self) -> Result<AccessToken, TokenError> {
+        let seen = self.inner.generation.load(Ordering::Acquire);
+        self.refresh_after_generation(seen).await
+    }
+
+    async fn refresh_after_generation(&self, seen: u64) -> Result<AccessToken, TokenError> {
+        let mut state = self.inner.state.lock().await;
+        if let Some(h) = state.as_ref().filter(|h| h.generation > seen) {
+            // Someone refreshed while we waited for the lock.
+            return Ok(h.token.clone());
+        }
+        let Some(refresher) = self.inner.refresher.clone() else {
+            return Err(TokenError::NoRefresher);
+        };
+        let retry = self.inner.policy.retry;
+        let mut last_error = String::new();
+        for attempt in 0..self.inner.attempts_per_refresh {
+            if attempt > 0 {
+                let delay = retry.delay(attempt - 1, rand::random::<f64>()).unwrap_or(retry.max);
+                log::warn!("token refresh failed ({last_error}); retry {attempt} in {} ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+            }
+            match refresher().await {
+                Ok(jwt) => match AccessToken::parse(&jwt).and_then(|t| t.check_fresh(unix_now()).map(|()| t)) {
+                    Ok(token) => {
+                        let generation = state.as_ref().map(|h| h.generation).unwrap_or(0) + 1;
+                        log::info!(
+                            "token refreshed for {} (expires in {} s)",
+                            token.user(),
+                            token.expires_at().saturating_sub(unix_now())
+                        );
+                        *state = Some(Held { token: token.clone(), received_unix: unix_now(), generation });
+                        self.inner.generation.store(generation, Ordering::Release);
+                        self.inner.updates.send_replace(Some(token.clone()));
+                        return Ok(token);
+                    }
+                    Err(e) => last_error = format!("the service returned an unusable token: {e}"),
+                },
+                Err(e) => last_error = e,
+            }
+        }
+        log::error!("token refresh gave up after {} attempts: {last_error}", self.inner.attempts_per_refresh);
+        Err(TokenError::RefreshFailed(last_error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calling::Backoff;
+    use base64::Engine;
+    use std::sync::atomic::AtomicU32;
+
+    fn jwt(user: &str, exp: u64) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let claims = serde_json::json!({"sub": user, "exp": exp});
+        format!("{}.{}.c2ln", b64(br#"{"alg":"HS256"}"#), b64(claims.to_string().as_bytes()))
+    }
+
+    fn fast_policy(attempts: u32) -> RefreshPolicy {
+        RefreshPolicy {
+            retry: Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+                max_attempts: Some(attempts),
+            },
+            ..RefreshPolicy::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn static_token_is_served_until_it_expires() {
+        let c = TokenCredential::from_static(&jwt("alice", unix_now() + 600)).unwrap();
+        assert_eq!(c.get().await.unwrap().user(), "alice");
+        assert!(!c.can_refresh());
+        let expired = TokenCredential::from_static(&jwt("alice", 10)).unwrap();
+        assert_eq!(expired.get().await.unwrap_err(), TokenError::NoRefresher);
+        assert!(TokenCredential::from_static("not-a-jwt").is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_refresh() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c2 = calls.clone();
+        let cred = TokenCredential::with_refresher(
+            move || {
+                let calls = c2.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(jwt("bob", unix_now() + 600))
+                }
+            },
+            fast_policy(3),
+        );
+        let (a, b, c) = tokio::join!(cred.get(), cred.get(), cred.refresh());
+        assert_eq!(a.unwrap().user(), "bob");
+        assert_eq!(b.unwrap().user(), "bob");
+        assert_eq!(c.unwrap().user(), "bob");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A held fresh token needs no refresh.
+        cred.get().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_refresh_is_retried_with_backoff_then_succeeds() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c2 = calls.clone();
+        let cred = TokenCredential::with_refresher(
+            move || {
+                let n = c2.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        Err("token endpoint unreachable".to_string())
+                    } else {
+                        Ok(jwt("bob", unix_now() + 600))
+                    }
+                }
+            },
+            fast_policy(5),
+        );
+        assert_eq!(cred.get().await.unwrap().user(), "bob");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn refresh_gives_up_with_a_clear_error_that_hides_the_token() {
+        let cred = TokenCredential::with_refresher(|| async { Ok(jwt("bob", 5)) }, fast_policy(2));
+        let err = cred.get().await.unwrap_err();
+        let TokenError::RefreshFailed(msg) = &err else { panic!("{err:?}") };
+        assert!(msg.contains("expired"), "{msg}");
+        assert!(!err.to_string().contains(&jwt("bob", 5)));
+    }
+
+    #[tokio::test]
+    async fn new_tokens_are_published_to_subscribers() {
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let cred = TokenCredential::with_initial(
+            &jwt("carol", unix_now() + 600),
+            move || {
+                let k = n2.fetch_add(1, Ordering::SeqCst);
+                async move { Ok(jwt("carol", unix_now() + 600 + u64::from(k) + 1)) }
+            },
+            fast_policy(1),
+        )
+        .unwrap();
+        let mut rx = cred.subscribe();
+        let first = rx.borrow_and_update().clone().unwrap();
+        cred.refresh().await.unwrap();
+        rx.changed().await.unwrap();
+        let second = rx.borrow().clone().unwrap();
+        assert!(second.expires_at() > first.expires_at());
+        assert!(!format!("{cred:?}").contains("carol"));
+    }
+
+    #[tokio::test]
+    async fn refresh_is_due_by_the_policy() {
+        let policy = RefreshPolicy { margin: Duration::from_secs(60), ..fast_policy(1) };
+        let cred =
+            TokenCredential::with_initial(&jwt("d", unix_now() + 3600), || async { Err("x".into()) }, policy).unwrap();
+        let due = cred.refresh_due_in().await.unwrap();
+        assert!(due <= Duration::from_secs(3540) && due >= Duration::from_secs(3530), "{due:?}");
+        assert_eq!(TokenCredential::from_static(&jwt("d", unix_now() + 5)).unwrap().refresh_due_in().await, None);
+    }
+}

@@ -1,0 +1,81 @@
+//! The asynchronous calling API (`CallClient`, `Call`, `RemoteParticipant`, ...) and the engine task behind it,
+//! which drives the pure calling core with the Janus signaling client and the WebRTC media sessions.
+
+mod api;
+pub mod credential;
+mod engine;
+pub mod events;
+
+pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
+pub use credential::{RefreshFuture, TokenCredential};
+pub use events::{EventStream, Filter};
+
+use crate::calling::{CallEndReason, CallingError, CoreConfig, RefreshPolicy, TokenError};
+use crate::media::MediaConfig;
+use crate::signaling::SignalingError;
+use std::time::Duration;
+
+/// How a `CallClient` connects and behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Janus WebSocket URLs, tried in order (fail-over).
+    pub janus_urls: Vec<String>,
+    pub media: MediaConfig,
+    pub core: CoreConfig,
+    pub refresh: RefreshPolicy,
+    /// SIP registration expiry: short, so that the contact of a device that died heals quickly.
+    pub register_ttl: Duration,
+    /// How long any request to the servers may take.
+    pub request_timeout: Duration,
+    /// Per-subscriber event queue capacity (see the overflow policy in `calling::events`).
+    pub event_queue_capacity: usize,
+    /// Display name sent with calls.
+    pub display_name: Option<String>,
+    /// Keepalive period of the Janus session.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            janus_urls: vec!["ws://127.0.0.1:8188".into()],
+            media: MediaConfig::default(),
+            core: CoreConfig::default(),
+            refresh: RefreshPolicy::default(),
+            register_ttl: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            event_queue_capacity: 256,
+            display_name: None,
+            keepalive_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Why a calling API request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Calling(#[from] CallingError),
+    #[error("token: {0}")]
+    Token(#[from] TokenError),
+    #[error("signaling: {0}")]
+    Signaling(#[from] SignalingError),
+    #[error("media: {0}")]
+    Media(#[from] crate::media::MediaError),
+    #[error("SIP registration as {user} failed: {code} {reason}")]
+    Registration { user: String, code: i64, reason: String },
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("the call ended ({})", .0.as_ref().map(|r| format!("{} {}", r.code, r.message)).unwrap_or_default())]
+    CallEnded(Option<CallEndReason>),
+    #[error("the client is shut down")]
+    Closed,
+}
+
+impl CallClient {
+    /// Connects to the servers with a token from `credential`, registers, and returns when calls can be placed
+    /// and received (`ConnectionState::Ready`).
+    pub async fn create(credential: TokenCredential, config: ClientConfig) -> Result<CallClient, ClientError> {
+        engine::create_client(credential, config).await
+    }
+}

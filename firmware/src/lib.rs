@@ -1,0 +1,9 @@
+//! callbox: the firmware of a calling appliance. The calling core lives in the `callbox-calling` crate
+//! (re-exported as `calling`); this crate adds the I/O around it: Janus signaling, WebRTC media, and the
+//! asynchronous calling API (`client`) that the appliance logic and embedding programs use.
+
+pub use callbox_calling as calling;
+
+pub mod client;
+pub mod media;
+pub mod signaling;

@@ -1,0 +1,246 @@
+//! The `callbox` command: `call` places a call and reports what happened, `answer` waits for calls and answers
+//! them, both as a real appliance would (Janus + SIP registration, real media from the simulated devices).
+//! The appliance's main loop (`run --config`) comes with the appliance subsystem.
+
+use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
+use callbox::client::{CallClient, ClientConfig, TokenCredential};
+use callbox::media::VideoCodec;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage:
+  callbox call TARGET [options] [--talk SECS] [--dtmf DIGITS] [--hold-for SECS]
+  callbox answer [options] [--calls N] [--after SECS]
+  callbox version
+options:
+  --janus URL              Janus WebSocket URL (repeat for fail-over; default ws://127.0.0.1:8188)
+  --token-url URL          token endpoint (http://host:port/v1/token) ...
+  --device-key-file PATH   ... and the device key to present to it
+  --token-file PATH        or a static user access token (JWT) instead
+  --bind-ip IP             local address for media (default 127.0.0.1)
+  --video WxH@FPS          test-pattern video size and rate (default 640x480@30), or 'off'
+  --codec h264|vp8         preferred video codec (default h264, both offered)
+  --country-code CC        default country code for phone numbers without one
+environment: RUST_LOG=info|debug|... (log filter)";
+
+#[derive(Default)]
+struct Args {
+    command: String,
+    target: Option<String>,
+    janus: Vec<String>,
+    token_url: Option<String>,
+    device_key_file: Option<String>,
+    token_file: Option<String>,
+    bind_ip: Option<String>,
+    video: Option<String>,
+    codec: Option<String>,
+    country_code: Option<String>,
+    talk_secs: u64,
+    dtmf: Option<String>,
+    hold_for: Option<u64>,
+    calls: u32,
+    after_secs: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args { talk_secs: 5, calls: 1, ..Args::default() };
+    a.command = it.next().ok_or("no command given")?;
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let num = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a number"));
+        match arg.as_str() {
+            "--janus" => a.janus.push(value("--janus")?),
+            "--token-url" => a.token_url = Some(value("--token-url")?),
+            "--device-key-file" => a.device_key_file = Some(value("--device-key-file")?),
+            "--token-file" => a.token_file = Some(value("--token-file")?),
+            "--bind-ip" => a.bind_ip = Some(value("--bind-ip")?),
+            "--video" => a.video = Some(value("--video")?),
+            "--codec" => a.codec = Some(value("--codec")?),
+            "--country-code" => a.country_code = Some(value("--country-code")?),
+            "--talk" => a.talk_secs = num("--talk", value("--talk")?)?,
+            "--dtmf" => a.dtmf = Some(value("--dtmf")?),
+            "--hold-for" => a.hold_for = Some(num("--hold-for", value("--hold-for")?)?),
+            "--calls" => a.calls = u32::try_from(num("--calls", value("--calls")?)?).unwrap_or(u32::MAX),
+            "--after" => a.after_secs = num("--after", value("--after")?)?,
+            other if !other.starts_with("--") && a.target.is_none() => a.target = Some(other.to_string()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(a)
+}
+
+fn read_secret_file(path: &str) -> Result<Secret, String> {
+    std::fs::read_to_string(path).map(|s| Secret::new(s.trim())).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+fn credential(a: &Args) -> Result<TokenCredential, String> {
+    if let Some(path) = &a.token_file {
+        let token = read_secret_file(path)?;
+        return TokenCredential::from_static(token.expose()).map_err(|e| format!("{path}: {e}"));
+    }
+    let url = a.token_url.clone().ok_or("give --token-url with --device-key-file, or --token-file")?;
+    let path = a.device_key_file.as_deref().ok_or("--token-url needs --device-key-file")?;
+    let key = read_secret_file(path)?;
+    Ok(TokenCredential::with_refresher(
+        move || {
+            let (url, key) = (url.clone(), key.clone());
+            async move { callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string()) }
+        },
+        RefreshPolicy::default(),
+    ))
+}
+
+fn client_config(a: &Args) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::default();
+    if !a.janus.is_empty() {
+        config.janus_urls = a.janus.clone();
+    }
+    if let Some(ip) = &a.bind_ip {
+        config.media.bind_ip = ip.parse().map_err(|_| format!("--bind-ip: '{ip}' is not an IP address"))?;
+    }
+    match a.video.as_deref() {
+        None => {}
+        Some("off") => config.media.video = None,
+        Some(spec) => {
+            let bad = || format!("--video: '{spec}' is not WxH@FPS");
+            let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
+            let (w, h) = size.split_once('x').ok_or_else(bad)?;
+            if let Some(v) = config.media.video.as_mut() {
+                v.width = w.parse().map_err(|_| bad())?;
+                v.height = h.parse().map_err(|_| bad())?;
+                v.fps = fps.parse().map_err(|_| bad())?;
+            }
+        }
+    }
+    if let (Some(codec), Some(v)) = (a.codec.as_deref(), config.media.video.as_mut()) {
+        v.codecs = match codec {
+            "h264" => vec![VideoCodec::H264, VideoCodec::Vp8],
+            "vp8" => vec![VideoCodec::Vp8, VideoCodec::H264],
+            other => return Err(format!("--codec: '{other}' is not h264 or vp8")),
+        };
+    }
+    Ok(config)
+}
+
+fn print_stats(client_call: &callbox::client::Call) {
+    if let Some(s) = client_call.media_stats() {
+        println!(
+            "media: codec {:?}, audio {} sent / {} received (far-end level {:.1} dBFS, longest gap {} ms), \
+             video {} frames sent / {} decoded, last far-end frame #{:?}",
+            s.video_codec,
+            s.audio_packets_sent,
+            s.audio_packets_received,
+            s.remote_audio_level_dbfs,
+            s.max_audio_gap_ms,
+            s.video_frames_sent,
+            s.video_frames_decoded,
+            s.last_remote_frame_counter
+        );
+    }
+}
+
+async fn run_call(a: &Args, client: &CallClient) -> Result<(), String> {
+    let target = a.target.as_deref().ok_or("call needs a TARGET")?;
+    let target = Identifier::parse(target, a.country_code.as_deref()).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let call = client.call(std::slice::from_ref(&target)).map_err(|e| e.to_string())?;
+    let mut events = call.events();
+    println!("calling {target}");
+    let connected = call.wait_state(&mut events, |s| s == CallState::Connected, Duration::from_secs(60)).await;
+    if let Err(e) = connected {
+        let reason = call.end_reason();
+        return Err(format!("call not connected: {e} {reason:?}"));
+    }
+    println!("connected after {} ms", started.elapsed().as_millis());
+    if let Some(digits) = &a.dtmf {
+        for d in digits.chars() {
+            call.send_dtmf(d).await.map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    if let Some(secs) = a.hold_for {
+        call.hold().await.map_err(|e| e.to_string())?;
+        println!("on hold for {secs} s");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        call.resume().await.map_err(|e| e.to_string())?;
+    }
+    let talk = tokio::time::sleep(Duration::from_secs(a.talk_secs));
+    tokio::pin!(talk);
+    loop {
+        tokio::select! {
+            _ = &mut talk => break,
+            ev = events.next_event() => match ev {
+                Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => break,
+                Some(e) => log::debug!("{e:?}"),
+            },
+        }
+    }
+    print_stats(&call);
+    if call.state() != CallState::Disconnected {
+        call.hang_up().await.map_err(|e| e.to_string())?;
+    }
+    println!("ended: {:?}", call.end_reason());
+    Ok(())
+}
+
+async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
+    let mut events = client.events();
+    for _ in 0..a.calls {
+        let incoming = client.next_incoming_call(&mut events).await.ok_or("client closed")?;
+        println!("incoming call from {}", incoming.from());
+        if a.after_secs > 0 {
+            tokio::time::sleep(Duration::from_secs(a.after_secs)).await;
+        }
+        let call = incoming.accept().await.map_err(|e| e.to_string())?;
+        let mut call_events = call.events();
+        let _ =
+            call.wait_state(&mut call_events, |s| s == CallState::Disconnected, Duration::from_secs(24 * 3600)).await;
+        print_stats(&call);
+        println!("ended: {:?}", call.end_reason());
+    }
+    Ok(())
+}
+
+async fn run(a: Args) -> Result<(), String> {
+    if a.command == "version" {
+        println!("callbox {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if a.command != "call" && a.command != "answer" {
+        return Err(format!("unknown command '{}'", a.command));
+    }
+    let client = CallClient::create(credential(&a)?, client_config(&a)?).await.map_err(|e| e.to_string())?;
+    println!("ready as {}", client.identity());
+    let result = tokio::select! {
+        r = async { if a.command == "call" { run_call(&a, &client).await } else { run_answer(&a, &client).await } } => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    client.shutdown().await;
+    result
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("callbox: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callbox: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! WebRTC media for one call leg: a webrtc-rs 0.21 peer connection carrying Opus audio and H.264/VP8
+//! video, with synthetic sources (tone, frame-counter test pattern) and in-memory sinks (decoded PCM,
+//! latest decoded frame), keyframe policy, RTCP feedback counting and call-quality statistics.
+//!
+//! [`MediaSession`] is the only type the calling API drives: `create_offer`/`accept_answer` when we
+//! call, `accept_offer` when Janus offers (also for re-offers on an established session).
+
+mod audio;
+pub mod pattern;
+mod rtcp;
+mod session;
+mod video;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+pub use pattern::{draw_test_frame, read_frame_counter, VideoFrame};
+pub use session::MediaSession;
+
+/// A video codec this firmware can send and receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// H.264 constrained baseline, packetization-mode 1.
+    H264,
+    /// VP8.
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The RTP MIME type (`video/H264`, `video/VP8`).
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "video/H264",
+            VideoCodec::Vp8 => "video/VP8",
+        }
+    }
+
+    /// Parses a MIME type, case-insensitively.
+    pub fn from_mime_type(mime: &str) -> Option<Self> {
+        if mime.eq_ignore_ascii_case("video/H264") {
+            Some(VideoCodec::H264)
+        } else if mime.eq_ignore_ascii_case("video/VP8") {
+            Some(VideoCodec::Vp8)
+        } else {
+            None
+        }
+    }
+}
+
+/// Video sending configuration (the test-pattern camera and its encoder).
+#[derive(Debug, Clone)]
+pub struct VideoConfig {
+    /// Frame width in pixels (at least [`pattern::MIN_WIDTH`] for the frame counter).
+    pub width: u32,
+    /// Frame height in pixels (at least [`pattern::MIN_HEIGHT`]).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target encoder bitrate.
+    pub bitrate_kbps: u32,
+    /// Codecs offered, in preference order (at least one).
+    pub codecs: Vec<VideoCodec>,
+    /// Force a GStreamer encoder element (e.g. `openh264enc`, `v4l2h264enc`); `None` picks the first
+    /// available for the negotiated codec.
+    pub encoder: Option<String>,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self {
+            width: 640,
+            height: 480,
+            fps: 30,
+            bitrate_kbps: 800,
+            codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
+            encoder: None,
+        }
+    }
+}
+
+/// Audio sending configuration (the tone microphone and its Opus encoder).
+#[derive(Debug, Clone)]
+pub struct AudioConfig {
+    /// Tone frequency.
+    pub tone_hz: f32,
+    /// Tone peak level in dBFS.
+    pub tone_dbfs: f32,
+    /// Opus bitrate in bits per second.
+    pub bitrate_bps: i32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            tone_hz: 440.0,
+            tone_dbfs: -12.0,
+            bitrate_bps: 32_000,
+        }
+    }
+}
+
+/// Everything a [`MediaSession`] needs.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Address the UDP socket binds (ephemeral port); its host candidate is what the far end reaches.
+    pub bind_ip: IpAddr,
+    /// Video, or `None` for an audio-only session (video is then not offered).
+    pub video: Option<VideoConfig>,
+    /// Audio (always offered).
+    pub audio: AudioConfig,
+    /// Periodic keyframe interval after the start-up phase (SIP calls through Janus never see PLIs).
+    pub keyframe_interval: Duration,
+    /// Length of the start-up phase after connecting during which keyframes are sent often.
+    pub startup_keyframe_window: Duration,
+    /// Keyframe period during the start-up phase.
+    pub startup_keyframe_period: Duration,
+    /// How long to wait for ICE gathering before giving up on an offer/answer.
+    pub gather_timeout: Duration,
+    /// Decoded remote PCM kept in memory (samples at 48 kHz mono; older samples are dropped).
+    pub max_buffered_pcm_samples: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            video: Some(VideoConfig::default()),
+            audio: AudioConfig::default(),
+            keyframe_interval: Duration::from_secs(3),
+            startup_keyframe_window: Duration::from_secs(3),
+            startup_keyframe_period: Duration::from_millis(500),
+            gather_timeout: Duration::from_secs(5),
+            max_buffered_pcm_samples: audio::SAMPLE_RATE as usize * 5,
+        }
+    }
+}
+
+/// A snapshot of the session's media statistics.
+#[derive(Debug, Clone, Default)]
+pub struct MediaStats {
+    /// The peer connection is connected (ICE and DTLS up).
+    pub ice_connected: bool,
+    /// The video codec we send, as negotiated (`None` before negotiation or if video was rejected).
+    pub video_codec: Option<VideoCodec>,
+    /// The GStreamer encoder element in use.
+    pub video_encoder: Option<String>,
+    /// The video codec of the remote stream being decoded.
+    pub remote_video_codec: Option<VideoCodec>,
+    /// Opus packets sent.
+    pub audio_packets_sent: u64,
+    /// Opus packets received.
+    pub audio_packets_received: u64,
+    /// Video frames encoded and sent.
+    pub video_frames_sent: u64,
+    /// Video RTP packets sent.
+    pub video_packets_sent: u64,
+    /// Video RTP packets received.
+    pub video_packets_received: u64,
+    /// Remote video frames decoded.
+    pub video_frames_decoded: u64,
+    /// Frame counter read from the latest decoded remote frame (our test pattern only).
+    pub last_remote_frame_counter: Option<u32>,
+    /// Remote audio level of the latest 100 ms window (RMS dBFS; -100 for silence or none yet).
+    pub remote_audio_level_dbfs: f32,
+    /// Longest gap between consecutive received audio packets while connected.
+    pub max_audio_gap_ms: u64,
+    /// Keyframes produced by our encoder.
+    pub keyframes_sent: u64,
+    /// PLIs received for our video.
+    pub plis_received: u64,
+    /// FIRs received for our video.
+    pub firs_received: u64,
+    /// NACK packets received (answered by webrtc-rs's NACK responder).
+    pub nacks_received: u64,
+    /// When the peer connection connected.
+    pub connected_at: Option<Instant>,
+    /// When the first remote video frame was decoded.
+    pub first_remote_frame_at: Option<Instant>,
+}
+
+/// Session events (bounded broadcast; a slow receiver loses the oldest).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The peer connection connected.
+    Connected,
+    /// The connection was lost for now (ICE may recover).
+    Disconnected,
+    /// The peer connection failed.
+    Failed(String),
+    /// The first remote video frame was decoded.
+    FirstRemoteVideoFrame,
+    /// A remote audio level window completed (every ~100 ms while audio flows).
+    RemoteAudioLevel {
+        /// RMS level in dBFS.
+        dbfs: f32,
+    },
+    /// The session was closed.
+    Closed,
+}
+
+/// Errors of the media subsystem.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Invalid configuration.
+    #[error("invalid media configuration: {0}")]
+    Config(String),
+    /// The WebRTC stack failed an operation.
+    #[error("webrtc {op} failed: {source}")]
+    WebRtc {
+        /// What was being done.
+        op: &'static str,
+        /// The webrtc-rs error.
+        #[source]
+        source: webrtc::error::Error,
+    },
+    /// SDP from the far end was unusable.
+    #[error("bad remote SDP ({what}): {detail}")]
+    Sdp {
+        /// Offer or answer.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// ICE gathering did not complete in time.
+    #[error("ICE gathering did not complete within {0:?}")]
+    GatherTimeout(Duration),
+    /// A GStreamer element is not installed.
+    #[error("GStreamer element not available: {0}")]
+    MissingElement(String),
+    /// A GStreamer pipeline failed.
+    #[error("GStreamer: {0}")]
+    Gstreamer(String),
+    /// The audio codec failed.
+    #[error("audio: {0}")]
+    Audio(String),
+    /// The session is closed.
+    #[error("media session is closed")]
+    Closed,
+}
+
+impl MediaError {
+    fn webrtc(op: &'static str) -> impl FnOnce(webrtc::error::Error) -> MediaError {
+        move |source| MediaError::WebRtc { op, source }
+    }
+}

@@ -1,0 +1,1048 @@
+//! [`MediaSession`]: owns the webrtc-rs peer connection, its local tracks and the tasks that feed them
+//! (tone → Opus, test pattern → GStreamer encoder → RTP) and drain the remote tracks (RTP → Opus
+//! decoder / GStreamer decoder), plus negotiation (offer/answer, re-offers) and the keyframe policy.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::shared::marshal::{Marshal, Unmarshal};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::audio::{AudioReceiver, OpusEncoder, ToneSource, FRAME_SAMPLES, SILENCE_DBFS};
+use super::pattern::{draw_test_frame, read_frame_counter, VideoFrame};
+use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
+use super::video::{choose_encoder, EncoderCounters, VideoDecoder, VideoEncoder};
+use super::{MediaConfig, MediaError, MediaEvent, MediaStats, VideoCodec};
+
+const OPUS_PT: u8 = 111;
+const H264_PT: u8 = 102;
+const VP8_PT: u8 = 96;
+const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+const EVENT_CAPACITY: usize = 64;
+const VIDEO_RTP_QUEUE: usize = 512;
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Minimum spacing of keyframes forced by PLI/FIR (a burst of requests yields one keyframe).
+const MIN_REQUESTED_KEYFRAME_SPACING: Duration = Duration::from_millis(200);
+/// While remote video is not yet decoded, ask the far end for a keyframe this often.
+const REMOTE_PLI_PERIOD: Duration = Duration::from_secs(1);
+
+/// What negotiation settled for our sending side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Negotiated {
+    audio_pt: Option<u8>,
+    video: Option<(VideoCodec, u8)>,
+}
+
+#[derive(Default)]
+struct Mutable {
+    negotiated: Negotiated,
+    connected_at: Option<Instant>,
+    last_audio_at: Option<Instant>,
+    max_audio_gap: Duration,
+    remote_audio_level_dbfs: Option<f32>,
+    last_remote_frame: Option<VideoFrame>,
+    last_remote_frame_counter: Option<u32>,
+    first_remote_frame_at: Option<Instant>,
+    remote_video_codec: Option<VideoCodec>,
+    video_encoder: Option<String>,
+    remote_video_track: Option<Arc<dyn TrackRemote>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// State shared by the session handle, the event handler and the tasks.
+struct Shared {
+    config: MediaConfig,
+    events: broadcast::Sender<MediaEvent>,
+    state: Mutex<Mutable>,
+    connected: AtomicBool,
+    closed: AtomicBool,
+    audio_muted: AtomicBool,
+    video_enabled: AtomicBool,
+    keyframe_requested: AtomicBool,
+    wake_video: Notify,
+    gathering: watch::Sender<RTCIceGatheringState>,
+    feedback: Arc<FeedbackCounters>,
+    encoder_counters: Arc<EncoderCounters>,
+    audio_packets_sent: AtomicU64,
+    audio_packets_received: AtomicU64,
+    video_packets_sent: AtomicU64,
+    video_packets_received: AtomicU64,
+    video_frames_decoded: AtomicU64,
+    video_ssrc: u32,
+    audio_rx: Mutex<Option<AudioReceiver>>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mutable> {
+        // A poisoned lock only means a panic elsewhere; the data is plain counters and handles.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: MediaEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(fut);
+        let mut state = self.lock();
+        state.tasks.retain(|t| !t.is_finished());
+        state.tasks.push(handle);
+    }
+}
+
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        log::debug!("ICE gathering state: {state}");
+        self.shared.gathering.send_replace(state);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        log::info!("peer connection state: {state}");
+        let shared = &self.shared;
+        match state {
+            RTCPeerConnectionState::Connected => {
+                {
+                    let mut st = shared.lock();
+                    st.connected_at.get_or_insert_with(Instant::now);
+                    st.last_audio_at = None;
+                }
+                shared.connected.store(true, Ordering::SeqCst);
+                shared.keyframe_requested.store(true, Ordering::SeqCst);
+                shared.wake_video.notify_one();
+                shared.emit(MediaEvent::Connected);
+            }
+            RTCPeerConnectionState::Disconnected => {
+                shared.connected.store(false, Ordering::SeqCst);
+                shared.lock().last_audio_at = None;
+                shared.emit(MediaEvent::Disconnected);
+            }
+            RTCPeerConnectionState::Failed => {
+                shared.connected.store(false, Ordering::SeqCst);
+                shared.lock().last_audio_at = None;
+                shared.emit(MediaEvent::Failed("peer connection failed".into()));
+            }
+            RTCPeerConnectionState::Closed => {
+                shared.connected.store(false, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = track.kind().await;
+        log::info!("remote {kind} track {}", track.track_id().await);
+        let shared = Arc::clone(&self.shared);
+        match kind {
+            RtpCodecKind::Audio => self.shared.spawn(remote_audio_task(shared, track)),
+            RtpCodecKind::Video => {
+                shared.lock().remote_video_track = Some(Arc::clone(&track));
+                self.shared.spawn(remote_video_task(shared, track));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One WebRTC media session (one peer connection). Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct MediaSession {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pc: Arc<dyn PeerConnection>,
+    shared: Arc<Shared>,
+    audio_sender: Arc<dyn RtpSender>,
+    video_sender: Option<Arc<dyn RtpSender>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.shared.lock().tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("connected", &self.inner.shared.connected.load(Ordering::Relaxed))
+            .field("closed", &self.inner.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [("ccm", "fir"), ("nack", ""), ("nack", "pli")]
+        .into_iter()
+        .map(|(typ, parameter)| RTCPFeedback {
+            typ: typ.to_owned(),
+            parameter: parameter.to_owned(),
+        })
+        .collect()
+}
+
+fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
+    let (payload_type, fmtp) = match codec {
+        VideoCodec::H264 => (H264_PT, H264_FMTP),
+        VideoCodec::Vp8 => (VP8_PT, ""),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: codec.mime_type().to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: video_feedback(),
+        },
+        payload_type,
+    }
+}
+
+fn opus_codec() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: OPUS_PT,
+    }
+}
+
+fn dedup(codecs: &[VideoCodec]) -> Vec<VideoCodec> {
+    let mut out: Vec<VideoCodec> = Vec::new();
+    for codec in codecs {
+        if !out.contains(codec) {
+            out.push(*codec);
+        }
+    }
+    out
+}
+
+fn validate(config: &MediaConfig) -> Result<(), MediaError> {
+    if let Some(v) = &config.video {
+        if v.width < super::pattern::MIN_WIDTH || v.height < super::pattern::MIN_HEIGHT {
+            return Err(MediaError::Config(format!(
+                "video size {}x{} is below the {}x{} minimum",
+                v.width,
+                v.height,
+                super::pattern::MIN_WIDTH,
+                super::pattern::MIN_HEIGHT
+            )));
+        }
+        if v.width % 2 != 0 || v.height % 2 != 0 {
+            return Err(MediaError::Config(format!(
+                "video size {}x{} must be even",
+                v.width, v.height
+            )));
+        }
+        if v.fps == 0 || v.fps > 120 {
+            return Err(MediaError::Config(format!("video fps {} out of 1..=120", v.fps)));
+        }
+        if v.codecs.is_empty() {
+            return Err(MediaError::Config("no video codec configured".into()));
+        }
+    }
+    if config.keyframe_interval.is_zero() || config.startup_keyframe_period.is_zero() {
+        return Err(MediaError::Config("keyframe intervals must be non-zero".into()));
+    }
+    Ok(())
+}
+
+fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "callbox".to_owned(),
+        format!("callbox-{kind}"),
+        format!("callbox-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
+impl MediaSession {
+    /// Builds the peer connection (UDP bound on `config.bind_ip`, mDNS off), adds the audio track and,
+    /// if configured, the video track, and starts the media tasks (they send once connected).
+    pub async fn new(config: MediaConfig) -> Result<MediaSession, MediaError> {
+        validate(&config)?;
+        if config.video.is_some() {
+            super::video::init_gstreamer()?;
+        }
+        let mut media_engine = MediaEngine::default();
+        if let Some(video) = &config.video {
+            for codec in dedup(&video.codecs) {
+                media_engine
+                    .register_codec(video_codec_parameters(codec), RtpCodecKind::Video)
+                    .map_err(|e| MediaError::WebRtc {
+                        op: "register video codec",
+                        source: e.into(),
+                    })?;
+            }
+        }
+        media_engine
+            .register_codec(opus_codec(), RtpCodecKind::Audio)
+            .map_err(|e| MediaError::WebRtc {
+                op: "register opus",
+                source: e.into(),
+            })?;
+        let feedback = Arc::new(FeedbackCounters::default());
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(|e| MediaError::WebRtc {
+                op: "register interceptors",
+                source: e.into(),
+            })?
+            .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)));
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .build();
+
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (gathering, _) = watch::channel(RTCIceGatheringState::New);
+        let video_ssrc = rand::random::<u32>();
+        let audio_ssrc = rand::random::<u32>();
+        let shared = Arc::new(Shared {
+            audio_rx: Mutex::new(Some(AudioReceiver::new(config.max_buffered_pcm_samples)?)),
+            config,
+            events,
+            state: Mutex::new(Mutable::default()),
+            connected: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            audio_muted: AtomicBool::new(false),
+            video_enabled: AtomicBool::new(true),
+            keyframe_requested: AtomicBool::new(false),
+            wake_video: Notify::new(),
+            gathering,
+            feedback,
+            encoder_counters: Arc::new(EncoderCounters::default()),
+            audio_packets_sent: AtomicU64::new(0),
+            audio_packets_received: AtomicU64::new(0),
+            video_packets_sent: AtomicU64::new(0),
+            video_packets_received: AtomicU64::new(0),
+            video_frames_decoded: AtomicU64::new(0),
+            video_ssrc,
+        });
+
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(setting_engine)
+            .with_handler(Arc::new(Handler {
+                shared: Arc::clone(&shared),
+            }))
+            .with_udp_addrs(vec![SocketAddr::new(shared.config.bind_ip, 0)])
+            .build()
+            .await
+            .map_err(MediaError::webrtc("build peer connection"))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let audio_track = local_track(RtpCodecKind::Audio, opus_codec().rtp_codec, audio_ssrc);
+        let audio_sender = pc
+            .add_track(Arc::clone(&audio_track) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(MediaError::webrtc("add audio track"))?;
+        let mut video_sender = None;
+        if let Some(video) = &shared.config.video {
+            // The track's own codec is the preferred one; the codec actually sent is read back from
+            // the sender's negotiated parameters (any negotiated payload type is accepted).
+            let first = video.codecs.first().copied().unwrap_or(VideoCodec::H264);
+            let track = local_track(
+                RtpCodecKind::Video,
+                video_codec_parameters(first).rtp_codec,
+                video_ssrc,
+            );
+            let sender = pc
+                .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(MediaError::webrtc("add video track"))?;
+            // The track's codec alone would restrict the offer to that codec: offer every
+            // configured codec, in preference order, through the transceiver's preferences.
+            let preferences: Vec<RTCRtpCodecParameters> = dedup(&video.codecs)
+                .into_iter()
+                .map(video_codec_parameters)
+                .collect();
+            for transceiver in pc.get_transceivers().await {
+                let is_video = matches!(transceiver.sender().await, Ok(Some(s)) if s.id() == sender.id());
+                if is_video {
+                    transceiver
+                        .set_codec_preferences(preferences.clone())
+                        .await
+                        .map_err(MediaError::webrtc("set video codec preferences"))?;
+                }
+            }
+            let (rtp_tx, rtp_rx) = mpsc::channel::<Bytes>(VIDEO_RTP_QUEUE);
+            shared.spawn(video_source_task(Arc::clone(&shared), rtp_tx));
+            shared.spawn(video_rtp_task(Arc::clone(&shared), Arc::clone(&track), rtp_rx));
+            shared.spawn(video_feedback_task(Arc::clone(&shared), track));
+            video_sender = Some(sender);
+        }
+        shared.spawn(audio_source_task(Arc::clone(&shared), audio_track, audio_ssrc));
+
+        Ok(MediaSession {
+            inner: Arc::new(Inner {
+                pc,
+                shared,
+                audio_sender,
+                video_sender,
+            }),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), MediaError> {
+        if self.inner.shared.closed.load(Ordering::SeqCst) {
+            Err(MediaError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn local_sdp_after_gathering(&self) -> Result<String, MediaError> {
+        let timeout = self.inner.shared.config.gather_timeout;
+        let mut rx = self.inner.shared.gathering.subscribe();
+        tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| *s == RTCIceGatheringState::Complete),
+        )
+        .await
+        .map_err(|_| MediaError::GatherTimeout(timeout))?
+        .map_err(|_| MediaError::Closed)?;
+        self.inner
+            .pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| MediaError::Sdp {
+                what: "local",
+                detail: "no local description after gathering".into(),
+            })
+    }
+
+    /// Creates our offer and returns it as complete SDP with candidates inline (non-trickle).
+    pub async fn create_offer(&self) -> Result<String, MediaError> {
+        self.check_open()?;
+        let offer = self
+            .inner
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(MediaError::webrtc("create offer"))?;
+        self.inner
+            .pc
+            .set_local_description(offer)
+            .await
+            .map_err(MediaError::webrtc("set local offer"))?;
+        self.local_sdp_after_gathering().await
+    }
+
+    /// Applies the far end's answer to our offer; the video encoder follows the answer's codec.
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        self.check_open()?;
+        let desc = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::Sdp {
+            what: "answer",
+            detail: e.to_string(),
+        })?;
+        self.inner
+            .pc
+            .set_remote_description(desc)
+            .await
+            .map_err(MediaError::webrtc("set remote answer"))?;
+        self.update_negotiated().await;
+        Ok(())
+    }
+
+    /// Applies the far end's offer (first offer or re-offer on an established session) and returns
+    /// our complete answer SDP.
+    pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
+        self.check_open()?;
+        let desc = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::Sdp {
+            what: "offer",
+            detail: e.to_string(),
+        })?;
+        self.inner
+            .pc
+            .set_remote_description(desc)
+            .await
+            .map_err(MediaError::webrtc("set remote offer"))?;
+        let answer = self
+            .inner
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(MediaError::webrtc("create answer"))?;
+        self.inner
+            .pc
+            .set_local_description(answer)
+            .await
+            .map_err(MediaError::webrtc("set local answer"))?;
+        let sdp = self.local_sdp_after_gathering().await?;
+        self.update_negotiated().await;
+        Ok(sdp)
+    }
+
+    async fn update_negotiated(&self) {
+        let audio_pt = match self.inner.audio_sender.get_parameters().await {
+            Ok(p) => p
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
+                .map(|c| c.payload_type),
+            Err(e) => {
+                log::warn!("cannot read audio sender parameters: {e}");
+                None
+            }
+        };
+        let mut video = None;
+        if let Some(sender) = &self.inner.video_sender {
+            match sender.get_parameters().await {
+                Ok(p) => {
+                    let offered: Vec<String> = p
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .map(|c| format!("{}/{}", c.rtp_codec.mime_type, c.payload_type))
+                        .collect();
+                    log::debug!("video sender codecs after negotiation: {offered:?}");
+                    let allowed = self
+                        .inner
+                        .shared
+                        .config
+                        .video
+                        .as_ref()
+                        .map(|v| v.codecs.clone())
+                        .unwrap_or_default();
+                    video = p.rtp_parameters.codecs.iter().find_map(|c| {
+                        let codec = VideoCodec::from_mime_type(&c.rtp_codec.mime_type)?;
+                        if !allowed.contains(&codec) {
+                            return None;
+                        }
+                        if codec == VideoCodec::H264 && !h264_fmtp_usable(&c.rtp_codec.sdp_fmtp_line) {
+                            return None;
+                        }
+                        Some((codec, c.payload_type))
+                    });
+                }
+                Err(e) => log::warn!("cannot read video sender parameters: {e}"),
+            }
+        }
+        let negotiated = Negotiated { audio_pt, video };
+        log::info!("negotiated: {negotiated:?}");
+        self.inner.shared.lock().negotiated = negotiated;
+        self.inner.shared.wake_video.notify_one();
+    }
+
+    /// Stops (or resumes) sending the tone: while muted, Opus-encoded silence is sent so the RTP
+    /// stream and its timing stay continuous (SIP phones and Janus see no RTP timeout).
+    pub fn set_audio_muted(&self, muted: bool) {
+        self.inner.shared.audio_muted.store(muted, Ordering::SeqCst);
+    }
+
+    /// Stops or restarts sending video frames (a keyframe follows a restart).
+    pub fn set_video_enabled(&self, on: bool) {
+        let was = self.inner.shared.video_enabled.swap(on, Ordering::SeqCst);
+        if on && !was {
+            self.inner.shared.keyframe_requested.store(true, Ordering::SeqCst);
+        }
+        self.inner.shared.wake_video.notify_one();
+    }
+
+    /// Asks the far end for a keyframe (sends a PLI on the remote video stream).
+    pub async fn request_remote_keyframe(&self) -> Result<(), MediaError> {
+        self.check_open()?;
+        let track = self.inner.shared.lock().remote_video_track.clone();
+        match track {
+            Some(track) => send_pli(&self.inner.shared, &track).await,
+            None => Err(MediaError::Config("no remote video track yet".into())),
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> MediaStats {
+        let shared = &self.inner.shared;
+        let st = shared.lock();
+        MediaStats {
+            ice_connected: shared.connected.load(Ordering::Relaxed),
+            video_codec: st.negotiated.video.map(|(c, _)| c),
+            video_encoder: st.video_encoder.clone(),
+            remote_video_codec: st.remote_video_codec,
+            audio_packets_sent: shared.audio_packets_sent.load(Ordering::Relaxed),
+            audio_packets_received: shared.audio_packets_received.load(Ordering::Relaxed),
+            video_frames_sent: shared.encoder_counters.frames_encoded.load(Ordering::Relaxed),
+            video_packets_sent: shared.video_packets_sent.load(Ordering::Relaxed),
+            video_packets_received: shared.video_packets_received.load(Ordering::Relaxed),
+            video_frames_decoded: shared.video_frames_decoded.load(Ordering::Relaxed),
+            last_remote_frame_counter: st.last_remote_frame_counter,
+            remote_audio_level_dbfs: st.remote_audio_level_dbfs.unwrap_or(SILENCE_DBFS),
+            max_audio_gap_ms: u64::try_from(st.max_audio_gap.as_millis()).unwrap_or(u64::MAX),
+            keyframes_sent: shared.encoder_counters.keyframes.load(Ordering::Relaxed),
+            plis_received: shared.feedback.plis.load(Ordering::Relaxed),
+            firs_received: shared.feedback.firs.load(Ordering::Relaxed),
+            nacks_received: shared.feedback.nacks.load(Ordering::Relaxed),
+            connected_at: st.connected_at,
+            first_remote_frame_at: st.first_remote_frame_at,
+        }
+    }
+
+    /// Resets `max_audio_gap_ms` (e.g. at the start of a measured interval).
+    pub fn reset_max_audio_gap(&self) {
+        self.inner.shared.lock().max_audio_gap = Duration::ZERO;
+    }
+
+    /// Subscribes to session events.
+    pub fn events(&self) -> broadcast::Receiver<MediaEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// The latest decoded remote video frame (packed I420).
+    pub fn last_remote_frame(&self) -> Option<VideoFrame> {
+        self.inner.shared.lock().last_remote_frame.clone()
+    }
+
+    /// Drains the decoded remote audio (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).
+    pub fn take_remote_audio(&self) -> Vec<i16> {
+        let mut rx = self
+            .inner
+            .shared
+            .audio_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        rx.as_mut().map(|r| r.take_pcm()).unwrap_or_default()
+    }
+
+    /// Stops every task and pipeline and closes the peer connection. Idempotent.
+    pub async fn close(&self) {
+        let shared = &self.inner.shared;
+        if shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        shared.connected.store(false, Ordering::SeqCst);
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut st = shared.lock();
+            st.remote_video_track = None;
+            st.tasks.drain(..).collect()
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.inner.pc.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::debug!("peer connection close: {e}"),
+            Err(_) => log::warn!("peer connection close timed out after {CLOSE_TIMEOUT:?}"),
+        }
+        shared.emit(MediaEvent::Closed);
+    }
+}
+
+/// Whether an H.264 fmtp line is something we can send (packetization-mode 1, baseline family).
+fn h264_fmtp_usable(fmtp: &str) -> bool {
+    let mut mode1 = false;
+    let mut baseline = true;
+    for param in fmtp.split(';') {
+        let mut kv = param.trim().splitn(2, '=');
+        let key = kv.next().unwrap_or("").trim().to_ascii_lowercase();
+        let value = kv.next().unwrap_or("").trim().to_ascii_lowercase();
+        match key.as_str() {
+            "packetization-mode" => mode1 = value == "1",
+            "profile-level-id" => baseline = value.starts_with("42"),
+            _ => {}
+        }
+    }
+    mode1 && baseline
+}
+
+async fn send_pli(shared: &Shared, track: &Arc<dyn TrackRemote>) -> Result<(), MediaError> {
+    let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+        return Err(MediaError::Config("remote video track has no SSRC yet".into()));
+    };
+    let pli = PictureLossIndication {
+        sender_ssrc: shared.video_ssrc,
+        media_ssrc,
+    };
+    track
+        .write_rtcp(vec![Box::new(pli)])
+        .await
+        .map_err(MediaError::webrtc("send PLI"))
+}
+
+async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
+    let audio = shared.config.audio.clone();
+    let mut encoder = match OpusEncoder::new(audio.bitrate_bps) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("audio source stopped: {e}");
+            shared.emit(MediaEvent::Failed(e.to_string()));
+            return;
+        }
+    };
+    let mut tone = ToneSource::new(audio.tone_hz, audio.tone_dbfs);
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    let silence = [0i16; FRAME_SAMPLES];
+    let mut seq: u16 = rand::random();
+    let mut timestamp: u32 = rand::random();
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let mut errors: u64 = 0;
+    loop {
+        ticker.tick().await;
+        timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        tone.next_frame(&mut pcm);
+        let Some(pt) = shared.lock().negotiated.audio_pt else {
+            continue;
+        };
+        if !shared.connected.load(Ordering::Relaxed) {
+            continue;
+        }
+        let frame = if shared.audio_muted.load(Ordering::Relaxed) {
+            &silence
+        } else {
+            &pcm
+        };
+        let payload = match encoder.encode(frame) {
+            Ok(p) => Bytes::copy_from_slice(p),
+            Err(e) => {
+                log::warn!("{e}");
+                continue;
+            }
+        };
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload,
+        };
+        seq = seq.wrapping_add(1);
+        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(packet)).await {
+            Ok(Ok(())) => {
+                shared.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                errors += 1;
+                if errors.is_power_of_two() {
+                    log::debug!("audio RTP write failed ({errors} so far): {e}");
+                }
+            }
+            Err(_) => log::warn!("audio RTP write timed out"),
+        }
+    }
+}
+
+async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
+    let Some(video) = shared.config.video.clone() else {
+        return;
+    };
+    let frame_period = Duration::from_secs_f64(1.0 / f64::from(video.fps));
+    let mut ticker = tokio::time::interval(frame_period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut encoder: Option<(VideoEncoder, u8)> = None;
+    let mut failed_for: Option<(VideoCodec, u8)> = None;
+    let mut counter: u32 = 0;
+    let mut last_keyframe: Option<Instant> = None;
+    let mut last_requested: Option<Instant> = None;
+    let dropped = Arc::new(AtomicU16::new(0));
+    loop {
+        let connected = shared.connected.load(Ordering::Relaxed);
+        let enabled = shared.video_enabled.load(Ordering::Relaxed);
+        if !connected || !enabled {
+            tokio::select! {
+                _ = shared.wake_video.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        ticker.tick().await;
+        let (negotiated, connected_at) = {
+            let st = shared.lock();
+            (st.negotiated.video, st.connected_at)
+        };
+        // (Re)build the encoder when negotiation changed the codec or payload type.
+        let current = encoder.as_ref().map(|(e, pt)| (e.codec(), *pt));
+        if current != negotiated {
+            encoder = None;
+            shared.lock().video_encoder = None;
+            if let Some((codec, pt)) = negotiated {
+                if failed_for != Some((codec, pt)) {
+                    let tx = rtp_tx.clone();
+                    let dropped = Arc::clone(&dropped);
+                    let built = choose_encoder(codec, video.encoder.as_deref()).and_then(|element| {
+                        VideoEncoder::start(
+                            codec,
+                            &element,
+                            video.width,
+                            video.height,
+                            video.fps,
+                            video.bitrate_kbps,
+                            pt,
+                            shared.video_ssrc,
+                            Arc::clone(&shared.encoder_counters),
+                            move |rtp| {
+                                if tx.try_send(rtp).is_err() {
+                                    let n = dropped.fetch_add(1, Ordering::Relaxed);
+                                    if n % 100 == 0 {
+                                        log::warn!("video RTP queue full, dropping packets");
+                                    }
+                                }
+                            },
+                        )
+                    });
+                    match built {
+                        Ok(e) => {
+                            shared.lock().video_encoder = Some(e.element().to_owned());
+                            encoder = Some((e, pt));
+                            failed_for = None;
+                            last_keyframe = None;
+                        }
+                        Err(e) => {
+                            log::error!("cannot start video encoder for {codec:?}: {e}");
+                            shared.emit(MediaEvent::Failed(format!("video encoder: {e}")));
+                            failed_for = Some((codec, pt));
+                        }
+                    }
+                }
+            }
+        }
+        let Some((enc, _)) = encoder.as_mut() else {
+            continue;
+        };
+        // Keyframe policy: requested (PLI/FIR, connect, re-enable), start-up burst, then periodic.
+        let now = Instant::now();
+        let in_startup = connected_at
+            .is_none_or(|t| now.duration_since(t) < shared.config.startup_keyframe_window);
+        let period = if in_startup {
+            shared.config.startup_keyframe_period
+        } else {
+            shared.config.keyframe_interval
+        };
+        let requested = shared.keyframe_requested.swap(false, Ordering::SeqCst)
+            && last_requested.is_none_or(|t| now.duration_since(t) >= MIN_REQUESTED_KEYFRAME_SPACING);
+        if requested {
+            last_requested = Some(now);
+        }
+        if requested || last_keyframe.is_none_or(|t| now.duration_since(t) >= period) {
+            enc.force_keyframe();
+            last_keyframe = Some(now);
+        }
+        let frame = draw_test_frame(video.width, video.height, counter);
+        counter = counter.wrapping_add(1);
+        if let Err(e) = enc.push_frame(&frame) {
+            log::warn!("{e}");
+        }
+    }
+}
+
+async fn video_rtp_task(
+    shared: Arc<Shared>,
+    track: Arc<TrackLocalStaticRTP>,
+    mut rtp_rx: mpsc::Receiver<Bytes>,
+) {
+    let mut seq: u16 = rand::random();
+    let mut errors: u64 = 0;
+    while let Some(raw) = rtp_rx.recv().await {
+        let mut buf = raw;
+        let mut packet = match rtc::rtp::Packet::unmarshal(&mut buf) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("encoder produced an unparsable RTP packet: {e}");
+                continue;
+            }
+        };
+        // Our own sequence numbering stays continuous across encoder rebuilds.
+        packet.header.sequence_number = seq;
+        packet.header.ssrc = shared.video_ssrc;
+        seq = seq.wrapping_add(1);
+        if !shared.connected.load(Ordering::Relaxed) {
+            continue;
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(packet)).await {
+            Ok(Ok(())) => {
+                shared.video_packets_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                errors += 1;
+                if errors.is_power_of_two() {
+                    log::debug!("video RTP write failed ({errors} so far): {e}");
+                }
+            }
+            Err(_) => log::warn!("video RTP write timed out"),
+        }
+    }
+}
+
+/// Keyframe requests (PLI/FIR marked for delivery by the feedback interceptor) for our video.
+async fn video_feedback_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>) {
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackLocalEvent::OnRtcpPacket(packets) => {
+                log::debug!("keyframe request from the far end ({} packets)", packets.len());
+                shared.keyframe_requested.store(true, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+    log::debug!("local video track event stream ended");
+}
+
+async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                shared.audio_packets_received.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                if shared.connected.load(Ordering::Relaxed) {
+                    let mut st = shared.lock();
+                    if let Some(last) = st.last_audio_at {
+                        let gap = now.duration_since(last);
+                        if gap > st.max_audio_gap {
+                            st.max_audio_gap = gap;
+                        }
+                    }
+                    st.last_audio_at = Some(now);
+                }
+                let levels = {
+                    let mut rx = shared.audio_rx.lock().unwrap_or_else(|e| e.into_inner());
+                    match rx.as_mut() {
+                        Some(rx) => rx.receive(packet.header.sequence_number, &packet.payload),
+                        None => Vec::new(),
+                    }
+                };
+                if let Some(&last) = levels.last() {
+                    shared.lock().remote_audio_level_dbfs = Some(last);
+                }
+                for dbfs in levels {
+                    shared.emit(MediaEvent::RemoteAudioLevel { dbfs });
+                }
+            }
+            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+            _ => {}
+        }
+    }
+    log::debug!("remote audio track ended");
+}
+
+async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
+    let mut decoder: Option<(VideoDecoder, u8)> = None;
+    let mut failed_pt: Option<u8> = None;
+    let mut last_pli: Option<Instant> = None;
+    while let Some(event) = track.poll().await {
+        let packet = match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => packet,
+            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+            _ => continue,
+        };
+        shared.video_packets_received.fetch_add(1, Ordering::Relaxed);
+        let pt = packet.header.payload_type;
+        if decoder.as_ref().map(|(_, p)| *p) != Some(pt) && failed_pt != Some(pt) {
+            decoder = None;
+            let codec = track
+                .codec(packet.header.ssrc)
+                .await
+                .and_then(|c| VideoCodec::from_mime_type(&c.mime_type));
+            let Some(codec) = codec else {
+                log::warn!("remote video payload type {pt} is not a codec we decode");
+                failed_pt = Some(pt);
+                continue;
+            };
+            let sink = Arc::clone(&shared);
+            match VideoDecoder::start(codec, pt, move |frame| on_decoded_frame(&sink, frame)) {
+                Ok(d) => {
+                    shared.lock().remote_video_codec = Some(d.codec());
+                    decoder = Some((d, pt));
+                    failed_pt = None;
+                }
+                Err(e) => {
+                    log::error!("cannot start video decoder for {codec:?}: {e}");
+                    failed_pt = Some(pt);
+                    continue;
+                }
+            }
+        }
+        let Some((dec, _)) = decoder.as_ref() else {
+            continue;
+        };
+        match packet.marshal() {
+            Ok(raw) => {
+                if let Err(e) = dec.push_rtp(raw.freeze()) {
+                    log::debug!("{e}");
+                }
+            }
+            Err(e) => log::debug!("cannot re-marshal a received video packet: {e}"),
+        }
+        // Until the first frame decodes, ask for a keyframe now and then (Janus videoroom forwards
+        // PLIs to the publisher; a SIP far end will send its own periodic keyframes).
+        let now = Instant::now();
+        if shared.lock().first_remote_frame_at.is_none()
+            && last_pli.is_none_or(|t| now.duration_since(t) >= REMOTE_PLI_PERIOD)
+        {
+            last_pli = Some(now);
+            if let Err(e) = send_pli(&shared, &track).await {
+                log::debug!("{e}");
+            }
+        }
+    }
+    log::debug!("remote video track ended");
+}
+
+fn on_decoded_frame(shared: &Shared, frame: VideoFrame) {
+    shared.video_frames_decoded.fetch_add(1, Ordering::Relaxed);
+    let counter = read_frame_counter(&frame);
+    let first = {
+        let mut st = shared.lock();
+        st.last_remote_frame = Some(frame);
+        if counter.is_some() {
+            st.last_remote_frame_counter = counter;
+        }
+        if st.first_remote_frame_at.is_none() {
+            st.first_remote_frame_at = Some(Instant::now());
+            true
+        } else {
+            false
+        }
+    };
+    if first {
+        shared.emit(MediaEvent::FirstRemoteVideoFrame);
+    }
+}

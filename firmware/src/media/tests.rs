@@ -1,0 +1,183 @@
+//! End-to-end tests of `MediaSession`: two sessions in one process on 127.0.0.1, real RTP both ways.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn config(codecs: Vec<VideoCodec>) -> MediaConfig {
+    MediaConfig {
+        video: Some(VideoConfig {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate_kbps: 400,
+            codecs,
+            encoder: None,
+        }),
+        ..MediaConfig::default()
+    }
+}
+
+/// Polls `cond` on the stats until it holds (generous deadline only to avoid hanging).
+async fn wait_for(session: &MediaSession, what: &str, cond: impl Fn(&MediaStats) -> bool) -> MediaStats {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let stats = session.stats();
+        if cond(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {stats:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connected_pair(offerer: MediaConfig, answerer: MediaConfig) -> (MediaSession, MediaSession) {
+    let a = MediaSession::new(offerer).await.unwrap();
+    let b = MediaSession::new(answerer).await.unwrap();
+    let offer = a.create_offer().await.unwrap();
+    assert!(offer.contains("a=candidate:"), "offer has no candidates:\n{offer}");
+    assert!(offer.contains("127.0.0.1"), "offer has no loopback candidate:\n{offer}");
+    let answer = b.accept_offer(&offer).await.unwrap();
+    assert!(answer.contains("a=candidate:"), "answer has no candidates:\n{answer}");
+    a.accept_answer(&answer).await.unwrap();
+    wait_for(&a, "A connected", |s| s.ice_connected).await;
+    wait_for(&b, "B connected", |s| s.ice_connected).await;
+    (a, b)
+}
+
+/// Each side decodes the other's video (counter advancing) and hears the other's tone.
+async fn assert_media_flows(a: &MediaSession, b: &MediaSession, codec: VideoCodec) {
+    for (me, name) in [(a, "A"), (b, "B")] {
+        let first = wait_for(me, &format!("{name} decodes video"), |s| {
+            s.last_remote_frame_counter.is_some()
+        })
+        .await;
+        let c1 = first.last_remote_frame_counter.unwrap();
+        let later = wait_for(me, &format!("{name} counter advances"), |s| {
+            s.last_remote_frame_counter.is_some_and(|c| c > c1)
+        })
+        .await;
+        assert_eq!(later.remote_video_codec, Some(codec), "{name}");
+        assert_eq!(later.video_codec, Some(codec), "{name}");
+        let frame = me.last_remote_frame().unwrap();
+        assert_eq!((frame.width, frame.height), (320, 240));
+        assert!(later.first_remote_frame_at.is_some());
+        wait_for(me, &format!("{name} hears the tone"), |s| {
+            s.audio_packets_received > 20 && s.remote_audio_level_dbfs > -30.0
+        })
+        .await;
+    }
+    assert!(!b.take_remote_audio().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_call_between_two_sessions() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (a, b) = connected_pair(config(vec![VideoCodec::H264, VideoCodec::Vp8]), config(vec![VideoCodec::H264, VideoCodec::Vp8])).await;
+    let mut events = a.events();
+    assert_media_flows(&a, &b, VideoCodec::H264).await;
+    assert!(a.stats().keyframes_sent >= 1 && b.stats().keyframes_sent >= 1);
+    // The broadcast carried level events.
+    let mut saw_level = false;
+    while let Ok(ev) = events.try_recv() {
+        saw_level |= matches!(ev, MediaEvent::RemoteAudioLevel { .. });
+    }
+    assert!(saw_level);
+    a.close().await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_when_the_offerer_prefers_it() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (a, b) = connected_pair(config(vec![VideoCodec::Vp8, VideoCodec::H264]), config(vec![VideoCodec::H264, VideoCodec::Vp8])).await;
+    assert_media_flows(&a, &b, VideoCodec::Vp8).await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_when_the_answerer_only_has_vp8() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (a, b) = connected_pair(config(vec![VideoCodec::H264, VideoCodec::Vp8]), config(vec![VideoCodec::Vp8])).await;
+    assert_media_flows(&a, &b, VideoCodec::Vp8).await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pli_produces_a_keyframe_and_mute_and_video_off_stop_media() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    // No periodic keyframes during the test: only the start-up one and those asked for.
+    let quiet = |codecs| MediaConfig {
+        keyframe_interval: Duration::from_secs(3600),
+        startup_keyframe_window: Duration::from_millis(1),
+        ..config(codecs)
+    };
+    let (a, b) = connected_pair(quiet(vec![VideoCodec::H264]), quiet(vec![VideoCodec::H264])).await;
+    wait_for(&a, "A decodes video", |s| s.last_remote_frame_counter.is_some()).await;
+    wait_for(&b, "B decodes video", |s| s.last_remote_frame_counter.is_some()).await;
+
+    // A asks B for a keyframe: B counts the PLI and produces one more keyframe.
+    let before = b.stats();
+    a.request_remote_keyframe().await.unwrap();
+    wait_for(&b, "B receives the PLI", |s| s.plis_received > before.plis_received).await;
+    wait_for(&b, "B sends a keyframe", |s| s.keyframes_sent > before.keyframes_sent).await;
+
+    // B mutes: A's level falls to silence (packets keep flowing, as silence).
+    wait_for(&a, "A hears the tone", |s| s.remote_audio_level_dbfs > -30.0).await;
+    b.set_audio_muted(true);
+    wait_for(&a, "A hears silence", |s| s.remote_audio_level_dbfs < -60.0).await;
+    b.set_audio_muted(false);
+    wait_for(&a, "A hears the tone again", |s| s.remote_audio_level_dbfs > -30.0).await;
+
+    // B turns video off: A's decoded frame count stops growing; back on, it grows again.
+    b.set_video_enabled(false);
+    let sent = b.stats().video_frames_sent;
+    // Let frames already in flight drain, then the count must hold still.
+    wait_for(&b, "B stops encoding", |s| {
+        s.video_frames_sent == sent
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let decoded = a.stats().video_frames_decoded;
+    let sent = b.stats().video_frames_sent;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(b.stats().video_frames_sent, sent, "B still encodes with video off");
+    assert_eq!(a.stats().video_frames_decoded, decoded, "A still decodes with B's video off");
+    b.set_video_enabled(true);
+    wait_for(&a, "A decodes again", |s| s.video_frames_decoded > decoded).await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn bad_config_and_bad_sdp_are_errors_not_panics() {
+    let bad = MediaConfig {
+        video: Some(VideoConfig {
+            width: 64,
+            ..VideoConfig::default()
+        }),
+        ..MediaConfig::default()
+    };
+    assert!(matches!(MediaSession::new(bad).await, Err(MediaError::Config(_))));
+    let s = MediaSession::new(MediaConfig {
+        video: None,
+        ..MediaConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(s.accept_offer("this is not sdp").await.is_err());
+    s.close().await;
+    assert!(matches!(s.create_offer().await, Err(MediaError::Closed)));
+}
+
+#[tokio::test]
+async fn zz_debug_dump_offer() {
+    let a = MediaSession::new(config(vec![VideoCodec::H264, VideoCodec::Vp8])).await.unwrap();
+    println!("OFFER\n{}", a.create_offer().await.unwrap());
+    a.close().await;
+}

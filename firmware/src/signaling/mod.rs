@@ -1,0 +1,27 @@
+//! Janus signaling: the WebSocket API client (`janus`: session, transactions, keepalive, token swap,
+//! reconnect and session claim), plugin handles (`handle`), and the SIP plugin protocol (`sip`).
+//!
+//! Typical use:
+//! ```no_run
+//! # async fn demo() -> Result<(), callbox::signaling::SignalingError> {
+//! use callbox::calling::Secret;
+//! use callbox::signaling::{JanusConfig, JanusSession, SipHandle};
+//! let config = JanusConfig::new(vec!["ws://127.0.0.1:8188".into()], Secret::new("token"));
+//! let (session, mut connection_events) = JanusSession::connect(config).await?;
+//! let (sip, mut sip_events) = SipHandle::attach(&session).await?;
+//! while let Some(event) = sip_events.recv().await { /* ... */ }
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod handle;
+pub mod janus;
+pub mod sip;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Result, SignalingError};
+pub use handle::{HandleEvent, Jsep, PluginHandle, PluginReply};
+pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
+pub use sip::{CallOptions, HoldDirection, SipCredentials, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};

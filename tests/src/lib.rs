@@ -1,0 +1,26 @@
+//! callbox-tests: the integration-test harness. `Stack::start` brings up the real backend (Janus, Kamailio, the
+//! reference token endpoint) on fresh 127.0.0.1 ports in a per-stack temp dir, inside a network namespace made by
+//! `tests/netns-run`; `Stack::start_baresip` adds SIP phones and a PSTN trunk stand-in driven through baresip's
+//! `ctrl_tcp`. Dropping a stack kills every process it started and removes its temp dir.
+
+pub mod baresip;
+pub mod error;
+pub mod janus;
+pub mod kamailio;
+pub mod netns;
+pub mod ports;
+pub mod process;
+pub mod stack;
+
+pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};
+pub use error::HarnessError;
+pub use stack::{JanusSipRegistration, Stack, StackOptions};
+
+/// Install `env_logger` once (idempotent), for tests that want the harness's logs (`RUST_LOG=info`).
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+pub(crate) fn baresip_lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

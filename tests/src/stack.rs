@@ -1,0 +1,413 @@
+//! `Stack`: one complete backend for a test — Kamailio, Janus and the token endpoint on fresh 127.0.0.1 ports,
+//! with fresh secrets and a temp dir holding configs and logs — plus the baresip peers started on it.
+//! Dropping it kills every process it started and removes the temp dir (kept, with the log tails printed, when
+//! the test panics or `CALLBOX_KEEP_STACK=1`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use callbox_calling::Secret;
+use callbox_tokensvc::{
+    janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig,
+    SipCredentials, TokenService, DEFAULT_PLUGINS,
+};
+use md5::{Digest, Md5};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::baresip::{Baresip, BaresipOptions, BaresipRole, Launch};
+use crate::error::HarnessError;
+use crate::process::ServerProcess;
+use crate::{janus, kamailio, netns, ports};
+
+static STACK_COUNT: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// SIP domain and digest realm.
+    pub domain: String,
+    /// A server whose log grows past this many bytes is killed and reported (runaway loop).
+    pub log_limit: u64,
+    /// Readiness timeout for each server.
+    pub start_timeout: Duration,
+    /// Default lifetime of tokens served by the token endpoint.
+    pub token_ttl: Duration,
+    /// Kamailio `debug` level (1 notice, 2 info, 3 debug).
+    pub kamailio_log_level: i32,
+    /// Keep the temp dir after the stack is dropped.
+    pub keep_dir: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            domain: "callbox.test".into(),
+            log_limit: 20 * 1024 * 1024,
+            start_timeout: Duration::from_secs(15),
+            token_ttl: Duration::from_secs(600),
+            kamailio_log_level: 2,
+            keep_dir: std::env::var("CALLBOX_KEEP_STACK").as_deref() == Ok("1"),
+        }
+    }
+}
+
+/// What Janus's sip plugin needs to register a user at this stack's Kamailio (`"request":"register"`).
+#[derive(Clone, Debug)]
+pub struct JanusSipRegistration {
+    /// `sip:<user>@<domain>`.
+    pub username: String,
+    /// `<expiry>%3A<user>` (sofia-sip cannot send a ':' in the auth user; Kamailio turns `%3A` back).
+    pub authuser: String,
+    /// hex MD5(`<expiry>:<user>:<realm>:<password>`).
+    pub ha1_secret: Secret,
+    /// `sip:127.0.0.1:<kamailio port>`.
+    pub proxy: String,
+    /// Same as `proxy`: always sent, or sofia-sip tries DNS for the domain.
+    pub outbound_proxy: String,
+    /// Expiry of the credentials (Unix seconds).
+    pub expiry: u64,
+}
+
+impl JanusSipRegistration {
+    /// The sip plugin `register` request body (contains the HA1: never log it).
+    pub fn register_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "request": "register",
+            "type": "guest",
+            "username": self.username,
+            "authuser": self.authuser,
+            "ha1_secret": self.ha1_secret.expose(),
+            "proxy": self.proxy,
+            "outbound_proxy": self.outbound_proxy,
+        })
+    }
+}
+
+pub struct Stack {
+    dir: PathBuf,
+    keep_dir: bool,
+    opts: StackOptions,
+    iface: String,
+    janus_port: u16,
+    kamailio_port: u16,
+    trunk_port: u16,
+    secrets: Secrets,
+    token: TokenService,
+    janus: Arc<ServerProcess>,
+    kamailio: Arc<ServerProcess>,
+    peers: Mutex<Vec<Arc<ServerProcess>>>,
+    peer_count: AtomicU32,
+}
+
+fn random_secret() -> Secret {
+    Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32))
+}
+
+impl Stack {
+    /// Start Kamailio, Janus and the token endpoint on fresh ports. Refuses outside the test namespace.
+    pub async fn start(opts: StackOptions) -> Result<Self, HarnessError> {
+        let iface = netns::check()?;
+        let n = STACK_COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "callbox-stack-{}-{n}-{}",
+            std::process::id(),
+            Alphanumeric.sample_string(&mut rand::rng(), 6)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|source| HarnessError::Io {
+            what: "cannot create",
+            path: dir.clone(),
+            source,
+        })?;
+        let mut guard = DirGuard {
+            dir: Some(dir.clone()),
+        };
+
+        let secrets = Secrets {
+            jwt_secret: random_secret(),
+            janus_secret: random_secret(),
+            sip_secret: random_secret(),
+        };
+        // One block: +0 Kamailio (udp+tcp), +1 Janus WebSocket, +2 trunk SIP (+3 its TLS), +7 trunk ctrl_tcp.
+        let base = ports::reserve_block(8)?;
+        let (kamailio_port, janus_port, trunk_port) = (base, base + 1, base + 2);
+        let rtp = ports::media_range();
+        let sip_rtp = ports::media_range();
+
+        let kam_settings = kamailio::KamailioSettings {
+            dir: &dir,
+            port: kamailio_port,
+            domain: &opts.domain,
+            secret: secrets.sip_secret.expose(),
+            trunk_port,
+            log_level: opts.kamailio_log_level,
+            log_limit: opts.log_limit,
+        };
+        let janus_settings = janus::JanusSettings {
+            dir: &dir,
+            ws_port: janus_port,
+            token_secret: secrets.janus_secret.expose(),
+            ice_iface: &iface,
+            rtp_range: rtp,
+            sip_rtp_range: sip_rtp,
+            log_limit: opts.log_limit,
+        };
+        let (kam, jan) = tokio::join!(
+            kamailio::start(&kam_settings, opts.start_timeout),
+            janus::start(&janus_settings, opts.start_timeout)
+        );
+        let kamailio = Arc::new(kam?);
+        let janus = Arc::new(jan?);
+
+        let mut cfg = ServiceConfig::new(
+            secrets.clone(),
+            opts.domain.clone(),
+            format!("sip:127.0.0.1:{kamailio_port}"),
+        );
+        cfg.ttl_secs = opts.token_ttl.as_secs().max(1);
+        let token = TokenService::start(cfg, ([127, 0, 0, 1], 0).into()).await?;
+
+        guard.dir = None;
+        log::info!(
+            "stack {} up: kamailio udp/tcp 127.0.0.1:{kamailio_port}, janus ws://127.0.0.1:{janus_port}, token {}",
+            dir.display(),
+            token.url()
+        );
+        Ok(Stack {
+            keep_dir: opts.keep_dir,
+            dir,
+            opts,
+            iface,
+            janus_port,
+            kamailio_port,
+            trunk_port,
+            secrets,
+            token,
+            janus,
+            kamailio,
+            peers: Mutex::new(Vec::new()),
+            peer_count: AtomicU32::new(0),
+        })
+    }
+
+    /// `ws://127.0.0.1:PORT` (subprotocol `janus-protocol`).
+    pub fn janus_ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.janus_port)
+    }
+
+    pub fn sip_domain(&self) -> &str {
+        &self.opts.domain
+    }
+
+    /// Kamailio's UDP and TCP address.
+    pub fn kamailio_addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.kamailio_port).into()
+    }
+
+    /// `sip:127.0.0.1:PORT`, for `proxy` and `outbound_proxy`.
+    pub fn sip_proxy_uri(&self) -> String {
+        format!("sip:127.0.0.1:{}", self.kamailio_port)
+    }
+
+    /// Where Kamailio sends E.164 calls (the trunk baresip listens there).
+    pub fn trunk_addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.trunk_port).into()
+    }
+
+    /// The veth interface Janus gathers ICE candidates on.
+    pub fn ice_interface(&self) -> &str {
+        &self.iface
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This stack's secrets (for forging tests).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// A user access token (JWT as the token endpoint serves it) for `user`, valid for `ttl`.
+    pub fn mint_token(&self, user: &str, ttl: Duration) -> String {
+        self.token.mint_for(user, ttl)
+    }
+
+    /// A bare Janus signed token (sip + videoroom) valid for `ttl`.
+    pub fn janus_token(&self, ttl: Duration) -> String {
+        let plugins: Vec<String> = DEFAULT_PLUGINS.iter().map(|p| p.to_string()).collect();
+        janus_signed_token(
+            &self.secrets.janus_secret,
+            now_unix() + ttl.as_secs(),
+            &plugins,
+        )
+    }
+
+    /// Ephemeral SIP credentials of `user` valid for `ttl`.
+    pub fn sip_credentials(&self, user: &str, ttl: Duration) -> SipCredentials {
+        sip_ephemeral_credentials(&self.secrets.sip_secret, user, now_unix() + ttl.as_secs())
+    }
+
+    /// The Janus sip plugin register parameters for `user` at this stack.
+    pub fn janus_sip_registration(&self, user: &str, ttl: Duration) -> JanusSipRegistration {
+        let expiry = now_unix() + ttl.as_secs();
+        let creds = sip_ephemeral_credentials(&self.secrets.sip_secret, user, expiry);
+        let realm = &self.opts.domain;
+        let ha1 = Md5::digest(format!(
+            "{}:{realm}:{}",
+            creds.username,
+            creds.password.expose()
+        ));
+        let ha1_hex: String = ha1.iter().map(|b| format!("{b:02x}")).collect();
+        JanusSipRegistration {
+            username: format!("sip:{user}@{realm}"),
+            authuser: format!("{expiry}%3A{user}"),
+            ha1_secret: Secret::new(ha1_hex),
+            proxy: self.sip_proxy_uri(),
+            outbound_proxy: self.sip_proxy_uri(),
+            expiry,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1/token` (same URL across stop/start).
+    pub fn token_url(&self) -> String {
+        self.token.url()
+    }
+
+    /// Map a device key to a user at the token endpoint.
+    pub fn add_device(&self, device_key: &str, user: &str) {
+        self.token.add_device(Secret::new(device_key), user);
+    }
+
+    /// Lifetime of the tokens the endpoint serves from now on.
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.token.set_ttl(ttl);
+    }
+
+    /// Take the token endpoint down (connections refused) — outage tests.
+    pub async fn stop_token_service(&self) {
+        self.token.stop().await;
+    }
+
+    /// Bring the token endpoint back on the same port.
+    pub async fn start_token_service(&self) -> Result<(), HarnessError> {
+        Ok(self.token.restart().await?)
+    }
+
+    /// Ok while Janus and Kamailio run with their logs within bounds.
+    pub fn check_health(&self) -> Result<(), HarnessError> {
+        self.janus.check()?;
+        self.kamailio.check()?;
+        for p in crate::baresip_lock(&self.peers).iter() {
+            p.check()?;
+        }
+        Ok(())
+    }
+
+    /// Start a baresip peer on this stack (the trunk on the stack's trunk port; only one trunk per stack).
+    pub async fn start_baresip(&self, opts: BaresipOptions) -> Result<Baresip, HarnessError> {
+        self.check_health()?;
+        let n = self.peer_count.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join(format!("baresip-{}-{n}", opts.name()));
+        let (sip_port, ctrl_port) = match opts.role {
+            BaresipRole::PstnTrunk { .. } => (self.trunk_port, self.trunk_port + 5),
+            BaresipRole::RegisteredUser { .. } => {
+                let base = ports::reserve_block(6)?;
+                (base, base + 5)
+            }
+        };
+        let auth = match &opts.role {
+            BaresipRole::PstnTrunk { .. } => None,
+            BaresipRole::RegisteredUser { user } => {
+                let owner = opts.credentials_of.as_deref().unwrap_or(user);
+                let c = self.sip_credentials(owner, opts.credential_ttl);
+                let pass = if opts.forged_password {
+                    // Same shape, wrong HMAC.
+                    sip_ephemeral_credentials(&random_secret(), owner, 0)
+                        .password
+                        .expose()
+                        .to_string()
+                } else {
+                    c.password.expose().to_string()
+                };
+                Some((c.username, pass))
+            }
+        };
+        let launch = Launch {
+            dir,
+            sip_port,
+            ctrl_port,
+            rtp_range: ports::media_range(),
+            kamailio_port: self.kamailio_port,
+            domain: &self.opts.domain,
+            auth,
+            log_limit: self.opts.log_limit,
+            timeout: self.opts.start_timeout,
+        };
+        let (b, process) = Baresip::launch(&opts, launch).await?;
+        crate::baresip_lock(&self.peers).push(process);
+        Ok(b)
+    }
+
+    /// The last lines of every server's log.
+    pub fn logs_tail(&self, max_bytes_each: u64) -> String {
+        let mut out = String::new();
+        let peers = crate::baresip_lock(&self.peers).clone();
+        for p in [&self.kamailio, &self.janus]
+            .into_iter()
+            .chain(peers.iter())
+        {
+            out.push_str(&format!(
+                "===== {} ({}) =====\n{}\n",
+                p.name(),
+                p.log_path().display(),
+                p.log_tail(max_bytes_each)
+            ));
+        }
+        out
+    }
+
+    /// Print the tail of every log to stderr (call it when a test fails).
+    pub fn dump_logs(&self) {
+        eprintln!("{}", self.logs_tail(8 * 1024));
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        if panicking {
+            self.dump_logs();
+        }
+        let peers = std::mem::take(&mut *crate::baresip_lock(&self.peers));
+        let all: Vec<&Arc<ServerProcess>> =
+            peers.iter().chain([&self.janus, &self.kamailio]).collect();
+        for p in &all {
+            p.terminate();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for p in &all {
+            p.finish(deadline);
+        }
+        if self.keep_dir || panicking {
+            eprintln!("callbox stack: kept {}", self.dir.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            log::warn!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Reports a half-built stack's dir (kept for its logs) when `start` fails.
+struct DirGuard {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            // Kept: the error names a log in it.
+            eprintln!("callbox stack: start failed, kept {}", d.display());
+        }
+    }
+}
