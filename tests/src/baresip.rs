@@ -51,9 +51,7 @@ pub struct BaresipOptions {
 impl BaresipOptions {
     pub fn pstn_trunk(number: impl Into<String>) -> Self {
         BaresipOptions {
-            role: BaresipRole::PstnTrunk {
-                number: number.into(),
-            },
+            role: BaresipRole::PstnTrunk { number: number.into() },
             auto_answer: true,
             tone_hz: 440,
             credentials_of: None,
@@ -216,17 +214,9 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
         tone = opts.tone_hz,
         ctrl = l.ctrl_port,
     );
-    for (name, text) in [
-        ("config", config.as_str()),
-        ("accounts", ""),
-        ("contacts", ""),
-    ] {
+    for (name, text) in [("config", config.as_str()), ("accounts", ""), ("contacts", "")] {
         let p = l.dir.join(name);
-        std::fs::write(&p, text).map_err(|source| HarnessError::Io {
-            what: "cannot write",
-            path: p,
-            source,
-        })?;
+        std::fs::write(&p, text).map_err(|source| HarnessError::Io { what: "cannot write", path: p, source })?;
     }
     Ok(())
 }
@@ -238,10 +228,7 @@ fn account_line(opts: &BaresipOptions, l: &Launch<'_>) -> (String, String) {
     match &opts.role {
         BaresipRole::PstnTrunk { number } => {
             let aor = format!("sip:{number}@127.0.0.1:{}", l.sip_port);
-            (
-                format!("<{aor}>;{outbound};regint=0;answermode={answer};{media}"),
-                aor,
-            )
+            (format!("<{aor}>;{outbound};regint=0;answermode={answer};{media}"), aor)
         }
         BaresipRole::RegisteredUser { user } => {
             let aor = format!("sip:{user}@{}", l.domain);
@@ -265,14 +252,7 @@ impl Baresip {
         write_config(opts, &l)?;
         let args = vec!["-f".to_string(), l.dir.display().to_string()];
         let log = l.dir.join("baresip.log");
-        let process = Arc::new(ServerProcess::spawn(
-            &name,
-            "baresip",
-            &args,
-            &l.dir,
-            log,
-            l.log_limit,
-        )?);
+        let process = Arc::new(ServerProcess::spawn(&name, "baresip", &args, &l.dir, log, l.log_limit)?);
         let deadline = Instant::now() + l.timeout;
         let stream = loop {
             process.check()?;
@@ -291,11 +271,7 @@ impl Baresip {
         };
         let (read, write) = stream.into_split();
         let shared = Arc::new(Shared::default());
-        let reader = tokio::spawn(read_loop(
-            BufReader::new(read),
-            shared.clone(),
-            name.clone(),
-        ));
+        let reader = tokio::spawn(read_loop(BufReader::new(read), shared.clone(), name.clone()));
         let (account, aor) = account_line(opts, &l);
         let b = Baresip {
             name,
@@ -331,11 +307,7 @@ impl Baresip {
     }
 
     /// Send a `ctrl_tcp` command; returns its `data` when `ok`.
-    pub async fn command(
-        &self,
-        command: &str,
-        params: Option<&str>,
-    ) -> Result<String, HarnessError> {
+    pub async fn command(&self, command: &str, params: Option<&str>) -> Result<String, HarnessError> {
         let token = format!("t{}", self.next_token.fetch_add(1, Ordering::Relaxed));
         let mut msg = json!({ "command": command, "token": token });
         if let Some(p) = params {
@@ -345,11 +317,8 @@ impl Baresip {
         let frame = format!("{}:{},", body.len(), body);
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.pending).insert(token.clone(), tx);
-        let cmd_err = |reason: String| HarnessError::Command {
-            name: self.name.clone(),
-            command: command.to_string(),
-            reason,
-        };
+        let cmd_err =
+            |reason: String| HarnessError::Command { name: self.name.clone(), command: command.to_string(), reason };
         {
             let mut w = self.writer.lock().await;
             if let Err(e) = w.write_all(frame.as_bytes()).await {
@@ -365,11 +334,7 @@ impl Baresip {
                 return Err(cmd_err(format!("no answer within {COMMAND_TIMEOUT:?}")));
             }
         };
-        let data = answer
-            .get("data")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let data = answer.get("data").and_then(Value::as_str).unwrap_or("").to_string();
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(data)
         } else {
@@ -394,11 +359,7 @@ impl Baresip {
 
     /// Wait for an event of `kind`, consuming it and every event before it. Events that arrived before the call
     /// count (nothing is missed between a command and the wait).
-    pub async fn wait_for(
-        &self,
-        kind: BaresipEvent,
-        timeout: Duration,
-    ) -> Result<BaresipEventRecord, HarnessError> {
+    pub async fn wait_for(&self, kind: BaresipEvent, timeout: Duration) -> Result<BaresipEventRecord, HarnessError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.notify.notified();
@@ -416,10 +377,7 @@ impl Baresip {
             }
             if let Some(reason) = lock(&self.shared.closed).clone() {
                 self.process.check()?;
-                return Err(HarnessError::Control {
-                    name: self.name.clone(),
-                    reason,
-                });
+                return Err(HarnessError::Control { name: self.name.clone(), reason });
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(HarnessError::EventTimeout {
@@ -484,9 +442,7 @@ async fn read_netstring<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, S
         return Err(format!("netstring of {len} bytes is too large"));
     }
     let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+    r.read_exact(&mut buf).await.map_err(|e| format!("read: {e}"))?;
     if r.read_u8().await.map_err(|e| format!("read: {e}"))? != b',' {
         return Err("netstring without trailing comma".into());
     }
@@ -504,20 +460,12 @@ async fn read_loop<R: AsyncReadExt + Unpin>(mut r: R, shared: Arc<Shared>, name:
             continue;
         };
         if v.get("response").and_then(Value::as_bool) == Some(true) {
-            let token = v
-                .get("token")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let token = v.get("token").and_then(Value::as_str).unwrap_or("").to_string();
             if let Some(tx) = lock(&shared.pending).remove(&token) {
                 let _ = tx.send(v);
             }
         } else if v.get("event").and_then(Value::as_bool) == Some(true) {
-            let kind_name = v
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let kind_name = v.get("type").and_then(Value::as_str).unwrap_or("").to_string();
             if kind_name == "CALL_RTCP" {
                 continue; // periodic statistics: would flood the log
             }

@@ -8,38 +8,17 @@ pub enum HarnessError {
     #[error("not inside the test network namespace: {0} (run the tests through tests/netns-run)")]
     NotInNamespace(String),
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("config template {path}: {reason}")]
     Template { path: PathBuf, reason: String },
     #[error("cannot start {name} ({program}): {source}")]
-    Spawn {
-        name: String,
-        program: &'static str,
-        source: std::io::Error,
-    },
+    Spawn { name: String, program: &'static str, source: std::io::Error },
     #[error("{name} not ready within {timeout:?}: {reason}; log {log}")]
-    NotReady {
-        name: String,
-        timeout: Duration,
-        reason: String,
-        log: PathBuf,
-    },
+    NotReady { name: String, timeout: Duration, reason: String, log: PathBuf },
     #[error("{name} exited ({status}); log {log}")]
-    Exited {
-        name: String,
-        status: String,
-        log: PathBuf,
-    },
+    Exited { name: String, status: String, log: PathBuf },
     #[error("{name}'s log grew past {limit} bytes (runaway server); log {log}")]
-    LogOverflow {
-        name: String,
-        limit: u64,
-        log: PathBuf,
-    },
+    LogOverflow { name: String, limit: u64, log: PathBuf },
     #[error("no free port found: {0}")]
     Ports(String),
     #[error("token service: {0}")]
@@ -47,16 +26,7 @@ pub enum HarnessError {
     #[error("baresip {name}: control connection: {reason}")]
     Control { name: String, reason: String },
     #[error("baresip {name}: command {command} failed: {reason}")]
-    Command {
-        name: String,
-        command: String,
-        reason: String,
-    },
+    Command { name: String, command: String, reason: String },
     #[error("baresip {name}: no {wanted} event within {timeout:?} (last events: {recent})")]
-    EventTimeout {
-        name: String,
-        wanted: String,
-        timeout: Duration,
-        recent: String,
-    },
+    EventTimeout { name: String, wanted: String, timeout: Duration, recent: String },
 }

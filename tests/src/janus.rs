@@ -22,11 +22,7 @@ pub fn set_value(text: &str, key: &str, value: &str, path: &Path) -> Result<Stri
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {
         let trimmed = line.trim_start();
-        let is_key = !found
-            && trimmed
-                .strip_prefix(key)
-                .map(|r| r.trim_start().starts_with('='))
-                .unwrap_or(false);
+        let is_key = !found && trimmed.strip_prefix(key).map(|r| r.trim_start().starts_with('=')).unwrap_or(false);
         if is_key {
             found = true;
             let indent = &line[..line.len() - trimmed.len()];
@@ -71,37 +67,21 @@ pub fn write_config(s: &JanusSettings<'_>) -> Result<PathBuf, HarnessError> {
     })?;
     let read = |name: &str| {
         let p = src.join(name);
-        std::fs::read_to_string(&p)
-            .map(|t| (t, p.clone()))
-            .map_err(|source| HarnessError::Io {
-                what: "cannot read",
-                path: p,
-                source,
-            })
-    };
-    let write = |name: &str, text: String| {
-        let p = dst.join(name);
-        std::fs::write(&p, text).map_err(|source| HarnessError::Io {
-            what: "cannot write",
+        std::fs::read_to_string(&p).map(|t| (t, p.clone())).map_err(|source| HarnessError::Io {
+            what: "cannot read",
             path: p,
             source,
         })
     };
+    let write = |name: &str, text: String| {
+        let p = dst.join(name);
+        std::fs::write(&p, text).map_err(|source| HarnessError::Io { what: "cannot write", path: p, source })
+    };
 
     let (t, p) = read("janus.jcfg")?;
-    let t = set_value(
-        &t,
-        "configs_folder",
-        &quoted(&dst.display().to_string()),
-        &p,
-    )?;
+    let t = set_value(&t, "configs_folder", &quoted(&dst.display().to_string()), &p)?;
     let t = set_value(&t, "token_auth_secret", &quoted(s.token_secret), &p)?;
-    let t = set_value(
-        &t,
-        "rtp_port_range",
-        &quoted(&format!("{}-{}", s.rtp_range.0, s.rtp_range.1)),
-        &p,
-    )?;
+    let t = set_value(&t, "rtp_port_range", &quoted(&format!("{}-{}", s.rtp_range.0, s.rtp_range.1)), &p)?;
     let t = set_value(&t, "ice_enforce_list", &quoted(s.ice_iface), &p)?;
     write("janus.jcfg", t)?;
 
@@ -110,12 +90,7 @@ pub fn write_config(s: &JanusSettings<'_>) -> Result<PathBuf, HarnessError> {
     write("janus.transport.websockets.jcfg", t)?;
 
     let (t, p) = read("janus.plugin.sip.jcfg")?;
-    let t = set_value(
-        &t,
-        "rtp_port_range",
-        &quoted(&format!("{}-{}", s.sip_rtp_range.0, s.sip_rtp_range.1)),
-        &p,
-    )?;
+    let t = set_value(&t, "rtp_port_range", &quoted(&format!("{}-{}", s.sip_rtp_range.0, s.sip_rtp_range.1)), &p)?;
     write("janus.plugin.sip.jcfg", t)?;
 
     let (t, _) = read("janus.plugin.videoroom.jcfg")?;
@@ -124,10 +99,7 @@ pub fn write_config(s: &JanusSettings<'_>) -> Result<PathBuf, HarnessError> {
 }
 
 /// Start Janus and wait until its WebSocket port accepts connections.
-pub async fn start(
-    s: &JanusSettings<'_>,
-    timeout: Duration,
-) -> Result<ServerProcess, HarnessError> {
+pub async fn start(s: &JanusSettings<'_>, timeout: Duration) -> Result<ServerProcess, HarnessError> {
     let conf = write_config(s)?;
     let args = vec![
         "-C".to_string(),
@@ -136,33 +108,18 @@ pub async fn start(
         conf.display().to_string(),
         "-o".to_string(),
     ];
-    let proc = ServerProcess::spawn(
-        "janus",
-        "janus",
-        &args,
-        s.dir,
-        s.dir.join("janus.log"),
-        s.log_limit,
-    )?;
+    let proc = ServerProcess::spawn("janus", "janus", &args, s.dir, s.dir.join("janus.log"), s.log_limit)?;
     wait_tcp("janus", &proc, s.ws_port, timeout).await?;
     Ok(proc)
 }
 
 /// Wait until 127.0.0.1:`port` accepts a TCP connection, failing early if the process dies.
-pub async fn wait_tcp(
-    name: &str,
-    proc: &ServerProcess,
-    port: u16,
-    timeout: Duration,
-) -> Result<(), HarnessError> {
+pub async fn wait_tcp(name: &str, proc: &ServerProcess, port: u16, timeout: Duration) -> Result<(), HarnessError> {
     let deadline = Instant::now() + timeout;
     loop {
         proc.check()?;
-        if let Ok(Ok(_)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(("127.0.0.1", port))).await
         {
             return Ok(());
         }
@@ -186,10 +143,7 @@ mod tests {
     fn substitutes_values_and_keeps_comments() {
         let t = "general: {\n\tws_port = 8188\t\t# harness: port\n\t#ws_port = 1\n}\n";
         let out = set_value(t, "ws_port", "12345", Path::new("x")).unwrap();
-        assert!(
-            out.contains("\tws_port = 12345\t# harness: port\n"),
-            "{out}"
-        );
+        assert!(out.contains("\tws_port = 12345\t# harness: port\n"), "{out}");
         assert!(out.contains("#ws_port = 1"));
         assert!(set_value(t, "nope", "1", Path::new("x")).is_err());
     }

@@ -19,10 +19,7 @@ pub struct KamailioSettings<'a> {
     pub log_limit: u64,
 }
 
-pub async fn start(
-    s: &KamailioSettings<'_>,
-    timeout: Duration,
-) -> Result<ServerProcess, HarnessError> {
+pub async fn start(s: &KamailioSettings<'_>, timeout: Duration) -> Result<ServerProcess, HarnessError> {
     let run = s.dir.join("kamailio");
     std::fs::create_dir_all(&run).map_err(|source| HarnessError::Io {
         what: "cannot create",
@@ -60,24 +57,13 @@ pub async fn start(
         "-A".into(),
         format!("LOG_LEVEL={}", s.log_level),
     ];
-    let proc = ServerProcess::spawn(
-        "kamailio",
-        "kamailio",
-        &args,
-        &run,
-        s.dir.join("kamailio.log"),
-        s.log_limit,
-    )?;
+    let proc = ServerProcess::spawn("kamailio", "kamailio", &args, &run, s.dir.join("kamailio.log"), s.log_limit)?;
     wait_options(&proc, s.port, timeout).await?;
     Ok(proc)
 }
 
 /// Send OPTIONS until Kamailio answers 200.
-async fn wait_options(
-    proc: &ServerProcess,
-    port: u16,
-    timeout: Duration,
-) -> Result<(), HarnessError> {
+async fn wait_options(proc: &ServerProcess, port: u16, timeout: Duration) -> Result<(), HarnessError> {
     let deadline = Instant::now() + timeout;
     let not_ready = |reason: String| HarnessError::NotReady {
         name: "kamailio".into(),
@@ -88,9 +74,7 @@ async fn wait_options(
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .map_err(|e| not_ready(format!("cannot bind a UDP socket: {e}")))?;
-    let local = sock
-        .local_addr()
-        .map_err(|e| not_ready(format!("no local address: {e}")))?;
+    let local = sock.local_addr().map_err(|e| not_ready(format!("no local address: {e}")))?;
     let mut n = 0u32;
     loop {
         proc.check()?;
@@ -107,17 +91,13 @@ async fn wait_options(
         );
         let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).await;
         let mut buf = [0u8; 2048];
-        if let Ok(Ok((len, _))) =
-            tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await
-        {
+        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await {
             if buf[..len].starts_with(b"SIP/2.0 200") {
                 return Ok(());
             }
         }
         if Instant::now() >= deadline {
-            return Err(not_ready(format!(
-                "no 200 to OPTIONS on udp 127.0.0.1:{port}"
-            )));
+            return Err(not_ready(format!("no 200 to OPTIONS on udp 127.0.0.1:{port}")));
         }
     }
 }

@@ -9,21 +9,15 @@ pub const DEFAULT_IFACE: &str = "cbx-lo0";
 /// Check the namespace; returns the interface Janus must gather on.
 pub fn check() -> Result<String, HarnessError> {
     if std::env::var("CALLBOX_NETNS").as_deref() != Ok("1") {
-        return Err(HarnessError::NotInNamespace(
-            "CALLBOX_NETNS is not set".into(),
-        ));
+        return Err(HarnessError::NotInNamespace("CALLBOX_NETNS is not set".into()));
     }
     let iface = std::env::var("CALLBOX_NETNS_IFACE").unwrap_or_else(|_| DEFAULT_IFACE.to_string());
     let out = std::process::Command::new("ip")
         .args(["-o", "-4", "addr", "show"])
         .output()
-        .map_err(|e| {
-            HarnessError::NotInNamespace(format!("cannot run `ip -o -4 addr show`: {e}"))
-        })?;
+        .map_err(|e| HarnessError::NotInNamespace(format!("cannot run `ip -o -4 addr show`: {e}")))?;
     if !out.status.success() {
-        return Err(HarnessError::NotInNamespace(
-            "`ip -o -4 addr show` failed".into(),
-        ));
+        return Err(HarnessError::NotInNamespace("`ip -o -4 addr show` failed".into()));
     }
     check_addresses(&String::from_utf8_lossy(&out.stdout), &iface)?;
     Ok(iface)
@@ -35,26 +29,21 @@ fn check_addresses(ip_output: &str, iface: &str) -> Result<(), HarnessError> {
     for line in ip_output.lines() {
         // "3: cbx-lo0    inet 127.0.0.1/32 scope host cbx-lo0\ ..."
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(dev), Some(pos)) = (fields.get(1), fields.iter().position(|f| *f == "inet"))
-        else {
+        let (Some(dev), Some(pos)) = (fields.get(1), fields.iter().position(|f| *f == "inet")) else {
             continue;
         };
         let Some(addr) = fields.get(pos + 1).and_then(|a| a.split('/').next()) else {
             continue;
         };
         if !addr.starts_with("127.") {
-            return Err(HarnessError::NotInNamespace(format!(
-                "interface {dev} has the non-loopback address {addr}"
-            )));
+            return Err(HarnessError::NotInNamespace(format!("interface {dev} has the non-loopback address {addr}")));
         }
         if *dev == iface && addr == "127.0.0.1" {
             iface_ok = true;
         }
     }
     if !iface_ok {
-        return Err(HarnessError::NotInNamespace(format!(
-            "interface {iface} with 127.0.0.1/32 not found"
-        )));
+        return Err(HarnessError::NotInNamespace(format!("interface {iface} with 127.0.0.1/32 not found")));
     }
     Ok(())
 }

@@ -38,9 +38,7 @@ pub fn reserve_block(count: u16) -> Result<u16, HarnessError> {
             return Ok(base);
         }
     }
-    Err(HarnessError::Ports(format!(
-        "{count} consecutive ports in {SIGNAL_LOW}-{SIGNAL_HIGH}"
-    )))
+    Err(HarnessError::Ports(format!("{count} consecutive ports in {SIGNAL_LOW}-{SIGNAL_HIGH}")))
 }
 
 /// One free port.

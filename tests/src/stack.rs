@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use callbox_calling::Secret;
 use callbox_tokensvc::{
-    janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig,
-    SipCredentials, TokenService, DEFAULT_PLUGINS,
+    janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig, SipCredentials,
+    TokenService, DEFAULT_PLUGINS,
 };
 use md5::{Digest, Md5};
 use rand::distr::{Alphanumeric, SampleString};
@@ -75,7 +75,6 @@ impl JanusSipRegistration {
     pub fn register_body(&self) -> serde_json::Value {
         serde_json::json!({
             "request": "register",
-            "type": "guest",
             "username": self.username,
             "authuser": self.authuser,
             "ha1_secret": self.ha1_secret.expose(),
@@ -120,15 +119,10 @@ impl Stack {
             path: dir.clone(),
             source,
         })?;
-        let mut guard = DirGuard {
-            dir: Some(dir.clone()),
-        };
+        let mut guard = DirGuard { dir: Some(dir.clone()) };
 
-        let secrets = Secrets {
-            jwt_secret: random_secret(),
-            janus_secret: random_secret(),
-            sip_secret: random_secret(),
-        };
+        let secrets =
+            Secrets { jwt_secret: random_secret(), janus_secret: random_secret(), sip_secret: random_secret() };
         // One block: +0 Kamailio (udp+tcp), +1 Janus WebSocket, +2 trunk SIP (+3 its TLS), +7 trunk ctrl_tcp.
         let base = ports::reserve_block(8)?;
         let (kamailio_port, janus_port, trunk_port) = (base, base + 1, base + 2);
@@ -160,11 +154,8 @@ impl Stack {
         let kamailio = Arc::new(kam?);
         let janus = Arc::new(jan?);
 
-        let mut cfg = ServiceConfig::new(
-            secrets.clone(),
-            opts.domain.clone(),
-            format!("sip:127.0.0.1:{kamailio_port}"),
-        );
+        let mut cfg =
+            ServiceConfig::new(secrets.clone(), opts.domain.clone(), format!("sip:127.0.0.1:{kamailio_port}"));
         cfg.ttl_secs = opts.token_ttl.as_secs().max(1);
         let token = TokenService::start(cfg, ([127, 0, 0, 1], 0).into()).await?;
 
@@ -237,11 +228,7 @@ impl Stack {
     /// A bare Janus signed token (sip + videoroom) valid for `ttl`.
     pub fn janus_token(&self, ttl: Duration) -> String {
         let plugins: Vec<String> = DEFAULT_PLUGINS.iter().map(|p| p.to_string()).collect();
-        janus_signed_token(
-            &self.secrets.janus_secret,
-            now_unix() + ttl.as_secs(),
-            &plugins,
-        )
+        janus_signed_token(&self.secrets.janus_secret, now_unix() + ttl.as_secs(), &plugins)
     }
 
     /// Ephemeral SIP credentials of `user` valid for `ttl`.
@@ -254,11 +241,7 @@ impl Stack {
         let expiry = now_unix() + ttl.as_secs();
         let creds = sip_ephemeral_credentials(&self.secrets.sip_secret, user, expiry);
         let realm = &self.opts.domain;
-        let ha1 = Md5::digest(format!(
-            "{}:{realm}:{}",
-            creds.username,
-            creds.password.expose()
-        ));
+        let ha1 = Md5::digest(format!("{}:{realm}:{}", creds.username, creds.password.expose()));
         let ha1_hex: String = ha1.iter().map(|b| format!("{b:02x}")).collect();
         JanusSipRegistration {
             username: format!("sip:{user}@{realm}"),
@@ -324,10 +307,7 @@ impl Stack {
                 let c = self.sip_credentials(owner, opts.credential_ttl);
                 let pass = if opts.forged_password {
                     // Same shape, wrong HMAC.
-                    sip_ephemeral_credentials(&random_secret(), owner, 0)
-                        .password
-                        .expose()
-                        .to_string()
+                    sip_ephemeral_credentials(&random_secret(), owner, 0).password.expose().to_string()
                 } else {
                     c.password.expose().to_string()
                 };
@@ -354,10 +334,7 @@ impl Stack {
     pub fn logs_tail(&self, max_bytes_each: u64) -> String {
         let mut out = String::new();
         let peers = crate::baresip_lock(&self.peers).clone();
-        for p in [&self.kamailio, &self.janus]
-            .into_iter()
-            .chain(peers.iter())
-        {
+        for p in [&self.kamailio, &self.janus].into_iter().chain(peers.iter()) {
             out.push_str(&format!(
                 "===== {} ({}) =====\n{}\n",
                 p.name(),
@@ -381,8 +358,7 @@ impl Drop for Stack {
             self.dump_logs();
         }
         let peers = std::mem::take(&mut *crate::baresip_lock(&self.peers));
-        let all: Vec<&Arc<ServerProcess>> =
-            peers.iter().chain([&self.janus, &self.kamailio]).collect();
+        let all: Vec<&Arc<ServerProcess>> = peers.iter().chain([&self.janus, &self.kamailio]).collect();
         for p in &all {
             p.terminate();
         }

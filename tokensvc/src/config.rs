@@ -11,10 +11,7 @@ use crate::token::{Secrets, DEFAULT_PLUGINS};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read token service config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("invalid token service config {path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -59,14 +56,9 @@ impl ServiceConfig {
     /// `{"jwt_secret":..,"janus_secret":..,"sip_secret":..,"ttl_secs":600,"realm":"callbox.test",
     ///   "sip_proxy":"sip:127.0.0.1:5060","devices":{"<device key>":"alice"}}` (`plugins` optional).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|reason| ConfigError::Invalid {
-            path: path.display().to_string(),
-            reason,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Invalid { path: path.display().to_string(), reason })
     }
 
     /// Parse the JSON form (see `load`). Errors never quote the file's values.
@@ -107,11 +99,7 @@ impl ServiceConfig {
             raw.sip_proxy,
         );
         cfg.ttl_secs = raw.ttl_secs;
-        cfg.devices = raw
-            .devices
-            .into_iter()
-            .map(|(k, u)| (Secret::new(k), u))
-            .collect();
+        cfg.devices = raw.devices.into_iter().map(|(k, u)| (Secret::new(k), u)).collect();
         if let Some(p) = raw.plugins {
             cfg.plugins = p;
         }

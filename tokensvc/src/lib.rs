@@ -13,6 +13,5 @@ pub use client::{fetch_token, FetchError};
 pub use config::{ConfigError, ServiceConfig};
 pub use server::{ServerError, TokenService};
 pub use token::{
-    janus_signed_token, mint, sip_ephemeral_credentials, MintParams, Secrets, SipCredentials,
-    DEFAULT_PLUGINS,
+    janus_signed_token, mint, sip_ephemeral_credentials, MintParams, Secrets, SipCredentials, DEFAULT_PLUGINS,
 };

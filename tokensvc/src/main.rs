@@ -16,9 +16,7 @@ fn parse_args() -> Result<(SocketAddr, PathBuf), String> {
         match a.as_str() {
             "--listen" => {
                 let v = args.next().ok_or("--listen needs an address")?;
-                listen = v
-                    .parse()
-                    .map_err(|_| format!("invalid --listen address {v}"))?;
+                listen = v.parse().map_err(|_| format!("invalid --listen address {v}"))?;
             }
             "--config" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -45,11 +43,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    log::info!(
-        "{} device key(s) configured, ttl {} s",
-        config.devices.len(),
-        config.ttl_secs
-    );
+    log::info!("{} device key(s) configured, ttl {} s", config.devices.len(), config.ttl_secs);
     let _service = match TokenService::start(config, listen).await {
         Ok(s) => s,
         Err(e) => {
@@ -57,8 +51,22 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        log::error!("cannot wait for Ctrl-C: {e}");
+    // Stop on Ctrl-C or SIGTERM (systemd, kill).
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install the SIGTERM handler: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                log::error!("cannot wait for Ctrl-C: {e}");
+            }
+        }
+        _ = term.recv() => {}
     }
+    log::info!("token service stopping");
     std::process::ExitCode::SUCCESS
 }

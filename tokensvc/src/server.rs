@@ -23,10 +23,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("token service cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A running (or stopped) token endpoint. Dropping it stops it.
@@ -46,12 +43,7 @@ fn lock_task(m: &Mutex<Option<JoinHandle<()>>>) -> MutexGuard<'_, Option<JoinHan
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     let err = |source| ServerError::Bind { addr, source };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(err)?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
     // Lets a restarted service take its old port while closed connections linger in TIME_WAIT.
     socket.set_reuseaddr(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;
@@ -62,18 +54,11 @@ impl TokenService {
     /// Listen on `listen` (port 0 picks a free port) and serve.
     pub async fn start(config: ServiceConfig, listen: SocketAddr) -> Result<Self, ServerError> {
         let listener = bind(listen)?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
         let config = Arc::new(Mutex::new(config));
         let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, config.clone()))));
         log::info!("token service listening on http://{addr}/v1/token");
-        Ok(TokenService {
-            config,
-            addr,
-            accept,
-        })
+        Ok(TokenService { config, addr, accept })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -157,10 +142,7 @@ async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>) {
                 }
                 let config = config.clone();
                 conns.spawn(async move {
-                    if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &config))
-                        .await
-                        .is_err()
-                    {
+                    if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &config)).await.is_err() {
                         log::debug!("token service: request from {peer} timed out");
                     }
                 });
@@ -180,11 +162,7 @@ struct Response {
 }
 
 fn error(status: u16, reason: &'static str) -> Response {
-    Response {
-        status,
-        reason,
-        body: serde_json::json!({ "error": reason }).to_string(),
-    }
+    Response { status, reason, body: serde_json::json!({ "error": reason }).to_string() }
 }
 
 async fn serve(mut stream: TcpStream, config: &Mutex<ServiceConfig>) {
@@ -219,10 +197,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
         if buf.len() > MAX_HEAD {
             return Err(error(431, "Request Header Fields Too Large"));
         }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|_| error(400, "Bad Request"))?;
+        let n = stream.read(&mut chunk).await.map_err(|_| error(400, "Bad Request"))?;
         if n == 0 {
             return Err(error(400, "Bad Request"));
         }
@@ -242,9 +217,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
     let mut authorization = None;
     let mut content_length = 0usize;
     for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| error(400, "Bad Request"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| error(400, "Bad Request"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.to_string());
@@ -260,21 +233,14 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
     // Read and ignore the body so the client sees a clean close.
     let mut have = buf.len() - head_end - 4;
     while have < content_length {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|_| error(400, "Bad Request"))?;
+        let n = stream.read(&mut chunk).await.map_err(|_| error(400, "Bad Request"))?;
         if n == 0 {
             break;
         }
         have += n;
     }
     let path = target.split('?').next().unwrap_or(target).to_string();
-    Ok(Request {
-        method: method.to_string(),
-        path,
-        authorization,
-    })
+    Ok(Request { method: method.to_string(), path, authorization })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -308,10 +274,7 @@ fn route(req: &Request, config: &Mutex<ServiceConfig>) -> Response {
         plugins: c.plugins.clone(),
     };
     let token = mint(&c.secrets, &params, now_unix());
-    log::info!(
-        "token service: minted a token for {user} (ttl {} s)",
-        c.ttl_secs
-    );
+    log::info!("token service: minted a token for {user} (ttl {} s)", c.ttl_secs);
     Response {
         status: 200,
         reason: "OK",
@@ -336,8 +299,7 @@ mod tests {
             "callbox.test",
             "sip:127.0.0.1:5060",
         );
-        c.devices
-            .push((Secret::new("device-key-1"), "alice".into()));
+        c.devices.push((Secret::new("device-key-1"), "alice".into()));
         c
     }
 
@@ -351,24 +313,15 @@ mod tests {
 
     fn claims(jwt: &str) -> serde_json::Value {
         let payload = jwt.split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
     }
 
     const T: Duration = Duration::from_secs(10);
 
     #[tokio::test]
     async fn endpoint_200_401_404_405_400() {
-        let svc = TokenService::start(config(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let jwt = fetch_token(&svc.url(), &Secret::new("device-key-1"), T)
-            .await
-            .unwrap();
+        let svc = TokenService::start(config(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let jwt = fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await.unwrap();
         assert_eq!(claims(&jwt)["sub"], "alice");
 
         let ok = raw(
@@ -381,20 +334,12 @@ mod tests {
 
         let e = fetch_token(&svc.url(), &Secret::new("wrong"), T).await;
         assert!(matches!(e, Err(FetchError::Unauthorized { .. })), "{e:?}");
-        let no_auth = raw(
-            svc.local_addr(),
-            "POST /v1/token HTTP/1.1\r\nHost: x\r\n\r\n",
-        )
-        .await;
+        let no_auth = raw(svc.local_addr(), "POST /v1/token HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(no_auth.starts_with("HTTP/1.1 401 "), "{no_auth}");
 
         let nf = raw(svc.local_addr(), "POST /v2/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(nf.starts_with("HTTP/1.1 404 "), "{nf}");
-        let na = raw(
-            svc.local_addr(),
-            "GET /v1/token HTTP/1.1\r\nAuthorization: Bearer device-key-1\r\n\r\n",
-        )
-        .await;
+        let na = raw(svc.local_addr(), "GET /v1/token HTTP/1.1\r\nAuthorization: Bearer device-key-1\r\n\r\n").await;
         assert!(na.starts_with("HTTP/1.1 405 "), "{na}");
         let bad = raw(svc.local_addr(), "garbage\r\n\r\n").await;
         assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
@@ -402,9 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn stop_start_same_port_ttl_and_devices() {
-        let svc = TokenService::start(config(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let svc = TokenService::start(config(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let url = svc.url();
         let key = Secret::new("device-key-1");
         fetch_token(&url, &key, T).await.unwrap();

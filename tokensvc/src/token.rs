@@ -34,12 +34,7 @@ pub struct MintParams {
 
 impl MintParams {
     /// Parameters with the default plugins.
-    pub fn new(
-        user: impl Into<String>,
-        ttl_secs: u64,
-        realm: impl Into<String>,
-        sip_proxy: impl Into<String>,
-    ) -> Self {
+    pub fn new(user: impl Into<String>, ttl_secs: u64, realm: impl Into<String>, sip_proxy: impl Into<String>) -> Self {
         MintParams {
             user: user.into(),
             ttl_secs,
@@ -84,11 +79,7 @@ pub fn janus_signed_token(janus_secret: &Secret, expiry_unix: u64, plugins: &[St
 }
 
 /// Kamailio `auth_ephemeral` credentials valid until `expiry_unix`.
-pub fn sip_ephemeral_credentials(
-    sip_secret: &Secret,
-    user: &str,
-    expiry_unix: u64,
-) -> SipCredentials {
+pub fn sip_ephemeral_credentials(sip_secret: &Secret, user: &str, expiry_unix: u64) -> SipCredentials {
     let username = format!("{expiry_unix}:{user}");
     let password = Secret::new(hmac_sha1_b64(sip_secret, &username));
     SipCredentials { username, password }
@@ -126,10 +117,7 @@ pub fn mint(secrets: &Secrets, params: &MintParams, now_unix: u64) -> String {
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -156,10 +144,7 @@ mod tests {
         );
         assert_eq!(
             t,
-            format!(
-                "1700000600,janus,janus.plugin.sip,janus.plugin.videoroom:{}",
-                "o5jplpmslCALQdKKsRZT1QQLR3E="
-            )
+            format!("1700000600,janus,janus.plugin.sip,janus.plugin.videoroom:{}", "o5jplpmslCALQdKKsRZT1QQLR3E=")
         );
     }
 
@@ -177,20 +162,15 @@ mod tests {
         let jwt = mint(&secrets(), &params, 1_700_000_000);
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header["alg"], "HS256");
         assert_eq!(header["typ"], "JWT");
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["iat"], 1_700_000_000u64);
         assert_eq!(claims["exp"], 1_700_000_600u64);
         let g = &claims["grants"];
-        assert_eq!(
-            g["janus"]["token"],
-            janus_signed_token(&Secret::new("janus"), 1_700_000_600, &params.plugins)
-        );
+        assert_eq!(g["janus"]["token"], janus_signed_token(&Secret::new("janus"), 1_700_000_600, &params.plugins));
         assert_eq!(g["sip"]["uri"], "sip:alice@callbox.test");
         assert_eq!(g["sip"]["username"], "1700000600:alice");
         assert_eq!(g["sip"]["password"], "vTP/Y9+tImiqx06d9vhWO6xYqgI=");
@@ -200,13 +180,10 @@ mod tests {
         // The signature is HMAC-SHA256 over header.payload with the JWT secret.
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"jwt-secret").unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
-            .unwrap();
+        mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
         // A different secret does not verify.
         let mut bad = Hmac::<sha2::Sha256>::new_from_slice(b"other").unwrap();
         bad.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        assert!(bad
-            .verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
-            .is_err());
+        assert!(bad.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).is_err());
     }
 }

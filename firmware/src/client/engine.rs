@@ -38,15 +38,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs `f` on the core, publishes the events it produced and wakes the engine for its commands.
+    /// Runs `f` on the core, publishes the events it produced and wakes the engine for its commands (API side).
     pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut CallingCore, Instant) -> R) -> R {
+        let result = self.engine_core(f);
+        self.wake.notify_one();
+        result
+    }
+
+    /// As `with_core`, without waking the engine: the engine's own calls, whose commands it drains at the top of
+    /// its loop (waking itself would make the loop spin).
+    fn engine_core<R>(&self, f: impl FnOnce(&mut CallingCore, Instant) -> R) -> R {
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         let result = f(&mut core, Instant::now());
         while let Some(event) = core.poll_event() {
             self.bus.publish(event);
         }
-        drop(core);
-        self.wake.notify_one();
         result
     }
 
@@ -294,10 +300,10 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while let Some(cmd) = self.shared.with_core(|core, _| core.poll_command()) {
+            while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
                 self.execute(cmd).await;
             }
-            let core_deadline = self.shared.with_core(|core, _| core.poll_timeout());
+            let core_deadline = self.shared.engine_core(|core, _| core.poll_timeout());
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
                 ack = shutdown_rx.recv() => {
@@ -318,7 +324,7 @@ impl Engine {
                     }
                 }
                 _ = sleep_until_opt(core_deadline) => {
-                    self.shared.with_core(|core, now| core.handle_timeout(now));
+                    self.shared.engine_core(|core, now| core.handle_timeout(now));
                 }
                 _ = sleep_until_opt(self.next_refresh) => self.refresh_token().await,
                 _ = tick.tick() => self.watch_video(),
@@ -354,6 +360,11 @@ impl Engine {
                     if let Some(conn) = &self.conn {
                         if let Err(e) = conn.sip.decline(Some(code)).await {
                             log::warn!("{call}: decline failed: {e}");
+                        }
+                        // Janus prepared a PeerConnection for the offer it sent us: close it, or the handle
+                        // stays busy (486 to the next caller) until it times out.
+                        if let Err(e) = conn.sip.handle().hangup().await {
+                            log::debug!("{call}: PeerConnection hangup: {e}");
                         }
                     }
                 } else {
@@ -482,6 +493,13 @@ impl Engine {
         }
         if self.leg.as_ref().is_some_and(|l| l.call == call) {
             self.leg = None;
+            // Close Janus's side of the PeerConnection now: until it is gone the handle refuses a new call
+            // ("Error setting ICE locally") and answers incoming ones 486.
+            if let Some(conn) = &self.conn {
+                if let Err(e) = conn.sip.handle().hangup().await {
+                    log::debug!("{call}: PeerConnection hangup: {e}");
+                }
+            }
         }
         if self.pending_offer.as_ref().is_some_and(|(c, _)| *c == call) {
             self.pending_offer = None;
@@ -491,11 +509,11 @@ impl Engine {
     // ----- inputs -----
 
     fn signal(&self, call: CallId, event: SignalEvent) {
-        self.shared.with_core(|core, now| core.on_signal(call, event, now));
+        self.shared.engine_core(|core, now| core.on_signal(call, event, now));
     }
 
     fn media_signal(&self, call: CallId, signal: MediaSignal) {
-        self.shared.with_core(|core, now| core.on_media(call, signal, now));
+        self.shared.engine_core(|core, now| core.on_media(call, signal, now));
     }
 
     /// The call the SIP handle's call events are about.
@@ -548,7 +566,7 @@ impl Engine {
                     self.signal(call, SignalEvent::Accepted);
                     let (muted, video_on) = self
                         .shared
-                        .with_core(|core, _| core.call(call).map(|c| (c.is_muted, c.is_video_on)))
+                        .engine_core(|core, _| core.call(call).map(|c| (c.is_muted, c.is_video_on)))
                         .unwrap_or((false, true));
                     self.send_state(call, muted, video_on).await;
                 }
@@ -584,7 +602,7 @@ impl Engine {
             }
             SipEvent::Registered { .. } => {
                 log::info!("SIP registration refreshed");
-                self.shared.with_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+                self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
             }
             SipEvent::RegistrationFailed { code, reason } => {
                 log::error!("SIP registration failed: {code} {reason}");
@@ -614,7 +632,7 @@ impl Engine {
         let displayname = displayname.map(|d| d.trim_matches('"').to_string()).filter(|d| !d.is_empty());
         log::info!("incoming call from {from}");
         let offer = jsep.filter(|j| j.is_offer()).map(|j| j.sdp);
-        let call = self.shared.with_core(|core, now| {
+        let call = self.shared.engine_core(|core, now| {
             let call = core.incoming_call(from, displayname, now);
             (core.call(call).map(|c| c.state.is_active()).unwrap_or(false), call)
         });
@@ -685,11 +703,11 @@ impl Engine {
             ConnectionEvent::Connected { .. } => {}
             ConnectionEvent::Reconnecting { attempt, reason } => {
                 log::warn!("Janus connection lost ({reason}); reconnecting (attempt {attempt})");
-                self.shared.with_core(|core, _| core.set_connection_state(ConnectionState::Reconnecting));
+                self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Reconnecting));
             }
             ConnectionEvent::Reclaimed { url, session_id } => {
                 log::info!("Janus session {session_id} reclaimed on {url}");
-                self.shared.with_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+                self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
             }
             ConnectionEvent::Unauthorized { request } => {
                 log::warn!("Janus refused '{request}' as unauthorized: refreshing the token now");
@@ -703,11 +721,11 @@ impl Engine {
     async fn on_session_lost(&mut self, reason: &str) {
         log::error!("Janus session lost: {reason}");
         self.conn = None;
-        self.shared.with_core(|core, _| {
+        self.shared.engine_core(|core, _| {
             core.on_session_lost();
             core.set_connection_state(ConnectionState::Reconnecting);
         });
-        while let Some(cmd) = self.shared.with_core(|core, _| core.poll_command()) {
+        while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
             self.execute(cmd).await;
         }
         let backoff = self.config().refresh.retry;
@@ -724,7 +742,7 @@ impl Engine {
                 Ok(conn) => {
                     self.token = token;
                     self.conn = Some(conn);
-                    self.shared.with_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+                    self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
                     self.schedule_refresh().await;
                     return;
                 }
@@ -775,11 +793,11 @@ impl Engine {
 
     async fn shutdown(&mut self) {
         log::info!("shutting down: hanging up, unregistering");
-        let active: Vec<CallId> = self.shared.with_core(|core, _| core.active_calls().map(|c| c.id).collect());
+        let active: Vec<CallId> = self.shared.engine_core(|core, _| core.active_calls().map(|c| c.id).collect());
         for call in active {
-            let _ = self.shared.with_core(|core, now| core.hang_up(call, now));
+            let _ = self.shared.engine_core(|core, now| core.hang_up(call, now));
         }
-        while let Some(cmd) = self.shared.with_core(|core, _| core.poll_command()) {
+        while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
             self.execute(cmd).await;
         }
         let with_media: Vec<CallId> =
@@ -800,7 +818,7 @@ impl Engine {
             }
             let _ = conn.session.destroy().await;
         }
-        self.shared.with_core(|core, _| {
+        self.shared.engine_core(|core, _| {
             core.on_session_lost();
             core.set_connection_state(ConnectionState::Disconnected);
         });

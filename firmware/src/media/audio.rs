@@ -53,21 +53,13 @@ impl OpusEncoder {
             .map_err(|e| err("create", e))?;
         inner.set_inband_fec(true).map_err(|e| err("in-band FEC", e))?;
         inner.set_packet_loss_perc(10).map_err(|e| err("loss percentage", e))?;
-        inner
-            .set_bitrate(opus::Bitrate::Bits(bitrate_bps))
-            .map_err(|e| err("bitrate", e))?;
-        Ok(Self {
-            inner,
-            out: vec![0u8; 1500],
-        })
+        inner.set_bitrate(opus::Bitrate::Bits(bitrate_bps)).map_err(|e| err("bitrate", e))?;
+        Ok(Self { inner, out: vec![0u8; 1500] })
     }
 
     /// Encodes one 20 ms frame into an Opus packet.
     pub(crate) fn encode(&mut self, pcm: &[i16; FRAME_SAMPLES]) -> Result<&[u8], MediaError> {
-        let n = self
-            .inner
-            .encode(pcm, &mut self.out)
-            .map_err(|e| MediaError::Audio(format!("opus encode: {e}")))?;
+        let n = self.inner.encode(pcm, &mut self.out).map_err(|e| MediaError::Audio(format!("opus encode: {e}")))?;
         Ok(&self.out[..n])
     }
 }

@@ -94,11 +94,7 @@ pub struct AudioConfig {
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        Self {
-            tone_hz: 440.0,
-            tone_dbfs: -12.0,
-            bitrate_bps: 32_000,
-        }
+        Self { tone_hz: 440.0, tone_dbfs: -12.0, bitrate_bps: 32_000 }
     }
 }
 

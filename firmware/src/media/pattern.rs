@@ -68,11 +68,7 @@ fn bits_of(counter: u32) -> [bool; (COLS * ROWS) as usize] {
     let mut bits = [false; (COLS * ROWS) as usize];
     let check = check_bits(counter);
     for (i, bit) in bits.iter_mut().enumerate() {
-        *bit = if i < 32 {
-            (counter >> (31 - i)) & 1 == 1
-        } else {
-            (check >> (15 - (i - 32))) & 1 == 1
-        };
+        *bit = if i < 32 { (counter >> (31 - i)) & 1 == 1 } else { (check >> (15 - (i - 32))) & 1 == 1 };
     }
     bits
 }
@@ -129,20 +125,13 @@ pub fn draw_test_frame(width: u32, height: u32, counter: u32) -> VideoFrame {
             let (u, v) = if y < band_c {
                 (128, 128)
             } else {
-                (
-                    (96 + ((x + shift / 2) % 64)) as u8,
-                    (96 + ((y + shift / 2) % 64)) as u8,
-                )
+                ((96 + ((x + shift / 2) % 64)) as u8, (96 + ((y + shift / 2) % 64)) as u8)
             };
             u_plane[y * cw + x] = u;
             v_plane[y * cw + x] = v;
         }
     }
-    VideoFrame {
-        width,
-        height,
-        data: Bytes::from(buf),
-    }
+    VideoFrame { width, height, data: Bytes::from(buf) }
 }
 
 /// Reads the frame counter drawn by [`draw_test_frame`] from a (decoded) frame. Returns `None` if the
@@ -195,17 +184,10 @@ mod tests {
 
     #[test]
     fn foreign_or_damaged_frames_are_rejected() {
-        let grey = VideoFrame {
-            width: 640,
-            height: 480,
-            data: Bytes::from(vec![128u8; VideoFrame::i420_len(640, 480)]),
-        };
+        let grey =
+            VideoFrame { width: 640, height: 480, data: Bytes::from(vec![128u8; VideoFrame::i420_len(640, 480)]) };
         assert_eq!(read_frame_counter(&grey), None);
-        let short = VideoFrame {
-            width: 640,
-            height: 480,
-            data: Bytes::from(vec![0u8; 100]),
-        };
+        let short = VideoFrame { width: 640, height: 480, data: Bytes::from(vec![0u8; 100]) };
         assert_eq!(read_frame_counter(&short), None);
         let tiny = draw_test_frame(64, 48, 5);
         assert_eq!(read_frame_counter(&tiny), None);
@@ -219,10 +201,7 @@ mod tests {
                 data[p] = if data[p] > 128 { BLACK } else { WHITE };
             }
         }
-        let damaged = VideoFrame {
-            data: Bytes::from(data),
-            ..frame
-        };
+        let damaged = VideoFrame { data: Bytes::from(data), ..frame };
         assert_eq!(read_frame_counter(&damaged), None);
     }
 }

@@ -32,11 +32,7 @@ pub(crate) struct FeedbackInterceptor {
 
 impl FeedbackInterceptor {
     pub(crate) fn new(counters: Arc<FeedbackCounters>) -> Self {
-        Self {
-            counters,
-            read_queue: VecDeque::new(),
-            write_queue: VecDeque::new(),
-        }
+        Self { counters, read_queue: VecDeque::new(), write_queue: VecDeque::new() }
     }
 }
 

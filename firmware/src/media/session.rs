@@ -15,8 +15,7 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -25,8 +24,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -204,10 +203,7 @@ impl std::fmt::Debug for MediaSession {
 fn video_feedback() -> Vec<RTCPFeedback> {
     [("ccm", "fir"), ("nack", ""), ("nack", "pli")]
         .into_iter()
-        .map(|(typ, parameter)| RTCPFeedback {
-            typ: typ.to_owned(),
-            parameter: parameter.to_owned(),
-        })
+        .map(|(typ, parameter)| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() })
         .collect()
 }
 
@@ -263,10 +259,7 @@ fn validate(config: &MediaConfig) -> Result<(), MediaError> {
             )));
         }
         if v.width % 2 != 0 || v.height % 2 != 0 {
-            return Err(MediaError::Config(format!(
-                "video size {}x{} must be even",
-                v.width, v.height
-            )));
+            return Err(MediaError::Config(format!("video size {}x{} must be even", v.width, v.height)));
         }
         if v.fps == 0 || v.fps > 120 {
             return Err(MediaError::Config(format!("video fps {} out of 1..=120", v.fps)));
@@ -288,10 +281,7 @@ fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLo
         format!("callbox-{kind}"),
         kind,
         vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
             codec,
             ..Default::default()
         }],
@@ -311,28 +301,15 @@ impl MediaSession {
             for codec in dedup(&video.codecs) {
                 media_engine
                     .register_codec(video_codec_parameters(codec), RtpCodecKind::Video)
-                    .map_err(|e| MediaError::WebRtc {
-                        op: "register video codec",
-                        source: e.into(),
-                    })?;
+                    .map_err(MediaError::webrtc("register video codec"))?;
             }
         }
-        media_engine
-            .register_codec(opus_codec(), RtpCodecKind::Audio)
-            .map_err(|e| MediaError::WebRtc {
-                op: "register opus",
-                source: e.into(),
-            })?;
+        media_engine.register_codec(opus_codec(), RtpCodecKind::Audio).map_err(MediaError::webrtc("register opus"))?;
         let feedback = Arc::new(FeedbackCounters::default());
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(|e| MediaError::WebRtc {
-                op: "register interceptors",
-                source: e.into(),
-            })?
+            .map_err(MediaError::webrtc("register interceptors"))?
             .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)));
-        let setting_engine = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .build();
+        let setting_engine = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build();
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (gathering, _) = watch::channel(RTCIceGatheringState::New);
@@ -365,9 +342,7 @@ impl MediaSession {
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(setting_engine)
-            .with_handler(Arc::new(Handler {
-                shared: Arc::clone(&shared),
-            }))
+            .with_handler(Arc::new(Handler { shared: Arc::clone(&shared) }))
             .with_udp_addrs(vec![SocketAddr::new(shared.config.bind_ip, 0)])
             .build()
             .await
@@ -384,21 +359,15 @@ impl MediaSession {
             // The track's own codec is the preferred one; the codec actually sent is read back from
             // the sender's negotiated parameters (any negotiated payload type is accepted).
             let first = video.codecs.first().copied().unwrap_or(VideoCodec::H264);
-            let track = local_track(
-                RtpCodecKind::Video,
-                video_codec_parameters(first).rtp_codec,
-                video_ssrc,
-            );
+            let track = local_track(RtpCodecKind::Video, video_codec_parameters(first).rtp_codec, video_ssrc);
             let sender = pc
                 .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
                 .await
                 .map_err(MediaError::webrtc("add video track"))?;
             // The track's codec alone would restrict the offer to that codec: offer every
             // configured codec, in preference order, through the transceiver's preferences.
-            let preferences: Vec<RTCRtpCodecParameters> = dedup(&video.codecs)
-                .into_iter()
-                .map(video_codec_parameters)
-                .collect();
+            let preferences: Vec<RTCRtpCodecParameters> =
+                dedup(&video.codecs).into_iter().map(video_codec_parameters).collect();
             for transceiver in pc.get_transceivers().await {
                 let is_video = matches!(transceiver.sender().await, Ok(Some(s)) if s.id() == sender.id());
                 if is_video {
@@ -416,14 +385,7 @@ impl MediaSession {
         }
         shared.spawn(audio_source_task(Arc::clone(&shared), audio_track, audio_ssrc));
 
-        Ok(MediaSession {
-            inner: Arc::new(Inner {
-                pc,
-                shared,
-                audio_sender,
-                video_sender,
-            }),
-        })
+        Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender, video_sender }) })
     }
 
     fn check_open(&self) -> Result<(), MediaError> {
@@ -437,53 +399,32 @@ impl MediaSession {
     async fn local_sdp_after_gathering(&self) -> Result<String, MediaError> {
         let timeout = self.inner.shared.config.gather_timeout;
         let mut rx = self.inner.shared.gathering.subscribe();
-        tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| *s == RTCIceGatheringState::Complete),
-        )
-        .await
-        .map_err(|_| MediaError::GatherTimeout(timeout))?
-        .map_err(|_| MediaError::Closed)?;
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == RTCIceGatheringState::Complete))
+            .await
+            .map_err(|_| MediaError::GatherTimeout(timeout))?
+            .map_err(|_| MediaError::Closed)?;
         self.inner
             .pc
             .local_description()
             .await
             .map(|d| d.sdp)
-            .ok_or_else(|| MediaError::Sdp {
-                what: "local",
-                detail: "no local description after gathering".into(),
-            })
+            .ok_or_else(|| MediaError::Sdp { what: "local", detail: "no local description after gathering".into() })
     }
 
     /// Creates our offer and returns it as complete SDP with candidates inline (non-trickle).
     pub async fn create_offer(&self) -> Result<String, MediaError> {
         self.check_open()?;
-        let offer = self
-            .inner
-            .pc
-            .create_offer(None)
-            .await
-            .map_err(MediaError::webrtc("create offer"))?;
-        self.inner
-            .pc
-            .set_local_description(offer)
-            .await
-            .map_err(MediaError::webrtc("set local offer"))?;
+        let offer = self.inner.pc.create_offer(None).await.map_err(MediaError::webrtc("create offer"))?;
+        self.inner.pc.set_local_description(offer).await.map_err(MediaError::webrtc("set local offer"))?;
         self.local_sdp_after_gathering().await
     }
 
     /// Applies the far end's answer to our offer; the video encoder follows the answer's codec.
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
         self.check_open()?;
-        let desc = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::Sdp {
-            what: "answer",
-            detail: e.to_string(),
-        })?;
-        self.inner
-            .pc
-            .set_remote_description(desc)
-            .await
-            .map_err(MediaError::webrtc("set remote answer"))?;
+        let desc = RTCSessionDescription::answer(sdp.to_owned())
+            .map_err(|e| MediaError::Sdp { what: "answer", detail: e.to_string() })?;
+        self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote answer"))?;
         self.update_negotiated().await;
         Ok(())
     }
@@ -492,26 +433,11 @@ impl MediaSession {
     /// our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
-        let desc = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::Sdp {
-            what: "offer",
-            detail: e.to_string(),
-        })?;
-        self.inner
-            .pc
-            .set_remote_description(desc)
-            .await
-            .map_err(MediaError::webrtc("set remote offer"))?;
-        let answer = self
-            .inner
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(MediaError::webrtc("create answer"))?;
-        self.inner
-            .pc
-            .set_local_description(answer)
-            .await
-            .map_err(MediaError::webrtc("set local answer"))?;
+        let desc = RTCSessionDescription::offer(sdp.to_owned())
+            .map_err(|e| MediaError::Sdp { what: "offer", detail: e.to_string() })?;
+        self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote offer"))?;
+        let answer = self.inner.pc.create_answer(None).await.map_err(MediaError::webrtc("create answer"))?;
+        self.inner.pc.set_local_description(answer).await.map_err(MediaError::webrtc("set local answer"))?;
         let sdp = self.local_sdp_after_gathering().await?;
         self.update_negotiated().await;
         Ok(sdp)
@@ -541,14 +467,7 @@ impl MediaSession {
                         .map(|c| format!("{}/{}", c.rtp_codec.mime_type, c.payload_type))
                         .collect();
                     log::debug!("video sender codecs after negotiation: {offered:?}");
-                    let allowed = self
-                        .inner
-                        .shared
-                        .config
-                        .video
-                        .as_ref()
-                        .map(|v| v.codecs.clone())
-                        .unwrap_or_default();
+                    let allowed = self.inner.shared.config.video.as_ref().map(|v| v.codecs.clone()).unwrap_or_default();
                     video = p.rtp_parameters.codecs.iter().find_map(|c| {
                         let codec = VideoCodec::from_mime_type(&c.rtp_codec.mime_type)?;
                         if !allowed.contains(&codec) {
@@ -638,12 +557,7 @@ impl MediaSession {
 
     /// Drains the decoded remote audio (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).
     pub fn take_remote_audio(&self) -> Vec<i16> {
-        let mut rx = self
-            .inner
-            .shared
-            .audio_rx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut rx = self.inner.shared.audio_rx.lock().unwrap_or_else(|e| e.into_inner());
         rx.as_mut().map(|r| r.take_pcm()).unwrap_or_default()
     }
 
@@ -695,14 +609,8 @@ async fn send_pli(shared: &Shared, track: &Arc<dyn TrackRemote>) -> Result<(), M
     let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
         return Err(MediaError::Config("remote video track has no SSRC yet".into()));
     };
-    let pli = PictureLossIndication {
-        sender_ssrc: shared.video_ssrc,
-        media_ssrc,
-    };
-    track
-        .write_rtcp(vec![Box::new(pli)])
-        .await
-        .map_err(MediaError::webrtc("send PLI"))
+    let pli = PictureLossIndication { sender_ssrc: shared.video_ssrc, media_ssrc };
+    track.write_rtcp(vec![Box::new(pli)]).await.map_err(MediaError::webrtc("send PLI"))
 }
 
 async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
@@ -732,11 +640,7 @@ async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>,
         if !shared.connected.load(Ordering::Relaxed) {
             continue;
         }
-        let frame = if shared.audio_muted.load(Ordering::Relaxed) {
-            &silence
-        } else {
-            &pcm
-        };
+        let frame = if shared.audio_muted.load(Ordering::Relaxed) { &silence } else { &pcm };
         let payload = match encoder.encode(frame) {
             Ok(p) => Bytes::copy_from_slice(p),
             Err(e) => {
@@ -784,6 +688,8 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
     let mut last_keyframe: Option<Instant> = None;
     let mut last_requested: Option<Instant> = None;
     let dropped = Arc::new(AtomicU16::new(0));
+    let mut feedback_seen: u64 = 0;
+    let mut pending_request = false;
     loop {
         let connected = shared.connected.load(Ordering::Relaxed);
         let enabled = shared.video_enabled.load(Ordering::Relaxed);
@@ -822,7 +728,7 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
                             move |rtp| {
                                 if tx.try_send(rtp).is_err() {
                                     let n = dropped.fetch_add(1, Ordering::Relaxed);
-                                    if n % 100 == 0 {
+                                    if n.is_multiple_of(100) {
                                         log::warn!("video RTP queue full, dropping packets");
                                     }
                                 }
@@ -850,17 +756,20 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
         };
         // Keyframe policy: requested (PLI/FIR, connect, re-enable), start-up burst, then periodic.
         let now = Instant::now();
-        let in_startup = connected_at
-            .is_none_or(|t| now.duration_since(t) < shared.config.startup_keyframe_window);
-        let period = if in_startup {
-            shared.config.startup_keyframe_period
-        } else {
-            shared.config.keyframe_interval
-        };
-        let requested = shared.keyframe_requested.swap(false, Ordering::SeqCst)
-            && last_requested.is_none_or(|t| now.duration_since(t) >= MIN_REQUESTED_KEYFRAME_SPACING);
+        let in_startup = connected_at.is_none_or(|t| now.duration_since(t) < shared.config.startup_keyframe_window);
+        let period = if in_startup { shared.config.startup_keyframe_period } else { shared.config.keyframe_interval };
+        // PLI/FIR counted by the feedback interceptor are requests too, whether or not the marked
+        // RTCP also reaches the local track's event stream.
+        let feedback_now = shared.feedback.plis.load(Ordering::Relaxed) + shared.feedback.firs.load(Ordering::Relaxed);
+        let feedback_request = feedback_now != feedback_seen;
+        feedback_seen = feedback_now;
+        // A request inside the minimum spacing is deferred, never dropped.
+        pending_request |= shared.keyframe_requested.swap(false, Ordering::SeqCst) || feedback_request;
+        let requested =
+            pending_request && last_requested.is_none_or(|t| now.duration_since(t) >= MIN_REQUESTED_KEYFRAME_SPACING);
         if requested {
             last_requested = Some(now);
+            pending_request = false;
         }
         if requested || last_keyframe.is_none_or(|t| now.duration_since(t) >= period) {
             enc.force_keyframe();
@@ -874,11 +783,7 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
     }
 }
 
-async fn video_rtp_task(
-    shared: Arc<Shared>,
-    track: Arc<TrackLocalStaticRTP>,
-    mut rtp_rx: mpsc::Receiver<Bytes>,
-) {
+async fn video_rtp_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>, mut rtp_rx: mpsc::Receiver<Bytes>) {
     let mut seq: u16 = rand::random();
     let mut errors: u64 = 0;
     while let Some(raw) = rtp_rx.recv().await {
@@ -915,12 +820,9 @@ async fn video_rtp_task(
 /// Keyframe requests (PLI/FIR marked for delivery by the feedback interceptor) for our video.
 async fn video_feedback_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>) {
     while let Some(event) = track.poll().await {
-        match event {
-            TrackLocalEvent::OnRtcpPacket(packets) => {
-                log::debug!("keyframe request from the far end ({} packets)", packets.len());
-                shared.keyframe_requested.store(true, Ordering::SeqCst);
-            }
-            _ => {}
+        if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+            log::debug!("keyframe request delivered ({} RTCP packets)", packets.len());
+            shared.keyframe_requested.store(true, Ordering::SeqCst);
         }
     }
     log::debug!("local video track event stream ended");
@@ -977,10 +879,7 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         let pt = packet.header.payload_type;
         if decoder.as_ref().map(|(_, p)| *p) != Some(pt) && failed_pt != Some(pt) {
             decoder = None;
-            let codec = track
-                .codec(packet.header.ssrc)
-                .await
-                .and_then(|c| VideoCodec::from_mime_type(&c.mime_type));
+            let codec = track.codec(packet.header.ssrc).await.and_then(|c| VideoCodec::from_mime_type(&c.mime_type));
             let Some(codec) = codec else {
                 log::warn!("remote video payload type {pt} is not a codec we decode");
                 failed_pt = Some(pt);

@@ -8,14 +8,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn config(codecs: Vec<VideoCodec>) -> MediaConfig {
     MediaConfig {
-        video: Some(VideoConfig {
-            width: 320,
-            height: 240,
-            fps: 15,
-            bitrate_kbps: 400,
-            codecs,
-            encoder: None,
-        }),
+        video: Some(VideoConfig { width: 320, height: 240, fps: 15, bitrate_kbps: 400, codecs, encoder: None }),
         ..MediaConfig::default()
     }
 }
@@ -50,15 +43,11 @@ async fn connected_pair(offerer: MediaConfig, answerer: MediaConfig) -> (MediaSe
 /// Each side decodes the other's video (counter advancing) and hears the other's tone.
 async fn assert_media_flows(a: &MediaSession, b: &MediaSession, codec: VideoCodec) {
     for (me, name) in [(a, "A"), (b, "B")] {
-        let first = wait_for(me, &format!("{name} decodes video"), |s| {
-            s.last_remote_frame_counter.is_some()
-        })
-        .await;
+        let first = wait_for(me, &format!("{name} decodes video"), |s| s.last_remote_frame_counter.is_some()).await;
         let c1 = first.last_remote_frame_counter.unwrap();
-        let later = wait_for(me, &format!("{name} counter advances"), |s| {
-            s.last_remote_frame_counter.is_some_and(|c| c > c1)
-        })
-        .await;
+        let later =
+            wait_for(me, &format!("{name} counter advances"), |s| s.last_remote_frame_counter.is_some_and(|c| c > c1))
+                .await;
         assert_eq!(later.remote_video_codec, Some(codec), "{name}");
         assert_eq!(later.video_codec, Some(codec), "{name}");
         let frame = me.last_remote_frame().unwrap();
@@ -75,7 +64,11 @@ async fn assert_media_flows(a: &MediaSession, b: &MediaSession, codec: VideoCode
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_call_between_two_sessions() {
     let _ = env_logger::builder().is_test(true).try_init();
-    let (a, b) = connected_pair(config(vec![VideoCodec::H264, VideoCodec::Vp8]), config(vec![VideoCodec::H264, VideoCodec::Vp8])).await;
+    let (a, b) = connected_pair(
+        config(vec![VideoCodec::H264, VideoCodec::Vp8]),
+        config(vec![VideoCodec::H264, VideoCodec::Vp8]),
+    )
+    .await;
     let mut events = a.events();
     assert_media_flows(&a, &b, VideoCodec::H264).await;
     assert!(a.stats().keyframes_sent >= 1 && b.stats().keyframes_sent >= 1);
@@ -93,7 +86,11 @@ async fn h264_call_between_two_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_when_the_offerer_prefers_it() {
     let _ = env_logger::builder().is_test(true).try_init();
-    let (a, b) = connected_pair(config(vec![VideoCodec::Vp8, VideoCodec::H264]), config(vec![VideoCodec::H264, VideoCodec::Vp8])).await;
+    let (a, b) = connected_pair(
+        config(vec![VideoCodec::Vp8, VideoCodec::H264]),
+        config(vec![VideoCodec::H264, VideoCodec::Vp8]),
+    )
+    .await;
     assert_media_flows(&a, &b, VideoCodec::Vp8).await;
     a.close().await;
     b.close().await;
@@ -138,10 +135,7 @@ async fn pli_produces_a_keyframe_and_mute_and_video_off_stop_media() {
     b.set_video_enabled(false);
     let sent = b.stats().video_frames_sent;
     // Let frames already in flight drain, then the count must hold still.
-    wait_for(&b, "B stops encoding", |s| {
-        s.video_frames_sent == sent
-    })
-    .await;
+    wait_for(&b, "B stops encoding", |s| s.video_frames_sent == sent).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let decoded = a.stats().video_frames_decoded;
     let sent = b.stats().video_frames_sent;
@@ -156,28 +150,11 @@ async fn pli_produces_a_keyframe_and_mute_and_video_off_stop_media() {
 
 #[tokio::test]
 async fn bad_config_and_bad_sdp_are_errors_not_panics() {
-    let bad = MediaConfig {
-        video: Some(VideoConfig {
-            width: 64,
-            ..VideoConfig::default()
-        }),
-        ..MediaConfig::default()
-    };
+    let bad =
+        MediaConfig { video: Some(VideoConfig { width: 64, ..VideoConfig::default() }), ..MediaConfig::default() };
     assert!(matches!(MediaSession::new(bad).await, Err(MediaError::Config(_))));
-    let s = MediaSession::new(MediaConfig {
-        video: None,
-        ..MediaConfig::default()
-    })
-    .await
-    .unwrap();
+    let s = MediaSession::new(MediaConfig { video: None, ..MediaConfig::default() }).await.unwrap();
     assert!(s.accept_offer("this is not sdp").await.is_err());
     s.close().await;
     assert!(matches!(s.create_offer().await, Err(MediaError::Closed)));
-}
-
-#[tokio::test]
-async fn zz_debug_dump_offer() {
-    let a = MediaSession::new(config(vec![VideoCodec::H264, VideoCodec::Vp8])).await.unwrap();
-    println!("OFFER\n{}", a.create_offer().await.unwrap());
-    a.close().await;
 }

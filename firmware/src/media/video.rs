@@ -88,9 +88,9 @@ fn encoder_fragment(element: &str, codec: VideoCodec, bitrate_kbps: u32, gop: u3
 
 fn payloader_fragment(codec: VideoCodec, pt: u8, ssrc: u32) -> String {
     match codec {
-        VideoCodec::H264 => format!(
-            "rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt={pt} ssrc={ssrc}"
-        ),
+        VideoCodec::H264 => {
+            format!("rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt={pt} ssrc={ssrc}")
+        }
         VideoCodec::Vp8 => {
             format!("rtpvp8pay name=pay picture-id-mode=15-bit mtu=1200 pt={pt} ssrc={ssrc}")
         }
@@ -115,11 +115,9 @@ fn log_bus(pipeline: &gst::Pipeline, what: &'static str) {
 }
 
 fn build_pipeline(desc: &str, what: &str) -> Result<gst::Pipeline, MediaError> {
-    let element = gst::parse::launch(desc)
-        .map_err(|e| MediaError::Gstreamer(format!("{what}: cannot build `{desc}`: {e}")))?;
-    element
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| MediaError::Gstreamer(format!("{what}: not a pipeline")))
+    let element =
+        gst::parse::launch(desc).map_err(|e| MediaError::Gstreamer(format!("{what}: cannot build `{desc}`: {e}")))?;
+    element.downcast::<gst::Pipeline>().map_err(|_| MediaError::Gstreamer(format!("{what}: not a pipeline")))
 }
 
 fn by_name<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, MediaError> {
@@ -205,19 +203,11 @@ impl VideoEncoder {
                 })
                 .build(),
         );
-        pipeline.set_state(gst::State::Playing).map_err(|e| {
-            MediaError::Gstreamer(format!("video encoder ({element}) failed to start: {e}"))
-        })?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| MediaError::Gstreamer(format!("video encoder ({element}) failed to start: {e}")))?;
         log::info!("video encoder started: {codec:?} via {element}, {width}x{height}@{fps}, pt {pt}");
-        Ok(Self {
-            pipeline,
-            appsrc,
-            encoder,
-            codec,
-            element: element.to_owned(),
-            fps: fps.max(1),
-            frame_index: 0,
-        })
+        Ok(Self { pipeline, appsrc, encoder, codec, element: element.to_owned(), fps: fps.max(1), frame_index: 0 })
     }
 
     pub(crate) fn codec(&self) -> VideoCodec {
@@ -246,9 +236,7 @@ impl VideoEncoder {
     /// Asks the encoder for a keyframe (with SPS/PPS for H.264) as soon as possible: an upstream
     /// force-key-unit event on the encoder's source pad, as a downstream consumer would send it.
     pub(crate) fn force_keyframe(&self) {
-        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-            .all_headers(true)
-            .build();
+        let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
         match self.encoder.static_pad("src") {
             Some(pad) => {
                 if !pad.send_event(event) {
@@ -280,9 +268,8 @@ fn sample_to_frame(sample: &gst::Sample) -> Option<VideoFrame> {
     let vframe = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
     let (w, h) = (info.width() as usize, info.height() as usize);
     let mut out = Vec::with_capacity(VideoFrame::i420_len(info.width(), info.height()));
-    for (plane, (pw, ph)) in [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))]
-        .into_iter()
-        .enumerate()
+    for (plane, (pw, ph)) in
+        [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))].into_iter().enumerate()
     {
         let data = vframe.plane_data(plane as u32).ok()?;
         let stride = usize::try_from(*info.stride().get(plane)?).ok()?;
@@ -290,11 +277,7 @@ fn sample_to_frame(sample: &gst::Sample) -> Option<VideoFrame> {
             out.extend_from_slice(data.get(row * stride..row * stride + pw)?);
         }
     }
-    Some(VideoFrame {
-        width: info.width(),
-        height: info.height(),
-        data: Bytes::from(out),
-    })
+    Some(VideoFrame { width: info.width(), height: info.height(), data: Bytes::from(out) })
 }
 
 impl VideoDecoder {
@@ -333,15 +316,11 @@ impl VideoDecoder {
                 })
                 .build(),
         );
-        pipeline.set_state(gst::State::Playing).map_err(|e| {
-            MediaError::Gstreamer(format!("video decoder ({decoder}) failed to start: {e}"))
-        })?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| MediaError::Gstreamer(format!("video decoder ({decoder}) failed to start: {e}")))?;
         log::info!("video decoder started: {codec:?} via {decoder}, pt {pt}");
-        Ok(Self {
-            pipeline,
-            appsrc,
-            codec,
-        })
+        Ok(Self { pipeline, appsrc, codec })
     }
 
     pub(crate) fn codec(&self) -> VideoCodec {

@@ -91,10 +91,7 @@ impl SignalingError {
 
     /// True when the session is gone and must be recreated with its handles.
     pub fn is_session_lost(&self) -> bool {
-        matches!(
-            self,
-            SignalingError::SessionLost { .. } | SignalingError::SessionNotFound { .. }
-        )
+        matches!(self, SignalingError::SessionLost { .. } | SignalingError::SessionNotFound { .. })
     }
 }
 

@@ -66,20 +66,14 @@ impl HandleEvent {
         let mid = msg.get("mid").and_then(Value::as_str).map(str::to_owned);
         match kind {
             "event" => match msg.get("plugindata").and_then(|p| p.get("data")) {
-                Some(data) => HandleEvent::Plugin {
-                    data: data.clone(),
-                    jsep: msg.get("jsep").and_then(Jsep::from_json),
-                },
+                Some(data) => {
+                    HandleEvent::Plugin { data: data.clone(), jsep: msg.get("jsep").and_then(Jsep::from_json) }
+                }
                 None => HandleEvent::Other(msg),
             },
             "webrtcup" => HandleEvent::WebrtcUp,
-            "media" => match (
-                msg.get("type").and_then(Value::as_str),
-                msg.get("receiving").and_then(Value::as_bool),
-            ) {
-                (Some(kind), Some(receiving)) => {
-                    HandleEvent::Media { mid, kind: kind.to_owned(), receiving }
-                }
+            "media" => match (msg.get("type").and_then(Value::as_str), msg.get("receiving").and_then(Value::as_bool)) {
+                (Some(kind), Some(receiving)) => HandleEvent::Media { mid, kind: kind.to_owned(), receiving },
                 _ => HandleEvent::Other(msg),
             },
             "slowlink" => HandleEvent::SlowLink {
@@ -88,9 +82,9 @@ impl HandleEvent {
                 lost: msg.get("lost").and_then(Value::as_u64).unwrap_or(0),
                 mid,
             },
-            "hangup" => HandleEvent::Hangup {
-                reason: msg.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
-            },
+            "hangup" => {
+                HandleEvent::Hangup { reason: msg.get("reason").and_then(Value::as_str).unwrap_or("").to_owned() }
+            }
             "detached" => HandleEvent::Detached,
             _ => HandleEvent::Other(msg),
         }
@@ -163,29 +157,14 @@ impl PluginHandle {
         let synchronous = match answer.get("janus").and_then(Value::as_str) {
             Some("success") => true,
             Some("event") => false,
-            other => {
-                return Err(SignalingError::Protocol {
-                    request: name,
-                    what: format!("answer of kind {other:?}"),
-                })
-            }
+            other => return Err(SignalingError::Protocol { request: name, what: format!("answer of kind {other:?}") }),
         };
-        let data = answer
-            .get("plugindata")
-            .and_then(|p| p.get("data"))
-            .cloned()
-            .ok_or_else(|| SignalingError::Protocol {
-                request: name.clone(),
-                what: "answer without plugindata.data".into(),
-            })?;
+        let data = answer.get("plugindata").and_then(|p| p.get("data")).cloned().ok_or_else(|| {
+            SignalingError::Protocol { request: name.clone(), what: "answer without plugindata.data".into() }
+        })?;
         if let Some(code) = data.get("error_code").and_then(Value::as_i64) {
             let reason = data.get("error").and_then(Value::as_str).unwrap_or("").to_owned();
-            return Err(SignalingError::Plugin {
-                plugin: self.plugin.clone(),
-                request: name,
-                code,
-                reason,
-            });
+            return Err(SignalingError::Plugin { plugin: self.plugin.clone(), request: name, code, reason });
         }
         let jsep = answer.get("jsep").and_then(Jsep::from_json);
         debug!("handle {}: '{name}' answered ({})", self.id, if synchronous { "sync" } else { "async" });

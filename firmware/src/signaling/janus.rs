@@ -74,9 +74,7 @@ impl JanusConfig {
             return Err(SignalingError::Config("no Janus URL given".into()));
         }
         if self.request_timeout.is_zero() || self.keepalive_interval.is_zero() {
-            return Err(SignalingError::Config(
-                "request_timeout and keepalive_interval must be positive".into(),
-            ));
+            return Err(SignalingError::Config("request_timeout and keepalive_interval must be positive".into()));
         }
         if self.event_buffer == 0 || self.command_buffer == 0 {
             return Err(SignalingError::Config("queue capacities must be positive".into()));
@@ -108,10 +106,7 @@ pub trait WsTransport:
 }
 
 impl<T> WsTransport for T where
-    T: Stream<Item = std::result::Result<Message, WsError>>
-        + Sink<Message, Error = WsError>
-        + Send
-        + Unpin
+    T: Stream<Item = std::result::Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin
 {
 }
 
@@ -119,8 +114,7 @@ impl<T> WsTransport for T where
 pub type BoxedTransport = Box<dyn WsTransport>;
 
 /// Opens a transport to a URL.
-pub type Connector =
-    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<BoxedTransport>> + Send>> + Send + Sync>;
+pub type Connector = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<BoxedTransport>> + Send>> + Send + Sync>;
 
 /// The real connector: a WebSocket (ws://) asking for the `janus-protocol` subprotocol.
 pub fn websocket_connector() -> Connector {
@@ -130,9 +124,7 @@ pub fn websocket_connector() -> Connector {
                 .as_str()
                 .into_client_request()
                 .map_err(|e| SignalingError::Connect { url: url.clone(), reason: e.to_string() })?;
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(JANUS_SUBPROTOCOL));
+            request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(JANUS_SUBPROTOCOL));
             let (ws, _response) = tokio_tungstenite::connect_async(request)
                 .await
                 .map_err(|e| SignalingError::Connect { url: url.clone(), reason: e.to_string() })?;
@@ -190,9 +182,7 @@ pub(crate) enum Command {
 
 impl JanusSession {
     /// Connects to the first reachable server of `config.urls` and creates a session there.
-    pub async fn connect(
-        config: JanusConfig,
-    ) -> Result<(JanusSession, mpsc::Receiver<ConnectionEvent>)> {
+    pub async fn connect(config: JanusConfig) -> Result<(JanusSession, mpsc::Receiver<ConnectionEvent>)> {
         Self::connect_with(config, websocket_connector()).await
     }
 
@@ -283,23 +273,15 @@ impl JanusSession {
     }
 
     /// Attaches a plugin (e.g. `janus.plugin.sip`); returns the handle and its bounded event stream.
-    pub async fn attach(
-        &self,
-        plugin: &str,
-    ) -> Result<(PluginHandle, mpsc::Receiver<HandleEvent>)> {
+    pub async fn attach(&self, plugin: &str) -> Result<(PluginHandle, mpsc::Receiver<HandleEvent>)> {
         let (tx, rx) = mpsc::channel(self.shared.event_buffer);
         let mut body = Map::new();
         body.insert("janus".into(), json!("attach"));
         body.insert("plugin".into(), json!(plugin));
         let answer = self.request("attach", body, None, false, Some(tx)).await?;
-        let id = answer
-            .get("data")
-            .and_then(|d| d.get("id"))
-            .and_then(Value::as_u64)
-            .ok_or_else(|| SignalingError::Protocol {
-                request: "attach".into(),
-                what: "success without data.id".into(),
-            })?;
+        let id = answer.get("data").and_then(|d| d.get("id")).and_then(Value::as_u64).ok_or_else(|| {
+            SignalingError::Protocol { request: "attach".into(), what: "success without data.id".into() }
+        })?;
         debug!("Janus session {}: attached {plugin} as handle {id}", self.shared.session_id);
         Ok((PluginHandle::new(id, plugin.to_owned(), self.clone()), rx))
     }
@@ -349,25 +331,15 @@ impl JanusSession {
         attach: Option<mpsc::Sender<HandleEvent>>,
     ) -> Result<Value> {
         let (reply, rx) = oneshot::channel();
-        self.send_command(Command::Request {
-            name: name.to_owned(),
-            body,
-            handle_id,
-            wait_event,
-            attach,
-            reply,
-        })
-        .await?;
+        self.send_command(Command::Request { name: name.to_owned(), body, handle_id, wait_event, attach, reply })
+            .await?;
         // The driver answers Timeout itself at request_timeout; this outer bound only guards against a
         // stalled driver.
         let bound = self.shared.request_timeout * 2 + Duration::from_secs(1);
         match timeout(bound, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.ended_error()),
-            Err(_) => Err(SignalingError::Timeout {
-                request: name.to_owned(),
-                timeout_ms: duration_ms(bound),
-            }),
+            Err(_) => Err(SignalingError::Timeout { request: name.to_owned(), timeout_ms: duration_ms(bound) }),
         }
     }
 }
@@ -378,11 +350,7 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
 
 /// Random transaction id.
 fn transaction_id() -> String {
-    rand::rng()
-        .sample_iter(&rand::distr::Alphanumeric)
-        .take(16)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&rand::distr::Alphanumeric).take(16).map(char::from).collect()
 }
 
 /// Exponential backoff with jitter: attempt 1 waits about `min`, each next one doubles up to `max`;
@@ -433,10 +401,8 @@ struct Driver {
 
 impl Driver {
     fn emit(&self, event: ConnectionEvent) {
-        if let Err(e) = self.events_tx.try_send(event) {
-            if let mpsc::error::TrySendError::Full(event) = e {
-                warn!("connection event queue full, dropping {event:?}");
-            }
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events_tx.try_send(event) {
+            warn!("connection event queue full, dropping {event:?}");
         }
     }
 
@@ -466,18 +432,11 @@ impl Driver {
 
     /// Sends a request outside the driver loop (create, claim) and reads until its answer, dispatching
     /// anything else that arrives meanwhile.
-    async fn exchange(
-        &mut self,
-        ws: &mut BoxedTransport,
-        name: &str,
-        body: Map<String, Value>,
-    ) -> Result<Value> {
+    async fn exchange(&mut self, ws: &mut BoxedTransport, name: &str, body: Map<String, Value>) -> Result<Value> {
         let transaction = transaction_id();
         let text = self.stamp(body, &transaction, None);
         let url = self.current_url();
-        self.send_text(ws, text)
-            .await
-            .map_err(|reason| SignalingError::Connect { url: url.clone(), reason })?;
+        self.send_text(ws, text).await.map_err(|reason| SignalingError::Connect { url: url.clone(), reason })?;
         let deadline = Instant::now() + self.cfg.request_timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, ws.next()).await;
@@ -524,31 +483,21 @@ impl Driver {
         let mut body = Map::new();
         body.insert("janus".into(), json!("create"));
         let answer = self.exchange(ws, "create", body).await?;
-        answer
-            .get("data")
-            .and_then(|d| d.get("id"))
-            .and_then(Value::as_u64)
-            .ok_or_else(|| SignalingError::Protocol {
-                request: "create".into(),
-                what: "success without data.id".into(),
-            })
+        answer.get("data").and_then(|d| d.get("id")).and_then(Value::as_u64).ok_or_else(|| SignalingError::Protocol {
+            request: "create".into(),
+            what: "success without data.id".into(),
+        })
     }
 
     fn map_error(&self, name: &str, handle_id: Option<u64>, msg: &Value) -> SignalingError {
         let error = msg.get("error");
         let code = error.and_then(|e| e.get("code")).and_then(Value::as_i64);
-        let reason = error
-            .and_then(|e| e.get("reason"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let reason = error.and_then(|e| e.get("reason")).and_then(Value::as_str).unwrap_or("").to_owned();
         let request = name.to_owned();
         match code {
             Some(codes::UNAUTHORIZED) => SignalingError::Unauthorized { request },
             Some(codes::UNAUTHORIZED_PLUGIN) => SignalingError::UnauthorizedPlugin { request },
-            Some(codes::SESSION_NOT_FOUND) => {
-                SignalingError::SessionNotFound { session_id: self.session_id, request }
-            }
+            Some(codes::SESSION_NOT_FOUND) => SignalingError::SessionNotFound { session_id: self.session_id, request },
             Some(codes::HANDLE_NOT_FOUND) => {
                 SignalingError::HandleNotFound { handle_id: handle_id.unwrap_or(0), request }
             }
@@ -748,12 +697,8 @@ impl Driver {
 
     fn expire_pending(&mut self) -> Flow {
         let now = Instant::now();
-        let expired: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(t, _)| t.clone())
-            .collect();
+        let expired: Vec<String> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| t.clone()).collect();
         let mut flow = Flow::Continue;
         for transaction in expired {
             let Some(p) = self.pending.remove(&transaction) else { continue };

@@ -93,20 +93,13 @@ impl SipCredentials {
     /// hex MD5(`<exp>:<user>:<realm>:<password>`).
     pub fn registration(&self, register_ttl: u32) -> Result<SipRegister> {
         if !self.username.contains(':') {
-            return Err(SignalingError::Config(
-                "SIP grant username is not '<expiry>:<user>'".into(),
-            ));
+            return Err(SignalingError::Config("SIP grant username is not '<expiry>:<user>'".into()));
         }
         if self.uri.is_empty() || self.proxy.is_empty() || self.realm.is_empty() {
             return Err(SignalingError::Config("SIP grant lacks uri, realm or proxy".into()));
         }
         let authuser = self.username.replace(':', "%3A");
-        let ha1 = md5_hex(&format!(
-            "{}:{}:{}",
-            self.username,
-            self.realm,
-            self.password.expose()
-        ));
+        let ha1 = md5_hex(&format!("{}:{}:{}", self.username, self.realm, self.password.expose()));
         Ok(SipRegister {
             username: self.uri.clone(),
             authuser: Some(authuser),
@@ -160,22 +153,47 @@ impl HoldDirection {
 pub enum SipEvent {
     Registering,
     /// `register_sent` false for guests (no REGISTER sent).
-    Registered { username: String, register_sent: bool },
-    RegistrationFailed { code: i64, reason: String },
+    Registered {
+        username: String,
+        register_sent: bool,
+    },
+    RegistrationFailed {
+        code: i64,
+        reason: String,
+    },
     Unregistering,
-    Unregistered { username: String },
+    Unregistered {
+        username: String,
+    },
     /// Our INVITE is out.
-    Calling { call_id: Option<String> },
+    Calling {
+        call_id: Option<String>,
+    },
     /// 180.
-    Ringing { call_id: Option<String> },
+    Ringing {
+        call_id: Option<String>,
+    },
     /// A 1xx other than 180/183 (only when the INVITE is ours or answered by us).
-    Proceeding { code: i64, call_id: Option<String> },
+    Proceeding {
+        code: i64,
+        call_id: Option<String>,
+    },
     /// 183 with SDP: early media; `jsep` is the answer to apply.
-    Progress { username: String, call_id: Option<String>, jsep: Option<Jsep> },
+    Progress {
+        username: String,
+        call_id: Option<String>,
+        jsep: Option<Jsep>,
+    },
     /// Our `accept` of an offerless INVITE is out; `Accepted` follows.
-    Accepting { call_id: Option<String> },
+    Accepting {
+        call_id: Option<String>,
+    },
     /// 200 OK: the call is up. `jsep` is the answer unless a `Progress` already carried it.
-    Accepted { username: Option<String>, call_id: Option<String>, jsep: Option<Jsep> },
+    Accepted {
+        username: Option<String>,
+        call_id: Option<String>,
+        jsep: Option<Jsep>,
+    },
     IncomingCall {
         username: String,
         displayname: Option<String>,
@@ -185,9 +203,17 @@ pub enum SipEvent {
         jsep: Option<Jsep>,
     },
     /// A call arrived while busy: the plugin answered 486 itself.
-    MissedCall { caller: String, displayname: Option<String>, callee: Option<String>, call_id: Option<String> },
+    MissedCall {
+        caller: String,
+        displayname: Option<String>,
+        callee: Option<String>,
+        call_id: Option<String>,
+    },
     /// A re-INVITE from the far end (only with `autoaccept_reinvites: false`); answer with `update`.
-    UpdatingCall { call_id: Option<String>, jsep: Option<Jsep> },
+    UpdatingCall {
+        call_id: Option<String>,
+        jsep: Option<Jsep>,
+    },
     Updating,
     Updated,
     /// Our `hold` re-INVITE is out.
@@ -197,11 +223,25 @@ pub enum SipEvent {
     Declining,
     HangingUp,
     /// The call ended; `code` is the SIP status (200 for a BYE, 486 busy, 487 cancelled...).
-    Hangup { code: i64, reason: String, reason_header: Option<String>, call_id: Option<String> },
+    Hangup {
+        code: i64,
+        reason: String,
+        reason_header: Option<String>,
+        call_id: Option<String>,
+    },
     /// A SIP INFO that is not DTMF.
-    Info { sender: String, displayname: Option<String>, content_type: String, content: String },
+    Info {
+        sender: String,
+        displayname: Option<String>,
+        content_type: String,
+        content: String,
+    },
     /// A SIP INFO `application/dtmf-relay` (what `dtmf_info` sends): `Signal=<digit>\r\nDuration=<ms>`.
-    Dtmf { sender: String, digit: String, duration_ms: Option<u32> },
+    Dtmf {
+        sender: String,
+        digit: String,
+        duration_ms: Option<u32>,
+    },
     InfoSent,
     DtmfSent,
     Message {
@@ -212,7 +252,11 @@ pub enum SipEvent {
         call_id: Option<String>,
     },
     MessageSent,
-    MessageDelivery { code: i64, reason: String, call_id: Option<String> },
+    MessageDelivery {
+        code: i64,
+        reason: String,
+        call_id: Option<String>,
+    },
     Notify {
         notify: String,
         substate: Option<String>,
@@ -221,15 +265,29 @@ pub enum SipEvent {
         call_id: Option<String>,
     },
     /// An asynchronous plugin error (`error_code`: 440-454, see janus_sip.c).
-    Error { code: i64, reason: String },
+    Error {
+        code: i64,
+        reason: String,
+    },
     /// Janus: the PeerConnection is up.
     WebrtcUp,
     /// Janus: media started/stopped arriving.
-    Media { mid: Option<String>, kind: String, receiving: bool },
+    Media {
+        mid: Option<String>,
+        kind: String,
+        receiving: bool,
+    },
     /// Janus: losses.
-    SlowLink { mid: Option<String>, media: String, uplink: bool, lost: u64 },
+    SlowLink {
+        mid: Option<String>,
+        media: String,
+        uplink: bool,
+        lost: u64,
+    },
     /// Janus: the PeerConnection closed (not the SIP dialog: see `Hangup`).
-    WebrtcHangup { reason: String },
+    WebrtcHangup {
+        reason: String,
+    },
     /// Janus: the handle is gone.
     Detached,
     /// Anything else, raw.
@@ -289,11 +347,7 @@ impl SipEvent {
             "calling" => SipEvent::Calling { call_id },
             "ringing" => SipEvent::Ringing { call_id },
             "proceeding" => SipEvent::Proceeding { code: int(result, "code"), call_id },
-            "progress" => SipEvent::Progress {
-                username: s(result, "username").unwrap_or_default(),
-                call_id,
-                jsep,
-            },
+            "progress" => SipEvent::Progress { username: s(result, "username").unwrap_or_default(), call_id, jsep },
             "accepting" => SipEvent::Accepting { call_id },
             "accepted" => SipEvent::Accepted { username: s(result, "username"), call_id, jsep },
             "incomingcall" => SipEvent::IncomingCall {
@@ -389,6 +443,16 @@ impl SipEvents {
     pub async fn recv(&mut self) -> Option<SipEvent> {
         self.rx.recv().await.map(SipEvent::from_handle_event)
     }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<SipEvent> {
+        self.rx.try_recv().ok().map(SipEvent::from_handle_event)
+    }
+
+    /// The raw handle event queue.
+    pub fn into_inner(self) -> mpsc::Receiver<HandleEvent> {
+        self.rx
+    }
 }
 
 /// A handle on the SIP plugin with typed requests. Each method returns the plugin's event answering it
@@ -405,6 +469,11 @@ impl SipHandle {
     pub async fn attach(session: &JanusSession) -> Result<(SipHandle, SipEvents)> {
         let (handle, rx) = session.attach(SIP_PLUGIN).await?;
         Ok((SipHandle { handle }, SipEvents::new(rx)))
+    }
+
+    /// Wraps a handle already attached to `janus.plugin.sip`.
+    pub fn from_handle(handle: PluginHandle) -> SipHandle {
+        SipHandle { handle }
     }
 
     /// The generic handle (for `hangup` of the PeerConnection, trickle...).

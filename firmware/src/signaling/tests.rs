@@ -34,10 +34,7 @@ struct State {
 type Shared = Arc<Mutex<State>>;
 
 fn state(tokens: &[&str]) -> Shared {
-    Arc::new(Mutex::new(State {
-        tokens: tokens.iter().map(|t| t.to_string()).collect(),
-        ..State::default()
-    }))
+    Arc::new(Mutex::new(State { tokens: tokens.iter().map(|t| t.to_string()).collect(), ..State::default() }))
 }
 
 fn success(txn: &Value, data: Value) -> String {
@@ -69,10 +66,7 @@ fn respond(st: &Shared, req: &Value) -> Action {
             "error": {"code": 403, "reason": "Unauthorized request (wrong or missing secret/token)"}})
         .to_string()]);
     }
-    let session_known = req
-        .get("session_id")
-        .and_then(Value::as_u64)
-        .is_some_and(|id| s.sessions.contains(&id));
+    let session_known = req.get("session_id").and_then(Value::as_u64).is_some_and(|id| s.sessions.contains(&id));
     if janus != "create" && !session_known {
         return Action::Reply(vec![json!({"janus": "error", "transaction": txn,
             "error": {"code": 458, "reason": "No such session"}})
@@ -111,20 +105,28 @@ fn respond(st: &Shared, req: &Value) -> Action {
                 "silent" => Action::Reply(vec![ack]),
                 "hold" => Action::Reply(vec![
                     ack,
-                    plugin_event(Some(&txn), json!({"sip": "event", "error_code": 447, "error": "Wrong state (not in a call?)"})),
+                    plugin_event(
+                        Some(&txn),
+                        json!({"sip": "event", "error_code": 447, "error": "Wrong state (not in a call?)"}),
+                    ),
                 ]),
                 "push" => Action::Reply(vec![
                     "garbage{".into(),
                     "[1,2]".into(),
                     json!({"janus": "mystery", "foo": 1}).to_string(),
                     json!({"janus": "event", "sender": 999, "plugindata": {"data": {}}}).to_string(),
-                    plugin_event(None, json!({"sip": "event", "call_id": "c2", "result": {"event": "incomingcall",
-                        "username": "sip:bob@x"}})),
+                    plugin_event(
+                        None,
+                        json!({"sip": "event", "call_id": "c2", "result": {"event": "incomingcall",
+                        "username": "sip:bob@x"}}),
+                    ),
                     json!({"janus": "webrtcup", "session_id": SESSION, "sender": HANDLE}).to_string(),
                     json!({"janus": "media", "session_id": SESSION, "sender": HANDLE, "mid": "0",
-                        "type": "audio", "receiving": true}).to_string(),
+                        "type": "audio", "receiving": true})
+                    .to_string(),
                     json!({"janus": "success", "transaction": txn, "session_id": SESSION, "sender": HANDLE,
-                        "plugindata": {"plugin": "janus.plugin.x", "data": {"pushed": true}}}).to_string(),
+                        "plugindata": {"plugin": "janus.plugin.x", "data": {"pushed": true}}})
+                    .to_string(),
                 ]),
                 "drop_me" => {
                     if s.forget_on_drop {
@@ -141,13 +143,10 @@ fn respond(st: &Shared, req: &Value) -> Action {
     }
 }
 
+#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, st: Shared) {
     let callback = |req: &Request, mut resp: Response| {
-        let asked = req
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let asked = req.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
         assert_eq!(asked, "janus-protocol");
         resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("janus-protocol"));
         Ok(resp)
@@ -190,9 +189,7 @@ fn duplex_connector(st: Shared) -> Connector {
             tokio::spawn(serve(server_io, st));
             let mut request =
                 tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("janus-protocol"));
+            request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("janus-protocol"));
             let (ws, _) = tokio_tungstenite::client_async(request, client_io)
                 .await
                 .map_err(|e| SignalingError::Connect { url, reason: e.to_string() })?;
@@ -238,10 +235,7 @@ async fn creates_session_attaches_and_matches_transactions() {
     let url = start_server(st.clone()).await;
     let (session, mut events) = JanusSession::connect(config(vec![url.clone()], "t1")).await.unwrap();
     assert_eq!(session.session_id(), SESSION);
-    assert_eq!(
-        wait_event(&mut events, |_| true).await,
-        ConnectionEvent::Connected { url, session_id: SESSION }
-    );
+    assert_eq!(wait_event(&mut events, |_| true).await, ConnectionEvent::Connected { url, session_id: SESSION });
     let (handle, _handle_events) = session.attach("janus.plugin.sip").await.unwrap();
     assert_eq!(handle.id(), HANDLE);
 
@@ -335,10 +329,7 @@ async fn fails_over_to_the_second_url() {
     let url = start_server(st).await;
     let (session, mut events) = JanusSession::connect(config(vec![dead_url, url.clone()], "t1")).await.unwrap();
     assert_eq!(session.url(), url);
-    assert_eq!(
-        wait_event(&mut events, |_| true).await,
-        ConnectionEvent::Connected { url, session_id: SESSION }
-    );
+    assert_eq!(wait_event(&mut events, |_| true).await, ConnectionEvent::Connected { url, session_id: SESSION });
 }
 
 #[tokio::test]
@@ -464,7 +455,8 @@ fn sip_events_parse_and_unknown_ones_are_other() {
         SipEvent::from_plugin_data(&dtmf, None),
         SipEvent::Dtmf { sender: "sip:bob@x".into(), digit: "5".into(), duration_ms: Some(160) }
     );
-    let info = json!({"sip": "event", "result": {"event": "info", "sender": "s", "type": "text/plain", "content": "hi"}});
+    let info =
+        json!({"sip": "event", "result": {"event": "info", "sender": "s", "type": "text/plain", "content": "hi"}});
     assert!(matches!(SipEvent::from_plugin_data(&info, None), SipEvent::Info { .. }));
 
     let incoming = json!({"sip": "event", "call_id": "abc", "result": {"event": "incomingcall",
@@ -481,17 +473,251 @@ fn sip_events_parse_and_unknown_ones_are_other() {
             jsep: Some(offer),
         }
     );
-    let hangup = json!({"sip": "event", "call_id": "abc", "result": {"event": "hangup", "code": 486, "reason": "Busy Here"}});
+    let hangup =
+        json!({"sip": "event", "call_id": "abc", "result": {"event": "hangup", "code": 486, "reason": "Busy Here"}});
     assert!(matches!(SipEvent::from_plugin_data(&hangup, None), SipEvent::Hangup { code: 486, .. }));
-    let failed = json!({"sip": "event", "result": {"event": "registration_failed", "code": 403, "reason": "Forbidden"}});
+    let failed =
+        json!({"sip": "event", "result": {"event": "registration_failed", "code": 403, "reason": "Forbidden"}});
     assert_eq!(
         SipEvent::from_plugin_data(&failed, None),
         SipEvent::RegistrationFailed { code: 403, reason: "Forbidden".into() }
     );
     let err = json!({"sip": "event", "error_code": 445, "error": "Already registered"});
-    assert_eq!(SipEvent::from_plugin_data(&err, None), SipEvent::Error { code: 445, reason: "Already registered".into() });
+    assert_eq!(
+        SipEvent::from_plugin_data(&err, None),
+        SipEvent::Error { code: 445, reason: "Already registered".into() }
+    );
     let unknown = json!({"sip": "event", "result": {"event": "brand_new_thing"}});
     assert_eq!(SipEvent::from_plugin_data(&unknown, None), SipEvent::Other(unknown.clone()));
     let shapeless = json!([1, 2]);
     assert_eq!(SipEvent::from_plugin_data(&shapeless, None), SipEvent::Other(shapeless.clone()));
+}
+
+/// Manual check against a real Janus with `token_auth_secret` (run by hand, see the report):
+/// `JANUS_URL`, `JANUS_TOKEN_A`, `JANUS_TOKEN_B` (valid, granting janus.plugin.sip) and
+/// `JANUS_TOKEN_EXPIRED`.
+#[tokio::test]
+#[ignore]
+async fn live_janus_session_token_swap() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let mut cfg = JanusConfig::new(vec![env("JANUS_URL")], Secret::new(env("JANUS_TOKEN_A")));
+    cfg.keepalive_interval = Duration::from_secs(1);
+    let (session, mut events) = JanusSession::connect(cfg).await.unwrap();
+    println!("session {} on {}", session.session_id(), session.url());
+    let (sip, _sip_events) = SipHandle::attach(&session).await.unwrap();
+    println!("attached janus.plugin.sip as handle {}", sip.handle().id());
+
+    session.set_token(Secret::new(env("JANUS_TOKEN_B")));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(ev) = events.try_recv() {
+        println!("connection event: {ev:?}");
+        assert!(!matches!(ev, ConnectionEvent::Unauthorized { .. }));
+    }
+    let (second, _) = session.attach(SIP_PLUGIN).await.unwrap();
+    println!("after swap to token B: attached handle {} (keepalives with B accepted)", second.id());
+
+    session.set_token(Secret::new(env("JANUS_TOKEN_EXPIRED")));
+    // The next keepalive (1 s) carries the expired token: Janus answers 403.
+    let ev = wait_event(&mut events, |e| matches!(e, ConnectionEvent::Unauthorized { .. })).await;
+    println!("connection event: {ev:?}");
+    assert_eq!(ev, ConnectionEvent::Unauthorized { request: "keepalive".into() });
+    let err = session.attach(SIP_PLUGIN).await.unwrap_err();
+    println!("expired token: {err}");
+    assert!(err.is_unauthorized());
+
+    session.set_token(Secret::new(env("JANUS_TOKEN_B")));
+    session.destroy().await.unwrap();
+    println!("destroyed");
+}
+
+/// A TCP forwarder whose connections can be cut, to drop the WebSocket under a live client.
+async fn cuttable_proxy(target: String) -> (String, Arc<Mutex<Vec<tokio::task::AbortHandle>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let registry = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            let task = tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+            registry.lock().unwrap().push(task.abort_handle());
+        }
+    });
+    (format!("ws://{addr}/"), conns)
+}
+
+/// Manual check against a real Janus: the socket is cut under the client, which reconnects and
+/// claims its session; the sip handle still answers. Needs `JANUS_ADDR` (host:port) and `JANUS_TOKEN_A`.
+#[tokio::test]
+#[ignore]
+async fn live_janus_reclaim_after_drop() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (url, conns) = cuttable_proxy(env("JANUS_ADDR")).await;
+    let cfg = config(vec![url], &env("JANUS_TOKEN_A"));
+    let (session, mut events) = JanusSession::connect(cfg).await.unwrap();
+    let (sip, mut sip_events) = SipHandle::attach(&session).await.unwrap();
+    let guest = SipRegister {
+        username: "sip:doorbell@127.0.0.1".into(),
+        register_type: Some("guest".into()),
+        ..SipRegister::default()
+    };
+    println!("guest register answered: {:?}", sip.register(&guest).await.unwrap());
+
+    for c in conns.lock().unwrap().drain(..) {
+        c.abort();
+    }
+    println!("socket cut");
+    let ev = wait_event(&mut events, |e| {
+        println!("connection event: {e:?}");
+        matches!(e, ConnectionEvent::Reclaimed { .. } | ConnectionEvent::Lost { .. })
+    })
+    .await;
+    assert!(matches!(ev, ConnectionEvent::Reclaimed { .. }), "{ev:?}");
+    // The handle survived the reconnect (a lost session or handle would answer 458/459).
+    let again = sip.register(&guest).await;
+    println!("register on the reclaimed session: {again:?}");
+    assert!(matches!(again, Ok(SipEvent::Registered { register_sent: false, .. })), "{again:?}");
+    println!("unregister: {:?}", sip.unregister().await);
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(300), sip_events.recv()).await {
+        println!("sip event: {ev:?}");
+    }
+    session.destroy().await.unwrap();
+}
+
+/// A syntactically valid WebRTC audio offer (no real ICE agent behind it: signaling only).
+const FAKE_OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\na=msid-semantic: WMS\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:Wb3q\r\na=ice-pwd:pWfSQ6qCwLzaXv6nvx8H3Ogs\r\n\
+a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n\
+a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
+/// Answers a Janus offer with the same fake credentials (signaling only).
+fn fake_answer(offer: &str) -> String {
+    let mut out = String::new();
+    for line in offer.lines() {
+        let line = line.trim_end();
+        if line.starts_with("a=candidate")
+            || line.starts_with("a=end-of-candidates")
+            || line.starts_with("a=ice-options")
+        {
+            continue;
+        }
+        let line = if line.starts_with("a=setup:") {
+            "a=setup:active".to_string()
+        } else if line.starts_with("a=ice-ufrag:") {
+            "a=ice-ufrag:Wb3q".to_string()
+        } else if line.starts_with("a=ice-pwd:") {
+            "a=ice-pwd:pWfSQ6qCwLzaXv6nvx8H3Ogs".to_string()
+        } else if line.starts_with("a=fingerprint:") {
+            "a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08".to_string()
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+async fn next_sip(events: &mut SipEvents, who: &str) -> SipEvent {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no SIP event"))
+            .unwrap_or_else(|| panic!("{who}: stream ended"));
+        println!("{who} <- {ev:?}");
+        if !matches!(ev, SipEvent::Media { .. } | SipEvent::SlowLink { .. } | SipEvent::Proceeding { .. }) {
+            return ev;
+        }
+    }
+}
+
+/// Manual check of SIP event flows through a real Janus and a plain Kamailio registrar (`SIP_PROXY`,
+/// e.g. `sip:127.0.0.1:5060`): call, ringing, accept, hold (what the far end sees, with
+/// `autoaccept_reinvites` false), DTMF via INFO, hangup. Signaling only (fake SDP credentials).
+#[tokio::test]
+#[ignore]
+async fn live_janus_sip_call_hold_dtmf() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let proxy = env("SIP_PROXY");
+    let cfg = JanusConfig::new(vec![env("JANUS_URL")], Secret::new(env("JANUS_TOKEN_A")));
+    let (session, _events) = JanusSession::connect(cfg).await.unwrap();
+    let (alice, mut alice_ev) = SipHandle::attach(&session).await.unwrap();
+    let (bob, mut bob_ev) = SipHandle::attach(&session).await.unwrap();
+    for (h, ev, user) in [(&alice, &mut alice_ev, "alice"), (&bob, &mut bob_ev, "bob")] {
+        let reg = SipRegister {
+            username: format!("sip:{user}@127.0.0.1"),
+            secret: Some(Secret::new("unused-no-auth")),
+            proxy: Some(proxy.clone()),
+            outbound_proxy: Some(proxy.clone()),
+            register_ttl: Some(60),
+            ..SipRegister::default()
+        };
+        println!("{user} register -> {:?}", h.register(&reg).await.unwrap());
+        assert!(matches!(next_sip(ev, user).await, SipEvent::Registered { .. }));
+    }
+
+    let opts = CallOptions { autoaccept_reinvites: Some(false), ..CallOptions::default() };
+    println!("alice call -> {:?}", alice.call_with("sip:bob@127.0.0.1", FAKE_OFFER, &opts).await.unwrap());
+    let offer = match next_sip(&mut bob_ev, "bob").await {
+        SipEvent::IncomingCall { jsep: Some(jsep), .. } => jsep,
+        other => panic!("bob expected incomingcall, got {other:?}"),
+    };
+    assert!(offer.is_offer());
+    assert!(matches!(next_sip(&mut alice_ev, "alice").await, SipEvent::Ringing { .. }));
+    let policy = if std::env::var("SIP_AUTOACCEPT").is_ok() { None } else { Some(false) };
+    let answer = bob.accept_with(Jsep::answer(fake_answer(&offer.sdp)), policy).await.unwrap();
+    println!("bob accept -> {answer:?}");
+    match next_sip(&mut alice_ev, "alice").await {
+        SipEvent::Accepted { jsep, .. } => assert!(jsep.is_some(), "accepted without an answer"),
+        other => panic!("alice expected accepted, got {other:?}"),
+    }
+
+    let autoaccept = std::env::var("SIP_AUTOACCEPT").is_ok();
+    println!("alice hold -> {:?}", alice.hold().await.unwrap());
+    for step in ["hold", "unhold"] {
+        if step == "unhold" {
+            println!("alice unhold -> {:?}", alice.unhold().await.unwrap());
+        }
+        if autoaccept {
+            // Janus answers the re-INVITE itself: bob's application hears nothing.
+            let quiet = tokio::time::timeout(Duration::from_secs(1), bob_ev.recv()).await;
+            println!("bob after {step} (autoaccept_reinvites default): {quiet:?}");
+            assert!(quiet.is_err(), "bob got an event");
+            continue;
+        }
+        match next_sip(&mut bob_ev, "bob").await {
+            SipEvent::UpdatingCall { jsep: Some(jsep), .. } => {
+                let dirs: Vec<&str> = jsep
+                    .sdp
+                    .lines()
+                    .filter(|l| ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"].contains(&l.trim()))
+                    .collect();
+                println!("bob's {step} re-INVITE offer directions: {dirs:?}");
+                let answer = fake_answer(&jsep.sdp).replace("a=sendonly", "a=recvonly");
+                println!("bob update -> {:?}", bob.update(Jsep::answer(answer)).await);
+            }
+            other => panic!("bob expected updatingcall, got {other:?}"),
+        }
+    }
+
+    println!("alice dtmf -> {:?}", alice.dtmf_info('5', None).await.unwrap());
+    let dtmf = next_sip(&mut bob_ev, "bob").await;
+    assert!(matches!(dtmf, SipEvent::Dtmf { ref digit, .. } if digit == "5"), "{dtmf:?}");
+
+    println!("alice hangup -> {:?}", alice.hangup().await.unwrap());
+    assert!(matches!(next_sip(&mut bob_ev, "bob").await, SipEvent::Hangup { .. }));
+    assert!(matches!(next_sip(&mut alice_ev, "alice").await, SipEvent::Hangup { .. }));
+    for h in [&alice, &bob] {
+        let _ = h.unregister().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    session.destroy().await.unwrap();
 }

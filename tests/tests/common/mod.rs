@@ -1,0 +1,131 @@
+//! Shared pieces of the integration tests: appliances (callbox clients with simulated media) provisioned at a
+//! test stack's token endpoint, and waiting helpers with generous bounds (they only stop a hung test; nothing
+//! here asserts on timing).
+
+#![allow(dead_code)]
+
+use callbox::calling::{CallState, Identifier, ParticipantState, RefreshPolicy, Secret};
+use callbox::client::{Call, CallClient, ClientConfig, EventStream, IncomingCall, TokenCredential};
+use callbox::media::{MediaConfig, VideoCodec, VideoConfig};
+use callbox_tests::Stack;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded 2-core machine; only there so that a broken test fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn user(name: &str) -> Identifier {
+    Identifier::user(name).expect("valid user id")
+}
+
+/// Small video so that several appliances encode and decode at once on 2 cores.
+pub fn test_media() -> MediaConfig {
+    MediaConfig {
+        video: Some(VideoConfig { width: 320, height: 240, fps: 15, bitrate_kbps: 300, ..VideoConfig::default() }),
+        ..MediaConfig::default()
+    }
+}
+
+pub fn client_config(stack: &Stack) -> ClientConfig {
+    callbox_tests::init_logging();
+    ClientConfig { janus_urls: vec![stack.janus_ws_url()], media: test_media(), ..ClientConfig::default() }
+}
+
+/// A credential that fetches tokens from the stack's token endpoint with `device_key`, counting fetches.
+pub fn endpoint_credential(
+    stack: &Stack,
+    device_key: &str,
+    policy: RefreshPolicy,
+) -> (TokenCredential, Arc<AtomicU32>) {
+    let url = stack.token_url();
+    let key = Secret::new(device_key);
+    let fetches = Arc::new(AtomicU32::new(0));
+    let counter = fetches.clone();
+    let credential = TokenCredential::with_refresher(
+        move || {
+            let (url, key, counter) = (url.clone(), key.clone(), counter.clone());
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string())
+            }
+        },
+        policy,
+    );
+    (credential, fetches)
+}
+
+/// An appliance registered as `name`, provisioned with a device key at the stack's token endpoint.
+pub async fn appliance(stack: &Stack, name: &str) -> CallClient {
+    appliance_with(stack, name, client_config(stack)).await
+}
+
+pub async fn appliance_with(stack: &Stack, name: &str, config: ClientConfig) -> CallClient {
+    let key = format!("device-key-of-{name}");
+    stack.add_device(&key, name);
+    let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
+    CallClient::create(credential, config).await.unwrap_or_else(|e| {
+        stack.dump_logs();
+        panic!("appliance {name} could not start: {e}")
+    })
+}
+
+pub async fn wait_state(call: &Call, events: &mut EventStream, want: CallState) {
+    if let Err(e) = call.wait_state(events, |s| s == want, WAIT).await {
+        panic!("call never reached {want:?} (now {:?}, end reason {:?}): {e}", call.state(), call.end_reason());
+    }
+}
+
+pub async fn next_incoming(client: &CallClient, events: &mut EventStream) -> IncomingCall {
+    tokio::time::timeout(WAIT, client.next_incoming_call(events))
+        .await
+        .expect("an incoming call within the wait bound")
+        .expect("the client is running")
+}
+
+/// Polls `check` every 100 ms until it is true (panics with `what` after `WAIT`).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > WAIT {
+            panic!("never happened: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn wait_participant_state(call: &Call, want: ParticipantState) {
+    let p = call.remote_participants().into_iter().next().expect("a remote participant");
+    eventually(&format!("participant {want:?}"), || p.state() == want).await;
+}
+
+/// Asserts the far end's video decodes and moves on: two frame counters read apart, the second larger.
+pub async fn assert_video_advances(call: &Call, who: &str) {
+    eventually(&format!("{who} decodes a frame counter"), || {
+        call.media_stats().and_then(|s| s.last_remote_frame_counter).is_some()
+    })
+    .await;
+    let first = call.media_stats().and_then(|s| s.last_remote_frame_counter).unwrap_or(0);
+    eventually(&format!("{who}'s decoded frame counter advances past {first}"), || {
+        call.media_stats().and_then(|s| s.last_remote_frame_counter).is_some_and(|c| c > first)
+    })
+    .await;
+}
+
+/// Asserts the far end's audio decodes with a level above `min_dbfs`.
+pub async fn assert_audio_level(call: &Call, who: &str, min_dbfs: f32) {
+    eventually(&format!("{who} hears audio above {min_dbfs} dBFS"), || {
+        call.media_stats().is_some_and(|s| s.audio_packets_received > 0 && s.remote_audio_level_dbfs > min_dbfs)
+    })
+    .await;
+}
+
+pub fn prefer(codec: VideoCodec, mut config: ClientConfig) -> ClientConfig {
+    if let Some(v) = config.media.video.as_mut() {
+        v.codecs = match codec {
+            VideoCodec::H264 => vec![VideoCodec::H264, VideoCodec::Vp8],
+            VideoCodec::Vp8 => vec![VideoCodec::Vp8, VideoCodec::H264],
+        };
+    }
+    config
+}
