@@ -1,5 +1,5 @@
-//! The engine task of a `CallClient`: it owns the Janus session and SIP handle, the media session of the current
-//! call and the token refresh schedule, feeds what they report into the calling core, and carries out the core's
+//! The engine task of a `CallClient`: it owns the Janus session and its SIP handles (the registered account and
+//! helper handles), the media session of each call and the token refresh schedule, feeds what they report into the calling core, and carries out the core's
 //! commands. `Shared` is the state the API handles and the engine both reach: the core (behind a mutex, never
 //! held across an await), the event bus and the media sessions.
 
@@ -76,19 +76,46 @@ impl Shared {
     }
 }
 
-/// The connection to the servers: a Janus session with one SIP handle, registered.
-struct Connection {
-    session: JanusSession,
+/// One sip-plugin handle and the call bound to it. The first is the registered account (the master); the others
+/// are its helpers, so that one identity can hold a call on one handle while another rings, or while Janus tears
+/// the previous call down (a busy handle answers 486 by itself).
+struct Slot {
     sip: SipHandle,
-    sip_events: SipEvents,
-    conn_events: mpsc::Receiver<ConnectionEvent>,
+    /// The call this handle carries (ringing, in progress, or being released).
+    call: Option<CallId>,
+    /// The offer of the incoming call that rings on this handle.
+    pending_offer: Option<String>,
+    /// When the incoming call was announced (see `JANUS_INVITE_SETTLE`).
+    offered_at: Option<Instant>,
+    /// When this handle's last call was released (see `HANDLE_REUSE_DELAY`).
+    released_at: Option<Instant>,
+    leg: Option<Leg>,
 }
 
-/// The media and signaling state of the call on the SIP handle.
+/// After a call, Janus's sip plugin keeps the handle's SIP-side relay thread for up to about a second; a new call
+/// placed on the handle meanwhile has its RTP sockets closed under it by the old thread (seen: the far end gets
+/// "connection refused" and the call is torn down). Outgoing calls take the handle free the longest, and wait
+/// until it has been free this long.
+const HANDLE_REUSE_DELAY: Duration = Duration::from_millis(1200);
+
+/// Janus 1.1.2's sip plugin announces an incoming call before it stores the INVITE's handle, so an answer or a
+/// decline sent within that instant goes to no handle and is lost (the caller rings until it times out). Acting
+/// on an incoming call waits until this long after the announcement.
+const JANUS_INVITE_SETTLE: Duration = Duration::from_millis(50);
+
+/// The connection to the servers: a Janus session with a registered SIP handle and its helpers.
+struct Connection {
+    session: JanusSession,
+    slots: Vec<Slot>,
+    conn_events: mpsc::Receiver<ConnectionEvent>,
+    /// Tells the events of this connection's handles from those of a connection that was replaced.
+    generation: u64,
+}
+
+/// The media state of the call on a handle.
 struct Leg {
-    call: CallId,
     media: MediaSession,
-    media_events: broadcast::Receiver<MediaEvent>,
+    forwarder: tokio::task::JoinHandle<()>,
     /// The far end's session description has been applied.
     remote_sdp_applied: bool,
     established: bool,
@@ -96,6 +123,13 @@ struct Leg {
     frames_seen: u64,
     frames_changed_at: Instant,
     sent_state: (bool, bool),
+}
+
+/// An event of a handle, tagged with its connection generation and slot.
+struct SlotEvent {
+    generation: u64,
+    slot: usize,
+    event: Option<SipEvent>,
 }
 
 pub(crate) async fn create_client(
@@ -115,8 +149,10 @@ pub(crate) async fn create_client(
         media: Mutex::new(HashMap::new()),
         shutdown_tx,
     });
+    let (sip_tx, sip_rx) = mpsc::channel(64);
+    let (media_tx, media_rx) = mpsc::channel(64);
     shared.with_core(|core, _| core.set_connection_state(ConnectionState::Connecting));
-    let conn = match open_connection(&config, &token).await {
+    let conn = match open_connection(&config, &token, &sip_tx, 1).await {
         Ok(c) => c,
         Err(e) => {
             shared.with_core(|core, _| core.set_connection_state(ConnectionState::Disconnected));
@@ -129,11 +165,14 @@ pub(crate) async fn create_client(
         credential,
         token,
         conn: Some(conn),
-        leg: None,
-        pending_offer: None,
+        sip_tx,
+        sip_rx,
+        media_tx,
+        media_rx,
         refresh_attempt: 0,
         next_refresh: None,
         lost: None,
+        generation: 1,
     };
     tokio::spawn(engine.run(shutdown_rx));
     Ok(super::CallClient { shared })
@@ -165,41 +204,93 @@ fn register_body(config: &ClientConfig, token: &AccessToken, refresh: bool) -> R
     Ok(body)
 }
 
-async fn open_connection(config: &ClientConfig, token: &AccessToken) -> Result<Connection, ClientError> {
-    let janus = token.janus()?;
-    let mut jc = JanusConfig::new(config.janus_urls.clone(), janus.token.clone());
-    jc.request_timeout = config.request_timeout;
-    jc.keepalive_interval = config.keepalive_interval;
-    let (session, conn_events) = JanusSession::connect(jc).await?;
-    let (sip, mut sip_events) = SipHandle::attach(&session).await?;
-    let body = register_body(config, token, false)?;
-    let user = token.sip()?.uri.clone();
-    sip.send(body, None).await?;
+/// Forwards one handle's events to the engine's single queue, tagged; `None` when the handle's stream ended.
+fn forward_sip_events(mut events: SipEvents, tx: mpsc::Sender<SlotEvent>, generation: u64, slot: usize) {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if tx.send(SlotEvent { generation, slot, event: Some(event) }).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(SlotEvent { generation, slot, event: None }).await;
+    });
+}
+
+/// Waits for `Registered` (or the failure) on a handle's own stream, before it is handed to the forwarder.
+async fn wait_registered(events: &mut SipEvents, user: &str, limit: Duration) -> Result<Option<u64>, ClientError> {
     let wait = async {
         loop {
-            match sip_events.recv().await {
-                Some(SipEvent::Registered { .. }) => return Ok(()),
+            match events.recv().await {
+                Some(SipEvent::Registered { master_id, .. }) => return Ok(master_id),
                 Some(SipEvent::RegistrationFailed { code, reason }) => {
-                    return Err(ClientError::Registration { user: user.clone(), code, reason })
+                    return Err(ClientError::Registration { user: user.to_string(), code, reason })
                 }
                 Some(other) => log::debug!("while registering: {other:?}"),
                 None => return Err(ClientError::Closed),
             }
         }
     };
-    match tokio::time::timeout(config.request_timeout, wait).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = session.destroy().await;
-            return Err(e);
+    tokio::time::timeout(limit, wait).await.map_err(|_| ClientError::Timeout("SIP registration"))?
+}
+
+async fn open_connection(
+    config: &ClientConfig,
+    token: &AccessToken,
+    sip_tx: &mpsc::Sender<SlotEvent>,
+    generation: u64,
+) -> Result<Connection, ClientError> {
+    let janus = token.janus()?;
+    let mut jc = JanusConfig::new(config.janus_urls.clone(), janus.token.clone());
+    jc.request_timeout = config.request_timeout;
+    jc.keepalive_interval = config.keepalive_interval;
+    let (session, conn_events) = JanusSession::connect(jc).await?;
+    let result = async {
+        let user = token.sip()?.uri.clone();
+        let (master, mut master_events) = SipHandle::attach(&session).await?;
+        let master_id = match master.send(register_body(config, token, false)?, None).await? {
+            SipEvent::Registered { master_id, .. } => master_id,
+            _ => wait_registered(&mut master_events, &user, config.request_timeout).await?,
+        };
+        let mut handles = vec![(master, master_events)];
+        match master_id {
+            Some(master_id) => {
+                for _ in 0..config.helper_handles {
+                    let (helper, mut helper_events) = SipHandle::attach(&session).await?;
+                    let body =
+                        json!({ "request": "register", "type": "helper", "username": user, "master_id": master_id });
+                    // A helper is "registered" at once, in the reply itself (no REGISTER is sent).
+                    if !matches!(helper.send(body, None).await?, SipEvent::Registered { .. }) {
+                        wait_registered(&mut helper_events, &user, config.request_timeout).await?;
+                    }
+                    handles.push((helper, helper_events));
+                }
+            }
+            None => log::warn!("Janus gave no master id: one call at a time, no helper handles"),
         }
-        Err(_) => {
+        log::info!(
+            "registered as {user} through {} (session {}, {} handles)",
+            session.url(),
+            session.session_id(),
+            handles.len()
+        );
+        let slots = handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sip, events))| {
+                forward_sip_events(events, sip_tx.clone(), generation, i);
+                Slot { sip, call: None, pending_offer: None, offered_at: None, released_at: None, leg: None }
+            })
+            .collect();
+        Ok::<_, ClientError>(slots)
+    }
+    .await;
+    match result {
+        Ok(slots) => Ok(Connection { session, slots, conn_events, generation }),
+        Err(e) => {
             let _ = session.destroy().await;
-            return Err(ClientError::Timeout("SIP registration"));
+            Err(e)
         }
     }
-    log::info!("registered as {user} through {} (session {})", session.url(), session.session_id());
-    Ok(Connection { session, sip, sip_events, conn_events })
 }
 
 /// The SDP direction of the first audio section: the far end holds us when it only receives or is inactive.
@@ -233,35 +324,17 @@ fn sdp_has_video(sdp: &str) -> bool {
     })
 }
 
-async fn next_media_event(leg: &mut Option<Leg>) -> Option<MediaEvent> {
-    match leg {
-        Some(l) => loop {
-            match l.media_events.recv().await {
-                Ok(e) => return Some(e),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    log::debug!("media events lagged by {n}")
-                }
-                Err(broadcast::error::RecvError::Closed) => return pending().await,
-            }
-        },
+async fn next_conn_event(conn: &mut Option<Connection>) -> Option<ConnectionEvent> {
+    match conn {
+        Some(c) => c.conn_events.recv().await,
         None => pending().await,
     }
 }
 
-/// What the connection reports next: a SIP event, a connection event, or that one of its streams ended.
-enum ConnInput {
-    Sip(SipEvent),
-    Connection(ConnectionEvent),
-    Ended(&'static str),
-}
-
-async fn next_conn_input(conn: &mut Option<Connection>) -> ConnInput {
-    let Some(c) = conn else {
-        return pending().await;
-    };
-    tokio::select! {
-        ev = c.sip_events.recv() => ev.map(ConnInput::Sip).unwrap_or(ConnInput::Ended("the SIP handle's event stream ended")),
-        ev = c.conn_events.recv() => ev.map(ConnInput::Connection).unwrap_or(ConnInput::Ended("the Janus connection ended")),
+/// Waits out `JANUS_INVITE_SETTLE` after an incoming call was announced.
+async fn settle(offered_at: Option<Instant>) {
+    if let Some(at) = offered_at {
+        tokio::time::sleep_until((at + JANUS_INVITE_SETTLE).into()).await;
     }
 }
 
@@ -277,13 +350,15 @@ struct Engine {
     credential: TokenCredential,
     token: AccessToken,
     conn: Option<Connection>,
-    leg: Option<Leg>,
-    /// The offer of the incoming call that rings now.
-    pending_offer: Option<(CallId, Option<String>)>,
+    sip_tx: mpsc::Sender<SlotEvent>,
+    sip_rx: mpsc::Receiver<SlotEvent>,
+    media_tx: mpsc::Sender<(CallId, MediaEvent)>,
+    media_rx: mpsc::Receiver<(CallId, MediaEvent)>,
     refresh_attempt: u32,
     next_refresh: Option<Instant>,
     /// Set when the session is found gone; the main loop then rebuilds the connection.
     lost: Option<String>,
+    generation: u64,
 }
 
 impl Engine {
@@ -313,16 +388,19 @@ impl Engine {
                     }
                     return;
                 }
-                input = next_conn_input(&mut self.conn) => match input {
-                    ConnInput::Sip(ev) => self.on_sip(ev).await,
-                    ConnInput::Connection(ev) => self.on_connection(ev).await,
-                    ConnInput::Ended(why) => self.lost = Some(why.to_string()),
-                },
-                ev = next_media_event(&mut self.leg) => {
-                    if let Some(ev) = ev {
-                        self.on_media(ev);
+                Some(ev) = self.sip_rx.recv() => {
+                    if ev.generation == self.generation {
+                        match ev.event {
+                            Some(event) => self.on_sip(ev.slot, event).await,
+                            None => self.lost = Some(format!("the event stream of SIP handle {} ended", ev.slot)),
+                        }
                     }
                 }
+                ev = next_conn_event(&mut self.conn) => match ev {
+                    Some(ev) => self.on_connection(ev).await,
+                    None => self.lost = Some("the Janus connection ended".into()),
+                },
+                Some((call, ev)) = self.media_rx.recv() => self.on_media(call, ev),
                 _ = sleep_until_opt(core_deadline) => {
                     self.shared.engine_core(|core, now| core.handle_timeout(now));
                 }
@@ -333,6 +411,26 @@ impl Engine {
                 self.on_session_lost(&reason).await;
             }
         }
+    }
+
+    // ----- handles -----
+
+    fn slot_of(&self, call: CallId) -> Option<usize> {
+        self.conn.as_ref()?.slots.iter().position(|s| s.call == Some(call))
+    }
+
+    fn slot(&mut self, index: usize) -> Option<&mut Slot> {
+        self.conn.as_mut()?.slots.get_mut(index)
+    }
+
+    fn slot_for_call(&mut self, call: CallId) -> Option<&mut Slot> {
+        let i = self.slot_of(call)?;
+        self.slot(i)
+    }
+
+    fn sip_for(&self, call: CallId) -> Option<SipHandle> {
+        let i = self.slot_of(call)?;
+        self.conn.as_ref().map(|c| c.slots[i].sip.clone())
     }
 
     // ----- commands of the core -----
@@ -355,55 +453,45 @@ impl Engine {
                 }
             }
             Command::Decline { call, code } => {
-                if self.pending_offer.as_ref().is_some_and(|(c, _)| *c == call) {
-                    self.pending_offer = None;
-                    if let Some(conn) = &self.conn {
-                        if let Err(e) = conn.sip.decline(Some(code)).await {
-                            log::warn!("{call}: decline failed: {e}");
-                        }
-                        // Janus prepared a PeerConnection for the offer it sent us: close it, or the handle
-                        // stays busy (486 to the next caller) until it times out.
-                        if let Err(e) = conn.sip.handle().hangup().await {
-                            log::debug!("{call}: PeerConnection hangup: {e}");
-                        }
-                    }
-                } else {
-                    log::debug!("{call}: nothing to decline on the SIP handle");
+                let Some(slot) = self.slot_for_call(call) else { return };
+                slot.pending_offer = None;
+                let sip = slot.sip.clone();
+                settle(slot.offered_at.take()).await;
+                if let Err(e) = sip.decline(Some(code)).await {
+                    log::warn!("{call}: decline failed: {e}");
                 }
             }
             Command::HangUp { call } => {
-                let on_handle = self.leg.as_ref().is_some_and(|l| l.call == call);
-                if let (true, Some(conn)) = (on_handle, &self.conn) {
-                    if let Err(e) = conn.sip.hangup().await {
-                        // No SIP call to end (it never left, or it already ended): the call is over here.
-                        log::info!("{call}: hangup: {e}");
-                        self.signal(call, SignalEvent::Hangup { code: 200, reason: "hung up".into() });
-                    }
+                let Some(sip) = self.sip_for(call) else { return };
+                if let Err(e) = sip.hangup().await {
+                    // No SIP call to end (it never left, or it already ended): the call is over here.
+                    log::info!("{call}: hangup: {e}");
+                    self.signal(call, SignalEvent::Hangup { code: 200, reason: "hung up".into() });
                 }
             }
             Command::Hold { call } | Command::Resume { call } => {
                 let hold = matches!(cmd, Command::Hold { .. });
-                let Some(conn) = &self.conn else { return };
-                let result = if hold { conn.sip.hold().await } else { conn.sip.unhold().await };
+                let Some(sip) = self.sip_for(call) else { return };
+                let result = if hold { sip.hold().await } else { sip.unhold().await };
                 match result {
                     Ok(_) => self.signal(call, SignalEvent::LocalHold(hold)),
                     Err(e) => log::warn!("{call}: {} failed: {e}", if hold { "hold" } else { "resume" }),
                 }
             }
             Command::SendDtmf { call, digit } => {
-                if let Some(conn) = &self.conn {
-                    if let Err(e) = conn.sip.dtmf_info(digit, None).await {
+                if let Some(sip) = self.sip_for(call) {
+                    if let Err(e) = sip.dtmf_info(digit, None).await {
                         log::warn!("{call}: DTMF '{digit}' not sent: {e}");
                     }
                 }
             }
             Command::SetMicrophoneMuted { call, muted } => {
-                if let Some(leg) = self.leg.as_ref().filter(|l| l.call == call) {
+                if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_ref()) {
                     leg.media.set_audio_muted(muted);
                 }
             }
             Command::SetVideoEnabled { call, enabled } => {
-                if let Some(leg) = self.leg.as_ref().filter(|l| l.call == call) {
+                if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_ref()) {
                     leg.media.set_video_enabled(enabled);
                 }
             }
@@ -412,71 +500,108 @@ impl Engine {
         }
     }
 
-    async fn new_leg(&mut self, call: CallId) -> Result<MediaSession, ClientError> {
+    /// Creates the media session of `call` on handle `index`.
+    async fn new_leg(&mut self, index: usize, call: CallId) -> Result<MediaSession, ClientError> {
         let media = MediaSession::new(self.config().media.clone()).await?;
-        let media_events = media.events();
+        let mut events = media.events();
+        let tx = self.media_tx.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if tx.send((call, e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => log::debug!("{call}: media events lagged by {n}"),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
         self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).insert(call, media.clone());
-        self.leg = Some(Leg {
-            call,
+        let leg = Leg {
             media: media.clone(),
-            media_events,
+            forwarder,
             remote_sdp_applied: false,
             established: false,
             remote_video_flowing: false,
             frames_seen: 0,
             frames_changed_at: Instant::now(),
             sent_state: (false, true),
-        });
-        Ok(media)
+        };
+        match self.slot(index) {
+            Some(slot) => {
+                slot.call = Some(call);
+                slot.leg = Some(leg);
+                Ok(media)
+            }
+            None => {
+                leg.forwarder.abort();
+                media.close().await;
+                Err(ClientError::Closed)
+            }
+        }
     }
 
     async fn place_call(&mut self, call: CallId, target: &Identifier) -> Result<(), String> {
         let domain = self.token.sip().map_err(|e| e.to_string())?.realm.clone();
         let uri = target.sip_uri(&domain);
-        let media = self.new_leg(call).await.map_err(|e| e.to_string())?;
-        let offer = media.create_offer().await.map_err(|e| e.to_string())?;
         let conn = self.conn.as_ref().ok_or("not connected")?;
+        // The free handle released the longest ago (never used first).
+        let (index, slot) = conn
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.call.is_none())
+            .min_by_key(|(_, s)| s.released_at)
+            .ok_or("every SIP handle is busy")?;
+        let sip = slot.sip.clone();
+        if let Some(released) = slot.released_at {
+            tokio::time::sleep_until((released + HANDLE_REUSE_DELAY).into()).await;
+        }
+        let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
+        let offer = media.create_offer().await.map_err(|e| e.to_string())?;
         let options = CallOptions { autoaccept_reinvites: Some(false), ..CallOptions::default() };
-        log::info!("{call}: calling {uri}");
-        let reply = conn.sip.call_with(&uri, &offer, &options).await.map_err(|e| e.to_string())?;
-        self.on_sip(reply).await;
+        log::info!("{call}: calling {uri} (handle {index})");
+        let reply = sip.call_with(&uri, &offer, &options).await.map_err(|e| e.to_string())?;
+        self.on_sip(index, reply).await;
         Ok(())
     }
 
     async fn answer(&mut self, call: CallId) -> Result<(), String> {
-        let offer = match self.pending_offer.take() {
-            Some((c, offer)) if c == call => offer.ok_or("the INVITE carried no offer")?,
-            _ => return Err("the incoming call is no longer offered".into()),
-        };
-        let media = self.new_leg(call).await.map_err(|e| e.to_string())?;
+        let index = self.slot_of(call).ok_or("the incoming call is no longer offered")?;
+        let slot = self.slot(index).ok_or("not connected")?;
+        let offer = slot.pending_offer.take().ok_or("the INVITE carried no offer")?;
+        let sip = slot.sip.clone();
+        settle(slot.offered_at.take()).await;
+        let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let answer = media.accept_offer(&offer).await.map_err(|e| e.to_string())?;
-        if let Some(leg) = self.leg.as_mut() {
+        if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
             leg.remote_sdp_applied = true;
         }
         let has_video = sdp_has_video(&offer) && sdp_has_video(&answer);
-        let conn = self.conn.as_ref().ok_or("not connected")?;
-        let reply = conn.sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
+        let reply = sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
         self.media_signal(call, MediaSignal::VideoNegotiated(has_video));
-        self.on_sip(reply).await;
+        self.on_sip(index, reply).await;
         Ok(())
     }
 
     async fn send_state(&mut self, call: CallId, muted: bool, video_on: bool) {
-        let Some(leg) = self.leg.as_mut().filter(|l| l.call == call) else {
-            return;
-        };
+        let Some(slot) = self.slot_for_call(call) else { return };
+        let sip = slot.sip.clone();
+        let Some(leg) = slot.leg.as_mut() else { return };
         if !leg.established || leg.sent_state == (muted, video_on) {
             return;
         }
         leg.sent_state = (muted, video_on);
         let body = json!({ "v": 1, "muted": muted, "video": video_on }).to_string();
-        if let Some(conn) = &self.conn {
-            if let Err(e) = conn.sip.info(STATE_INFO_TYPE, &body).await {
-                log::warn!("{call}: state INFO not sent: {e}");
-            }
+        if let Err(e) = sip.info(STATE_INFO_TYPE, &body).await {
+            log::warn!("{call}: state INFO not sent: {e}");
         }
     }
 
+    /// The call is over: close its media and free its handle (hanging up Janus's side of the PeerConnection:
+    /// until it is gone the handle refuses a new call and answers incoming ones 486).
     async fn release(&mut self, call: CallId) {
         let media = self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
         if let Some(media) = media {
@@ -491,18 +616,18 @@ impl Engine {
             );
             media.close().await;
         }
-        if self.leg.as_ref().is_some_and(|l| l.call == call) {
-            self.leg = None;
-            // Close Janus's side of the PeerConnection now: until it is gone the handle refuses a new call
-            // ("Error setting ICE locally") and answers incoming ones 486.
-            if let Some(conn) = &self.conn {
-                if let Err(e) = conn.sip.handle().hangup().await {
-                    log::debug!("{call}: PeerConnection hangup: {e}");
-                }
-            }
+        let Some(slot) = self.slot_for_call(call) else { return };
+        if let Some(leg) = slot.leg.take() {
+            leg.forwarder.abort();
         }
-        if self.pending_offer.as_ref().is_some_and(|(c, _)| *c == call) {
-            self.pending_offer = None;
+        slot.pending_offer = None;
+        let sip = slot.sip.clone();
+        if let Err(e) = sip.handle().hangup().await {
+            log::debug!("{call}: PeerConnection hangup: {e}");
+        }
+        if let Some(slot) = self.slot_for_call(call) {
+            slot.call = None;
+            slot.released_at = Some(Instant::now());
         }
     }
 
@@ -516,23 +641,16 @@ impl Engine {
         self.shared.engine_core(|core, now| core.on_media(call, signal, now));
     }
 
-    /// The call the SIP handle's call events are about.
-    fn current_call(&self) -> Option<CallId> {
-        self.leg.as_ref().map(|l| l.call).or(self.pending_offer.as_ref().map(|(c, _)| *c))
-    }
-
-    async fn apply_remote_sdp(&mut self, jsep: Option<Jsep>) {
-        let Some(leg) = self.leg.as_mut() else { return };
-        let Some(jsep) = jsep else { return };
+    async fn apply_remote_sdp(&mut self, index: usize, jsep: Option<Jsep>) {
+        let Some(slot) = self.slot(index) else { return };
+        let (Some(call), Some(leg), Some(jsep)) = (slot.call, slot.leg.as_mut(), jsep) else { return };
         if leg.remote_sdp_applied || jsep.is_offer() {
             return;
         }
-        let call = leg.call;
         match leg.media.accept_answer(&jsep.sdp).await {
             Ok(()) => {
                 leg.remote_sdp_applied = true;
-                let video = sdp_has_video(&jsep.sdp);
-                self.media_signal(call, MediaSignal::VideoNegotiated(video));
+                self.media_signal(call, MediaSignal::VideoNegotiated(sdp_has_video(&jsep.sdp)));
             }
             Err(e) => {
                 log::warn!("{call}: the far end's answer is unusable: {e}");
@@ -542,8 +660,8 @@ impl Engine {
         }
     }
 
-    async fn on_sip(&mut self, ev: SipEvent) {
-        let call = self.current_call();
+    async fn on_sip(&mut self, index: usize, ev: SipEvent) {
+        let call = self.slot(index).and_then(|s| s.call);
         match ev {
             SipEvent::Ringing { .. } => {
                 if let Some(call) = call {
@@ -553,14 +671,14 @@ impl Engine {
             SipEvent::Progress { jsep, .. } => {
                 if let Some(call) = call {
                     let had_sdp = jsep.is_some();
-                    self.apply_remote_sdp(jsep).await;
+                    self.apply_remote_sdp(index, jsep).await;
                     self.signal(call, if had_sdp { SignalEvent::EarlyMedia } else { SignalEvent::Ringing });
                 }
             }
             SipEvent::Accepted { jsep, .. } => {
                 if let Some(call) = call {
-                    self.apply_remote_sdp(jsep).await;
-                    if let Some(leg) = self.leg.as_mut() {
+                    self.apply_remote_sdp(index, jsep).await;
+                    if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
                         leg.established = true;
                     }
                     self.signal(call, SignalEvent::Accepted);
@@ -572,10 +690,10 @@ impl Engine {
                 }
             }
             SipEvent::IncomingCall { username, displayname, jsep, .. } => {
-                self.on_incoming(username, displayname, jsep).await
+                self.on_incoming(index, username, displayname, jsep).await
             }
-            SipEvent::MissedCall { caller, .. } => log::info!("missed call from {caller} (busy)"),
-            SipEvent::UpdatingCall { jsep, .. } => self.on_reinvite(jsep).await,
+            SipEvent::MissedCall { caller, .. } => log::info!("missed call from {caller}: every handle busy"),
+            SipEvent::UpdatingCall { jsep, .. } => self.on_reinvite(index, jsep).await,
             SipEvent::Hangup { code, reason, .. } => {
                 if let Some(call) = call {
                     log::info!("{call}: SIP hangup {code} {reason}");
@@ -606,57 +724,53 @@ impl Engine {
             }
             SipEvent::RegistrationFailed { code, reason } => {
                 log::error!("SIP registration failed: {code} {reason}");
-                // Retried at the next token refresh, which comes soon.
+                // Retried with a fresh token soon.
                 self.next_refresh = Some(Instant::now() + Duration::from_secs(1));
             }
             SipEvent::Error { code, reason } => log::warn!("SIP plugin error {code}: {reason}"),
-            SipEvent::WebrtcHangup { reason } => {
-                log::debug!("PeerConnection closed by Janus: {reason}")
-            }
-            SipEvent::Detached => self.lost = Some("the SIP handle was detached".into()),
-            other => log::debug!("SIP event {other:?}"),
+            SipEvent::WebrtcHangup { reason } => log::debug!("handle {index}: PeerConnection closed: {reason}"),
+            SipEvent::Detached => self.lost = Some(format!("SIP handle {index} was detached")),
+            other => log::debug!("handle {index}: SIP event {other:?}"),
         }
     }
 
-    async fn on_incoming(&mut self, username: String, displayname: Option<String>, jsep: Option<Jsep>) {
+    async fn on_incoming(&mut self, index: usize, username: String, displayname: Option<String>, jsep: Option<Jsep>) {
+        let Some(slot) = self.slot(index) else { return };
+        let sip = slot.sip.clone();
         let from = match Identifier::from_sip_uri(&username) {
             Ok(id) => id,
             Err(e) => {
                 log::warn!("incoming call from an unusable identity declined: {e}");
-                if let Some(conn) = &self.conn {
-                    let _ = conn.sip.decline(Some(603)).await;
-                }
+                let _ = sip.decline(Some(603)).await;
+                let _ = sip.handle().hangup().await;
                 return;
             }
         };
         let displayname = displayname.map(|d| d.trim_matches('"').to_string()).filter(|d| !d.is_empty());
-        log::info!("incoming call from {from}");
+        log::info!("incoming call from {from} (handle {index})");
         let offer = jsep.filter(|j| j.is_offer()).map(|j| j.sdp);
-        let call = self.shared.engine_core(|core, now| {
-            let call = core.incoming_call(from, displayname, now);
-            (core.call(call).map(|c| c.state.is_active()).unwrap_or(false), call)
-        });
-        if let (true, id) = call {
-            self.pending_offer = Some((id, offer));
+        // Bind the call to the handle before the core decides (it may decline at once: busy).
+        let call = self.shared.engine_core(|core, now| core.incoming_call(from, displayname, now));
+        if let Some(slot) = self.slot(index) {
+            slot.call = Some(call);
+            slot.pending_offer = offer;
+            slot.offered_at = Some(Instant::now());
         }
     }
 
     /// A re-INVITE from the far end (hold, resume, renegotiation): answer it and report hold changes.
-    async fn on_reinvite(&mut self, jsep: Option<Jsep>) {
-        let (Some(leg), Some(jsep)) = (self.leg.as_ref(), jsep) else {
-            return;
-        };
+    async fn on_reinvite(&mut self, index: usize, jsep: Option<Jsep>) {
+        let Some(slot) = self.slot(index) else { return };
+        let (Some(call), Some(leg), Some(jsep)) = (slot.call, slot.leg.as_ref(), jsep) else { return };
         if !jsep.is_offer() {
             return;
         }
-        let call = leg.call;
         let held = offer_holds_us(&jsep.sdp);
+        let sip = slot.sip.clone();
         match leg.media.accept_offer(&jsep.sdp).await {
             Ok(answer) => {
-                if let Some(conn) = &self.conn {
-                    if let Err(e) = conn.sip.update(Jsep::answer(answer)).await {
-                        log::warn!("{call}: answering the re-INVITE failed: {e}");
-                    }
+                if let Err(e) = sip.update(Jsep::answer(answer)).await {
+                    log::warn!("{call}: answering the re-INVITE failed: {e}");
                 }
                 log::info!("{call}: far end {}", if held { "put us on hold" } else { "resumed" });
                 self.signal(call, SignalEvent::RemoteHold(held));
@@ -665,14 +779,14 @@ impl Engine {
         }
     }
 
-    fn on_media(&mut self, ev: MediaEvent) {
-        let Some(leg) = self.leg.as_mut() else { return };
-        let call = leg.call;
+    fn on_media(&mut self, call: CallId, ev: MediaEvent) {
         match ev {
             MediaEvent::RemoteAudioLevel { dbfs } => self.media_signal(call, MediaSignal::AudioLevel { dbfs }),
             MediaEvent::FirstRemoteVideoFrame => {
-                leg.remote_video_flowing = true;
-                leg.frames_changed_at = Instant::now();
+                if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_mut()) {
+                    leg.remote_video_flowing = true;
+                    leg.frames_changed_at = Instant::now();
+                }
                 self.media_signal(call, MediaSignal::RemoteVideo(true));
             }
             MediaEvent::Failed(why) => self.media_signal(call, MediaSignal::Failed(why)),
@@ -683,17 +797,23 @@ impl Engine {
 
     /// Remote video counts as available while frames keep being decoded.
     fn watch_video(&mut self) {
-        let Some(leg) = self.leg.as_mut() else { return };
-        let frames = leg.media.stats().video_frames_decoded;
+        let Some(conn) = self.conn.as_mut() else { return };
         let now = Instant::now();
-        if frames != leg.frames_seen {
-            leg.frames_seen = frames;
-            leg.frames_changed_at = now;
+        let mut changes = Vec::new();
+        for slot in &mut conn.slots {
+            let (Some(call), Some(leg)) = (slot.call, slot.leg.as_mut()) else { continue };
+            let frames = leg.media.stats().video_frames_decoded;
+            if frames != leg.frames_seen {
+                leg.frames_seen = frames;
+                leg.frames_changed_at = now;
+            }
+            let flowing = frames > 0 && now.duration_since(leg.frames_changed_at) < VIDEO_STALL;
+            if flowing != leg.remote_video_flowing {
+                leg.remote_video_flowing = flowing;
+                changes.push((call, flowing));
+            }
         }
-        let flowing = frames > 0 && now.duration_since(leg.frames_changed_at) < VIDEO_STALL;
-        if flowing != leg.remote_video_flowing {
-            leg.remote_video_flowing = flowing;
-            let call = leg.call;
+        for (call, flowing) in changes {
             self.media_signal(call, MediaSignal::RemoteVideo(flowing));
         }
     }
@@ -720,7 +840,6 @@ impl Engine {
     /// The session is gone: end the calls and build a new connection, with backoff.
     async fn on_session_lost(&mut self, reason: &str) {
         log::error!("Janus session lost: {reason}");
-        self.conn = None;
         self.shared.engine_core(|core, _| {
             core.on_session_lost();
             core.set_connection_state(ConnectionState::Reconnecting);
@@ -728,6 +847,15 @@ impl Engine {
         while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
             self.execute(cmd).await;
         }
+        if let Some(conn) = self.conn.take() {
+            for slot in conn.slots {
+                if let Some(leg) = slot.leg {
+                    leg.forwarder.abort();
+                    leg.media.close().await;
+                }
+            }
+        }
+        self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let backoff = self.config().refresh.retry;
         let mut attempt = 0u32;
         loop {
@@ -738,7 +866,8 @@ impl Engine {
                     self.token.clone()
                 }
             };
-            match open_connection(self.config(), &token).await {
+            self.generation += 1;
+            match open_connection(self.config(), &token, &self.sip_tx, self.generation).await {
                 Ok(conn) => {
                     self.token = token;
                     self.conn = Some(conn);
@@ -770,7 +899,7 @@ impl Engine {
                     }
                     match register_body(self.config(), &token, true) {
                         Ok(body) => {
-                            if let Err(e) = conn.sip.send(body, None).await {
+                            if let Err(e) = conn.slots[0].sip.send(body, None).await {
                                 log::warn!("SIP re-registration with the new credentials failed: {e}");
                             }
                         }
@@ -805,11 +934,12 @@ impl Engine {
         for call in with_media {
             self.release(call).await;
         }
-        if let Some(mut conn) = self.conn.take() {
-            if conn.sip.unregister().await.is_ok() {
+        if let Some(conn) = self.conn.take() {
+            if conn.slots[0].sip.unregister().await.is_ok() {
+                let generation = conn.generation;
                 let wait = async {
-                    while let Some(ev) = conn.sip_events.recv().await {
-                        if matches!(ev, SipEvent::Unregistered { .. }) {
+                    while let Some(ev) = self.sip_rx.recv().await {
+                        if ev.generation == generation && matches!(ev.event, Some(SipEvent::Unregistered { .. })) {
                             return;
                         }
                     }

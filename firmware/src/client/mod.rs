@@ -33,6 +33,10 @@ pub struct ClientConfig {
     pub display_name: Option<String>,
     /// Keepalive period of the Janus session.
     pub keepalive_interval: Duration,
+    /// Extra sip-plugin handles of the registered account (Janus "helpers"): a call can ring on one while another
+    /// is in progress (to be declined busy by the core) or while Janus still tears the previous call down (its
+    /// SIP-side relay thread lingers up to about a second after a call, and the handle answers 486 meanwhile).
+    pub helper_handles: usize,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +51,7 @@ impl Default for ClientConfig {
             event_queue_capacity: 256,
             display_name: None,
             keepalive_interval: Duration::from_secs(15),
+            helper_handles: 2,
         }
     }
 }

@@ -152,10 +152,12 @@ impl HoldDirection {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SipEvent {
     Registering,
-    /// `register_sent` false for guests (no REGISTER sent).
+    /// `register_sent` false for guests and helpers (no REGISTER sent); `master_id` names a registered account
+    /// that helper handles (`"type": "helper"`) can attach to, so that one identity takes several calls.
     Registered {
         username: String,
         register_sent: bool,
+        master_id: Option<u64>,
     },
     RegistrationFailed {
         code: i64,
@@ -337,6 +339,7 @@ impl SipEvent {
             "registered" => SipEvent::Registered {
                 username: s(result, "username").unwrap_or_default(),
                 register_sent: result.get("register_sent").and_then(Value::as_bool).unwrap_or(true),
+                master_id: result.get("master_id").and_then(Value::as_u64),
             },
             "registration_failed" => SipEvent::RegistrationFailed {
                 code: int(result, "code"),

@@ -1,0 +1,602 @@
+//! The `bench_call` program (`scripts/bench-call`, inside `tests/netns-run`): measures the call figures of issue 2
+//! against the real local stack — dial to far-end ringing, accept to first decoded video frame, and the CPU time
+//! and peak RSS of one appliance (the `callbox answer` binary as a separate process) over a long 640x480@30 call —
+//! and prints them as a table plus one machine-readable JSON line (prefixed `BENCH_JSON `).
+
+use callbox::calling::{CallEndReason, CallState, Identifier, RefreshPolicy, Secret};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError, EventStream, TokenCredential};
+use callbox::media::MediaStats;
+use callbox_tests::{HarnessError, Stack, StackOptions};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: bench_call [--rounds K] [--media-rounds M] [--seconds N] [--callbox PATH]
+  --rounds K         dial -> ringing measurements, each call declined with 486 (default 10)
+  --media-rounds M   accept -> first decoded video frame measurements (default 3)
+  --seconds N        length of the 640x480@30 call whose callee's CPU and peak RSS are measured (default 60)
+  --callbox PATH     the firmware binary run as the measured callee (default: callbox next to this program)
+  --help             this text
+environment: RUST_LOG (default warn,callbox=info)
+Runs inside the test network namespace: launch it through scripts/bench-call (or tests/netns-run).";
+
+/// Bound on every wait for the far end or the servers (only there so that a broken run fails instead of hanging).
+const WAIT: Duration = Duration::from_secs(30);
+/// Janus's sip handle stays busy for a moment after its call ended.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Why the benchmark failed.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("test stack: {0}")]
+    Stack(#[from] HarnessError),
+    #[error("{who}: {what}: {source}")]
+    Client { who: String, what: &'static str, source: ClientError },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn client_err(who: &str, what: &'static str) -> impl FnOnce(ClientError) -> BenchError {
+    let who = who.to_string();
+    move |source| BenchError::Client { who, what, source }
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    rounds: usize,
+    media_rounds: usize,
+    seconds: u64,
+    callbox: Option<PathBuf>,
+}
+
+/// `Ok(None)` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut o = Options { rounds: 10, media_rounds: 3, seconds: 60, callbox: None };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let count = |name: &str, v: String| match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(format!("{name}: '{v}' is not a number from 1 to 1000")),
+        };
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--rounds" => o.rounds = count("--rounds", value("--rounds")?)?,
+            "--media-rounds" => o.media_rounds = count("--media-rounds", value("--media-rounds")?)?,
+            "--seconds" => o.seconds = count("--seconds", value("--seconds")?)? as u64,
+            "--callbox" => o.callbox = Some(PathBuf::from(value("--callbox")?)),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn user(name: &str) -> Result<Identifier, BenchError> {
+    Identifier::user(name).map_err(|e| BenchError::Failed(format!("user id {name}: {e}")))
+}
+
+fn new_device_key(stack: &Stack, name: &str) -> Secret {
+    let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
+    stack.add_device(key.expose(), name);
+    key
+}
+
+/// An in-process appliance provisioned at the stack's token endpoint (640x480@30 test-pattern video).
+async fn appliance(stack: &Stack, name: &str) -> Result<CallClient, BenchError> {
+    let key = new_device_key(stack, name);
+    let url = stack.token_url();
+    let credential = TokenCredential::with_refresher(
+        move || {
+            let (url, key) = (url.clone(), key.clone());
+            async move { callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string()) }
+        },
+        RefreshPolicy::default(),
+    );
+    let config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
+    CallClient::create(credential, config).await.map_err(client_err(name, "could not start"))
+}
+
+async fn wait_for(call: &Call, events: &mut EventStream, want: CallState, who: &str) -> Result<Instant, BenchError> {
+    match call.wait_state(events, |s| s == want, WAIT).await {
+        Ok(()) => Ok(Instant::now()),
+        Err(e) => Err(BenchError::Failed(format!(
+            "{who}: the call never reached {want:?} ({e}); end reason {}",
+            reason(call.end_reason())
+        ))),
+    }
+}
+
+fn reason(r: Option<CallEndReason>) -> String {
+    r.map(|r| format!("{} {} ({})", r.code, r.subcode, r.message)).unwrap_or_else(|| "none".into())
+}
+
+/// min / median / max in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    n: usize,
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+fn summarize(samples: &[Duration]) -> Option<Summary> {
+    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = match n {
+        0 => return None,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    };
+    Some(Summary { n, min: v[0], median, max: v[n - 1] })
+}
+
+fn summary_json(s: Option<Summary>) -> serde_json::Value {
+    match s {
+        Some(s) => json!({ "n": s.n, "min_ms": s.min.round(), "median_ms": s.median.round(), "max_ms": s.max.round() }),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn table_row(label: &str, s: Option<Summary>) {
+    match s {
+        Some(s) => println!("  {label:<44} {:>4} {:>9.0} {:>9.0} {:>9.0}", s.n, s.min, s.median, s.max),
+        None => println!("  {label:<44} {:>4} {:>9} {:>9} {:>9}", 0, "-", "-", "-"),
+    }
+}
+
+/// 1. Dial -> far-end IncomingCall and -> caller Ringing, each call declined with 486.
+async fn bench_ringing(
+    a: &CallClient,
+    b: &CallClient,
+    b_name: &str,
+    rounds: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
+    let target = user(b_name)?;
+    let mut b_events = b.events();
+    let (mut to_incoming, mut to_ringing) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let t0 = Instant::now();
+        let call = a.call(std::slice::from_ref(&target)).map_err(client_err("caller", "cannot call"))?;
+        let mut a_events = call.events();
+        let (incoming, ringing) = tokio::join!(
+            async {
+                let i = tokio::time::timeout(WAIT, b.next_incoming_call(&mut b_events)).await;
+                (i, Instant::now())
+            },
+            wait_for(&call, &mut a_events, CallState::Ringing, "caller")
+        );
+        let incoming = match incoming {
+            (Ok(Some(i)), at) => {
+                to_incoming.push(at.duration_since(t0));
+                Some(i)
+            }
+            _ => None,
+        };
+        match ringing {
+            Ok(at) => to_ringing.push(at.duration_since(t0)),
+            Err(e) => log::warn!("round {round}: {e}"),
+        }
+        match incoming {
+            Some(i) => i.reject(486).await.map_err(client_err("callee", "cannot decline"))?,
+            None => {
+                let _ = call.hang_up().await;
+                return Err(BenchError::Failed(format!("round {round}: the callee saw no incoming call")));
+            }
+        }
+        wait_for(&call, &mut a_events, CallState::Disconnected, "caller").await?;
+        log::info!("ringing round {round}/{rounds} done");
+        tokio::time::sleep(SETTLE).await;
+    }
+    Ok((to_incoming, to_ringing))
+}
+
+/// 2. Accept -> first decoded video frame at the callee and at the caller.
+async fn bench_first_frame(
+    a: &CallClient,
+    b: &CallClient,
+    b_name: &str,
+    rounds: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
+    let target = user(b_name)?;
+    let mut b_events = b.events();
+    let (mut callee, mut caller) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let call = a.call(std::slice::from_ref(&target)).map_err(client_err("caller", "cannot call"))?;
+        let incoming = match tokio::time::timeout(WAIT, b.next_incoming_call(&mut b_events)).await {
+            Ok(Some(i)) => i,
+            _ => {
+                let _ = call.hang_up().await;
+                return Err(BenchError::Failed(format!("media round {round}: the callee saw no incoming call")));
+            }
+        };
+        let accepted_at = Instant::now();
+        let b_call = incoming.accept().await.map_err(client_err("callee", "cannot accept"))?;
+        let first = |c: &Call| c.media_stats().and_then(|s| s.first_remote_frame_at);
+        let deadline = Instant::now() + WAIT;
+        let (mut at_callee, mut at_caller) = (None, None);
+        while (at_callee.is_none() || at_caller.is_none()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            at_callee = at_callee.or_else(|| first(&b_call));
+            at_caller = at_caller.or_else(|| first(&call));
+            if call.state() == CallState::Disconnected {
+                break;
+            }
+        }
+        let hang_up = call.hang_up().await;
+        let mut b_call_events = b_call.events();
+        let _ = b_call.wait_state(&mut b_call_events, |s| s == CallState::Disconnected, WAIT).await;
+        match (at_callee, at_caller) {
+            (Some(x), Some(y)) => {
+                callee.push(x.saturating_duration_since(accepted_at));
+                caller.push(y.saturating_duration_since(accepted_at));
+            }
+            _ => {
+                return Err(BenchError::Failed(format!(
+                    "media round {round}: no video frame decoded within {WAIT:?} (callee {}, caller {}); \
+                     caller end reason {}",
+                    at_callee.is_some(),
+                    at_caller.is_some(),
+                    reason(call.end_reason())
+                )))
+            }
+        }
+        hang_up.map_err(client_err("caller", "cannot hang up"))?;
+        log::info!("media round {round}/{rounds} done");
+        tokio::time::sleep(SETTLE).await;
+    }
+    Ok((callee, caller))
+}
+
+fn read_file(path: &Path) -> Result<String, BenchError> {
+    std::fs::read_to_string(path).map_err(|source| BenchError::Io { what: "cannot read", path: path.into(), source })
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let stat = read_file(&path)?;
+    // The command name (field 2) may contain spaces: fields are counted after its closing ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(utime), Some(stime)) = (field(11), field(12)) else {
+        return Err(BenchError::Failed(format!("{}: unexpected format", path.display())));
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Ok((utime + stime) as f64 / ticks)
+}
+
+/// VmHWM (peak resident set size) of a process, in kB.
+fn peak_rss_kb(pid: u32) -> Result<u64, BenchError> {
+    let path = PathBuf::from(format!("/proc/{pid}/status"));
+    read_file(&path)?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| BenchError::Failed(format!("{}: no VmHWM", path.display())))
+}
+
+/// The callee's own report of its media: the `media: ...` line `callbox answer` prints, or the engine's
+/// `media closed: audio A sent / B received, video C sent / D decoded` log line.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ChildMedia {
+    frames_decoded: Option<u64>,
+    audio_packets_received: Option<u64>,
+    level_dbfs: Option<f32>,
+    line: Option<String>,
+}
+
+/// The number just before `word` (`"... 1795 decoded"` -> 1795).
+fn number_before(line: &str, word: &str) -> Option<u64> {
+    let (before, _) = line.split_once(word)?;
+    before.trim_end().rsplit_once(' ').map(|(_, v)| v).unwrap_or(before.trim()).parse().ok()
+}
+
+fn parse_child_media(output: &str) -> ChildMedia {
+    let Some(line) = output.lines().rev().find(|l| l.starts_with("media:") || l.contains("media closed:")) else {
+        return ChildMedia::default();
+    };
+    let level = line
+        .split_once("far-end level ")
+        .and_then(|(_, r)| r.split_once(" dBFS"))
+        .and_then(|(v, _)| v.trim().parse().ok());
+    ChildMedia {
+        frames_decoded: number_before(line, " decoded"),
+        audio_packets_received: number_before(line, " received"),
+        level_dbfs: level,
+        line: Some(line.trim().to_string()),
+    }
+}
+
+struct ResourceFigures {
+    call_seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kb: u64,
+    caller: Option<MediaStats>,
+    callee: ChildMedia,
+}
+
+fn callbox_path(o: &Options) -> Result<PathBuf, BenchError> {
+    if let Some(p) = &o.callbox {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "cannot locate",
+        path: "bench_call".into(),
+        source,
+    })?;
+    Ok(exe.with_file_name("callbox"))
+}
+
+/// 3. CPU seconds and peak RSS of one appliance (a `callbox answer` process) over a `seconds`-long call.
+async fn bench_resources(
+    stack: &Stack,
+    a: &CallClient,
+    seconds: u64,
+    o: &Options,
+) -> Result<ResourceFigures, BenchError> {
+    let program = callbox_path(o)?;
+    let name = "monitor-proc";
+    let tmp = stack.dir().join("bench-callee");
+    std::fs::create_dir_all(&tmp).map_err(|source| BenchError::Io {
+        what: "cannot create",
+        path: tmp.clone(),
+        source,
+    })?;
+    let key_file = tmp.join("device-key");
+    let key = new_device_key(stack, name);
+    std::fs::write(&key_file, key.expose()).map_err(|source| BenchError::Io {
+        what: "cannot write",
+        path: key_file.clone(),
+        source,
+    })?;
+    let (out_path, err_path) = (tmp.join("stdout.log"), tmp.join("stderr.log"));
+    let open = |p: &Path| {
+        std::fs::File::create(p).map_err(|source| BenchError::Io { what: "cannot create", path: p.into(), source })
+    };
+    let mut child = tokio::process::Command::new(&program)
+        .args(["answer", "--janus", &stack.janus_ws_url(), "--token-url", &stack.token_url()])
+        .arg("--device-key-file")
+        .arg(&key_file)
+        .args(["--video", "640x480@30", "--calls", "1"])
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,callbox=info".into()))
+        .stdin(std::process::Stdio::null())
+        .stdout(open(&out_path)?)
+        .stderr(open(&err_path)?)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| BenchError::Io { what: "cannot start", path: program.clone(), source })?;
+    let pid = child.id().ok_or_else(|| BenchError::Failed("the callee exited at once".into()))?;
+    println!("callee process {} (pid {pid}) started", program.display());
+
+    let result = measure(a, pid, name, seconds, &out_path, &mut child).await;
+    // The callee answers one call and then exits; make sure it is gone either way.
+    match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+        Ok(Ok(status)) if !status.success() => log::warn!("the callee exited with {status}"),
+        Ok(_) => {}
+        Err(_) => {
+            log::warn!("the callee did not exit after its call: killing pid {pid}");
+            let _ = child.kill().await;
+        }
+    }
+    let mut figures = match result {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("callee stderr (tail):\n{}", tail(&read_file(&err_path).unwrap_or_default(), 4000));
+            return Err(e);
+        }
+    };
+    let output = format!("{}\n{}", read_file(&err_path)?, read_file(&out_path)?);
+    figures.callee = parse_child_media(&output);
+    Ok(figures)
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+async fn measure(
+    a: &CallClient,
+    pid: u32,
+    name: &str,
+    seconds: u64,
+    out_path: &Path,
+    child: &mut tokio::process::Child,
+) -> Result<ResourceFigures, BenchError> {
+    let ready_deadline = Instant::now() + WAIT;
+    while !read_file(out_path)?.contains("ready as") {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(BenchError::Failed(format!("the callee exited before it was ready ({status})")));
+        }
+        if Instant::now() > ready_deadline {
+            return Err(BenchError::Failed(format!("the callee was not ready within {WAIT:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = a.call(&[user(name)?]).map_err(client_err("caller", "cannot call the callee process"))?;
+    let mut events = call.events();
+    wait_for(&call, &mut events, CallState::Connected, "caller -> callee process").await?;
+    let connected = Instant::now();
+    let cpu_start = cpu_seconds(pid)?;
+    println!("connected to the callee process; measuring for {seconds} s");
+    let mut caller = None;
+    let end = connected + Duration::from_secs(seconds);
+    while Instant::now() < end && call.state() != CallState::Disconnected {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        caller = call.media_stats().or(caller);
+    }
+    let cpu_end = cpu_seconds(pid)?;
+    let peak = peak_rss_kb(pid)?;
+    let call_seconds = connected.elapsed().as_secs_f64();
+    if call.state() == CallState::Disconnected {
+        return Err(BenchError::Failed(format!(
+            "the measured call ended early after {call_seconds:.1} s: {}",
+            reason(call.end_reason())
+        )));
+    }
+    call.hang_up().await.map_err(client_err("caller", "cannot hang up"))?;
+    Ok(ResourceFigures {
+        call_seconds,
+        cpu_seconds: cpu_end - cpu_start,
+        peak_rss_kb: peak,
+        caller,
+        callee: ChildMedia::default(),
+    })
+}
+
+async fn run(o: Options) -> Result<(), BenchError> {
+    let stack = Stack::start(StackOptions::default()).await?;
+    let result = bench(&stack, &o).await;
+    if result.is_err() {
+        stack.dump_logs();
+    }
+    result
+}
+
+async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
+    let (a, b) = tokio::join!(appliance(stack, "front-door"), appliance(stack, "monitor"));
+    let (a, b) = (a?, b?);
+    println!("stack and two appliances up; {} ringing rounds, {} media rounds", o.rounds, o.media_rounds);
+    let (to_incoming, to_ringing) = bench_ringing(&a, &b, "monitor", o.rounds).await?;
+    let (ff_callee, ff_caller) = bench_first_frame(&a, &b, "monitor", o.media_rounds).await?;
+    // Only the caller stays in this process for the resource measurement.
+    b.shutdown().await;
+    tokio::time::sleep(SETTLE).await;
+    let res = bench_resources(stack, &a, o.seconds, o).await?;
+    a.shutdown().await;
+
+    let (s_in, s_ring) = (summarize(&to_incoming), summarize(&to_ringing));
+    let (s_ffe, s_ffr) = (summarize(&ff_callee), summarize(&ff_caller));
+    println!("\n== call benchmark ==");
+    println!("  {:<44} {:>4} {:>9} {:>9} {:>9}", "figure (ms)", "n", "min", "median", "max");
+    table_row("dial -> callee IncomingCall", s_in);
+    table_row("dial -> caller Ringing", s_ring);
+    table_row("accept -> first video frame at callee", s_ffe);
+    table_row("accept -> first video frame at caller", s_ffr);
+    let cpu_pct = 100.0 * res.cpu_seconds / res.call_seconds.max(0.001);
+    println!("  one appliance (callbox answer, 640x480@30, {:.1} s call):", res.call_seconds);
+    println!("    CPU time                                   {:.2} s ({cpu_pct:.1} % of one core)", res.cpu_seconds);
+    println!("    peak RSS (VmHWM)                           {:.1} MB", res.peak_rss_kb as f64 / 1024.0);
+    let caller_frames = res.caller.as_ref().map(|s| s.video_frames_decoded);
+    let caller_level = res.caller.as_ref().map(|s| s.remote_audio_level_dbfs);
+    println!(
+        "    callee decoded {} video frames, received {} audio packets, heard {} dBFS",
+        res.callee.frames_decoded.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        res.callee.audio_packets_received.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        res.callee.level_dbfs.map(|l| format!("{l:.1}")).unwrap_or_else(|| "? (not reported by callbox answer)".into())
+    );
+    println!(
+        "    caller decoded {} video frames, heard {} dBFS",
+        caller_frames.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        caller_level.map(|l| format!("{l:.1}")).unwrap_or_else(|| "?".into())
+    );
+    if let Some(line) = &res.callee.line {
+        println!("    callee's own report: {line}");
+    } else {
+        println!("    (the callee printed no media report)");
+    }
+    let report = json!({
+        "dial_to_incoming": summary_json(s_in),
+        "dial_to_ringing": summary_json(s_ring),
+        "accept_to_first_frame_callee": summary_json(s_ffe),
+        "accept_to_first_frame_caller": summary_json(s_ffr),
+        "appliance": {
+            "video": "640x480@30",
+            "call_seconds": (res.call_seconds * 10.0).round() / 10.0,
+            "cpu_seconds": (res.cpu_seconds * 100.0).round() / 100.0,
+            "cpu_percent": (cpu_pct * 10.0).round() / 10.0,
+            "peak_rss_kb": res.peak_rss_kb,
+            "callee_frames_decoded": res.callee.frames_decoded,
+            "callee_audio_packets_received": res.callee.audio_packets_received,
+            "callee_audio_dbfs": res.callee.level_dbfs,
+            "caller_frames_decoded": caller_frames,
+            "caller_audio_dbfs": caller_level,
+        },
+    });
+    println!("BENCH_JSON {report}");
+    let media_ok = res.callee.frames_decoded.is_some_and(|n| n > 0) && caller_frames.is_some_and(|n| n > 0);
+    if !media_ok {
+        return Err(BenchError::Failed("the measured call did not carry video both ways".into()));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,callbox=info")).init();
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bench_call: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench_call: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_call: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_min_median_max() {
+        let d = |ms: &[u64]| ms.iter().map(|m| Duration::from_millis(*m)).collect::<Vec<_>>();
+        assert_eq!(summarize(&d(&[30, 10, 20])), Some(Summary { n: 3, min: 10.0, median: 20.0, max: 30.0 }));
+        assert_eq!(summarize(&d(&[40, 10, 20, 30])), Some(Summary { n: 4, min: 10.0, median: 25.0, max: 40.0 }));
+        assert_eq!(summarize(&[]), None);
+    }
+
+    #[test]
+    fn the_callee_report_is_parsed() {
+        let out = "ready as monitor-proc\nincoming call from front-door\nmedia: codec Some(H264), audio 3000 sent / \
+                   2990 received (far-end level -15.2 dBFS, longest gap 40 ms), video 1800 frames sent / 1795 \
+                   decoded, last far-end frame #Some(1801)\nended: None\n";
+        let m = parse_child_media(out);
+        assert_eq!(m.frames_decoded, Some(1795));
+        assert_eq!(m.audio_packets_received, Some(2990));
+        assert_eq!(m.level_dbfs, Some(-15.2));
+        let log = "[2026-11-27T23:59:00Z INFO  callbox::client::engine] call#1: media closed: audio 3000 sent / 2980 \
+                   received, video 1800 sent / 1790 decoded (Some(H264))\nready as monitor-proc\n";
+        let m = parse_child_media(log);
+        assert_eq!((m.frames_decoded, m.audio_packets_received, m.level_dbfs), (Some(1790), Some(2980), None));
+        assert_eq!(parse_child_media("ready as x\n"), ChildMedia::default());
+    }
+
+    #[test]
+    fn options_parse() {
+        let a = |v: &[&str]| parse_args(v.iter().map(|s| s.to_string()));
+        let o = a(&[]).unwrap().unwrap();
+        assert_eq!((o.rounds, o.media_rounds, o.seconds), (10, 3, 60));
+        let o = a(&["--seconds", "20", "--rounds", "5"]).unwrap().unwrap();
+        assert_eq!((o.rounds, o.seconds), (5, 20));
+        assert!(a(&["--help"]).unwrap().is_none());
+        assert!(a(&["--rounds", "0"]).is_err() && a(&["--seconds"]).is_err() && a(&["--x"]).is_err());
+    }
+}

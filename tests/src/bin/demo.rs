@@ -1,0 +1,535 @@
+//! The `demo` program (the README's main job, launched by `scripts/demo` inside `tests/netns-run`): starts the
+//! local stack, provisions two simulated appliances, a "front-door" and an auto-answering "monitor", places a real
+//! call with real media between them, sends the door code as DTMF, hangs up and prints a summary of setup times,
+//! media figures and end reasons. Optionally also calls a phone number through a baresip PSTN trunk.
+
+use callbox::calling::{CallEndReason, CallState, Event, Identifier, RefreshPolicy, Secret};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError, TokenCredential};
+use callbox::media::{MediaStats, VideoCodec};
+use callbox_tests::{BaresipEvent, BaresipOptions, HarnessError, Stack, StackOptions};
+use rand::distr::{Alphanumeric, SampleString};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const USAGE: &str = "usage: demo [--seconds N] [--answer-after S] [--codec h264|vp8] [--video WxH@FPS] [--pstn]
+  --seconds N        how long the call runs with media before the door code and hang-up (default 8)
+  --answer-after S   the monitor answers S seconds after its incoming call (default 1, fractions allowed)
+  --codec h264|vp8   the front door's preferred video codec (default h264; both are offered)
+  --video WxH@FPS    test-pattern video of both appliances (default 640x480@30)
+  --pstn             also call +15551234567 through a baresip PSTN trunk
+  --help             this text
+environment: RUST_LOG (default warn,callbox=info)
+Runs inside the test network namespace: launch it through scripts/demo (or tests/netns-run).";
+
+/// Bound on every wait for the far end or the servers (only there so that a broken run fails instead of hanging).
+const WAIT: Duration = Duration::from_secs(30);
+const DOOR_CODE: &str = "1234";
+const PSTN_NUMBER: &str = "+15551234567";
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error("test stack: {0}")]
+    Stack(#[from] HarnessError),
+    #[error("{who}: {what}: {source}")]
+    Client { who: &'static str, what: &'static str, source: ClientError },
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn client_err(who: &'static str, what: &'static str) -> impl FnOnce(ClientError) -> DemoError {
+    move |source| DemoError::Client { who, what, source }
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    seconds: u64,
+    answer_after: Duration,
+    codec: VideoCodec,
+    width: u32,
+    height: u32,
+    fps: u32,
+    pstn: bool,
+}
+
+fn parse_video(spec: &str) -> Result<(u32, u32, u32), String> {
+    let bad = || format!("--video: '{spec}' is not WxH@FPS");
+    let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (w, h, fps) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
+    if w == 0 || h == 0 || fps == 0 {
+        return Err(bad());
+    }
+    Ok((w, h, fps))
+}
+
+/// `Ok(None)` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut o = Options {
+        seconds: 8,
+        answer_after: Duration::from_secs(1),
+        codec: VideoCodec::H264,
+        width: 640,
+        height: 480,
+        fps: 30,
+        pstn: false,
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--seconds" => {
+                let v = value("--seconds")?;
+                o.seconds = v.parse().map_err(|_| format!("--seconds: '{v}' is not a whole number"))?;
+            }
+            "--answer-after" => {
+                let v = value("--answer-after")?;
+                let s: f64 = v.parse().map_err(|_| format!("--answer-after: '{v}' is not a number"))?;
+                o.answer_after = Duration::try_from_secs_f64(s)
+                    .ok()
+                    .filter(|d| *d <= Duration::from_secs(20))
+                    .ok_or(format!("--answer-after: '{v}' must be between 0 and 20 seconds"))?;
+            }
+            "--codec" => {
+                o.codec = match value("--codec")?.as_str() {
+                    "h264" => VideoCodec::H264,
+                    "vp8" => VideoCodec::Vp8,
+                    other => return Err(format!("--codec: '{other}' is not h264 or vp8")),
+                }
+            }
+            "--video" => (o.width, o.height, o.fps) = parse_video(&value("--video")?)?,
+            "--pstn" => o.pstn = true,
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn client_config(stack: &Stack, o: &Options) -> ClientConfig {
+    let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
+    if let Some(v) = config.media.video.as_mut() {
+        (v.width, v.height, v.fps) = (o.width, o.height, o.fps);
+        v.codecs = match o.codec {
+            VideoCodec::H264 => vec![VideoCodec::H264, VideoCodec::Vp8],
+            VideoCodec::Vp8 => vec![VideoCodec::Vp8, VideoCodec::H264],
+        };
+    }
+    config
+}
+
+/// Provisions `name` at the stack's token endpoint with a fresh device key and starts its client.
+async fn appliance(stack: &Stack, name: &'static str, config: ClientConfig) -> Result<CallClient, DemoError> {
+    let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
+    stack.add_device(key.expose(), name);
+    let url = stack.token_url();
+    let credential = TokenCredential::with_refresher(
+        move || {
+            let (url, key) = (url.clone(), key.clone());
+            async move { callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string()) }
+        },
+        RefreshPolicy::default(),
+    );
+    CallClient::create(credential, config).await.map_err(client_err(name, "could not start"))
+}
+
+/// What a call went through: when it first reached each state, and the DTMF digits it received.
+#[derive(Default)]
+struct CallLog {
+    states: Vec<(CallState, Instant)>,
+    digits: String,
+}
+
+impl CallLog {
+    fn first(&self, state: CallState) -> Option<Instant> {
+        self.states.iter().find(|(s, _)| *s == state).map(|(_, t)| *t)
+    }
+}
+
+type SharedLog = Arc<Mutex<CallLog>>;
+
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, CallLog> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records the call's states and received digits until it is Disconnected.
+fn watch(call: &Call) -> (SharedLog, tokio::task::JoinHandle<()>) {
+    let log: SharedLog = Arc::default();
+    let mut events = call.events();
+    let (call, out) = (call.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        lock(&out).states.push((call.state(), Instant::now()));
+        while let Some(e) = events.next_event().await {
+            match e {
+                Event::CallStateChanged { state, .. } => {
+                    lock(&out).states.push((state, Instant::now()));
+                    if state == CallState::Disconnected {
+                        break;
+                    }
+                }
+                Event::DtmfReceived { digit, .. } => lock(&out).digits.push(digit),
+                _ => {}
+            }
+        }
+    });
+    (log, task)
+}
+
+/// What the monitor's auto-answer task reports for each call it answers.
+struct Answered {
+    call: Call,
+    incoming_at: Instant,
+    accepted_at: Instant,
+    log: SharedLog,
+}
+
+/// Answers every incoming call of `client` after `delay`.
+fn auto_answer(client: CallClient, delay: Duration, tx: mpsc::Sender<Answered>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut events = client.events();
+        while let Some(incoming) = client.next_incoming_call(&mut events).await {
+            let incoming_at = Instant::now();
+            log::info!("monitor: incoming call from {}", incoming.from());
+            let (log, _watcher) = watch(incoming.call());
+            tokio::time::sleep(delay).await;
+            let accepted_at = Instant::now();
+            match incoming.accept().await {
+                Ok(call) => {
+                    if tx.send(Answered { call, incoming_at, accepted_at, log }).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => log::warn!("monitor: cannot accept: {e}"),
+            }
+        }
+    })
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:>6} ms", d.as_millis())).unwrap_or_else(|| "     -   (never)".into())
+}
+
+fn since(later: Option<Instant>, earlier: Instant) -> Option<Duration> {
+    later.and_then(|t| t.checked_duration_since(earlier))
+}
+
+fn reason(r: Option<CallEndReason>) -> String {
+    r.map(|r| format!("{} (code {}, subcode {})", r.message, r.code, r.subcode)).unwrap_or_else(|| "none".into())
+}
+
+fn frames(s: &Option<MediaStats>) -> String {
+    match s {
+        Some(s) => format!(
+            "{} decoded, last frame counter {}",
+            s.video_frames_decoded,
+            s.last_remote_frame_counter.map(|c| format!("#{c}")).unwrap_or_else(|| "none".into())
+        ),
+        None => "no media".into(),
+    }
+}
+
+fn level(s: &Option<MediaStats>) -> String {
+    match s {
+        Some(s) => {
+            format!("{:.1} dBFS ({} Opus packets received)", s.remote_audio_level_dbfs, s.audio_packets_received)
+        }
+        None => "no media".into(),
+    }
+}
+
+fn codec(s: &Option<MediaStats>) -> String {
+    match s {
+        Some(s) => format!(
+            "sends {} ({}), decodes {}",
+            s.video_codec.map(|c| c.mime_type()).unwrap_or("none"),
+            s.video_encoder.as_deref().unwrap_or("no encoder"),
+            s.remote_video_codec.map(|c| c.mime_type()).unwrap_or("none")
+        ),
+        None => "no media".into(),
+    }
+}
+
+fn row(label: &str, value: impl std::fmt::Display) {
+    println!("  {label:<44} {value}");
+}
+
+/// The phone call through the trunk: (connected, level heard in dBFS).
+async fn pstn_call(stack: &Stack, door: &CallClient) -> Result<(bool, f32), DemoError> {
+    let trunk = stack.start_baresip(BaresipOptions::pstn_trunk(PSTN_NUMBER)).await?;
+    let number = Identifier::parse(PSTN_NUMBER, None).map_err(|e| DemoError::Failed(format!("{PSTN_NUMBER}: {e}")))?;
+    println!("front-door calls {number} (baresip PSTN trunk)");
+    let placed = Instant::now();
+    let call = door.call(&[number]).map_err(client_err("front-door", "cannot call the PSTN number"))?;
+    let mut events = call.events();
+    if let Err(e) = call.wait_state(&mut events, |s| s == CallState::Connected, WAIT).await {
+        println!("  PSTN call did not connect: {e}; end reason {}", reason(call.end_reason()));
+        return Ok((false, -100.0));
+    }
+    println!("  connected after {} ms", placed.elapsed().as_millis());
+    if let Err(e) = trunk.wait_for(BaresipEvent::CallEstablished, WAIT).await {
+        log::warn!("the trunk did not report the call established: {e}");
+    }
+    // Listen for a few seconds and keep the loudest 100 ms window heard.
+    let mut best = -100.0f32;
+    let listen = Instant::now();
+    while listen.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(s) = call.media_stats() {
+            best = best.max(s.remote_audio_level_dbfs);
+        }
+    }
+    call.hang_up().await.map_err(client_err("front-door", "cannot hang up the PSTN call"))?;
+    if let Err(e) = trunk.wait_for(BaresipEvent::CallClosed, WAIT).await {
+        log::warn!("the trunk did not report the hang-up: {e}");
+    }
+    Ok((true, best))
+}
+
+async fn run(o: Options) -> Result<(), DemoError> {
+    println!(
+        "callbox demo: front-door calls monitor; {}x{}@{} video, {} preferred; monitor answers after {:.1} s; \
+         {} s of media",
+        o.width,
+        o.height,
+        o.fps,
+        o.codec.mime_type(),
+        o.answer_after.as_secs_f64(),
+        o.seconds
+    );
+    let t = Instant::now();
+    let stack = Stack::start(StackOptions::default()).await?;
+    println!(
+        "stack up in {} ms: Janus {}, token endpoint {}, Kamailio {}",
+        t.elapsed().as_millis(),
+        stack.janus_ws_url(),
+        stack.token_url(),
+        stack.sip_proxy_uri()
+    );
+    let result = demo_calls(&stack, &o).await;
+    if result.is_err() {
+        stack.dump_logs();
+    }
+    result
+}
+
+async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
+    let t = Instant::now();
+    let (door, monitor) = tokio::join!(
+        appliance(stack, "front-door", client_config(stack, o)),
+        appliance(stack, "monitor", client_config(stack, o))
+    );
+    let (door, monitor) = (door?, monitor?);
+    println!("appliances front-door and monitor registered in {} ms", t.elapsed().as_millis());
+
+    let (tx, mut answered) = mpsc::channel(4);
+    let answerer = auto_answer(monitor.clone(), o.answer_after, tx);
+    let outcome = main_call(&door, &mut answered, o).await;
+    answerer.abort();
+    let pstn = if o.pstn {
+        // Janus's sip handle stays busy for a moment after a call ended.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some(pstn_call(stack, &door).await)
+    } else {
+        None
+    };
+    tokio::join!(door.shutdown(), monitor.shutdown());
+    outcome?;
+    match pstn {
+        None => Ok(()),
+        Some(Ok((true, level))) => {
+            println!("PSTN call to {PSTN_NUMBER}: connected, level heard {level:.1} dBFS");
+            if level > -60.0 {
+                Ok(())
+            } else {
+                Err(DemoError::Failed(format!("PSTN call: no audio heard from the trunk ({level:.1} dBFS)")))
+            }
+        }
+        Some(Ok((false, _))) => Err(DemoError::Failed(format!("the PSTN call to {PSTN_NUMBER} did not connect"))),
+        Some(Err(e)) => Err(e),
+    }
+}
+
+/// The front door calls the monitor, media runs, the door code is sent, the front door hangs up.
+async fn main_call(door: &CallClient, answered: &mut mpsc::Receiver<Answered>, o: &Options) -> Result<(), DemoError> {
+    let monitor_id = Identifier::user("monitor").map_err(|e| DemoError::Failed(format!("monitor: {e}")))?;
+    println!("front-door calls monitor");
+    let placed = Instant::now();
+    let call = door.call(&[monitor_id]).map_err(client_err("front-door", "cannot place the call"))?;
+    let (door_log, door_watch) = watch(&call);
+    let answer_wait = WAIT + o.answer_after;
+    let Answered { call: m_call, incoming_at, accepted_at, log: monitor_log } =
+        match tokio::time::timeout(answer_wait, answered.recv()).await {
+            Ok(Some(a)) => a,
+            _ => {
+                let why = format!(
+                    "the monitor did not answer within {answer_wait:?} (front door: {:?}, end reason {})",
+                    call.state(),
+                    reason(call.end_reason())
+                );
+                let _ = call.hang_up().await;
+                return Err(DemoError::Failed(why));
+            }
+        };
+    println!("monitor answered after {} ms", accepted_at.duration_since(placed).as_millis());
+    let mut door_events = call.events();
+    if let Err(e) = call.wait_state(&mut door_events, |s| s == CallState::Connected, WAIT).await {
+        let _ = call.hang_up().await;
+        return Err(DemoError::Failed(format!(
+            "the call did not connect: {e}; front door end reason: {}",
+            reason(call.end_reason())
+        )));
+    }
+    println!("connected; media for {} s", o.seconds);
+
+    // Media runs; keep the latest figures of both sides (they go away with the call's media).
+    let (mut door_stats, mut mon_stats) = (None, None);
+    let talk_until = Instant::now() + Duration::from_secs(o.seconds);
+    while Instant::now() < talk_until && call.state() != CallState::Disconnected {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        door_stats = call.media_stats().or(door_stats);
+        mon_stats = m_call.media_stats().or(mon_stats);
+    }
+
+    // The door code, digit by digit, then wait (bounded) for it to arrive before hanging up.
+    println!("front-door sends DTMF {DOOR_CODE}");
+    for d in DOOR_CODE.chars() {
+        if let Err(e) = call.send_dtmf(d).await {
+            log::warn!("front-door: DTMF {d} failed: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dtmf_deadline = Instant::now() + Duration::from_secs(5);
+    while lock(&monitor_log).digits.len() < DOOR_CODE.len() && Instant::now() < dtmf_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    door_stats = call.media_stats().or(door_stats);
+    mon_stats = m_call.media_stats().or(mon_stats);
+
+    println!("front-door hangs up");
+    let hang_up = call.hang_up().await;
+    let mut m_events = m_call.events();
+    let monitor_ended = m_call.wait_state(&mut m_events, |s| s == CallState::Disconnected, WAIT).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), door_watch).await;
+
+    let (dl, ml) = (lock(&door_log), lock(&monitor_log));
+    let first_frame = |s: &Option<MediaStats>| since(s.as_ref().and_then(|s| s.first_remote_frame_at), accepted_at);
+    println!("\n== summary ==");
+    row("call placed -> monitor's incoming call", ms(Some(incoming_at.duration_since(placed))));
+    row("call placed -> front door's Ringing", ms(since(dl.first(CallState::Ringing), placed)));
+    row("monitor answer delay (configured)", format!("{:>6} ms", o.answer_after.as_millis()));
+    row("accept -> Connected at front door", ms(since(dl.first(CallState::Connected), accepted_at)));
+    row("accept -> Connected at monitor", ms(since(ml.first(CallState::Connected), accepted_at)));
+    row("accept -> first video frame at front door", ms(first_frame(&door_stats)));
+    row("accept -> first video frame at monitor", ms(first_frame(&mon_stats)));
+    row("video frames monitor -> front door", frames(&door_stats));
+    row("video frames front door -> monitor", frames(&mon_stats));
+    row("audio level heard at front door", level(&door_stats));
+    row("audio level heard at monitor", level(&mon_stats));
+    row("video codec at front door", codec(&door_stats));
+    row("video codec at monitor", codec(&mon_stats));
+    row("DTMF digits received at monitor", format!("\"{}\"", ml.digits));
+    row("front door end reason", reason(call.end_reason()));
+    row("monitor end reason", reason(m_call.end_reason()));
+
+    let mut problems = Vec::new();
+    if dl.first(CallState::Connected).is_none() {
+        problems.push("the front door never connected".to_string());
+    }
+    for (who, s) in [("front door", &door_stats), ("monitor", &mon_stats)] {
+        match s {
+            Some(s) if s.video_frames_decoded > 0 && s.audio_packets_received > 0 => {}
+            Some(s) => problems.push(format!(
+                "no media decoded at the {who} ({} video frames, {} audio packets)",
+                s.video_frames_decoded, s.audio_packets_received
+            )),
+            None => problems.push(format!("the {who} never had media")),
+        }
+    }
+    if ml.digits != DOOR_CODE {
+        log::warn!("the monitor received DTMF \"{}\" instead of \"{DOOR_CODE}\"", ml.digits);
+    }
+    if let Err(e) = hang_up {
+        log::warn!("front-door hang-up: {e}");
+    }
+    if let Err(e) = monitor_ended {
+        log::warn!("the monitor's call did not end: {e}");
+    }
+    if problems.is_empty() {
+        println!("result: OK, the call connected and carried audio and video both ways");
+        Ok(())
+    } else {
+        Err(DemoError::Failed(problems.join("; ")))
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,callbox=info")).init();
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("demo: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_parse_and_default() {
+        let o = parse_args(args(&[])).unwrap().unwrap();
+        assert_eq!(
+            (o.seconds, o.answer_after, o.codec, o.width, o.height, o.fps, o.pstn),
+            (8, Duration::from_secs(1), VideoCodec::H264, 640, 480, 30, false)
+        );
+        let o = parse_args(args(&[
+            "--seconds",
+            "3",
+            "--answer-after",
+            "0.5",
+            "--codec",
+            "vp8",
+            "--video",
+            "320x240@15",
+            "--pstn",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (o.seconds, o.answer_after, o.codec, o.width, o.height, o.fps, o.pstn),
+            (3, Duration::from_millis(500), VideoCodec::Vp8, 320, 240, 15, true)
+        );
+        assert!(parse_args(args(&["--help"])).unwrap().is_none());
+        for bad in
+            [&["--video", "640x480"][..], &["--codec", "av1"], &["--seconds"], &["--answer-after", "-1"], &["--bogus"]]
+        {
+            assert!(parse_args(args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
