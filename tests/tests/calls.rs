@@ -208,3 +208,23 @@ async fn calling_again_right_after_a_call_ended_rings_again() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unanswered_call_ends_with_408_and_the_callee_sees_it_cancelled() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let mut config = client_config(&stack);
+    config.core.ring_timeout = std::time::Duration::from_secs(3);
+    let a = appliance_with(&stack, "door-408", config).await;
+    let b = appliance(&stack, "monitor-408").await;
+    let mut b_events = b.events();
+    let call = a.call(&[user("monitor-408")]).expect("call");
+    let ringing = next_incoming(&b, &mut b_events).await;
+    let b_call = ringing.call().clone();
+    let mut b_call_events = b_call.events();
+    let mut a_events = call.events();
+    wait_state(&call, &mut a_events, CallState::Disconnected).await;
+    let reason = call.end_reason().expect("end reason");
+    assert_eq!((reason.code, reason.subcode), (408, subcode::NO_ANSWER_TIMEOUT));
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+    assert_eq!(b_call.end_reason().map(|r| r.code), Some(487));
+}
