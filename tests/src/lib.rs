@@ -10,10 +10,12 @@ pub mod kamailio;
 pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};
 pub use error::HarnessError;
+pub use proxy::CuttableProxy;
 pub use stack::{JanusSipRegistration, Stack, StackOptions};
 
 /// Install `env_logger` once (idempotent), for tests that want the harness's logs (`RUST_LOG=info`).
@@ -21,6 +23,7 @@ pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 
+/// Locks a mutex, taking over a poisoned one (its data stays consistent: each use is a single push or drain).
 pub(crate) fn baresip_lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use callbox_calling::Secret;
+use callbox_calling::{Backoff, Secret};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use log::{debug, error, info, trace, warn};
 use rand::Rng;
@@ -353,14 +353,11 @@ fn transaction_id() -> String {
     rand::rng().sample_iter(&rand::distr::Alphanumeric).take(16).map(char::from).collect()
 }
 
-/// Exponential backoff with jitter: attempt 1 waits about `min`, each next one doubles up to `max`;
-/// the actual delay is uniform in [delay/2, delay].
+/// Exponential backoff with jitter (the calling core's `Backoff`): attempt 1 waits about `min`, each next one
+/// doubles up to `max`; the actual delay is uniform in [delay/2, delay].
 pub(crate) fn backoff_delay(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let shift = attempt.saturating_sub(1).min(16);
-    let base = min.saturating_mul(1u32 << shift).min(max).max(Duration::from_millis(1));
-    let low = base / 2;
-    let span = u64::try_from((base - low).as_micros()).unwrap_or(u64::MAX);
-    low + Duration::from_micros(rand::rng().random_range(0..=span))
+    let backoff = Backoff { initial: min.max(Duration::from_millis(1)), max, max_attempts: None };
+    backoff.delay(attempt.saturating_sub(1), rand::random::<f64>()).unwrap_or(max)
 }
 
 enum PendingKind {

@@ -1,0 +1,64 @@
+//! The Janus WebSocket dropped under a live call: the client reconnects with backoff, claims its session within
+//! Janus's `reclaim_session_timeout`, and the call (whose media never went through the WebSocket) goes on.
+
+mod common;
+
+use callbox::calling::{CallState, ConnectionState, Delivery, Event};
+use callbox_tests::{CuttableProxy, Stack, StackOptions};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_janus_connection_is_reclaimed_and_the_call_goes_on() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let janus = stack.janus_ws_url().trim_start_matches("ws://").parse().expect("Janus address");
+    let proxy = CuttableProxy::start(janus).await.expect("proxy");
+    let mut config = client_config(&stack);
+    config.janus_urls = vec![proxy.ws_url()];
+    let a = appliance_with(&stack, "door-r", config).await;
+    let b = appliance(&stack, "monitor-r").await;
+    let mut b_events = b.events();
+    let call = a.call(&[user("monitor-r")]).expect("call");
+    let b_call = next_incoming(&b, &mut b_events).await.accept().await.expect("accept");
+    let mut a_call_events = call.events();
+    wait_state(&call, &mut a_call_events, CallState::Connected).await;
+    assert_video_advances(&b_call, "monitor").await;
+
+    let mut a_events = a.events();
+    assert_eq!(proxy.cut(), 1, "the appliance's one WebSocket is cut");
+    let mut states = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(Delivery::Event(e)) = a_events.next().await {
+            if let Event::ConnectionStateChanged { state } = e {
+                states.push(state);
+                if state == ConnectionState::Ready {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the appliance is back within the bound");
+    assert_eq!(states, vec![ConnectionState::Reconnecting, ConnectionState::Ready]);
+
+    // Same session, same call: media went on, and the call is still controlled through the new socket.
+    assert_eq!(call.state(), CallState::Connected);
+    assert_video_advances(&b_call, "monitor").await;
+    assert_video_advances(&call, "door").await;
+    let mut events = b_call.events();
+    call.send_dtmf('5').await.expect("dtmf");
+    let digit = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next_event().await {
+                Some(Event::DtmfReceived { digit, .. }) => return digit,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("DTMF after the reconnect");
+    assert_eq!(digit, '5');
+    call.hang_up().await.expect("hang up");
+    let mut b_call_events = b_call.events();
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+}
