@@ -3,6 +3,7 @@
 //! `tests/netns-run`; `Stack::start_baresip` adds SIP phones and a PSTN trunk stand-in driven through baresip's
 //! `ctrl_tcp`. Dropping a stack kills every process it started and removes its temp dir.
 
+pub mod appliance;
 pub mod baresip;
 pub mod error;
 pub mod janus;

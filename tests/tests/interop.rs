@@ -13,7 +13,7 @@ async fn a_phone_number_is_routed_to_the_pstn_trunk_and_answered_with_audio() {
     let trunk = stack.start_baresip(BaresipOptions::pstn_trunk("+15551234567")).await.expect("trunk");
     let a = appliance(&stack, "door-pstn").await;
     let number = Identifier::parse("+1 (555) 123-4567", None).expect("a phone number");
-    let call = a.call(&[number.clone()]).expect("call");
+    let call = a.call(std::slice::from_ref(&number)).expect("call");
     let mut events = call.events();
     let mut seen = Vec::new();
     // Record every state on the way (EarlyMedia when the trunk sends 183 with SDP).

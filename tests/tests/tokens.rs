@@ -3,8 +3,9 @@
 
 mod common;
 
-use callbox::calling::{Backoff, CallState, ConnectionState, RefreshPolicy, TokenError};
+use callbox::calling::{Backoff, CallState, ConnectionState, RefreshPolicy, Secret, TokenError};
 use callbox::client::{CallClient, ClientError, TokenCredential};
+use callbox_tests::appliance::{endpoint_credential, provision_device};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 use std::sync::atomic::Ordering;
@@ -16,10 +17,9 @@ async fn a_minute_long_call_survives_refreshes_of_15_second_tokens_without_media
         .await
         .expect("stack");
     let policy = RefreshPolicy { margin: Duration::from_secs(5), ..RefreshPolicy::default() };
-    stack.add_device("key-a", "door-t");
-    stack.add_device("key-b", "monitor-t");
-    let (cred_a, fetches_a) = endpoint_credential(&stack, "key-a", policy);
-    let (cred_b, fetches_b) = endpoint_credential(&stack, "key-b", policy);
+    let (key_a, key_b) = (provision_device(&stack, "door-t"), provision_device(&stack, "monitor-t"));
+    let (cred_a, fetches_a) = endpoint_credential(&stack, &key_a, policy);
+    let (cred_b, fetches_b) = endpoint_credential(&stack, &key_b, policy);
     let a = CallClient::create(cred_a, client_config(&stack)).await.expect("A starts");
     let b = CallClient::create(cred_b, client_config(&stack)).await.expect("B starts");
     let mut b_events = b.events();
@@ -99,17 +99,17 @@ fn forge_janus_grant(jwt: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_token_endpoint_outage_is_retried_with_backoff_and_survived() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
-    stack.add_device("key-o", "door-o");
+    let key = provision_device(&stack, "door-o");
 
     // Down for good: the client gives up after its bounded retries with the cause, and nothing crashed.
     stack.stop_token_service().await;
-    let (cred, fetches) = endpoint_credential(&stack, "key-o", quick_retry(3));
+    let (cred, fetches) = endpoint_credential(&stack, &key, quick_retry(3));
     let err = CallClient::create(cred, client_config(&stack)).await.err().expect("no token, no client");
     assert!(matches!(err, ClientError::Token(TokenError::RefreshFailed(_))), "{err}");
     assert_eq!(fetches.load(Ordering::SeqCst), 3, "three attempts, then a clear error");
 
     // Down, then back while the client is retrying: it gets its token and starts.
-    let (cred, fetches) = endpoint_credential(&stack, "key-o", quick_retry(30));
+    let (cred, fetches) = endpoint_credential(&stack, &key, quick_retry(30));
     let starting = tokio::spawn({
         let config = client_config(&stack);
         async move { CallClient::create(cred, config).await }
@@ -121,7 +121,7 @@ async fn a_token_endpoint_outage_is_retried_with_backoff_and_survived() {
     assert_eq!(client.connection_state(), ConnectionState::Ready);
 
     // A wrong device key is refused by the endpoint: a clear error, not a crash.
-    let (cred, _) = endpoint_credential(&stack, "not-a-provisioned-key", quick_retry(2));
+    let (cred, _) = endpoint_credential(&stack, &Secret::new("not-a-provisioned-key"), quick_retry(2));
     let err = CallClient::create(cred, client_config(&stack)).await.err().expect("refused");
     assert!(err.to_string().contains("401") || err.to_string().contains("refused"), "{err}");
     client.shutdown().await;

@@ -211,7 +211,7 @@ impl Call {
         tokio::time::timeout(timeout, wait).await.map_err(|_| ClientError::Timeout("call state"))?
     }
 
-    /// Figures of this call's media (packets, frames, levels), while it has media.
+    /// Figures of this call's media (packets, frames, levels): live while it has media, then its last figures.
     pub fn media_stats(&self) -> Option<MediaStats> {
         self.shared.media_stats(self.id)
     }

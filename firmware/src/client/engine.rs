@@ -15,7 +15,7 @@ use crate::signaling::{
     CallOptions, ConnectionEvent, JanusConfig, JanusSession, Jsep, SipCredentials, SipEvent, SipEvents, SipHandle,
 };
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::pending;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,8 +34,12 @@ pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) local_user: Identifier,
     media: Mutex<HashMap<CallId, MediaSession>>,
+    /// The last media figures of ended calls (the newest `FINAL_STATS_KEPT`), still readable through their handles.
+    final_stats: Mutex<VecDeque<(CallId, MediaStats)>>,
     shutdown_tx: mpsc::Sender<oneshot::Sender<()>>,
 }
+
+const FINAL_STATS_KEPT: usize = 16;
 
 impl Shared {
     /// Runs `f` on the core, publishes the events it produced and wakes the engine for its commands (API side).
@@ -60,8 +64,20 @@ impl Shared {
         self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&call).cloned()
     }
 
+    /// Live figures while the call has media, then its last figures.
     pub(crate) fn media_stats(&self, call: CallId) -> Option<MediaStats> {
-        self.media(call).map(|m| m.stats())
+        self.media(call).map(|m| m.stats()).or_else(|| {
+            let kept = self.final_stats.lock().unwrap_or_else(|p| p.into_inner());
+            kept.iter().find(|(c, _)| *c == call).map(|(_, s)| s.clone())
+        })
+    }
+
+    fn keep_final_stats(&self, call: CallId, stats: MediaStats) {
+        let mut kept = self.final_stats.lock().unwrap_or_else(|p| p.into_inner());
+        kept.push_back((call, stats));
+        while kept.len() > FINAL_STATS_KEPT {
+            kept.pop_front();
+        }
     }
 
     pub(crate) fn latest_frame(&self, call: CallId) -> Option<VideoFrame> {
@@ -147,6 +163,7 @@ pub(crate) async fn create_client(
         config: config.clone(),
         local_user,
         media: Mutex::new(HashMap::new()),
+        final_stats: Mutex::new(VecDeque::new()),
         shutdown_tx,
     });
     let (sip_tx, sip_rx) = mpsc::channel(64);
@@ -614,6 +631,7 @@ impl Engine {
                 s.video_frames_decoded,
                 s.video_codec
             );
+            self.shared.keep_final_stats(call, s);
             media.close().await;
         }
         let Some(slot) = self.slot_for_call(call) else { return };

@@ -3,11 +3,10 @@
 //! and peak RSS of one appliance (the `callbox answer` binary as a separate process) over a long 640x480@30 call —
 //! and prints them as a table plus one machine-readable JSON line (prefixed `BENCH_JSON `).
 
-use callbox::calling::{CallEndReason, CallState, Identifier, RefreshPolicy, Secret};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError, EventStream, TokenCredential};
+use callbox::calling::{CallEndReason, CallState, Identifier};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError, EventStream, IncomingCall};
 use callbox::media::MediaStats;
 use callbox_tests::{HarnessError, Stack, StackOptions};
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,25 +78,10 @@ fn user(name: &str) -> Result<Identifier, BenchError> {
     Identifier::user(name).map_err(|e| BenchError::Failed(format!("user id {name}: {e}")))
 }
 
-fn new_device_key(stack: &Stack, name: &str) -> Secret {
-    let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
-    stack.add_device(key.expose(), name);
-    key
-}
-
 /// An in-process appliance provisioned at the stack's token endpoint (640x480@30 test-pattern video).
 async fn appliance(stack: &Stack, name: &str) -> Result<CallClient, BenchError> {
-    let key = new_device_key(stack, name);
-    let url = stack.token_url();
-    let credential = TokenCredential::with_refresher(
-        move || {
-            let (url, key) = (url.clone(), key.clone());
-            async move { callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string()) }
-        },
-        RefreshPolicy::default(),
-    );
     let config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
-    CallClient::create(credential, config).await.map_err(client_err(name, "could not start"))
+    callbox_tests::appliance::appliance(stack, name, config).await.map_err(client_err(name, "could not start"))
 }
 
 async fn wait_for(call: &Call, events: &mut EventStream, want: CallState, who: &str) -> Result<Instant, BenchError> {
@@ -149,6 +133,60 @@ fn table_row(label: &str, s: Option<Summary>) {
     }
 }
 
+/// When the call first reaches `want` (event-driven; `None` if it ends first or within `WAIT` it never does).
+fn when_state(call: &Call, want: CallState) -> tokio::task::JoinHandle<Option<Instant>> {
+    let mut events = call.events();
+    let call = call.clone();
+    tokio::spawn(async move { call.wait_state(&mut events, |s| s == want, WAIT).await.ok().map(|()| Instant::now()) })
+}
+
+/// A call placed and seen ringing at the callee.
+struct Dialed {
+    call: Call,
+    placed_at: Instant,
+    incoming: IncomingCall,
+    incoming_at: Instant,
+    ringing: tokio::task::JoinHandle<Option<Instant>>,
+}
+
+/// Places a call to `target` and waits for the callee's incoming call. Right after a call ended, the callee's
+/// Janus sip handle may still be busy and answer 486 at once: then it retries, with backoff.
+async fn dial(
+    a: &CallClient,
+    target: &Identifier,
+    b: &CallClient,
+    b_events: &mut EventStream,
+) -> Result<Dialed, BenchError> {
+    let mut backoff = SETTLE;
+    for attempt in 1..=5 {
+        let placed_at = Instant::now();
+        let call = a.call(std::slice::from_ref(target)).map_err(client_err("caller", "cannot call"))?;
+        let ringing = when_state(&call, CallState::Ringing);
+        let mut ended_events = call.events();
+        tokio::select! {
+            incoming = tokio::time::timeout(WAIT, b.next_incoming_call(b_events)) => match incoming {
+                Ok(Some(incoming)) => {
+                    return Ok(Dialed { call, placed_at, incoming, incoming_at: Instant::now(), ringing });
+                }
+                _ => {
+                    let _ = call.hang_up().await;
+                    return Err(BenchError::Failed(format!("the callee saw no incoming call within {WAIT:?}")));
+                }
+            },
+            _ = call.wait_state(&mut ended_events, |s| s == CallState::Disconnected, WAIT) => {
+                ringing.abort();
+                log::warn!(
+                    "call attempt {attempt} ended before it rang at the callee ({}); retrying in {backoff:?}",
+                    reason(call.end_reason())
+                );
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+    Err(BenchError::Failed("every call attempt ended before the callee saw it".into()))
+}
+
 /// 1. Dial -> far-end IncomingCall and -> caller Ringing, each call declined with 486.
 async fn bench_ringing(
     a: &CallClient,
@@ -160,35 +198,15 @@ async fn bench_ringing(
     let mut b_events = b.events();
     let (mut to_incoming, mut to_ringing) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let t0 = Instant::now();
-        let call = a.call(std::slice::from_ref(&target)).map_err(client_err("caller", "cannot call"))?;
-        let mut a_events = call.events();
-        let (incoming, ringing) = tokio::join!(
-            async {
-                let i = tokio::time::timeout(WAIT, b.next_incoming_call(&mut b_events)).await;
-                (i, Instant::now())
-            },
-            wait_for(&call, &mut a_events, CallState::Ringing, "caller")
-        );
-        let incoming = match incoming {
-            (Ok(Some(i)), at) => {
-                to_incoming.push(at.duration_since(t0));
-                Some(i)
-            }
-            _ => None,
-        };
-        match ringing {
-            Ok(at) => to_ringing.push(at.duration_since(t0)),
-            Err(e) => log::warn!("round {round}: {e}"),
+        let d = dial(a, &target, b, &mut b_events).await?;
+        to_incoming.push(d.incoming_at.duration_since(d.placed_at));
+        match d.ringing.await {
+            Ok(Some(at)) => to_ringing.push(at.duration_since(d.placed_at)),
+            _ => log::warn!("round {round}: the caller never saw Ringing ({:?})", d.call.state()),
         }
-        match incoming {
-            Some(i) => i.reject(486).await.map_err(client_err("callee", "cannot decline"))?,
-            None => {
-                let _ = call.hang_up().await;
-                return Err(BenchError::Failed(format!("round {round}: the callee saw no incoming call")));
-            }
-        }
-        wait_for(&call, &mut a_events, CallState::Disconnected, "caller").await?;
+        d.incoming.reject(486).await.map_err(client_err("callee", "cannot decline"))?;
+        let mut a_events = d.call.events();
+        wait_for(&d.call, &mut a_events, CallState::Disconnected, "caller").await?;
         log::info!("ringing round {round}/{rounds} done");
         tokio::time::sleep(SETTLE).await;
     }
@@ -206,14 +224,8 @@ async fn bench_first_frame(
     let mut b_events = b.events();
     let (mut callee, mut caller) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let call = a.call(std::slice::from_ref(&target)).map_err(client_err("caller", "cannot call"))?;
-        let incoming = match tokio::time::timeout(WAIT, b.next_incoming_call(&mut b_events)).await {
-            Ok(Some(i)) => i,
-            _ => {
-                let _ = call.hang_up().await;
-                return Err(BenchError::Failed(format!("media round {round}: the callee saw no incoming call")));
-            }
-        };
+        let Dialed { call, incoming, ringing, .. } = dial(a, &target, b, &mut b_events).await?;
+        ringing.abort();
         let accepted_at = Instant::now();
         let b_call = incoming.accept().await.map_err(client_err("callee", "cannot accept"))?;
         let first = |c: &Call| c.media_stats().and_then(|s| s.first_remote_frame_at);
@@ -351,7 +363,7 @@ async fn bench_resources(
         source,
     })?;
     let key_file = tmp.join("device-key");
-    let key = new_device_key(stack, name);
+    let key = callbox_tests::appliance::provision_device(stack, name);
     std::fs::write(&key_file, key.expose()).map_err(|source| BenchError::Io {
         what: "cannot write",
         path: key_file.clone(),
@@ -466,15 +478,37 @@ async fn run(o: Options) -> Result<(), BenchError> {
 
 async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
     let (a, b) = tokio::join!(appliance(stack, "front-door"), appliance(stack, "monitor"));
-    let (a, b) = (a?, b?);
+    let (a, b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            for c in [a.as_ref().ok(), b.as_ref().ok()].into_iter().flatten() {
+                c.shutdown().await;
+            }
+            return Err(a.err().or(b.err()).unwrap_or_else(|| BenchError::Failed("no appliance".into())));
+        }
+    };
     println!("stack and two appliances up; {} ringing rounds, {} media rounds", o.rounds, o.media_rounds);
-    let (to_incoming, to_ringing) = bench_ringing(&a, &b, "monitor", o.rounds).await?;
-    let (ff_callee, ff_caller) = bench_first_frame(&a, &b, "monitor", o.media_rounds).await?;
+    let in_process = async {
+        let ringing = bench_ringing(&a, &b, "monitor", o.rounds).await?;
+        let first_frame = bench_first_frame(&a, &b, "monitor", o.media_rounds).await?;
+        Ok::<_, BenchError>((ringing, first_frame))
+    };
+    let in_process = in_process.await;
     // Only the caller stays in this process for the resource measurement.
     b.shutdown().await;
-    tokio::time::sleep(SETTLE).await;
-    let res = bench_resources(stack, &a, o.seconds, o).await?;
+    let (measured, res) = match in_process {
+        Ok(m) => {
+            tokio::time::sleep(SETTLE).await;
+            (m, bench_resources(stack, &a, o.seconds, o).await)
+        }
+        Err(e) => {
+            a.shutdown().await;
+            return Err(e);
+        }
+    };
     a.shutdown().await;
+    let ((to_incoming, to_ringing), (ff_callee, ff_caller)) = measured;
+    let res = res?;
 
     let (s_in, s_ring) = (summarize(&to_incoming), summarize(&to_ringing));
     let (s_ffe, s_ffr) = (summarize(&ff_callee), summarize(&ff_caller));
@@ -489,17 +523,20 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
     println!("    CPU time                                   {:.2} s ({cpu_pct:.1} % of one core)", res.cpu_seconds);
     println!("    peak RSS (VmHWM)                           {:.1} MB", res.peak_rss_kb as f64 / 1024.0);
     let caller_frames = res.caller.as_ref().map(|s| s.video_frames_decoded);
-    let caller_level = res.caller.as_ref().map(|s| s.remote_audio_level_dbfs);
+    let caller_level = res.caller.as_ref().map(|s| (s.remote_audio_level_dbfs * 10.0).round() / 10.0);
     println!(
-        "    callee decoded {} video frames, received {} audio packets, heard {} dBFS",
+        "    callee decoded {} video frames, received {} audio packets, heard {}",
         res.callee.frames_decoded.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
         res.callee.audio_packets_received.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-        res.callee.level_dbfs.map(|l| format!("{l:.1}")).unwrap_or_else(|| "? (not reported by callbox answer)".into())
+        res.callee
+            .level_dbfs
+            .map(|l| format!("{l:.1} dBFS"))
+            .unwrap_or_else(|| "? dBFS (not reported by callbox answer)".into())
     );
     println!(
-        "    caller decoded {} video frames, heard {} dBFS",
+        "    caller decoded {} video frames, heard {}",
         caller_frames.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-        caller_level.map(|l| format!("{l:.1}")).unwrap_or_else(|| "?".into())
+        caller_level.map(|l| format!("{l:.1} dBFS")).unwrap_or_else(|| "? dBFS".into())
     );
     if let Some(line) = &res.callee.line {
         println!("    callee's own report: {line}");
@@ -533,32 +570,7 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,callbox=info")).init();
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("bench_call: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bench_call: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_call: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    callbox_tests::appliance::program_main("bench_call", USAGE, parse_args, run)
 }
 
 #[cfg(test)]

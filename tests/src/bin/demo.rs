@@ -3,11 +3,10 @@
 //! call with real media between them, sends the door code as DTMF, hangs up and prints a summary of setup times,
 //! media figures and end reasons. Optionally also calls a phone number through a baresip PSTN trunk.
 
-use callbox::calling::{CallEndReason, CallState, Event, Identifier, RefreshPolicy, Secret};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError, TokenCredential};
+use callbox::calling::{CallEndReason, CallState, Event, Identifier};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError};
 use callbox::media::{MediaStats, VideoCodec};
 use callbox_tests::{BaresipEvent, BaresipOptions, HarnessError, Stack, StackOptions};
-use rand::distr::{Alphanumeric, SampleString};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -122,17 +121,7 @@ fn client_config(stack: &Stack, o: &Options) -> ClientConfig {
 
 /// Provisions `name` at the stack's token endpoint with a fresh device key and starts its client.
 async fn appliance(stack: &Stack, name: &'static str, config: ClientConfig) -> Result<CallClient, DemoError> {
-    let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
-    stack.add_device(key.expose(), name);
-    let url = stack.token_url();
-    let credential = TokenCredential::with_refresher(
-        move || {
-            let (url, key) = (url.clone(), key.clone());
-            async move { callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string()) }
-        },
-        RefreshPolicy::default(),
-    );
-    CallClient::create(credential, config).await.map_err(client_err(name, "could not start"))
+    callbox_tests::appliance::appliance(stack, name, config).await.map_err(client_err(name, "could not start"))
 }
 
 /// What a call went through: when it first reached each state, and the DTMF digits it received.
@@ -465,32 +454,7 @@ async fn main_call(door: &CallClient, answered: &mut mpsc::Receiver<Answered>, o
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,callbox=info")).init();
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("demo: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("demo: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("demo: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    callbox_tests::appliance::program_main("demo", USAGE, parse_args, run)
 }
 
 #[cfg(test)]

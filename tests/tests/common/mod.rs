@@ -4,12 +4,10 @@
 
 #![allow(dead_code)]
 
-use callbox::calling::{CallState, Identifier, ParticipantState, RefreshPolicy, Secret};
-use callbox::client::{Call, CallClient, ClientConfig, EventStream, IncomingCall, TokenCredential};
+use callbox::calling::{CallState, Identifier, ParticipantState};
+use callbox::client::{Call, CallClient, ClientConfig, EventStream, IncomingCall};
 use callbox::media::{MediaConfig, VideoCodec, VideoConfig};
 use callbox_tests::Stack;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded 2-core machine; only there so that a broken test fails instead of hanging.
@@ -32,39 +30,13 @@ pub fn client_config(stack: &Stack) -> ClientConfig {
     ClientConfig { janus_urls: vec![stack.janus_ws_url()], media: test_media(), ..ClientConfig::default() }
 }
 
-/// A credential that fetches tokens from the stack's token endpoint with `device_key`, counting fetches.
-pub fn endpoint_credential(
-    stack: &Stack,
-    device_key: &str,
-    policy: RefreshPolicy,
-) -> (TokenCredential, Arc<AtomicU32>) {
-    let url = stack.token_url();
-    let key = Secret::new(device_key);
-    let fetches = Arc::new(AtomicU32::new(0));
-    let counter = fetches.clone();
-    let credential = TokenCredential::with_refresher(
-        move || {
-            let (url, key, counter) = (url.clone(), key.clone(), counter.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string())
-            }
-        },
-        policy,
-    );
-    (credential, fetches)
-}
-
 /// An appliance registered as `name`, provisioned with a device key at the stack's token endpoint.
 pub async fn appliance(stack: &Stack, name: &str) -> CallClient {
     appliance_with(stack, name, client_config(stack)).await
 }
 
 pub async fn appliance_with(stack: &Stack, name: &str, config: ClientConfig) -> CallClient {
-    let key = format!("device-key-of-{name}");
-    stack.add_device(&key, name);
-    let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
-    CallClient::create(credential, config).await.unwrap_or_else(|e| {
+    callbox_tests::appliance::appliance(stack, name, config).await.unwrap_or_else(|e| {
         stack.dump_logs();
         panic!("appliance {name} could not start: {e}")
     })
