@@ -27,8 +27,10 @@ fn element_exists(name: &str) -> bool {
 /// Software H.264 encoders in order of preference. A hardware encoder (`v4l2h264enc` on a Pi 4) is
 /// chosen through the board profile with [`super::VideoConfig::encoder`], not probed here.
 const H264_ENCODERS: &[&str] = &["x264enc", "openh264enc"];
-/// H.264 decoders in order of preference.
-const H264_DECODERS: &[&str] = &["avdec_h264", "openh264dec"];
+/// H.264 decoders in order of preference: the board's hardware decoder (registered only where the V4L2 device
+/// exists), then libav, then OpenH264 (which did not decode x264's stream in our pipeline: left for a later look,
+/// as libav maps libavfilter and its dependencies, about 20 MB of shared-library RSS).
+const H264_DECODERS: &[&str] = &["v4l2h264dec", "avdec_h264", "openh264dec"];
 
 /// Picks the encoder element for `codec`: `forced` if given (must exist), else the first available.
 pub(crate) fn choose_encoder(codec: VideoCodec, forced: Option<&str>) -> Result<String, MediaError> {
