@@ -5,5 +5,6 @@
 pub use callbox_calling as calling;
 
 pub mod client;
+pub mod display;
 pub mod media;
 pub mod signaling;
