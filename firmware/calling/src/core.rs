@@ -8,7 +8,7 @@ use crate::events::{ConnectionState, Event};
 use crate::identifier::Identifier;
 use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
-    StreamId, StreamInfo, StreamKind,
+    RendererId, RendererInfo, ScalingMode, StreamId, StreamInfo, StreamKind,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -59,6 +59,10 @@ pub enum CallingError {
     GroupCallsUnsupported,
     #[error("not connected to the calling service (state {0:?})")]
     NotReady(ConnectionState),
+    #[error("there is no video stream {0:?} (it ended, or its participant left)")]
+    NoSuchStream(StreamId),
+    #[error("there is no renderer {0:?} (it was disposed, or its stream ended)")]
+    NoSuchRenderer(RendererId),
 }
 
 /// What the engine must do.
@@ -185,6 +189,7 @@ pub struct CallingCore {
     connection: ConnectionState,
     calls: BTreeMap<CallId, CallEntry>,
     participants: BTreeMap<ParticipantId, (CallId, ParticipantInfo)>,
+    renderers: BTreeMap<RendererId, RendererInfo>,
     ended: VecDeque<CallId>,
     next_id: u64,
     commands: VecDeque<Command>,
@@ -200,6 +205,7 @@ impl CallingCore {
             connection: ConnectionState::Disconnected,
             calls: BTreeMap::new(),
             participants: BTreeMap::new(),
+            renderers: BTreeMap::new(),
             ended: VecDeque::new(),
             next_id: 1,
             commands: VecDeque::new(),
@@ -254,6 +260,103 @@ impl CallingCore {
 
     pub fn stream(&self, id: StreamId) -> Option<(ParticipantId, &StreamInfo)> {
         self.participants.values().find_map(|(_, p)| p.streams.iter().find(|s| s.id == id).map(|s| (p.id, s)))
+    }
+
+    pub fn renderer(&self, id: RendererId) -> Option<&RendererInfo> {
+        self.renderers.get(&id)
+    }
+
+    /// Every renderer, of every stream.
+    pub fn renderers(&self) -> impl Iterator<Item = &RendererInfo> {
+        self.renderers.values()
+    }
+
+    /// The renderers of one stream (its `active_renderers`).
+    pub fn stream_renderers(&self, stream: StreamId) -> Vec<RendererId> {
+        self.renderers.values().filter(|r| r.stream == stream).map(|r| r.id).collect()
+    }
+
+    // ----- rendering -----
+
+    /// Starts rendering a remote video stream onto a tile of the display.
+    pub fn add_renderer(&mut self, stream: StreamId, scaling_mode: ScalingMode) -> Result<RendererId, CallingError> {
+        let (participant, info) = self.stream(stream).ok_or(CallingError::NoSuchStream(stream))?;
+        let is_rendering = info.is_available;
+        let call = self.participants.get(&participant).map(|(c, _)| *c).ok_or(CallingError::NoSuchStream(stream))?;
+        let id = RendererId(self.take_id());
+        self.renderers
+            .insert(id, RendererInfo { id, call, participant, stream, scaling_mode, is_paused: false, is_rendering });
+        self.events.push_back(Event::ActiveRenderersUpdated {
+            call,
+            participant,
+            stream,
+            added: vec![id],
+            removed: vec![],
+        });
+        Ok(id)
+    }
+
+    pub fn set_renderer_scaling_mode(&mut self, id: RendererId, mode: ScalingMode) -> Result<(), CallingError> {
+        let r = self.renderers.get_mut(&id).ok_or(CallingError::NoSuchRenderer(id))?;
+        if r.scaling_mode != mode {
+            r.scaling_mode = mode;
+            self.events.push_back(Event::RendererScalingModeChanged {
+                call: r.call,
+                participant: r.participant,
+                renderer: id,
+                scaling_mode: mode,
+            });
+        }
+        Ok(())
+    }
+
+    /// Pauses (the tile keeps its last picture) or resumes a renderer.
+    pub fn set_renderer_paused(&mut self, id: RendererId, paused: bool) -> Result<(), CallingError> {
+        let r = self.renderers.get_mut(&id).ok_or(CallingError::NoSuchRenderer(id))?;
+        r.is_paused = paused;
+        self.refresh_renderers();
+        Ok(())
+    }
+
+    /// Stops a renderer and frees its tile.
+    pub fn remove_renderer(&mut self, id: RendererId) -> Result<(), CallingError> {
+        let r = self.renderers.remove(&id).ok_or(CallingError::NoSuchRenderer(id))?;
+        self.events.push_back(Event::ActiveRenderersUpdated {
+            call: r.call,
+            participant: r.participant,
+            stream: r.stream,
+            added: vec![],
+            removed: vec![id],
+        });
+        Ok(())
+    }
+
+    /// Brings the renderers in line with their streams: a renderer whose stream ended is disposed, and
+    /// `is_rendering` follows pause and the stream's availability.
+    fn refresh_renderers(&mut self) {
+        let ids: Vec<RendererId> = self.renderers.keys().copied().collect();
+        for id in ids {
+            let Some(r) = self.renderers.get(&id).copied() else { continue };
+            match self.stream(r.stream).map(|(_, s)| s.is_available) {
+                None => {
+                    let _ = self.remove_renderer(id);
+                }
+                Some(available) => {
+                    let rendering = available && !r.is_paused;
+                    if rendering != r.is_rendering {
+                        if let Some(r) = self.renderers.get_mut(&id) {
+                            r.is_rendering = rendering;
+                        }
+                        self.events.push_back(Event::RendererIsRenderingChanged {
+                            call: r.call,
+                            participant: r.participant,
+                            renderer: id,
+                            is_rendering: rendering,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     // ----- connection -----
@@ -751,6 +854,7 @@ impl CallingCore {
                 (false, None) => {}
             }
         }
+        self.refresh_renderers();
     }
 
     fn end_call(&mut self, call: CallId, reason: CallEndReason) {

@@ -12,7 +12,9 @@
 //!    `Delivery::Lagged(n)` after the events already queued, and must re-read the objects' state.
 
 use crate::identifier::Identifier;
-use crate::model::{CallEndReason, CallId, CallState, ParticipantId, ParticipantState, StreamId};
+use crate::model::{
+    CallEndReason, CallId, CallState, ParticipantId, ParticipantState, RendererId, ScalingMode, StreamId,
+};
 use std::collections::VecDeque;
 
 /// State of the client's connection to its servers.
@@ -105,6 +107,25 @@ pub enum Event {
         call: CallId,
         digit: char,
     },
+    ActiveRenderersUpdated {
+        call: CallId,
+        participant: ParticipantId,
+        stream: StreamId,
+        added: Vec<RendererId>,
+        removed: Vec<RendererId>,
+    },
+    RendererScalingModeChanged {
+        call: CallId,
+        participant: ParticipantId,
+        renderer: RendererId,
+        scaling_mode: ScalingMode,
+    },
+    RendererIsRenderingChanged {
+        call: CallId,
+        participant: ParticipantId,
+        renderer: RendererId,
+        is_rendering: bool,
+    },
 }
 
 /// What an event is about, for coalescing (same key: same property or collection of the same object).
@@ -115,6 +136,8 @@ enum Key {
     Call(u8, CallId),
     Participant(u8, CallId, ParticipantId),
     Stream(CallId, ParticipantId, StreamId),
+    Renderers(CallId, StreamId),
+    Renderer(u8, RendererId),
 }
 
 impl Event {
@@ -136,7 +159,10 @@ impl Event {
             | VideoStreamsUpdated { call, .. }
             | ScreenSharingStreamsUpdated { call, .. }
             | StreamIsAvailableChanged { call, .. }
-            | DtmfReceived { call, .. } => Some(*call),
+            | DtmfReceived { call, .. }
+            | ActiveRenderersUpdated { call, .. }
+            | RendererScalingModeChanged { call, .. }
+            | RendererIsRenderingChanged { call, .. } => Some(*call),
         }
     }
 
@@ -150,7 +176,10 @@ impl Event {
             | ParticipantIsSpeakingChanged { participant, .. }
             | VideoStreamsUpdated { participant, .. }
             | ScreenSharingStreamsUpdated { participant, .. }
-            | StreamIsAvailableChanged { participant, .. } => Some(*participant),
+            | StreamIsAvailableChanged { participant, .. }
+            | ActiveRenderersUpdated { participant, .. }
+            | RendererScalingModeChanged { participant, .. }
+            | RendererIsRenderingChanged { participant, .. } => Some(*participant),
             _ => None,
         }
     }
@@ -174,6 +203,9 @@ impl Event {
             VideoStreamsUpdated { call, participant, .. } => Key::Participant(4, *call, *participant),
             ScreenSharingStreamsUpdated { call, participant, .. } => Key::Participant(5, *call, *participant),
             StreamIsAvailableChanged { call, participant, stream, .. } => Key::Stream(*call, *participant, *stream),
+            ActiveRenderersUpdated { call, stream, .. } => Key::Renderers(*call, *stream),
+            RendererScalingModeChanged { renderer, .. } => Key::Renderer(0, *renderer),
+            RendererIsRenderingChanged { renderer, .. } => Key::Renderer(1, *renderer),
         })
     }
 
@@ -188,6 +220,9 @@ impl Event {
                 RemoteParticipantsUpdated { added, removed, .. },
                 RemoteParticipantsUpdated { added: a2, removed: r2, .. },
             ) => merge_updates(added, removed, a2, r2),
+            (ActiveRenderersUpdated { added, removed, .. }, ActiveRenderersUpdated { added: a2, removed: r2, .. }) => {
+                merge_updates(added, removed, a2, r2)
+            }
             (VideoStreamsUpdated { added, removed, .. }, VideoStreamsUpdated { added: a2, removed: r2, .. })
             | (
                 ScreenSharingStreamsUpdated { added, removed, .. },

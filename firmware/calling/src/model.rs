@@ -12,6 +12,10 @@ pub struct CallId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
 
+/// A renderer of a remote video stream, unique within one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RendererId(pub u64);
+
 /// A remote video stream, unique within one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u64);
@@ -162,4 +166,29 @@ pub struct StreamInfo {
     pub id: StreamId,
     pub kind: StreamKind,
     pub is_available: bool,
+}
+
+/// How a video of one aspect ratio fills a tile of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ScalingMode {
+    /// Fill the tile, distorting the picture.
+    Stretch,
+    /// Fill the tile keeping the aspect ratio; the overflow is cut, centred.
+    Crop,
+    /// Show the whole picture keeping the aspect ratio; black bars fill the rest, centred.
+    #[default]
+    Fit,
+}
+
+/// A renderer of a remote video stream onto a tile of the display, as the model holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RendererInfo {
+    pub id: RendererId,
+    pub call: CallId,
+    pub participant: ParticipantId,
+    pub stream: StreamId,
+    pub scaling_mode: ScalingMode,
+    pub is_paused: bool,
+    /// Not paused, and the stream is available.
+    pub is_rendering: bool,
 }

@@ -4,10 +4,11 @@
 
 use super::engine::Shared;
 use super::events::{EventStream, Filter};
+use super::render::{Screen, VideoRenderer};
 use super::ClientError;
 use crate::calling::{
     CallDirection, CallEndReason, CallId, CallState, ConnectionState, Event, Identifier, ParticipantId,
-    ParticipantState, StreamId, StreamKind,
+    ParticipantState, RendererId, ScalingMode, StreamId, StreamKind,
 };
 use crate::media::{MediaStats, VideoFrame};
 use std::sync::Arc;
@@ -333,8 +334,18 @@ impl RemoteVideoStream {
         self.shared.with_core(|core, _| core.stream(self.id).map(|(_, s)| s.is_available)).unwrap_or(false)
     }
 
-    /// The latest decoded frame of this stream (rendering to the display comes with the display subsystem).
+    /// The latest decoded frame of this stream.
     pub fn latest_frame(&self) -> Option<VideoFrame> {
         self.shared.latest_frame(self.call)
+    }
+
+    /// Renders this stream into a new tile of `screen`.
+    pub fn render(&self, screen: &Screen, mode: ScalingMode) -> Result<VideoRenderer, ClientError> {
+        VideoRenderer::start(screen, self.id, mode)
+    }
+
+    /// The renderers drawing this stream.
+    pub fn active_renderers(&self) -> Vec<RendererId> {
+        self.shared.peek(|core| core.stream_renderers(self.id))
     }
 }

@@ -49,6 +49,11 @@ impl Shared {
         result
     }
 
+    /// Reads the core (no action, so nothing to publish or wake).
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&CallingCore) -> R) -> R {
+        f(&self.core.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// As `with_core`, without waking the engine: the engine's own calls, whose commands it drains at the top of
     /// its loop (waking itself would make the loop spin).
     fn engine_core<R>(&self, f: impl FnOnce(&mut CallingCore, Instant) -> R) -> R {

@@ -5,10 +5,12 @@ mod api;
 pub mod credential;
 mod engine;
 pub mod events;
+mod render;
 
 pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
+pub use render::{Screen, VideoRenderer};
 
 use crate::calling::{CallEndReason, CallingError, CoreConfig, RefreshPolicy, TokenError};
 use crate::media::MediaConfig;
@@ -73,6 +75,8 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("the call ended ({})", .0.as_ref().map(|r| format!("{} {}", r.code, r.message)).unwrap_or_default())]
     CallEnded(Option<CallEndReason>),
+    #[error("display: {0}")]
+    Display(#[from] crate::display::DisplayError),
     #[error("the client is shut down")]
     Closed,
 }

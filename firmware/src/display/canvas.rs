@@ -1,7 +1,9 @@
 //! The compositor's working surface: a screen-sized array of 0x00RRGGBB pixels that tiles and overlays are
 //! drawn into before damaged rectangles go to the framebuffer.
 
+use super::scale::rgb_to_luma;
 use super::Rect;
+use crate::media::VideoFrame;
 
 /// An RGB image, one 0x00RRGGBB word per pixel, rows of `width` pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,22 @@ impl Canvas {
     }
 
     /// Fills `rect` (clipped) with one colour.
+    /// The luma of `rect` as an I420 frame with neutral chroma (`None` when `rect` leaves the canvas): reads a
+    /// test pattern's frame counter back from a tile.
+    pub fn luma_frame(&self, rect: Rect) -> Option<VideoFrame> {
+        if rect.is_empty() || rect.right() > self.width() || rect.bottom() > self.height() {
+            return None;
+        }
+        let mut data: Vec<u8> = Vec::with_capacity(VideoFrame::i420_len(rect.width, rect.height));
+        for y in rect.y..rect.bottom() {
+            for x in rect.x..rect.right() {
+                data.push(rgb_to_luma(self.get(x, y)?));
+            }
+        }
+        data.resize(VideoFrame::i420_len(rect.width, rect.height), 128);
+        Some(VideoFrame { width: rect.width, height: rect.height, data: bytes::Bytes::from(data) })
+    }
+
     pub fn fill(&mut self, rect: Rect, rgb: u32) {
         let r = rect.clip(self.width, self.height);
         for y in r.y..r.bottom() {

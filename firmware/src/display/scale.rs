@@ -5,17 +5,7 @@
 use super::{DisplayError, Rect};
 use crate::media::VideoFrame;
 
-/// How a video of one aspect ratio fills a tile of another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ScalingMode {
-    /// Fill the tile, distorting the picture.
-    Stretch,
-    /// Fill the tile keeping the aspect ratio; the overflow is cut, centred.
-    Crop,
-    /// Show the whole picture keeping the aspect ratio; black bars fill the rest, centred.
-    #[default]
-    Fit,
-}
+pub use crate::calling::ScalingMode;
 
 /// Which part of the source goes to which part of the tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Unit tests of every transition of the calling core.
 
 use super::*;
+use crate::model::ScalingMode;
 
 fn bob() -> Identifier {
     Identifier::user("bob").unwrap()
@@ -467,4 +468,71 @@ fn connection_state_changes_are_events() {
             Event::ConnectionStateChanged { state: ConnectionState::Ready }
         ]
     );
+}
+
+fn call_with_video(core: &mut CallingCore, now: Instant) -> (CallId, ParticipantId, StreamId) {
+    let call = connected_call(core, now);
+    core.on_media(call, MediaSignal::VideoNegotiated(true), now);
+    core.on_media(call, MediaSignal::RemoteVideo(true), now);
+    let p = pid(core, call);
+    let stream = core.participant(p).unwrap().streams[0].id;
+    drain_events(core);
+    (call, p, stream)
+}
+
+#[test]
+fn renderers_come_and_go_with_events() {
+    let (mut core, now) = ready_core();
+    let (call, p, stream) = call_with_video(&mut core, now);
+    let r = core.add_renderer(stream, ScalingMode::Crop).unwrap();
+    let info = *core.renderer(r).unwrap();
+    assert_eq!((info.call, info.participant, info.stream, info.scaling_mode), (call, p, stream, ScalingMode::Crop));
+    assert!(info.is_rendering && !info.is_paused);
+    assert_eq!(core.stream_renderers(stream), vec![r]);
+    assert_eq!(
+        drain_events(&mut core),
+        vec![Event::ActiveRenderersUpdated { call, participant: p, stream, added: vec![r], removed: vec![] }]
+    );
+    core.set_renderer_scaling_mode(r, ScalingMode::Fit).unwrap();
+    core.set_renderer_scaling_mode(r, ScalingMode::Fit).unwrap();
+    assert_eq!(
+        drain_events(&mut core),
+        vec![Event::RendererScalingModeChanged { call, participant: p, renderer: r, scaling_mode: ScalingMode::Fit }]
+    );
+    core.remove_renderer(r).unwrap();
+    assert!(core.stream_renderers(stream).is_empty());
+    assert_eq!(core.remove_renderer(r), Err(CallingError::NoSuchRenderer(r)));
+    assert_eq!(core.add_renderer(StreamId(999), ScalingMode::Fit), Err(CallingError::NoSuchStream(StreamId(999))));
+}
+
+#[test]
+fn is_rendering_follows_pause_and_the_stream_and_ends_with_the_call() {
+    let (mut core, now) = ready_core();
+    let (call, p, stream) = call_with_video(&mut core, now);
+    let r = core.add_renderer(stream, ScalingMode::Fit).unwrap();
+    drain_events(&mut core);
+    let rendering = |core: &CallingCore| core.renderer(r).unwrap().is_rendering;
+    core.set_renderer_paused(r, true).unwrap();
+    assert!(!rendering(&core) && core.renderer(r).unwrap().is_paused);
+    core.set_renderer_paused(r, false).unwrap();
+    assert!(rendering(&core));
+    // The far end's video stops: not rendering (but the renderer stays, and resumes with the stream).
+    core.on_media(call, MediaSignal::RemoteVideo(false), now);
+    assert!(!rendering(&core));
+    core.on_media(call, MediaSignal::RemoteVideo(true), now);
+    assert!(rendering(&core));
+    let changes =
+        drain_events(&mut core).into_iter().filter(|e| matches!(e, Event::RendererIsRenderingChanged { .. })).count();
+    assert_eq!(changes, 4);
+    // The call ends: the stream goes, and its renderer is disposed.
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    assert!(core.renderer(r).is_none());
+    let ev = drain_events(&mut core);
+    assert!(ev.contains(&Event::ActiveRenderersUpdated {
+        call,
+        participant: p,
+        stream,
+        added: vec![],
+        removed: vec![r]
+    }));
 }
