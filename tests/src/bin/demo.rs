@@ -3,8 +3,10 @@
 //! call with real media between them, sends the door code as DTMF, hangs up and prints a summary of setup times,
 //! media figures and end reasons. Optionally also calls a phone number through a baresip PSTN trunk.
 
+use callbox::calling::ScalingMode;
 use callbox::calling::{CallEndReason, CallState, Event, Identifier};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError, Screen, VideoRenderer};
+use callbox::display::{MemoryFramebuffer, PixelFormat};
 use callbox::media::{MediaStats, VideoCodec};
 use callbox_tests::{BaresipEvent, BaresipOptions, HarnessError, Stack, StackOptions};
 use std::process::ExitCode;
@@ -12,12 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-const USAGE: &str = "usage: demo [--seconds N] [--answer-after S] [--codec h264|vp8] [--video WxH@FPS] [--pstn]
+const USAGE: &str =
+    "usage: demo [--seconds N] [--answer-after S] [--codec h264|vp8] [--video WxH@FPS] [--pstn] [--screens DIR]
   --seconds N        how long the call runs with media before the door code and hang-up (default 8)
   --answer-after S   the monitor answers S seconds after its incoming call (default 1, fractions allowed)
   --codec h264|vp8   the front door's preferred video codec (default h264; both are offered)
   --video WxH@FPS    test-pattern video of both appliances (default 640x480@30)
   --pstn             also call +15551234567 through a baresip PSTN trunk
+  --screens DIR      where both appliances' screens are saved as PNG during the call (default target/demo)
   --help             this text
 environment: RUST_LOG (default warn,callbox=info)
 Runs inside the test network namespace: launch it through scripts/demo (or tests/netns-run).";
@@ -51,6 +55,7 @@ struct Options {
     height: u32,
     fps: u32,
     pstn: bool,
+    screens: std::path::PathBuf,
 }
 
 fn parse_video(spec: &str) -> Result<(u32, u32, u32), String> {
@@ -74,6 +79,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         height: 480,
         fps: 30,
         pstn: false,
+        screens: std::path::PathBuf::from("target/demo"),
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -101,6 +107,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--video" => (o.width, o.height, o.fps) = parse_video(&value("--video")?)?,
             "--pstn" => o.pstn = true,
+            "--screens" => o.screens = value("--screens")?.into(),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -314,7 +321,7 @@ async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
 
     let (tx, mut answered) = mpsc::channel(4);
     let answerer = auto_answer(monitor.clone(), o.answer_after, tx);
-    let outcome = main_call(&door, &mut answered, o).await;
+    let outcome = main_call(&door, &monitor, &mut answered, o).await;
     answerer.abort();
     let pstn = if o.pstn {
         // Janus's sip handle stays busy for a moment after a call ended.
@@ -341,7 +348,49 @@ async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
 }
 
 /// The front door calls the monitor, media runs, the door code is sent, the front door hangs up.
-async fn main_call(door: &CallClient, answered: &mut mpsc::Receiver<Answered>, o: &Options) -> Result<(), DemoError> {
+/// Renders the far end's video of `call` on a new in-memory screen of `client` (when the call has video).
+fn render_far_end(client: &CallClient, call: &Call) -> Option<(Screen, VideoRenderer)> {
+    let screen = Screen::new(client, Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Xrgb8888)), 30);
+    let stream = call.remote_participants().first()?.video_streams().into_iter().next()?;
+    match stream.render(&screen, ScalingMode::Fit) {
+        Ok(renderer) => Some((screen, renderer)),
+        Err(e) => {
+            log::warn!("cannot render the far end's video: {e}");
+            None
+        }
+    }
+}
+
+/// Saves each appliance's screen as `<dir>/<name>.png`.
+fn save_screens(screens: &[(&str, Option<(Screen, VideoRenderer)>)], dir: &std::path::Path) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        log::warn!("cannot create {}: {e}", dir.display());
+        return;
+    }
+    for (name, shown) in screens {
+        let Some((screen, renderer)) = shown else {
+            println!("{name}: no far-end video to show");
+            continue;
+        };
+        let path = dir.join(format!("{name}.png"));
+        match screen.redraw().and_then(|_| screen.snapshot_png(&path)) {
+            Ok(()) => println!(
+                "{name}'s screen saved as {} (far end rendering: {}, tile {:?})",
+                path.display(),
+                renderer.is_rendering(),
+                renderer.target()
+            ),
+            Err(e) => log::warn!("{name}: screen not saved: {e}"),
+        }
+    }
+}
+
+async fn main_call(
+    door: &CallClient,
+    monitor: &CallClient,
+    answered: &mut mpsc::Receiver<Answered>,
+    o: &Options,
+) -> Result<(), DemoError> {
     let monitor_id = Identifier::user("monitor").map_err(|e| DemoError::Failed(format!("monitor: {e}")))?;
     println!("front-door calls monitor");
     let placed = Instant::now();
@@ -371,6 +420,8 @@ async fn main_call(door: &CallClient, answered: &mut mpsc::Receiver<Answered>, o
         )));
     }
     println!("connected; media for {} s", o.seconds);
+    // Each appliance shows the other's video on its screen (an in-memory 800x480 framebuffer here).
+    let screens = [("front-door", render_far_end(door, &call)), ("monitor", render_far_end(&monitor, &m_call))];
 
     // Media runs; keep the latest figures of both sides (they go away with the call's media).
     let (mut door_stats, mut mon_stats) = (None, None);
@@ -395,6 +446,7 @@ async fn main_call(door: &CallClient, answered: &mut mpsc::Receiver<Answered>, o
     }
     door_stats = call.media_stats().or(door_stats);
     mon_stats = m_call.media_stats().or(mon_stats);
+    save_screens(&screens, &o.screens);
 
     println!("front-door hangs up");
     let hang_up = call.hang_up().await;
