@@ -421,7 +421,7 @@ async fn main_call(
     }
     println!("connected; media for {} s", o.seconds);
     // Each appliance shows the other's video on its screen (an in-memory 800x480 framebuffer here).
-    let screens = [("front-door", render_far_end(door, &call)), ("monitor", render_far_end(&monitor, &m_call))];
+    let screens = [("front-door", render_far_end(door, &call)), ("monitor", render_far_end(monitor, &m_call))];
 
     // Media runs; keep the latest figures of both sides (they go away with the call's media).
     let (mut door_stats, mut mon_stats) = (None, None);
