@@ -2,15 +2,17 @@
 //! them, both as a real appliance would (Janus + SIP registration, real media from the simulated devices).
 //! The appliance's main loop (`run --config`) comes with the appliance subsystem.
 
+use callbox::calling::ScalingMode;
 use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
-use callbox::client::{CallClient, ClientConfig, TokenCredential};
+use callbox::client::{CallClient, ClientConfig, Screen, TokenCredential};
+use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
 use callbox::media::VideoCodec;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   callbox call TARGET [options] [--talk SECS] [--dtmf DIGITS] [--hold-for SECS]
-  callbox answer [options] [--calls N] [--after SECS]
+  callbox answer [options] [--calls N] [--after SECS] [--fb /dev/fbN | --screen WxH] [--snapshot FILE.png]
   callbox version
 options:
   --janus URL              Janus WebSocket URL (repeat for fail-over; default ws://127.0.0.1:8188)
@@ -21,6 +23,9 @@ options:
   --video WxH@FPS          test-pattern video size and rate (default 640x480@30), or 'off'
   --codec h264|vp8         preferred video codec (default h264, both offered)
   --country-code CC        default country code for phone numbers without one
+  --fb DEVICE              show the far end's video on this framebuffer (answer)
+  --screen WxH             ... or on an in-memory screen of that size (measurements, snapshots)
+  --snapshot FILE.png      save the screen at the end of each answered call
 environment: RUST_LOG=info|debug|... (log filter)";
 
 #[derive(Default)]
@@ -40,6 +45,9 @@ struct Args {
     hold_for: Option<u64>,
     calls: u32,
     after_secs: u64,
+    fb: Option<String>,
+    screen: Option<String>,
+    snapshot: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +71,9 @@ fn parse_args() -> Result<Args, String> {
             "--hold-for" => a.hold_for = Some(num("--hold-for", value("--hold-for")?)?),
             "--calls" => a.calls = u32::try_from(num("--calls", value("--calls")?)?).unwrap_or(u32::MAX),
             "--after" => a.after_secs = num("--after", value("--after")?)?,
+            "--fb" => a.fb = Some(value("--fb")?),
+            "--screen" => a.screen = Some(value("--screen")?),
+            "--snapshot" => a.snapshot = Some(value("--snapshot")?),
             other if !other.starts_with("--") && a.target.is_none() => a.target = Some(other.to_string()),
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -184,7 +195,23 @@ async fn run_call(a: &Args, client: &CallClient) -> Result<(), String> {
     Ok(())
 }
 
+/// The screen the far end's video is shown on, if any.
+fn open_screen(a: &Args, client: &CallClient) -> Result<Option<Screen>, String> {
+    let framebuffer: Box<dyn Framebuffer + Send> = match (&a.fb, &a.screen) {
+        (Some(dev), _) => Box::new(LinuxFramebuffer::open(dev).map_err(|e| e.to_string())?),
+        (None, Some(spec)) => {
+            let bad = || format!("--screen: '{spec}' is not WxH");
+            let (w, h) = spec.split_once('x').ok_or_else(bad)?;
+            let (w, h) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+            Box::new(MemoryFramebuffer::new(w, h, PixelFormat::Xrgb8888))
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Screen::new(client, framebuffer, 30)))
+}
+
 async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
+    let screen = open_screen(a, client)?;
     let mut events = client.events();
     for _ in 0..a.calls {
         let incoming = client.next_incoming_call(&mut events).await.ok_or("client closed")?;
@@ -194,8 +221,30 @@ async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
         }
         let call = incoming.accept().await.map_err(|e| e.to_string())?;
         let mut call_events = call.events();
+        let _ = call.wait_state(&mut call_events, |s| s == CallState::Connected, Duration::from_secs(30)).await;
+        let shown = screen.as_ref().and_then(|screen| {
+            let stream = call.remote_participants().first()?.video_streams().into_iter().next()?;
+            stream.render(screen, ScalingMode::Fit).map_err(|e| log::warn!("far-end video not shown: {e}")).ok()
+        });
+        if let (Some(screen), Some(path), Some(_)) = (&screen, &a.snapshot, &shown) {
+            // Two seconds into the call, when the far end's picture is on the screen.
+            let (screen, path, call) = (screen.clone(), path.clone(), call.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if call.state() == CallState::Connected {
+                    match screen.redraw().and_then(|_| screen.snapshot_png(std::path::Path::new(&path))) {
+                        Ok(()) => println!("screen saved as {path}"),
+                        Err(e) => log::warn!("screen not saved: {e}"),
+                    }
+                }
+            });
+        }
         let _ =
             call.wait_state(&mut call_events, |s| s == CallState::Disconnected, Duration::from_secs(24 * 3600)).await;
+        if let Some(screen) = &screen {
+            let (submitted, dropped) = screen.frame_counts();
+            println!("screen: {submitted} frames drawn, {dropped} dropped (far end shown: {})", shown.is_some());
+        }
         print_stats(&call);
         println!("ended: {:?}", call.end_reason());
     }

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: bench_call [--rounds K] [--media-rounds M] [--seconds N] [--callbox PATH]
+const USAGE: &str = "usage: bench_call [--rounds K] [--media-rounds M] [--seconds N] [--callbox PATH] [--screen WxH]
   --rounds K         dial -> ringing measurements, each call declined with 486 (default 10)
   --media-rounds M   accept -> first decoded video frame measurements (default 3)
   --seconds N        length of the 640x480@30 call whose callee's CPU and peak RSS are measured (default 60)
   --callbox PATH     the firmware binary run as the measured callee (default: callbox next to this program)
+  --screen WxH       the measured callee also shows the caller's video on an in-memory screen of that size
   --help             this text
 environment: RUST_LOG (default warn,callbox=info)
 Runs inside the test network namespace: launch it through scripts/bench-call (or tests/netns-run).";
@@ -50,11 +51,13 @@ struct Options {
     media_rounds: usize,
     seconds: u64,
     callbox: Option<PathBuf>,
+    /// The callee shows the caller's video on an in-memory screen of this size (`WxH`).
+    screen: Option<String>,
 }
 
 /// `Ok(None)` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut o = Options { rounds: 10, media_rounds: 3, seconds: 60, callbox: None };
+    let mut o = Options { rounds: 10, media_rounds: 3, seconds: 60, callbox: None, screen: None };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -68,6 +71,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--media-rounds" => o.media_rounds = count("--media-rounds", value("--media-rounds")?)?,
             "--seconds" => o.seconds = count("--seconds", value("--seconds")?)? as u64,
             "--callbox" => o.callbox = Some(PathBuf::from(value("--callbox")?)),
+            "--screen" => o.screen = Some(value("--screen")?),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -378,6 +382,7 @@ async fn bench_resources(
         .arg("--device-key-file")
         .arg(&key_file)
         .args(["--video", "640x480@30", "--calls", "1"])
+        .args(o.screen.iter().flat_map(|size| ["--screen", size.as_str()]))
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,callbox=info".into()))
         .stdin(std::process::Stdio::null())
         .stdout(open(&out_path)?)
