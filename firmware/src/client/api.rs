@@ -1,6 +1,7 @@
 //! The calling API's object handles: `CallClient`, `Call`, `IncomingCall`, `RemoteParticipant` and
-//! `RemoteVideoStream`. Each is a cheap handle onto the client's shared state: reads come from the calling core,
-//! actions go into it as inputs, and the engine task carries out the commands they produce.
+//! `RemoteVideoStream`. Each is a cheap handle onto the client's shared state: reads come from the calling core
+//! (`peek`), actions go into it as inputs (`with_core`, which wakes the engine), and the engine task carries out
+//! the commands they produce.
 
 use super::engine::Shared;
 use super::events::{EventStream, Filter};
@@ -27,7 +28,7 @@ impl CallClient {
     }
 
     pub fn connection_state(&self) -> ConnectionState {
-        self.shared.with_core(|core, _| core.connection_state())
+        self.shared.peek(|core| core.connection_state())
     }
 
     /// Places a call. One target is a 1:1 call. The call starts in `Connecting`.
@@ -38,7 +39,7 @@ impl CallClient {
 
     /// Calls that are not over.
     pub fn calls(&self) -> Vec<Call> {
-        let ids: Vec<CallId> = self.shared.with_core(|core, _| core.active_calls().map(|c| c.id).collect());
+        let ids: Vec<CallId> = self.shared.peek(|core| core.active_calls().map(|c| c.id).collect());
         ids.into_iter().map(|id| Call { id, shared: self.shared.clone() }).collect()
     }
 
@@ -106,7 +107,7 @@ impl Call {
     }
 
     fn read<R>(&self, default: R, f: impl FnOnce(&crate::calling::CallInfo) -> R) -> R {
-        self.shared.with_core(|core, _| core.call(self.id).map(f)).unwrap_or(default)
+        self.shared.peek(|core| core.call(self.id).map(f)).unwrap_or(default)
     }
 
     pub fn state(&self) -> CallState {
@@ -166,7 +167,7 @@ impl Call {
     pub async fn hang_up(&self) -> Result<(), ClientError> {
         let mut events = self.events();
         self.shared.with_core(|core, now| core.hang_up(self.id, now))?;
-        let limit = self.shared.with_core(|core, _| core.config().hang_up_timeout) + Duration::from_secs(2);
+        let limit = self.shared.peek(|core| core.config().hang_up_timeout) + Duration::from_secs(2);
         self.wait_state(&mut events, |s| s == CallState::Disconnected, limit).await
     }
 
@@ -265,7 +266,7 @@ impl RemoteParticipant {
     }
 
     fn read<R>(&self, default: R, f: impl FnOnce(&crate::calling::ParticipantInfo) -> R) -> R {
-        self.shared.with_core(|core, _| core.participant(self.id).map(f)).unwrap_or(default)
+        self.shared.peek(|core| core.participant(self.id).map(f)).unwrap_or(default)
     }
 
     pub fn identifier(&self) -> Option<Identifier> {
@@ -327,11 +328,11 @@ impl RemoteVideoStream {
     }
 
     pub fn kind(&self) -> Option<StreamKind> {
-        self.shared.with_core(|core, _| core.stream(self.id).map(|(_, s)| s.kind))
+        self.shared.peek(|core| core.stream(self.id).map(|(_, s)| s.kind))
     }
 
     pub fn is_available(&self) -> bool {
-        self.shared.with_core(|core, _| core.stream(self.id).map(|(_, s)| s.is_available)).unwrap_or(false)
+        self.shared.peek(|core| core.stream(self.id).map(|(_, s)| s.is_available)).unwrap_or(false)
     }
 
     /// The latest decoded frame of this stream.
