@@ -228,3 +228,25 @@ async fn an_unanswered_call_ends_with_408_and_the_callee_sees_it_cancelled() {
     wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
     assert_eq!(b_call.end_reason().map(|r| r.code), Some(487));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropping_the_client_hangs_up_and_unregisters() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let a = appliance(&stack, "door-drop").await;
+    let b = appliance(&stack, "monitor-drop").await;
+    let mut b_events = b.events();
+    let call = a.call(&[user("monitor-drop")]).expect("call");
+    let b_call = next_incoming(&b, &mut b_events).await.accept().await.expect("accept");
+    let mut b_call_events = b_call.events();
+    wait_state(&b_call, &mut b_call_events, CallState::Connected).await;
+    drop(call);
+    drop(a);
+    // The far end sees the call end, and the dropped appliance is no longer registered.
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+    assert_eq!(b_call.end_reason(), Some(CallEndReason::remote_hang_up()));
+    let again = b.call(&[user("door-drop")]).expect("call back");
+    let mut again_events = again.events();
+    wait_state(&again, &mut again_events, CallState::Disconnected).await;
+    let code = again.end_reason().map(|r| r.code);
+    assert!(matches!(code, Some(404) | Some(480)), "end reason {:?}", again.end_reason());
+}

@@ -15,10 +15,23 @@ use crate::media::{MediaStats, VideoFrame};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The calling client: one identity, one connection to the servers, its calls.
+/// The calling client: one identity, one connection to the servers, its calls. Cheap to clone; when the last
+/// clone is dropped without `shutdown()`, the client shuts down on its own (hangs up, un-REGISTERs).
 #[derive(Clone)]
 pub struct CallClient {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) _lifetime: Arc<ClientLifetime>,
+}
+
+/// Held by every `CallClient` clone: the last one to go asks the engine to shut down.
+pub(crate) struct ClientLifetime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for ClientLifetime {
+    fn drop(&mut self) {
+        self.shared.request_shutdown();
+    }
 }
 
 impl CallClient {

@@ -89,6 +89,12 @@ impl Shared {
         self.media(call).and_then(|m| m.last_remote_frame())
     }
 
+    /// Asks the engine to shut down without waiting (the last `CallClient` handle was dropped).
+    pub(crate) fn request_shutdown(&self) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.shutdown_tx.try_send(tx);
+    }
+
     pub(crate) async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.shutdown_tx.send(tx).await.is_ok() {
@@ -197,7 +203,8 @@ pub(crate) async fn create_client(
         generation: 1,
     };
     tokio::spawn(engine.run(shutdown_rx));
-    Ok(super::CallClient { shared })
+    let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
+    Ok(super::CallClient { shared, _lifetime: lifetime })
 }
 
 fn sip_credentials(grant: &SipGrant) -> SipCredentials {
