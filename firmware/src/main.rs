@@ -126,8 +126,8 @@ fn client_config(a: &Args) -> Result<ClientConfig, String> {
     }
     if let (Some(codec), Some(v)) = (a.codec.as_deref(), config.media.video.as_mut()) {
         v.codecs = match codec {
-            "h264" => vec![VideoCodec::H264, VideoCodec::Vp8],
-            "vp8" => vec![VideoCodec::Vp8, VideoCodec::H264],
+            "h264" => VideoCodec::H264.preferred_first(),
+            "vp8" => VideoCodec::Vp8.preferred_first(),
             other => return Err(format!("--codec: '{other}' is not h264 or vp8")),
         };
     }

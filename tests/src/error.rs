@@ -21,6 +21,8 @@ pub enum HarnessError {
     LogOverflow { name: String, limit: u64, log: PathBuf },
     #[error("no free port found: {0}")]
     Ports(String),
+    #[error("cannot derive a SIP registration: {0}")]
+    Registration(String),
     #[error("token service: {0}")]
     TokenService(#[from] callbox_tokensvc::ServerError),
     #[error("baresip {name}: control connection: {reason}")]

@@ -17,7 +17,7 @@ pub mod stack;
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};
 pub use error::HarnessError;
 pub use proxy::CuttableProxy;
-pub use stack::{JanusSipRegistration, Stack, StackOptions};
+pub use stack::{Stack, StackOptions};
 
 /// Install `env_logger` once (idempotent), for tests that want the harness's logs (`RUST_LOG=info`).
 pub fn init_logging() {

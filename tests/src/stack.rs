@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use callbox::signaling::{registration, SipRegister};
+use callbox_calling::credential::SipGrant;
 use callbox_calling::Secret;
 use callbox_tokensvc::{
     janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig, SipCredentials,
     TokenService, DEFAULT_PLUGINS,
 };
-use md5::{Digest, Md5};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::baresip::{Baresip, BaresipOptions, BaresipRole, Launch};
@@ -50,37 +51,6 @@ impl Default for StackOptions {
             kamailio_log_level: 2,
             keep_dir: std::env::var("CALLBOX_KEEP_STACK").as_deref() == Ok("1"),
         }
-    }
-}
-
-/// What Janus's sip plugin needs to register a user at this stack's Kamailio (`"request":"register"`).
-#[derive(Clone, Debug)]
-pub struct JanusSipRegistration {
-    /// `sip:<user>@<domain>`.
-    pub username: String,
-    /// `<expiry>%3A<user>` (sofia-sip cannot send a ':' in the auth user; Kamailio turns `%3A` back).
-    pub authuser: String,
-    /// hex MD5(`<expiry>:<user>:<realm>:<password>`).
-    pub ha1_secret: Secret,
-    /// `sip:127.0.0.1:<kamailio port>`.
-    pub proxy: String,
-    /// Same as `proxy`: always sent, or sofia-sip tries DNS for the domain.
-    pub outbound_proxy: String,
-    /// Expiry of the credentials (Unix seconds).
-    pub expiry: u64,
-}
-
-impl JanusSipRegistration {
-    /// The sip plugin `register` request body (contains the HA1: never log it).
-    pub fn register_body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "request": "register",
-            "username": self.username,
-            "authuser": self.authuser,
-            "ha1_secret": self.ha1_secret.expose(),
-            "proxy": self.proxy,
-            "outbound_proxy": self.outbound_proxy,
-        })
     }
 }
 
@@ -236,21 +206,19 @@ impl Stack {
         sip_ephemeral_credentials(&self.secrets.sip_secret, user, now_unix() + ttl.as_secs())
     }
 
-    /// The Janus sip plugin register parameters for `user` at this stack.
-    pub fn janus_sip_registration(&self, user: &str, ttl: Duration) -> JanusSipRegistration {
-        let expiry = now_unix() + ttl.as_secs();
-        let creds = sip_ephemeral_credentials(&self.secrets.sip_secret, user, expiry);
-        let realm = &self.opts.domain;
-        let ha1 = Md5::digest(format!("{}:{realm}:{}", creds.username, creds.password.expose()));
-        let ha1_hex: String = ha1.iter().map(|b| format!("{b:02x}")).collect();
-        JanusSipRegistration {
-            username: format!("sip:{user}@{realm}"),
-            authuser: format!("{expiry}%3A{user}"),
-            ha1_secret: Secret::new(ha1_hex),
+    /// The Janus sip plugin `register` request for `user` at this stack: the firmware's own derivation
+    /// (`callbox::signaling::registration`) from ephemeral credentials valid for `ttl`.
+    pub fn janus_sip_registration(&self, user: &str, ttl: Duration) -> Result<SipRegister, HarnessError> {
+        let creds = sip_ephemeral_credentials(&self.secrets.sip_secret, user, now_unix() + ttl.as_secs());
+        let grant = SipGrant {
+            uri: format!("sip:{user}@{}", self.opts.domain),
+            username: creds.username,
+            password: creds.password,
+            realm: self.opts.domain.clone(),
             proxy: self.sip_proxy_uri(),
-            outbound_proxy: self.sip_proxy_uri(),
-            expiry,
-        }
+        };
+        let ttl_secs = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).min(3600);
+        registration(&grant, ttl_secs).map_err(|e| HarnessError::Registration(e.to_string()))
     }
 
     /// `http://127.0.0.1:PORT/v1/token` (same URL across stop/start).

@@ -167,9 +167,9 @@ async fn janus_sip_plugin_registers_at_kamailio_with_ephemeral_credentials() {
     callbox_tests::init_logging();
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let token = stack.janus_token(Duration::from_secs(600));
-    let reg = stack.janus_sip_registration("alice", Duration::from_secs(600));
-    assert!(reg.authuser.ends_with("%3Aalice"));
-    let (mut alice, ok) = janus_sip_register(&stack.janus_ws_url(), &token, reg.register_body()).await;
+    let reg = stack.janus_sip_registration("alice", Duration::from_secs(600)).unwrap();
+    assert!(reg.authuser.as_deref().is_some_and(|a| a.ends_with("%3Aalice")));
+    let (mut alice, ok) = janus_sip_register(&stack.janus_ws_url(), &token, reg.to_body()).await;
     if ok["event"] != "registered" {
         stack.dump_logs();
     }
@@ -177,15 +177,15 @@ async fn janus_sip_plugin_registers_at_kamailio_with_ephemeral_credentials() {
     assert_eq!(ok["register_sent"], true, "{ok}");
 
     // A wrong HA1 is refused by Kamailio (403).
-    let mut bad = stack.janus_sip_registration("bob", Duration::from_secs(600));
-    bad.ha1_secret = callbox_calling::Secret::new("0123456789abcdef0123456789abcdef");
-    let (_, refused) = janus_sip_register(&stack.janus_ws_url(), &token, bad.register_body()).await;
+    let mut bad = stack.janus_sip_registration("bob", Duration::from_secs(600)).unwrap();
+    bad.ha1_secret = Some(callbox_calling::Secret::new("0123456789abcdef0123456789abcdef"));
+    let (_, refused) = janus_sip_register(&stack.janus_ws_url(), &token, bad.to_body()).await;
     assert_eq!(refused["event"], "registration_failed", "{refused}");
     assert_eq!(refused["code"], 403, "{refused}");
 
     // SIP MESSAGE (authenticated with a 407 challenge) relayed by Kamailio to carol's registered contact.
-    let carol_reg = stack.janus_sip_registration("carol", Duration::from_secs(600));
-    let (mut carol, ok) = janus_sip_register(&stack.janus_ws_url(), &token, carol_reg.register_body()).await;
+    let carol_reg = stack.janus_sip_registration("carol", Duration::from_secs(600)).unwrap();
+    let (mut carol, ok) = janus_sip_register(&stack.janus_ws_url(), &token, carol_reg.to_body()).await;
     assert_eq!(ok["event"], "registered", "{ok}");
     let invite = r#"{"type":"group-call","room":1234}"#;
     let sent = alice

@@ -6,13 +6,13 @@
 use super::credential::{unix_now, TokenCredential};
 use super::events::EventBus;
 use super::{ClientConfig, ClientError};
-use crate::calling::credential::{AccessToken, SipGrant};
+use crate::calling::credential::AccessToken;
 use crate::calling::{
     subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, SignalEvent,
 };
 use crate::media::{MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
-    CallOptions, ConnectionEvent, JanusConfig, JanusSession, Jsep, SipCredentials, SipEvent, SipEvents, SipHandle,
+    registration, CallOptions, ConnectionEvent, JanusConfig, JanusSession, Jsep, SipEvent, SipEvents, SipHandle,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -207,21 +207,11 @@ pub(crate) async fn create_client(
     Ok(super::CallClient { shared, _lifetime: lifetime })
 }
 
-fn sip_credentials(grant: &SipGrant) -> SipCredentials {
-    SipCredentials {
-        uri: grant.uri.clone(),
-        username: grant.username.clone(),
-        password: grant.password.clone(),
-        realm: grant.realm.clone(),
-        proxy: grant.proxy.clone(),
-    }
-}
-
 /// The `register` request body for the token's SIP grant (`refresh`: new credentials on a live registration).
 fn register_body(config: &ClientConfig, token: &AccessToken, refresh: bool) -> Result<Value, ClientError> {
     let grant = token.sip()?;
     let ttl = u32::try_from(config.register_ttl.as_secs()).unwrap_or(u32::MAX);
-    let mut params = sip_credentials(grant).registration(ttl)?;
+    let mut params = registration(grant, ttl)?;
     params.display_name = config.display_name.clone();
     params.user_agent = Some(format!("callbox/{}", env!("CARGO_PKG_VERSION")));
     let mut body = params.to_body();

@@ -38,6 +38,13 @@ impl VideoCodec {
         }
     }
 
+    /// Every codec this firmware offers, `self` first (the order of `VideoConfig::codecs` preferring it).
+    pub fn preferred_first(self) -> Vec<VideoCodec> {
+        let mut all = vec![self];
+        all.extend([VideoCodec::H264, VideoCodec::Vp8].into_iter().filter(|c| *c != self));
+        all
+    }
+
     /// Parses a MIME type, case-insensitively.
     pub fn from_mime_type(mime: &str) -> Option<Self> {
         if mime.eq_ignore_ascii_case("video/H264") {

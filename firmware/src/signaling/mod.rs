@@ -24,4 +24,4 @@ mod tests;
 pub use error::{Result, SignalingError};
 pub use handle::{HandleEvent, Jsep, PluginHandle, PluginReply};
 pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
-pub use sip::{CallOptions, HoldDirection, SipCredentials, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};
+pub use sip::{registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};

@@ -2,6 +2,7 @@
 //! Janus 1.1.2 `src/plugins/janus_sip.c`), the `SipHandle` wrapper with typed async methods, and the
 //! registration parameters derived from the token's ephemeral SIP grant.
 
+use callbox_calling::credential::SipGrant;
 use callbox_calling::Secret;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
@@ -73,43 +74,27 @@ impl SipRegister {
     }
 }
 
-/// The ephemeral SIP credentials of the token's SIP grant (Kamailio `auth_ephemeral`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SipCredentials {
-    /// The address of record, `sip:alice@example.org`.
-    pub uri: String,
-    /// `<expiry>:<user>` as minted by the trusted service.
-    pub username: String,
-    pub password: Secret,
-    /// Digest realm of the registrar.
-    pub realm: String,
-    /// The Kamailio URI, used as both `proxy` and `outbound_proxy`.
-    pub proxy: String,
-}
-
-impl SipCredentials {
-    /// The `register` request for these credentials. sofia-sip cannot take `:` in the auth user, so
-    /// `authuser` = `<exp>%3A<user>` (Kamailio turns it back), and `ha1_secret` =
-    /// hex MD5(`<exp>:<user>:<realm>:<password>`).
-    pub fn registration(&self, register_ttl: u32) -> Result<SipRegister> {
-        if !self.username.contains(':') {
-            return Err(SignalingError::Config("SIP grant username is not '<expiry>:<user>'".into()));
-        }
-        if self.uri.is_empty() || self.proxy.is_empty() || self.realm.is_empty() {
-            return Err(SignalingError::Config("SIP grant lacks uri, realm or proxy".into()));
-        }
-        let authuser = self.username.replace(':', "%3A");
-        let ha1 = md5_hex(&format!("{}:{}:{}", self.username, self.realm, self.password.expose()));
-        Ok(SipRegister {
-            username: self.uri.clone(),
-            authuser: Some(authuser),
-            ha1_secret: Some(Secret::new(ha1)),
-            proxy: Some(self.proxy.clone()),
-            outbound_proxy: Some(self.proxy.clone()),
-            register_ttl: Some(register_ttl),
-            ..SipRegister::default()
-        })
+/// The `register` request for the token's SIP grant (Kamailio `auth_ephemeral` credentials). sofia-sip cannot
+/// take `:` in the auth user, so `authuser` = `<exp>%3A<user>` (Kamailio turns it back), and `ha1_secret` =
+/// hex MD5(`<exp>:<user>:<realm>:<password>`); `proxy` and `outbound_proxy` are the grant's registrar.
+pub fn registration(grant: &SipGrant, register_ttl: u32) -> Result<SipRegister> {
+    if !grant.username.contains(':') {
+        return Err(SignalingError::Config("SIP grant username is not '<expiry>:<user>'".into()));
     }
+    if grant.uri.is_empty() || grant.proxy.is_empty() || grant.realm.is_empty() {
+        return Err(SignalingError::Config("SIP grant lacks uri, realm or proxy".into()));
+    }
+    let authuser = grant.username.replace(':', "%3A");
+    let ha1 = md5_hex(&format!("{}:{}:{}", grant.username, grant.realm, grant.password.expose()));
+    Ok(SipRegister {
+        username: grant.uri.clone(),
+        authuser: Some(authuser),
+        ha1_secret: Some(Secret::new(ha1)),
+        proxy: Some(grant.proxy.clone()),
+        outbound_proxy: Some(grant.proxy.clone()),
+        register_ttl: Some(register_ttl),
+        ..SipRegister::default()
+    })
 }
 
 fn md5_hex(input: &str) -> String {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use callbox_calling::credential::SipGrant;
 use callbox_calling::Secret;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -423,14 +424,14 @@ fn backoff_grows_with_jitter_and_is_bounded() {
 
 #[test]
 fn sip_registration_from_ephemeral_grant() {
-    let creds = SipCredentials {
+    let creds = SipGrant {
         uri: "sip:alice@callbox".into(),
         username: "1700000000:alice".into(),
         password: Secret::new("pw123"),
         realm: "callbox".into(),
         proxy: "sip:127.0.0.1:5060".into(),
     };
-    let reg = creds.registration(60).unwrap();
+    let reg = registration(&creds, 60).unwrap();
     let body = reg.to_body();
     assert_eq!(body["request"], "register");
     assert_eq!(body["username"], "sip:alice@callbox");
@@ -443,8 +444,8 @@ fn sip_registration_from_ephemeral_grant() {
     let debug = format!("{reg:?} {creds:?}");
     assert!(!debug.contains("0f04ea0e") && !debug.contains("pw123"), "{debug}");
 
-    let bad = SipCredentials { username: "alice".into(), ..creds };
-    assert!(bad.registration(60).is_err());
+    let bad = SipGrant { username: "alice".into(), ..creds };
+    assert!(registration(&bad, 60).is_err());
 }
 
 #[test]

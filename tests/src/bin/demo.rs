@@ -118,10 +118,7 @@ fn client_config(stack: &Stack, o: &Options) -> ClientConfig {
     let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
     if let Some(v) = config.media.video.as_mut() {
         (v.width, v.height, v.fps) = (o.width, o.height, o.fps);
-        v.codecs = match o.codec {
-            VideoCodec::H264 => vec![VideoCodec::H264, VideoCodec::Vp8],
-            VideoCodec::Vp8 => vec![VideoCodec::Vp8, VideoCodec::H264],
-        };
+        v.codecs = o.codec.preferred_first();
     }
     config
 }

@@ -94,10 +94,7 @@ pub async fn assert_audio_level(call: &Call, who: &str, min_dbfs: f32) {
 
 pub fn prefer(codec: VideoCodec, mut config: ClientConfig) -> ClientConfig {
     if let Some(v) = config.media.video.as_mut() {
-        v.codecs = match codec {
-            VideoCodec::H264 => vec![VideoCodec::H264, VideoCodec::Vp8],
-            VideoCodec::Vp8 => vec![VideoCodec::Vp8, VideoCodec::H264],
-        };
+        v.codecs = codec.preferred_first();
     }
     config
 }
