@@ -5,6 +5,7 @@
 pub use callbox_calling as calling;
 
 pub mod client;
+pub mod devices;
 pub mod display;
 pub mod media;
 pub mod signaling;

@@ -10,7 +10,7 @@ mod render;
 pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
-pub use render::{Screen, VideoRenderer};
+pub use render::{PreviewRenderer, Screen, VideoRenderer};
 
 use crate::calling::{CallEndReason, CallingError, CoreConfig, RefreshPolicy, TokenError};
 use crate::media::MediaConfig;
@@ -75,6 +75,8 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("the call ended ({})", .0.as_ref().map(|r| format!("{} {}", r.code, r.message)).unwrap_or_default())]
     CallEnded(Option<CallEndReason>),
+    #[error("device: {0}")]
+    Device(#[from] crate::devices::DeviceError),
     #[error("display: {0}")]
     Display(#[from] crate::display::DisplayError),
     #[error("the client is shut down")]

@@ -7,6 +7,9 @@
 use super::engine::Shared;
 use super::{CallClient, ClientError};
 use crate::calling::{CallState, RendererId, ScalingMode, StreamId};
+use crate::devices::convert::FrameConverter;
+use crate::devices::video::VideoRequest;
+use crate::devices::{CameraFeed, DeviceKind, DeviceManager, FeedState};
 use crate::display::{Compositor, DisplayError, Framebuffer, Rect, Slot, TileInfo, VideoState};
 use crate::media::VideoFrame;
 use std::collections::HashMap;
@@ -20,6 +23,17 @@ struct ScreenState {
     /// The renderers drawn on this screen, with the decoded-frame count of the frame last submitted.
     renderers: HashMap<RendererId, u64>,
     frames_submitted: u64,
+    /// The local camera preview (picture-in-picture), when one is started.
+    preview: Option<PreviewSlot>,
+}
+
+/// The preview drawn on a screen: a camera feed, its scaling, and the last frame shown.
+struct PreviewSlot {
+    feed: CameraFeed,
+    name: String,
+    scaling_mode: ScalingMode,
+    last_sequence: Option<u32>,
+    converter: FrameConverter,
 }
 
 struct ScreenInner {
@@ -53,6 +67,7 @@ impl Screen {
                 fb: framebuffer,
                 renderers: HashMap::new(),
                 frames_submitted: 0,
+                preview: None,
             }),
             task: Mutex::new(None),
         });
@@ -129,7 +144,26 @@ impl Screen {
         if let Some((call_state, reason)) = banner {
             state.compositor.set_call_state(call_state, reason.as_ref());
         }
-        let ScreenState { compositor, fb, .. } = &mut *state;
+        let ScreenState { compositor, fb, preview, .. } = &mut *state;
+        if let Some(p) = preview.as_mut() {
+            let live = p.feed.state() == FeedState::Live;
+            let video = if live { VideoState::Live } else { VideoState::Unavailable };
+            compositor.set_preview(Some(TileInfo {
+                name: p.name.clone(),
+                video,
+                scaling_mode: p.scaling_mode,
+                ..TileInfo::default()
+            }));
+            if let Some(frame) = p.feed.latest().filter(|f| Some(f.sequence) != p.last_sequence) {
+                p.last_sequence = Some(frame.sequence);
+                match p.converter.to_i420(&frame) {
+                    Ok(i420) => {
+                        compositor.submit_frame(Slot::Preview, i420);
+                    }
+                    Err(e) => log::debug!("preview frame skipped: {e}"),
+                }
+            }
+        }
         compositor.render(fb.as_mut())
     }
 
@@ -155,6 +189,14 @@ impl Screen {
     pub fn frame_counts(&self) -> (u64, u64) {
         let state = self.state();
         (state.frames_submitted, state.compositor.dropped_frames())
+    }
+
+    fn set_preview(&self, slot: Option<PreviewSlot>) {
+        let mut state = self.state();
+        if slot.is_none() {
+            state.compositor.set_preview(None);
+        }
+        state.preview = slot;
     }
 
     fn attach(&self, id: RendererId) {
@@ -218,5 +260,89 @@ impl VideoRenderer {
     /// Stops rendering and frees the tile.
     pub fn dispose(self) -> Result<(), ClientError> {
         Ok(self.screen.inner.shared.with_core(|core, _| core.remove_renderer(self.id))?)
+    }
+}
+
+/// The local camera preview drawn picture-in-picture on a `Screen` (the device manager's preview renderer).
+/// Shares the camera with a call's video: both read the same feed.
+pub struct PreviewRenderer {
+    screen: Screen,
+    manager: DeviceManager,
+    request: VideoRequest,
+}
+
+impl PreviewRenderer {
+    /// Starts previewing `camera` (`None`: the default camera) on `screen`.
+    pub fn start(
+        screen: &Screen,
+        manager: &DeviceManager,
+        camera: Option<&str>,
+        request: VideoRequest,
+        scaling_mode: ScalingMode,
+    ) -> Result<PreviewRenderer, ClientError> {
+        let renderer = PreviewRenderer { screen: screen.clone(), manager: manager.clone(), request };
+        renderer.show(camera, scaling_mode)?;
+        Ok(renderer)
+    }
+
+    fn show(&self, camera: Option<&str>, scaling_mode: ScalingMode) -> Result<(), ClientError> {
+        let feed = self.manager.camera_feed(camera, &self.request)?;
+        let name = self
+            .manager
+            .device(DeviceKind::Camera, feed.camera_id())
+            .map(|d| d.name)
+            .unwrap_or_else(|| feed.camera_id().to_owned());
+        log::info!("local preview of {} started", feed.camera_id());
+        self.screen.set_preview(Some(PreviewSlot {
+            feed,
+            name,
+            scaling_mode,
+            last_sequence: None,
+            converter: FrameConverter::new(),
+        }));
+        Ok(())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut PreviewSlot) -> R) -> Option<R> {
+        self.screen.state().preview.as_mut().map(f)
+    }
+
+    /// The camera being previewed (`None` once stopped).
+    pub fn camera_id(&self) -> Option<String> {
+        self.with(|p| p.feed.camera_id().to_owned())
+    }
+
+    /// Frames are arriving from the camera and being drawn.
+    pub fn is_rendering(&self) -> bool {
+        self.with(|p| p.feed.state() == FeedState::Live).unwrap_or(false)
+    }
+
+    pub fn scaling_mode(&self) -> Option<ScalingMode> {
+        self.with(|p| p.scaling_mode)
+    }
+
+    pub fn set_scaling_mode(&self, mode: ScalingMode) {
+        self.with(|p| p.scaling_mode = mode);
+    }
+
+    /// Previews another camera instead (the previous one closes unless a call still sends it).
+    pub fn switch_camera(&self, camera: &str) -> Result<(), ClientError> {
+        let mode = self.scaling_mode().unwrap_or_default();
+        self.show(Some(camera), mode)
+    }
+
+    /// The picture-in-picture tile, once laid out.
+    pub fn target(&self) -> Option<Rect> {
+        self.screen.state().compositor.tile_rect(Slot::Preview)
+    }
+
+    /// Frames captured by the previewed camera so far.
+    pub fn frames_captured(&self) -> u64 {
+        self.with(|p| p.feed.frames_captured()).unwrap_or(0)
+    }
+
+    /// Stops the preview and frees its tile.
+    pub fn stop(self) {
+        self.screen.set_preview(None);
     }
 }

@@ -40,19 +40,28 @@ impl ToneSource {
     }
 }
 
-/// Opus encoder for 48 kHz mono 20 ms frames, in-band FEC on.
+/// Opus encoder for 48 kHz mono 20 ms frames (in-band FEC and DTX configurable).
 pub(crate) struct OpusEncoder {
     inner: opus::Encoder,
     out: Vec<u8>,
 }
 
 impl OpusEncoder {
+    #[cfg(test)]
     pub(crate) fn new(bitrate_bps: i32) -> Result<Self, MediaError> {
+        Self::with_options(bitrate_bps, true, false)
+    }
+
+    /// An encoder at `bitrate_bps`; `fec`: in-band forward error correction (the receiver rebuilds a
+    /// lost packet from the next one); `dtx`: discontinuous transmission (near-silent packets during
+    /// silence).
+    pub(crate) fn with_options(bitrate_bps: i32, fec: bool, dtx: bool) -> Result<Self, MediaError> {
         let err = |what: &str, e: opus::Error| MediaError::Audio(format!("opus encoder {what}: {e}"));
         let mut inner = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
             .map_err(|e| err("create", e))?;
-        inner.set_inband_fec(true).map_err(|e| err("in-band FEC", e))?;
-        inner.set_packet_loss_perc(10).map_err(|e| err("loss percentage", e))?;
+        inner.set_inband_fec(fec).map_err(|e| err("in-band FEC", e))?;
+        inner.set_packet_loss_perc(if fec { 10 } else { 0 }).map_err(|e| err("loss percentage", e))?;
+        inner.set_dtx(dtx).map_err(|e| err("DTX", e))?;
         inner.set_bitrate(opus::Bitrate::Bits(bitrate_bps)).map_err(|e| err("bitrate", e))?;
         Ok(Self { inner, out: vec![0u8; 1500] })
     }

@@ -1,0 +1,142 @@
+//! Audio devices: the [`AudioCapture`] (microphone) and [`AudioPlayback`] (speaker) traits, the
+//! [`AudioBackend`] that lists and opens them, and the backends: `alsa` (Linux, alsa-lib) and `sim`
+//! (tone microphone, capturing speaker).
+
+pub mod alsa;
+pub mod sim;
+
+use super::{AudioFrame, DeviceError, DeviceKind};
+use std::path::PathBuf;
+
+/// A microphone delivering 10 ms frames of 48 kHz mono.
+pub trait AudioCapture: Send {
+    /// Blocks until the next 10 ms frame has been captured and copies it into `frame`.
+    /// [`DeviceError::Gone`] means the device disappeared: drop this and reopen through the backend.
+    fn read(&mut self, frame: &mut AudioFrame) -> Result<(), DeviceError>;
+    /// The device's id (what [`AudioBackend::open_capture`] was given).
+    fn id(&self) -> &str;
+}
+
+/// A speaker taking 10 ms frames of 48 kHz mono.
+pub trait AudioPlayback: Send {
+    /// Queues one frame, blocking while the device's buffer is full (the device paces the caller).
+    fn write(&mut self, frame: &AudioFrame) -> Result<(), DeviceError>;
+    /// Samples queued in the device and not yet heard, when the device can tell.
+    fn delay_samples(&mut self) -> Option<u32>;
+    /// The device's id.
+    fn id(&self) -> &str;
+}
+
+/// An audio device as listed by a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioDeviceInfo {
+    /// Microphone or speaker.
+    pub kind: DeviceKind,
+    /// Stable id to open it by (an ALSA PCM name such as `hw:CARD=Device,DEV=0` or `default`).
+    pub id: String,
+    /// Human-readable name (the card's description).
+    pub name: String,
+    /// The device node whose access decides the permission (`/dev/snd/pcmC0D0c`), when there is one.
+    pub node: Option<PathBuf>,
+}
+
+/// Lists and opens audio devices.
+pub trait AudioBackend: Send + Sync {
+    /// Microphones and speakers present now.
+    fn list(&self) -> Vec<AudioDeviceInfo>;
+    /// Opens a microphone by id.
+    fn open_capture(&self, id: &str) -> Result<Box<dyn AudioCapture>, DeviceError>;
+    /// Opens a speaker by id.
+    fn open_playback(&self, id: &str) -> Result<Box<dyn AudioPlayback>, DeviceError>;
+}
+
+/// Duration of one [`AudioFrame`].
+pub const FRAME_DURATION: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Paces a stream at one 10 ms frame per tick of the monotonic clock, for devices that have no clock of
+/// their own (the simulated backend, alsa-lib's `null`/`file` PCMs).
+///
+/// Deadline-based: tick `n` is due at `start + (n + 1) × 10 ms`, so sleeping late on one tick is made up
+/// on the next ones and the long-run rate does not drift. A caller that falls behind by more than
+/// [`FramePacer::MAX_LAG`] (it stalled, or the machine was suspended) is resynchronised to now instead
+/// of being handed a burst of frames, as a real device would have overrun.
+#[derive(Debug, Clone)]
+pub struct FramePacer {
+    start: std::time::Instant,
+    ticks: u64,
+}
+
+impl Default for FramePacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FramePacer {
+    /// Largest lag that is caught up on rather than skipped.
+    pub const MAX_LAG: std::time::Duration = std::time::Duration::from_millis(200);
+
+    /// A pacer whose first tick is due 10 ms from now.
+    pub fn new() -> Self {
+        FramePacer { start: std::time::Instant::now(), ticks: 0 }
+    }
+
+    /// When the next tick is due.
+    pub fn next_due(&self) -> std::time::Instant {
+        self.start + std::time::Duration::from_millis(self.ticks.saturating_add(1).saturating_mul(10))
+    }
+
+    /// Sleeps until the next tick is due (at most 10 ms), then counts it.
+    pub fn wait_next(&mut self) {
+        let now = std::time::Instant::now();
+        let due = self.next_due();
+        if now > due + Self::MAX_LAG {
+            // Behind by more than we catch up on: start afresh from now (frames are "lost").
+            log::debug!("frame pacer resynchronised after {:?} of lag", now - due);
+            self.start = now;
+            self.ticks = 0;
+        } else if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.ticks += 1;
+    }
+
+    /// Ticks counted since the pacer was created or last resynchronised.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn pacer_ticks_at_ten_ms_without_drift() {
+        let mut pacer = FramePacer::new();
+        let start = Instant::now();
+        for _ in 0..30 {
+            pacer.wait_next();
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(295), "30 ticks took {took:?}");
+        assert_eq!(pacer.ticks(), 30);
+    }
+
+    #[test]
+    fn pacer_catches_up_small_lags_and_resyncs_after_long_ones() {
+        let mut pacer = FramePacer::new();
+        std::thread::sleep(Duration::from_millis(60));
+        // 60 ms late: the next ticks are due already and come at once (catching up).
+        let due = pacer.next_due();
+        assert!(due <= Instant::now());
+        pacer.wait_next();
+        assert_eq!(pacer.ticks(), 1);
+        std::thread::sleep(FramePacer::MAX_LAG + Duration::from_millis(50));
+        // Too late: start afresh, the next tick is 10 ms after the resync.
+        pacer.wait_next();
+        assert_eq!(pacer.ticks(), 1);
+        assert!(pacer.next_due() > Instant::now());
+    }
+}

@@ -1,0 +1,456 @@
+//! The simulated camera backend: test-pattern cameras (`crate::media::draw_test_frame`, I420, the frame
+//! counter readable back with `crate::media::read_frame_counter`) paced at the negotiated rate against a
+//! monotonic deadline. Cameras can be added and removed at run time (hot-plug tests; an open handle of a
+//! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{choose_format, monotonic_now, VideoBackend, VideoCapture, VideoDeviceInfo, VideoRequest};
+use crate::devices::{CaptureFormat, CapturedFrame, DeviceError, PixelFormat};
+
+/// Id of the camera a [`SimVideoBackend::new`] backend starts with.
+pub const DEFAULT_CAMERA_ID: &str = "sim:pattern";
+/// Name of that camera.
+pub const DEFAULT_CAMERA_NAME: &str = "Test pattern camera";
+/// Most cameras one simulated backend holds.
+pub const MAX_CAMERAS: usize = 16;
+/// A consumer later than this many frame periods loses the frames in between (like a driver with this
+/// many buffers): the counter and sequence jump.
+const QUEUE_FRAMES: u64 = 4;
+
+/// The sizes every simulated camera offers (I420, at each of [`SIM_RATES`]).
+pub const SIM_SIZES: [(u32, u32); 3] = [(320, 240), (640, 480), (1280, 720)];
+/// The frame rates every simulated camera offers.
+pub const SIM_RATES: [u32; 2] = [15, 30];
+
+/// The formats a simulated camera offers.
+pub fn sim_formats() -> Vec<CaptureFormat> {
+    SIM_SIZES
+        .iter()
+        .flat_map(|&(width, height)| {
+            SIM_RATES.iter().map(move |&fps| CaptureFormat { pixel_format: PixelFormat::I420, width, height, fps })
+        })
+        .collect()
+}
+
+/// What a camera's open handles watch.
+#[derive(Debug, Default)]
+struct Flags {
+    removed: bool,
+    stalled: bool,
+}
+
+/// One simulated camera; shared by the backend and the handles opened on it.
+#[derive(Debug)]
+struct SimCamera {
+    name: String,
+    node: Option<std::path::PathBuf>,
+    flags: Mutex<Flags>,
+    changed: Condvar,
+}
+
+impl SimCamera {
+    fn flags(&self) -> MutexGuard<'_, Flags> {
+        // A poisoned lock only means another thread panicked mid-update of two booleans: keep going.
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Flags)) {
+        f(&mut self.flags());
+        self.changed.notify_all();
+    }
+}
+
+/// Simulated cameras. Cheap to clone; clones share the same cameras.
+#[derive(Debug, Clone)]
+pub struct SimVideoBackend {
+    cameras: Arc<Mutex<BTreeMap<String, Arc<SimCamera>>>>,
+}
+
+impl Default for SimVideoBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimVideoBackend {
+    /// A backend with one camera, [`DEFAULT_CAMERA_ID`].
+    pub fn new() -> Self {
+        let backend = Self::empty();
+        backend.add_camera(DEFAULT_CAMERA_ID, DEFAULT_CAMERA_NAME);
+        backend
+    }
+
+    /// A backend without cameras.
+    pub fn empty() -> Self {
+        Self { cameras: Arc::new(Mutex::new(BTreeMap::new())) }
+    }
+
+    fn cameras(&self) -> MutexGuard<'_, BTreeMap<String, Arc<SimCamera>>> {
+        self.cameras.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Plugs in a camera. `false` (and nothing changes) when `id` is already present or the backend
+    /// holds [`MAX_CAMERAS`].
+    pub fn add_camera(&self, id: &str, name: &str) -> bool {
+        let mut cameras = self.cameras();
+        if cameras.contains_key(id) || cameras.len() >= MAX_CAMERAS {
+            return false;
+        }
+        let camera =
+            SimCamera { name: name.to_string(), node: None, flags: Mutex::new(Flags::default()), changed: Condvar::new() };
+        cameras.insert(id.to_string(), Arc::new(camera));
+        log::info!("sim camera {id} ({name}) plugged in");
+        true
+    }
+
+    /// Plugs in a camera standing for the device node `node` (a file the caller made): the device
+    /// manager decides its permission by opening that file, as it does for a real `/dev/video*`.
+    pub fn add_camera_with_node(&self, id: &str, name: &str, node: &std::path::Path) -> bool {
+        let mut cameras = self.cameras();
+        if cameras.contains_key(id) || cameras.len() >= MAX_CAMERAS {
+            return false;
+        }
+        let camera = SimCamera {
+            name: name.to_string(),
+            node: Some(node.to_owned()),
+            flags: Mutex::new(Flags::default()),
+            changed: Condvar::new(),
+        };
+        cameras.insert(id.to_string(), Arc::new(camera));
+        log::info!("sim camera {id} ({name}, node {}) plugged in", node.display());
+        true
+    }
+
+    /// Unplugs a camera: it leaves the list and its open handles return [`DeviceError::Gone`] (at once,
+    /// even while waiting for a frame). `false` when there was no such camera. Adding it again makes a
+    /// new camera; old handles stay gone.
+    pub fn remove_camera(&self, id: &str) -> bool {
+        let Some(camera) = self.cameras().remove(id) else {
+            return false;
+        };
+        camera.update(|f| f.removed = true);
+        log::info!("sim camera {id} unplugged");
+        true
+    }
+
+    /// Makes a camera stop delivering frames (`true`) or resume (`false`). While stalled, its handles'
+    /// `next_frame` waits out its timeout and returns [`DeviceError::Stalled`]; on resuming, the frames
+    /// of the stall are lost (the counter jumps). `false` when there is no such camera.
+    pub fn set_stalled(&self, id: &str, stalled: bool) -> bool {
+        let Some(camera) = self.cameras().get(id).cloned() else {
+            return false;
+        };
+        camera.update(|f| f.stalled = stalled);
+        log::info!("sim camera {id} {}", if stalled { "stalled" } else { "resumed" });
+        true
+    }
+}
+
+impl VideoBackend for SimVideoBackend {
+    fn list(&self) -> Vec<VideoDeviceInfo> {
+        self.cameras()
+            .iter()
+            .map(|(id, camera)| VideoDeviceInfo {
+                id: id.clone(),
+                name: camera.name.clone(),
+                node: camera.node.clone(),
+                formats: sim_formats(),
+            })
+            .collect()
+    }
+
+    fn open(&self, id: &str, request: &VideoRequest) -> Result<Box<dyn VideoCapture>, DeviceError> {
+        let camera = self
+            .cameras()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DeviceError::NotFound { kind: "camera", name: id.to_string() })?;
+        let offered = sim_formats();
+        let format = choose_format(&offered, request).ok_or_else(|| DeviceError::Format {
+            device: id.to_string(),
+            reason: format!(
+                "asked {}x{}@{} in {:?}; offers {}",
+                request.width,
+                request.height,
+                request.fps,
+                request.formats,
+                offered.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        log::info!("sim camera {id} opened at {format}");
+        Ok(Box::new(SimCapture::new(id.to_string(), camera, format)))
+    }
+}
+
+/// An open simulated camera.
+#[derive(Debug)]
+pub struct SimCapture {
+    id: String,
+    camera: Arc<SimCamera>,
+    format: CaptureFormat,
+    /// Instant of frame 0 (its deadline), and the same instant on CLOCK_MONOTONIC.
+    start: Instant,
+    start_mono: Duration,
+    /// The counter of the next frame to deliver.
+    next: u64,
+}
+
+impl SimCapture {
+    fn new(id: String, camera: Arc<SimCamera>, format: CaptureFormat) -> Self {
+        Self { id, camera, format, start: Instant::now(), start_mono: monotonic_now(), next: 0 }
+    }
+
+    /// Offset of frame `n` from frame 0; computed from `n` each time, so rounding never accumulates.
+    fn offset(&self, n: u64) -> Duration {
+        let fps = u64::from(self.format.fps.max(1));
+        let nanos = u128::from(n) * 1_000_000_000 / u128::from(fps);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The frame slot that is current at `elapsed` since frame 0.
+    fn slot_at(&self, elapsed: Duration) -> u64 {
+        let slot = elapsed.as_nanos() * u128::from(self.format.fps.max(1)) / 1_000_000_000;
+        u64::try_from(slot).unwrap_or(u64::MAX)
+    }
+
+    fn frame(&mut self, n: u64) -> CapturedFrame {
+        // The counter drawn into the picture is 32 bits; it wraps after 4.5 years at 30 fps.
+        let counter = n as u32;
+        let picture = crate::media::draw_test_frame(self.format.width, self.format.height, counter);
+        self.next = n.saturating_add(1);
+        CapturedFrame {
+            format: self.format,
+            data: picture.data,
+            timestamp: self.start_mono + self.offset(n),
+            sequence: counter,
+        }
+    }
+}
+
+impl VideoCapture for SimCapture {
+    fn format(&self) -> CaptureFormat {
+        self.format
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn next_frame(&mut self, timeout: Duration) -> Result<CapturedFrame, DeviceError> {
+        let called = Instant::now();
+        let give_up = called.checked_add(timeout).unwrap_or(called + Duration::from_secs(86_400));
+        let camera = Arc::clone(&self.camera);
+        let mut flags = camera.flags();
+        loop {
+            if flags.removed {
+                return Err(DeviceError::Gone { device: self.id.clone(), reason: "camera unplugged".into() });
+            }
+            let now = Instant::now();
+            if !flags.stalled {
+                let elapsed = now.saturating_duration_since(self.start);
+                let current = self.slot_at(elapsed);
+                // Too late: the frames a 4-buffer driver would have overwritten are lost.
+                if current > self.next.saturating_add(QUEUE_FRAMES) {
+                    self.next = current;
+                }
+                let due = self.start + self.offset(self.next);
+                if due <= now {
+                    drop(flags);
+                    return Ok(self.frame(self.next));
+                }
+                if due <= give_up {
+                    flags = camera.changed.wait_timeout(flags, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                    continue;
+                }
+            }
+            if now >= give_up {
+                return Err(DeviceError::Stalled { device: self.id.clone(), waited: timeout });
+            }
+            flags = camera.changed.wait_timeout(flags, give_up - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{read_frame_counter, VideoFrame};
+
+    fn counter_of(frame: &CapturedFrame) -> Option<u32> {
+        let picture = VideoFrame { width: frame.format.width, height: frame.format.height, data: frame.data.clone() };
+        read_frame_counter(&picture)
+    }
+
+    fn request(width: u32, height: u32, fps: u32) -> VideoRequest {
+        VideoRequest { width, height, fps, ..VideoRequest::default() }
+    }
+
+    #[test]
+    fn lists_the_default_camera_with_its_formats() {
+        let backend = SimVideoBackend::new();
+        let list = backend.list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, DEFAULT_CAMERA_ID);
+        assert_eq!(list[0].node, None);
+        assert_eq!(list[0].formats.len(), SIM_SIZES.len() * SIM_RATES.len());
+        assert!(list[0].formats.iter().all(|f| f.pixel_format == PixelFormat::I420));
+        assert!(SimVideoBackend::empty().list().is_empty());
+    }
+
+    #[test]
+    fn delivers_i420_frames_at_the_negotiated_size_with_readable_counters() {
+        let backend = SimVideoBackend::new();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(640, 480, 30)).unwrap();
+        let format = cam.format();
+        assert_eq!(format, CaptureFormat { pixel_format: PixelFormat::I420, width: 640, height: 480, fps: 30 });
+        assert_eq!(cam.id(), DEFAULT_CAMERA_ID);
+        let mut last: Option<CapturedFrame> = None;
+        for _ in 0..5 {
+            let frame = cam.next_frame(Duration::from_secs(5)).unwrap();
+            assert_eq!(frame.format, format);
+            assert_eq!(frame.data.len(), PixelFormat::I420.frame_len(640, 480).unwrap());
+            assert_eq!(counter_of(&frame), Some(frame.sequence));
+            if let Some(prev) = &last {
+                assert!(frame.sequence > prev.sequence);
+                assert!(frame.timestamp > prev.timestamp);
+            }
+            last = Some(frame);
+        }
+    }
+
+    #[test]
+    fn nearest_offered_size_is_used() {
+        let backend = SimVideoBackend::new();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(1920, 1080, 25)).unwrap();
+        assert_eq!((cam.format().width, cam.format().height, cam.format().fps), (1280, 720, 30));
+        let frame = cam.next_frame(Duration::from_secs(5)).unwrap();
+        assert_eq!(counter_of(&frame), Some(frame.sequence));
+    }
+
+    #[test]
+    fn pacing_is_not_faster_than_the_rate() {
+        let backend = SimVideoBackend::new();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(320, 240, 30)).unwrap();
+        let first = cam.next_frame(Duration::from_secs(5)).unwrap();
+        let started = Instant::now();
+        let mut frame = first.clone();
+        for _ in 0..15 {
+            frame = cam.next_frame(Duration::from_secs(5)).unwrap();
+        }
+        // 15 more frames at 30 fps take at least 0.5 s (minus a little for rounding); no upper bound.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "15 frames in {took:?}");
+        // Timestamps are the ideal deadlines: exactly 500 ms apart for 15 frames (no drift), whatever
+        // the scheduling; sequence gaps would show dropped frames on a busy machine.
+        let frames = u64::from(frame.sequence - first.sequence);
+        assert!(frames >= 15);
+        let expected = Duration::from_nanos(frames * 1_000_000_000 / 30);
+        let got = frame.timestamp - first.timestamp;
+        assert!(got.abs_diff(expected) <= Duration::from_micros(1), "{got:?} vs {expected:?}");
+    }
+
+    #[test]
+    fn timestamps_are_on_the_monotonic_clock() {
+        let backend = SimVideoBackend::new();
+        let before = monotonic_now();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(320, 240, 15)).unwrap();
+        let frame = cam.next_frame(Duration::from_secs(5)).unwrap();
+        let after = monotonic_now();
+        assert!(frame.timestamp >= before && frame.timestamp <= after, "{before:?} {:?} {after:?}", frame.timestamp);
+    }
+
+    #[test]
+    fn removal_makes_open_handles_gone_and_leaves_the_list() {
+        let backend = SimVideoBackend::empty();
+        assert!(backend.add_camera("sim:door", "Door camera"));
+        assert!(!backend.add_camera("sim:door", "Again"));
+        assert_eq!(backend.list().len(), 1);
+        let mut cam = backend.open("sim:door", &VideoRequest::default()).unwrap();
+        cam.next_frame(Duration::from_secs(5)).unwrap();
+        assert!(backend.remove_camera("sim:door"));
+        assert!(!backend.remove_camera("sim:door"));
+        assert!(backend.list().is_empty());
+        match cam.next_frame(Duration::from_secs(5)) {
+            Err(DeviceError::Gone { device, .. }) => assert_eq!(device, "sim:door"),
+            other => panic!("expected Gone, got {other:?}"),
+        }
+        match backend.open("sim:door", &VideoRequest::default()) {
+            Err(DeviceError::NotFound { kind: "camera", name }) => assert_eq!(name, "sim:door"),
+            Err(other) => panic!("expected NotFound, got {other:?}"),
+            Ok(_) => panic!("opened a removed camera"),
+        }
+        // Plugged in again: a new camera; the old handle stays gone.
+        assert!(backend.add_camera("sim:door", "Door camera"));
+        assert!(matches!(cam.next_frame(Duration::from_millis(10)), Err(DeviceError::Gone { .. })));
+        let mut again = backend.open("sim:door", &VideoRequest::default()).unwrap();
+        assert!(again.next_frame(Duration::from_secs(5)).is_ok());
+    }
+
+    #[test]
+    fn removal_wakes_a_waiting_handle() {
+        let backend = SimVideoBackend::new();
+        backend.set_stalled(DEFAULT_CAMERA_ID, true);
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &VideoRequest::default()).unwrap();
+        let remover = {
+            let backend = backend.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                backend.remove_camera(DEFAULT_CAMERA_ID)
+            })
+        };
+        // Would wait 60 s if the removal did not wake it.
+        let started = Instant::now();
+        assert!(matches!(cam.next_frame(Duration::from_secs(60)), Err(DeviceError::Gone { .. })));
+        assert!(started.elapsed() < Duration::from_secs(50));
+        assert!(remover.join().unwrap());
+    }
+
+    #[test]
+    fn stall_then_resume() {
+        let backend = SimVideoBackend::new();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(320, 240, 30)).unwrap();
+        let before = cam.next_frame(Duration::from_secs(5)).unwrap();
+        assert!(backend.set_stalled(DEFAULT_CAMERA_ID, true));
+        match cam.next_frame(Duration::from_millis(300)) {
+            Err(DeviceError::Stalled { device, waited }) => {
+                assert_eq!(device, DEFAULT_CAMERA_ID);
+                assert_eq!(waited, Duration::from_millis(300));
+            }
+            other => panic!("expected Stalled, got {other:?}"),
+        }
+        assert!(backend.set_stalled(DEFAULT_CAMERA_ID, false));
+        let after = cam.next_frame(Duration::from_secs(5)).unwrap();
+        // The 300 ms stall lost frames: the sequence jumped by more than one.
+        assert!(after.sequence > before.sequence + 1, "{} -> {}", before.sequence, after.sequence);
+        assert_eq!(counter_of(&after), Some(after.sequence));
+        assert!(!backend.set_stalled("sim:nothing", true));
+    }
+
+    #[test]
+    fn unacceptable_request_is_a_format_error_naming_the_camera() {
+        let backend = SimVideoBackend::new();
+        let request = VideoRequest { formats: vec![PixelFormat::Mjpeg], ..VideoRequest::default() };
+        match backend.open(DEFAULT_CAMERA_ID, &request) {
+            Err(DeviceError::Format { device, reason }) => {
+                assert_eq!(device, DEFAULT_CAMERA_ID);
+                assert!(reason.contains("I420 640x480@30"), "{reason}");
+                assert!(reason.contains("Mjpeg"), "{reason}");
+            }
+            Err(other) => panic!("expected Format, got {other:?}"),
+            Ok(_) => panic!("opened with no acceptable format"),
+        }
+    }
+
+    #[test]
+    fn camera_count_is_bounded() {
+        let backend = SimVideoBackend::empty();
+        for i in 0..MAX_CAMERAS {
+            assert!(backend.add_camera(&format!("sim:{i}"), "cam"));
+        }
+        assert!(!backend.add_camera("sim:one-too-many", "cam"));
+        assert_eq!(backend.list().len(), MAX_CAMERAS);
+    }
+}
