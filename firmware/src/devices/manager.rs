@@ -82,6 +82,8 @@ pub enum DeviceEvent {
 
 struct State {
     devices: Vec<DeviceInfo>,
+    /// A scan has been made (later additions are hot-plug).
+    scanned: bool,
     defaults: HashMap<DeviceKind, Option<String>>,
     prefs: DevicePreferences,
     /// Running feeds, kept weakly so a camera closes when its last subscriber goes.
@@ -119,6 +121,7 @@ impl DeviceManager {
                 video,
                 state: Mutex::new(State {
                     devices: Vec::new(),
+                    scanned: false,
                     defaults: HashMap::new(),
                     prefs,
                     feeds: HashMap::new(),
@@ -206,11 +209,13 @@ impl DeviceManager {
                 }
             }
             if !added.is_empty() || !removed.is_empty() {
+                // The first scan finds what was there at start: not news for the operator.
+                let level = if state.scanned { log::Level::Info } else { log::Level::Debug };
                 for d in &added {
-                    log::info!("{} added: {} ({})", kind.as_str(), d.id, d.name);
+                    log::log!(level, "{} added: {} ({})", kind.as_str(), d.id, d.name);
                 }
                 for d in &removed {
-                    log::info!("{} removed: {} ({})", kind.as_str(), d.id, d.name);
+                    log::log!(level, "{} removed: {} ({})", kind.as_str(), d.id, d.name);
                 }
                 events.push(match kind {
                     DeviceKind::Camera => DeviceEvent::CamerasUpdated { added, removed },
@@ -220,6 +225,7 @@ impl DeviceManager {
             }
         }
         state.devices = scanned;
+        state.scanned = true;
         for kind in KINDS {
             let resolved = resolve_default(&state, kind);
             let previous = state.defaults.insert(kind, resolved.clone());

@@ -1,7 +1,5 @@
-//! Audio: the synthetic tone source (48 kHz mono, 20 ms frames), the Opus encoder (in-band FEC on) and
-//! decoder, the RMS level meter (dBFS over ~100 ms windows) and the bounded in-memory PCM sink.
-
-use std::collections::VecDeque;
+//! Audio building blocks: a sine tone generator (test signals), the Opus encoder (48 kHz mono, 20 ms
+//! frames, in-band FEC and DTX configurable) and the RMS level meter (dBFS over ~100 ms windows).
 
 use super::MediaError;
 
@@ -110,75 +108,6 @@ fn rms_dbfs(sum_squares: f64, count: usize) -> f32 {
     }
 }
 
-/// Opus decoder with FEC recovery of a single lost packet, feeding a level meter and a bounded PCM
-/// buffer (the in-memory speaker).
-pub(crate) struct AudioReceiver {
-    decoder: opus::Decoder,
-    pcm: Vec<i16>,
-    meter: LevelMeter,
-    last_seq: Option<u16>,
-    buffered: VecDeque<i16>,
-    max_buffered: usize,
-}
-
-impl AudioReceiver {
-    pub(crate) fn new(max_buffered_samples: usize) -> Result<Self, MediaError> {
-        Ok(Self {
-            decoder: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
-                .map_err(|e| MediaError::Audio(format!("opus decoder create: {e}")))?,
-            // Opus packets carry at most 120 ms.
-            pcm: vec![0i16; SAMPLE_RATE as usize * 120 / 1000],
-            meter: LevelMeter::default(),
-            last_seq: None,
-            buffered: VecDeque::new(),
-            max_buffered: max_buffered_samples,
-        })
-    }
-
-    /// Decodes one RTP payload; returns completed level-meter windows (dBFS). Undecodable payloads are
-    /// logged and skipped (never panics on network input).
-    pub(crate) fn receive(&mut self, seq: u16, payload: &[u8]) -> Vec<f32> {
-        let mut levels = Vec::new();
-        if let Some(last) = self.last_seq {
-            let delta = seq.wrapping_sub(last);
-            if delta == 0 || delta > 0x8000 {
-                return levels; // duplicate or late packet
-            }
-            if delta == 2 {
-                // Exactly one packet lost: recover it from this packet's FEC data.
-                if let Ok(n) = self.decoder.decode(payload, &mut self.pcm[..FRAME_SAMPLES], true) {
-                    let frame = self.pcm[..n].to_vec();
-                    self.sink(&frame, &mut levels);
-                }
-            }
-        }
-        self.last_seq = Some(seq);
-        match self.decoder.decode(payload, &mut self.pcm, false) {
-            Ok(n) => {
-                let frame = self.pcm[..n].to_vec();
-                self.sink(&frame, &mut levels);
-            }
-            Err(e) => log::debug!("undecodable opus payload ({} bytes): {e}", payload.len()),
-        }
-        levels
-    }
-
-    fn sink(&mut self, frame: &[i16], levels: &mut Vec<f32>) {
-        if let Some(level) = self.meter.push(frame) {
-            levels.push(level);
-        }
-        self.buffered.extend(frame.iter().copied());
-        while self.buffered.len() > self.max_buffered {
-            self.buffered.pop_front();
-        }
-    }
-
-    /// Drains the buffered decoded PCM.
-    pub(crate) fn take_pcm(&mut self) -> Vec<i16> {
-        self.buffered.drain(..).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,38 +116,37 @@ mod tests {
     fn tone_round_trips_through_opus_at_the_expected_level() {
         let mut tone = ToneSource::new(440.0, -12.0);
         let mut enc = OpusEncoder::new(32_000).unwrap();
-        let mut rx = AudioReceiver::new(48_000).unwrap();
+        let mut dec = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).unwrap();
+        let mut meter = LevelMeter::default();
         let mut frame = [0i16; FRAME_SAMPLES];
+        let mut pcm = [0i16; FRAME_SAMPLES];
         let mut levels = Vec::new();
-        for seq in 0..50u16 {
+        for _ in 0..50 {
             tone.next_frame(&mut frame);
             let packet = enc.encode(&frame).unwrap().to_vec();
-            levels.extend(rx.receive(seq, &packet));
+            let n = dec.decode(&packet, &mut pcm, false).unwrap();
+            levels.extend(meter.push(&pcm[..n]));
         }
         assert_eq!(levels.len(), 10);
         // A sine of -12 dBFS peak has an RMS of about -15 dBFS; skip the codec's warm-up window.
         for level in &levels[2..] {
             assert!((-17.0..=-13.0).contains(level), "level {level}");
         }
-        assert_eq!(rx.take_pcm().len(), 48_000);
-        assert!(rx.take_pcm().is_empty());
     }
 
     #[test]
-    fn silence_meters_as_silence_and_garbage_is_skipped() {
-        let mut enc = OpusEncoder::new(32_000).unwrap();
-        let mut rx = AudioReceiver::new(1_000).unwrap();
+    fn silence_meters_as_silence_and_dtx_shrinks_silent_packets() {
+        let mut meter = LevelMeter::default();
         let silence = [0i16; FRAME_SAMPLES];
-        let mut levels = Vec::new();
-        for seq in 0..10u16 {
-            let packet = enc.encode(&silence).unwrap().to_vec();
-            levels.extend(rx.receive(seq, &packet));
+        let levels: Vec<f32> = (0..10).filter_map(|_| meter.push(&silence)).collect();
+        assert_eq!(levels, vec![SILENCE_DBFS; 2]);
+        let mut plain = OpusEncoder::with_options(32_000, true, false).unwrap();
+        let mut dtx = OpusEncoder::with_options(32_000, true, true).unwrap();
+        let (mut plain_bytes, mut dtx_bytes) = (0, 0);
+        for _ in 0..50 {
+            plain_bytes += plain.encode(&silence).unwrap().len();
+            dtx_bytes += dtx.encode(&silence).unwrap().len();
         }
-        assert!(levels.iter().all(|l| *l < -80.0), "{levels:?}");
-        // Garbage, duplicates and reordering from the network do not panic.
-        let _ = rx.receive(10, &[0xff; 3]);
-        let _ = rx.receive(10, &[0x00]);
-        let _ = rx.receive(5, &[]);
-        assert!(rx.take_pcm().len() <= 1_000);
+        assert!(dtx_bytes < plain_bytes, "DTX {dtx_bytes} bytes, without {plain_bytes}");
     }
 }

@@ -6,10 +6,14 @@
 //! call, `accept_offer` when Janus offers (also for re-offers on an established session).
 
 mod audio;
+mod audio_io;
+pub mod bitrate;
+pub mod echo;
 pub mod pattern;
+pub mod playout;
 mod rtcp;
 mod session;
-mod video;
+pub mod video;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +22,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 pub use pattern::{draw_test_frame, read_frame_counter, VideoFrame};
+pub use echo::AudioProcessingConfig;
+pub use playout::PlayoutConfig;
 pub use session::MediaSession;
+pub use video::CodecPolicy;
+
+use crate::devices::DeviceManager;
 
 /// A video codec this firmware can send and receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,22 +66,27 @@ impl VideoCodec {
     }
 }
 
-/// Video sending configuration (the test-pattern camera and its encoder).
+/// Video sending configuration: what is asked of the camera and of its encoder.
 #[derive(Debug, Clone)]
 pub struct VideoConfig {
-    /// Frame width in pixels (at least [`pattern::MIN_WIDTH`] for the frame counter).
+    /// Frame width asked of the camera (and encoded).
     pub width: u32,
-    /// Frame height in pixels (at least [`pattern::MIN_HEIGHT`]).
+    /// Frame height asked of the camera (and encoded).
     pub height: u32,
-    /// Frames per second.
+    /// Frames per second asked of the camera.
     pub fps: u32,
-    /// Target encoder bitrate.
+    /// Starting encoder bitrate.
     pub bitrate_kbps: u32,
+    /// Floor of the congestion controller.
+    pub min_bitrate_kbps: u32,
+    /// Ceiling of the congestion controller.
+    pub max_bitrate_kbps: u32,
     /// Codecs offered, in preference order (at least one).
     pub codecs: Vec<VideoCodec>,
-    /// Force a GStreamer encoder element (e.g. `openh264enc`, `v4l2h264enc`); `None` picks the first
-    /// available for the negotiated codec.
-    pub encoder: Option<String>,
+    /// Which encoder and decoder elements may be used (forced element, hardware allowed).
+    pub codec_policy: CodecPolicy,
+    /// Camera pixel formats accepted, in order of preference.
+    pub pixel_formats: Vec<crate::devices::PixelFormat>,
 }
 
 impl Default for VideoConfig {
@@ -82,26 +96,52 @@ impl Default for VideoConfig {
             height: 480,
             fps: 30,
             bitrate_kbps: 800,
+            min_bitrate_kbps: 150,
+            max_bitrate_kbps: 2_500,
             codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
-            encoder: None,
+            codec_policy: CodecPolicy::default(),
+            pixel_formats: crate::devices::video::VideoRequest::default().formats,
         }
     }
 }
 
-/// Audio sending configuration (the tone microphone and its Opus encoder).
+impl VideoConfig {
+    /// What to ask of the camera.
+    pub fn request(&self) -> crate::devices::video::VideoRequest {
+        crate::devices::video::VideoRequest {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            formats: self.pixel_formats.clone(),
+        }
+    }
+}
+
+/// Audio configuration: the Opus encoder, the echo canceller and noise suppressor, the jitter buffer.
 #[derive(Debug, Clone)]
 pub struct AudioConfig {
-    /// Tone frequency.
-    pub tone_hz: f32,
-    /// Tone peak level in dBFS.
-    pub tone_dbfs: f32,
     /// Opus bitrate in bits per second.
     pub bitrate_bps: i32,
+    /// Opus in-band forward error correction (the far end rebuilds a lost packet from the next).
+    pub fec: bool,
+    /// Opus discontinuous transmission (near-empty packets while silent).
+    pub dtx: bool,
+    /// Echo cancellation, noise suppression and high-pass filter on the microphone (`None`: off,
+    /// e.g. for a headset or a measurement).
+    pub processing: Option<AudioProcessingConfig>,
+    /// The playout (jitter) buffer.
+    pub playout: PlayoutConfig,
 }
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        Self { tone_hz: 440.0, tone_dbfs: -12.0, bitrate_bps: 32_000 }
+        Self {
+            bitrate_bps: 32_000,
+            fec: true,
+            dtx: false,
+            processing: Some(AudioProcessingConfig::default()),
+            playout: PlayoutConfig::default(),
+        }
     }
 }
 
@@ -114,6 +154,14 @@ pub struct MediaConfig {
     pub video: Option<VideoConfig>,
     /// Audio (always offered).
     pub audio: AudioConfig,
+    /// Where the microphone, speaker and camera come from.
+    pub devices: DeviceManager,
+    /// The camera to send (`None`: the device manager's default).
+    pub camera: Option<String>,
+    /// The microphone (`None`: the default).
+    pub microphone: Option<String>,
+    /// The speaker (`None`: the default).
+    pub speaker: Option<String>,
     /// Periodic keyframe interval after the start-up phase (SIP calls through Janus never see PLIs).
     pub keyframe_interval: Duration,
     /// Length of the start-up phase after connecting during which keyframes are sent often.
@@ -122,7 +170,7 @@ pub struct MediaConfig {
     pub startup_keyframe_period: Duration,
     /// How long to wait for ICE gathering before giving up on an offer/answer.
     pub gather_timeout: Duration,
-    /// Decoded remote PCM kept in memory (samples at 48 kHz mono; older samples are dropped).
+    /// Played remote PCM kept in memory for inspection (samples at 48 kHz mono; older ones dropped).
     pub max_buffered_pcm_samples: usize,
 }
 
@@ -132,6 +180,10 @@ impl Default for MediaConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             video: Some(VideoConfig::default()),
             audio: AudioConfig::default(),
+            devices: DeviceManager::simulated(),
+            camera: None,
+            microphone: None,
+            speaker: None,
             keyframe_interval: Duration::from_secs(3),
             startup_keyframe_window: Duration::from_secs(3),
             startup_keyframe_period: Duration::from_millis(500),
@@ -178,6 +230,19 @@ pub struct MediaStats {
     pub firs_received: u64,
     /// NACK packets received (answered by webrtc-rs's NACK responder).
     pub nacks_received: u64,
+    /// Current video encoder target (follows REMB and loss reports).
+    pub video_bitrate_kbps: u32,
+    /// Capture to network: from the first sample of an Opus packet leaving the microphone to the
+    /// packet handed to the transport (ms, latest packet; the device's own buffering comes on top).
+    pub audio_capture_to_send_ms: f64,
+    /// Network to speaker: the jitter buffer's delay plus what the speaker device holds (ms, latest).
+    pub audio_playout_delay_ms: u64,
+    /// Frames the jitter buffer concealed (loss or late packets) and rebuilt from FEC.
+    pub audio_concealed_frames: u64,
+    /// Frames rebuilt from Opus in-band FEC.
+    pub audio_fec_frames: u64,
+    /// Times the microphone or speaker was reopened after failing.
+    pub audio_device_reopens: u64,
     /// When the peer connection connected.
     pub connected_at: Option<Instant>,
     /// When the first remote video frame was decoded.

@@ -1,6 +1,8 @@
 //! [`MediaSession`]: owns the webrtc-rs peer connection, its local tracks and the tasks that feed them
-//! (tone → Opus, test pattern → GStreamer encoder → RTP) and drain the remote tracks (RTP → Opus
-//! decoder / GStreamer decoder), plus negotiation (offer/answer, re-offers) and the keyframe policy.
+//! (microphone → echo canceller → Opus → RTP on the audio threads of `audio_io`; camera feed →
+//! GStreamer encoder → RTP) and drain the remote tracks (RTP → jitter buffer → speaker; RTP → GStreamer
+//! decoder → latest frame), plus negotiation (offer/answer, re-offers), the keyframe policy and the
+//! video bitrate following REMB and loss reports.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -29,10 +31,15 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::audio::{AudioReceiver, OpusEncoder, ToneSource, FRAME_SAMPLES, SILENCE_DBFS};
-use super::pattern::{draw_test_frame, read_frame_counter, VideoFrame};
+use super::audio::{FRAME_SAMPLES, SILENCE_DBFS};
+use super::audio_io::{AudioIo, AudioIoShared, EncodedAudio, PlayoutObserver, ENCODED_QUEUE};
+use super::bitrate::BitrateController;
+use super::echo::AudioProcessor;
+use super::playout::Playout;
+use super::pattern::{read_frame_counter, VideoFrame};
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
-use super::video::{choose_encoder, EncoderCounters, VideoDecoder, VideoEncoder};
+use super::video::{EncoderCounters, EncoderSettings, GstRegistry, VideoDecoder, VideoEncoder};
+use crate::devices::CameraFeed;
 use super::{MediaConfig, MediaError, MediaEvent, MediaStats, VideoCodec};
 
 const OPUS_PT: u8 = 111;
@@ -91,7 +98,26 @@ struct Shared {
     video_packets_received: AtomicU64,
     video_frames_decoded: AtomicU64,
     video_ssrc: u32,
-    audio_rx: Mutex<Option<AudioReceiver>>,
+    audio: Arc<AudioIoShared>,
+    audio_io: Mutex<Option<AudioIo>>,
+    audio_capture_to_send_us: AtomicU64,
+    video_bitrate_kbps: AtomicU64,
+}
+
+/// Meters what the speaker plays into the session's remote level and events.
+struct LevelObserver {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl PlayoutObserver for LevelObserver {
+    fn level(&self, dbfs: f32) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        if !shared.connected.load(Ordering::Relaxed) {
+            return;
+        }
+        shared.lock().remote_audio_level_dbfs = Some(dbfs);
+        shared.emit(MediaEvent::RemoteAudioLevel { dbfs });
+    }
 }
 
 impl Shared {
@@ -315,8 +341,18 @@ impl MediaSession {
         let (gathering, _) = watch::channel(RTCIceGatheringState::New);
         let video_ssrc = rand::random::<u32>();
         let audio_ssrc = rand::random::<u32>();
+        let playout = Playout::new(config.audio.playout.clone())?;
+        let audio = AudioIoShared::new(playout, config.max_buffered_pcm_samples);
+        let processor = match &config.audio.processing {
+            Some(p) => Some(AudioProcessor::new(p)?.split()),
+            None => None,
+        };
+        let start_kbps = config.video.as_ref().map(|v| u64::from(v.bitrate_kbps)).unwrap_or(0);
         let shared = Arc::new(Shared {
-            audio_rx: Mutex::new(Some(AudioReceiver::new(config.max_buffered_pcm_samples)?)),
+            audio: Arc::clone(&audio),
+            audio_io: Mutex::new(None),
+            audio_capture_to_send_us: AtomicU64::new(0),
+            video_bitrate_kbps: AtomicU64::new(start_kbps),
             config,
             events,
             state: Mutex::new(Mutable::default()),
@@ -383,7 +419,25 @@ impl MediaSession {
             shared.spawn(video_feedback_task(Arc::clone(&shared), track));
             video_sender = Some(sender);
         }
-        shared.spawn(audio_source_task(Arc::clone(&shared), audio_track, audio_ssrc));
+        let (encoded_tx, encoded_rx) = mpsc::channel::<EncodedAudio>(ENCODED_QUEUE);
+        let (render, capture) = match processor {
+            Some((r, c)) => (Some(r), Some(c)),
+            None => (None, None),
+        };
+        let observer = Arc::new(LevelObserver { shared: Arc::downgrade(&shared) });
+        let audio_io = AudioIo::start(
+            audio,
+            shared.config.devices.clone(),
+            shared.config.microphone.clone(),
+            shared.config.speaker.clone(),
+            &shared.config.audio,
+            capture,
+            render,
+            encoded_tx,
+            observer,
+        )?;
+        *shared.audio_io.lock().unwrap_or_else(|p| p.into_inner()) = Some(audio_io);
+        shared.spawn(audio_rtp_task(Arc::clone(&shared), audio_track, audio_ssrc, encoded_rx));
 
         Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender, video_sender }) })
     }
@@ -488,10 +542,11 @@ impl MediaSession {
         self.inner.shared.wake_video.notify_one();
     }
 
-    /// Stops (or resumes) sending the tone: while muted, Opus-encoded silence is sent so the RTP
+    /// Stops (or resumes) sending the microphone: while muted, Opus-encoded silence is sent so the RTP
     /// stream and its timing stay continuous (SIP phones and Janus see no RTP timeout).
     pub fn set_audio_muted(&self, muted: bool) {
         self.inner.shared.audio_muted.store(muted, Ordering::SeqCst);
+        self.inner.shared.audio.muted.store(muted, Ordering::SeqCst);
     }
 
     /// Stops or restarts sending video frames (a keyframe follows a restart).
@@ -516,8 +571,16 @@ impl MediaSession {
     /// A snapshot of the statistics.
     pub fn stats(&self) -> MediaStats {
         let shared = &self.inner.shared;
+        let playout = shared.audio.playout().stats();
         let st = shared.lock();
         MediaStats {
+            video_bitrate_kbps: u32::try_from(shared.video_bitrate_kbps.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+            audio_capture_to_send_ms: shared.audio_capture_to_send_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            audio_playout_delay_ms: shared.audio.playout_delay_ms.load(Ordering::Relaxed),
+            audio_concealed_frames: playout.concealed,
+            audio_fec_frames: playout.fec_recovered,
+            audio_device_reopens: shared.audio.mic_reopens.load(Ordering::Relaxed)
+                + shared.audio.speaker_reopens.load(Ordering::Relaxed),
             ice_connected: shared.connected.load(Ordering::Relaxed),
             video_codec: st.negotiated.video.map(|(c, _)| c),
             video_encoder: st.video_encoder.clone(),
@@ -555,10 +618,9 @@ impl MediaSession {
         self.inner.shared.lock().last_remote_frame.clone()
     }
 
-    /// Drains the decoded remote audio (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).
+    /// Drains the remote audio played so far (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).
     pub fn take_remote_audio(&self) -> Vec<i16> {
-        let mut rx = self.inner.shared.audio_rx.lock().unwrap_or_else(|e| e.into_inner());
-        rx.as_mut().map(|r| r.take_pcm()).unwrap_or_default()
+        self.inner.shared.audio.take_played()
     }
 
     /// Stops every task and pipeline and closes the peer connection. Idempotent.
@@ -578,6 +640,10 @@ impl MediaSession {
         }
         for task in tasks {
             let _ = task.await;
+        }
+        let audio_io = shared.audio_io.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(audio_io) = audio_io {
+            audio_io.stop().await;
         }
         match tokio::time::timeout(CLOSE_TIMEOUT, self.inner.pc.close()).await {
             Ok(Ok(())) => {}
@@ -613,42 +679,26 @@ async fn send_pli(shared: &Shared, track: &Arc<dyn TrackRemote>) -> Result<(), M
     track.write_rtcp(vec![Box::new(pli)]).await.map_err(MediaError::webrtc("send PLI"))
 }
 
-async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>, ssrc: u32) {
-    let audio = shared.config.audio.clone();
-    let mut encoder = match OpusEncoder::new(audio.bitrate_bps) {
-        Ok(e) => e,
-        Err(e) => {
-            log::error!("audio source stopped: {e}");
-            shared.emit(MediaEvent::Failed(e.to_string()));
-            return;
-        }
-    };
-    let mut tone = ToneSource::new(audio.tone_hz, audio.tone_dbfs);
-    let mut pcm = [0i16; FRAME_SAMPLES];
-    let silence = [0i16; FRAME_SAMPLES];
+/// Sends the encoded packets of the capture thread as RTP (20 ms each, timestamps continuous even
+/// while not connected, so the far end sees a clean stream).
+async fn audio_rtp_task(
+    shared: Arc<Shared>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    mut encoded: mpsc::Receiver<EncodedAudio>,
+) {
     let mut seq: u16 = rand::random();
     let mut timestamp: u32 = rand::random();
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
     let mut errors: u64 = 0;
-    loop {
-        ticker.tick().await;
+    while let Some(packet) = encoded.recv().await {
         timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        tone.next_frame(&mut pcm);
         let Some(pt) = shared.lock().negotiated.audio_pt else {
             continue;
         };
         if !shared.connected.load(Ordering::Relaxed) {
             continue;
         }
-        let frame = if shared.audio_muted.load(Ordering::Relaxed) { &silence } else { &pcm };
-        let payload = match encoder.encode(frame) {
-            Ok(p) => Bytes::copy_from_slice(p),
-            Err(e) => {
-                log::warn!("{e}");
-                continue;
-            }
-        };
-        let packet = rtc::rtp::Packet {
+        let rtp = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: pt,
@@ -657,12 +707,14 @@ async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>,
                 ssrc,
                 ..Default::default()
             },
-            payload,
+            payload: packet.payload,
         };
         seq = seq.wrapping_add(1);
-        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(packet)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(rtp)).await {
             Ok(Ok(())) => {
                 shared.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
+                let us = u64::try_from(packet.captured_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                shared.audio_capture_to_send_us.store(us, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 errors += 1;
@@ -675,16 +727,25 @@ async fn audio_source_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>,
     }
 }
 
+/// Waits up to `period` for the session to wake the video task (settings changed).
+async fn idle(shared: &Shared, period: Duration) {
+    tokio::select! {
+        _ = shared.wake_video.notified() => {}
+        _ = tokio::time::sleep(period) => {}
+    }
+}
+
 async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
     let Some(video) = shared.config.video.clone() else {
         return;
     };
-    let frame_period = Duration::from_secs_f64(1.0 / f64::from(video.fps));
-    let mut ticker = tokio::time::interval(frame_period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let request = video.request();
+    let mut feed: Option<CameraFeed> = None;
+    let mut camera_failures: u32 = 0;
     let mut encoder: Option<(VideoEncoder, u8)> = None;
-    let mut failed_for: Option<(VideoCodec, u8)> = None;
-    let mut counter: u32 = 0;
+    let mut failed_for: Option<(VideoCodec, u8, crate::devices::CaptureFormat)> = None;
+    let mut bitrate = BitrateController::new(video.bitrate_kbps, video.min_bitrate_kbps, video.max_bitrate_kbps);
+    let mut congestion_seen = shared.feedback.congestion();
     let mut last_keyframe: Option<Instant> = None;
     let mut last_requested: Option<Instant> = None;
     let dropped = Arc::new(AtomicU16::new(0));
@@ -694,47 +755,77 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
         let connected = shared.connected.load(Ordering::Relaxed);
         let enabled = shared.video_enabled.load(Ordering::Relaxed);
         if !connected || !enabled {
-            tokio::select! {
-                _ = shared.wake_video.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            if !enabled && feed.take().is_some() {
+                log::info!("camera released (video stopped)");
             }
+            idle(&shared, Duration::from_millis(200)).await;
             continue;
         }
-        ticker.tick().await;
+        if feed.is_none() {
+            match shared.config.devices.camera_feed(shared.config.camera.as_deref(), &request) {
+                Ok(f) => {
+                    camera_failures = 0;
+                    feed = Some(f);
+                }
+                Err(e) => {
+                    if camera_failures.is_power_of_two() || camera_failures == 0 {
+                        log::warn!("no camera for the call: {e}");
+                    }
+                    camera_failures = camera_failures.saturating_add(1);
+                    idle(&shared, Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(camera) = feed.as_mut() else { continue };
+        // The feed reopens a failing camera itself; waiting is bounded so settings changes are seen.
+        let frame = tokio::select! {
+            f = camera.next() => f,
+            _ = shared.wake_video.notified() => continue,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+        };
+        let Some(frame) = frame else {
+            feed = None;
+            continue;
+        };
         let (negotiated, connected_at) = {
             let st = shared.lock();
             (st.negotiated.video, st.connected_at)
         };
-        // (Re)build the encoder when negotiation changed the codec or payload type.
-        let current = encoder.as_ref().map(|(e, pt)| (e.codec(), *pt));
-        if current != negotiated {
+        // (Re)build the encoder when negotiation changed the codec or payload type, or the camera its format.
+        let current = encoder.as_ref().map(|(e, pt)| (e.codec(), *pt, e.input_format()));
+        let wanted = negotiated.map(|(codec, pt)| (codec, pt, frame.format));
+        if current != wanted {
             encoder = None;
             shared.lock().video_encoder = None;
-            if let Some((codec, pt)) = negotiated {
-                if failed_for != Some((codec, pt)) {
+            if let Some((codec, pt, format)) = wanted {
+                if failed_for != wanted {
                     let tx = rtp_tx.clone();
                     let dropped = Arc::clone(&dropped);
-                    let built = choose_encoder(codec, video.encoder.as_deref()).and_then(|element| {
-                        VideoEncoder::start(
-                            codec,
-                            &element,
-                            video.width,
-                            video.height,
-                            video.fps,
-                            video.bitrate_kbps,
-                            pt,
-                            shared.video_ssrc,
-                            Arc::clone(&shared.encoder_counters),
-                            move |rtp| {
-                                if tx.try_send(rtp).is_err() {
-                                    let n = dropped.fetch_add(1, Ordering::Relaxed);
-                                    if n.is_multiple_of(100) {
-                                        log::warn!("video RTP queue full, dropping packets");
-                                    }
+                    let settings = EncoderSettings {
+                        codec,
+                        output_size: Some((video.width, video.height)),
+                        bitrate_kbps: bitrate.target_kbps(),
+                        min_bitrate_kbps: video.min_bitrate_kbps,
+                        max_bitrate_kbps: video.max_bitrate_kbps,
+                        pt,
+                        ssrc: shared.video_ssrc,
+                    };
+                    let built = VideoEncoder::start_for_capture(
+                        format,
+                        &settings,
+                        &video.codec_policy,
+                        &GstRegistry,
+                        Arc::clone(&shared.encoder_counters),
+                        move |rtp| {
+                            if tx.try_send(rtp).is_err() {
+                                let n = dropped.fetch_add(1, Ordering::Relaxed);
+                                if n.is_multiple_of(100) {
+                                    log::warn!("video RTP queue full, dropping packets");
                                 }
-                            },
-                        )
-                    });
+                            }
+                        },
+                    );
                     match built {
                         Ok(e) => {
                             shared.lock().video_encoder = Some(e.element().to_owned());
@@ -743,9 +834,9 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
                             last_keyframe = None;
                         }
                         Err(e) => {
-                            log::error!("cannot start video encoder for {codec:?}: {e}");
+                            log::error!("cannot start video encoder for {codec:?} from {format}: {e}");
                             shared.emit(MediaEvent::Failed(format!("video encoder: {e}")));
-                            failed_for = Some((codec, pt));
+                            failed_for = wanted;
                         }
                     }
                 }
@@ -754,6 +845,25 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
         let Some((enc, _)) = encoder.as_mut() else {
             continue;
         };
+        // Bitrate follows the receiver's estimate (REMB) and its loss reports.
+        let congestion = shared.feedback.congestion();
+        if congestion != congestion_seen {
+            let mut target = None;
+            if congestion.rembs != congestion_seen.rembs {
+                if let Some(bps) = congestion.remb_bps {
+                    target = bitrate.on_remb(bps).or(target);
+                }
+            }
+            if congestion.loss_reports != congestion_seen.loss_reports {
+                target = bitrate.on_loss_report(congestion.fraction_lost, Instant::now()).or(target);
+            }
+            congestion_seen = congestion;
+            if let Some(kbps) = target {
+                let applied = enc.set_bitrate(kbps);
+                shared.video_bitrate_kbps.store(u64::from(applied), Ordering::Relaxed);
+                log::debug!("video bitrate now {applied} kbit/s");
+            }
+        }
         // Keyframe policy: requested (PLI/FIR, connect, re-enable), start-up burst, then periodic.
         let now = Instant::now();
         let in_startup = connected_at.is_none_or(|t| now.duration_since(t) < shared.config.startup_keyframe_window);
@@ -775,9 +885,7 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
             enc.force_keyframe();
             last_keyframe = Some(now);
         }
-        let frame = draw_test_frame(video.width, video.height, counter);
-        counter = counter.wrapping_add(1);
-        if let Err(e) = enc.push_frame(&frame) {
+        if let Err(e) = enc.push_capture(&frame) {
             log::warn!("{e}");
         }
     }
@@ -844,19 +952,13 @@ async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                     }
                     st.last_audio_at = Some(now);
                 }
-                let levels = {
-                    let mut rx = shared.audio_rx.lock().unwrap_or_else(|e| e.into_inner());
-                    match rx.as_mut() {
-                        Some(rx) => rx.receive(packet.header.sequence_number, &packet.payload),
-                        None => Vec::new(),
-                    }
-                };
-                if let Some(&last) = levels.last() {
-                    shared.lock().remote_audio_level_dbfs = Some(last);
-                }
-                for dbfs in levels {
-                    shared.emit(MediaEvent::RemoteAudioLevel { dbfs });
-                }
+                let arrival = shared.audio.now();
+                shared.audio.playout().push(
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    &packet.payload,
+                    arrival,
+                );
             }
             TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
             _ => {}

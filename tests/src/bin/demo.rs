@@ -116,6 +116,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
 
 fn client_config(stack: &Stack, o: &Options) -> ClientConfig {
     let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
+    // The simulated microphone's tone is what each side measures: noise suppression would (rightly)
+    // take a steady tone for noise, so the demo's audio processing is off (echo cancellation on real
+    // devices is measured by `bench_audio` and tested in `media::echo`).
+    config.media.audio.processing = None;
     if let Some(v) = config.media.video.as_mut() {
         (v.width, v.height, v.fps) = (o.width, o.height, o.fps);
         v.codecs = o.codec.preferred_first();

@@ -165,7 +165,7 @@ impl SimAudioBackend {
         }
         let info = AudioDeviceInfo { kind, id: id.to_string(), name: name.to_string(), node: None };
         devices.push(SimDevice { info, source, tap, gone: Arc::new(AtomicBool::new(false)) });
-        log::info!("sim {} {id} ({name}) plugged in", kind.as_str());
+        log::debug!("sim {} {id} ({name}) plugged in", kind.as_str());
         true
     }
 

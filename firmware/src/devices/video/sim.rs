@@ -102,7 +102,7 @@ impl SimVideoBackend {
         let camera =
             SimCamera { name: name.to_string(), node: None, flags: Mutex::new(Flags::default()), changed: Condvar::new() };
         cameras.insert(id.to_string(), Arc::new(camera));
-        log::info!("sim camera {id} ({name}) plugged in");
+        log::debug!("sim camera {id} ({name}) plugged in");
         true
     }
 
@@ -120,7 +120,7 @@ impl SimVideoBackend {
             changed: Condvar::new(),
         };
         cameras.insert(id.to_string(), Arc::new(camera));
-        log::info!("sim camera {id} ({name}, node {}) plugged in", node.display());
+        log::debug!("sim camera {id} ({name}, node {}) plugged in", node.display());
         true
     }
 
