@@ -1,26 +1,44 @@
 //! The `callbox` command: `call` places a call and reports what happened, `answer` waits for calls and answers
-//! them, both as a real appliance would (Janus + SIP registration, real media from the simulated devices).
-//! The appliance's main loop (`run --config`) comes with the appliance subsystem.
+//! them, both as a real appliance would (Janus + SIP registration, media from the board's devices, or the
+//! simulated ones with `--sim`); `devices` lists what the device manager sees. The appliance's main loop
+//! (`run --config`) comes with the appliance subsystem.
 
 use callbox::calling::ScalingMode;
 use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
 use callbox::client::{CallClient, ClientConfig, Screen, TokenCredential};
 use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
+use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
+use callbox::devices::audio::sim::SimAudioBackend;
+use callbox::devices::video::sim::SimVideoBackend;
+use callbox::devices::video::v4l2::V4l2Backend;
+use callbox::devices::{DeviceManager, DevicePreferences};
+use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   callbox call TARGET [options] [--talk SECS] [--dtmf DIGITS] [--hold-for SECS]
   callbox answer [options] [--calls N] [--after SECS] [--fb /dev/fbN | --screen WxH] [--snapshot FILE.png]
+  callbox devices [--sim] [--watch SECS] [--alsa-clock] [--dev-dir DIR] [--config FILE]
   callbox version
-options:
+device options:
+  --sim                    simulated devices (tone microphone, capturing speaker, test-pattern camera)
+  --camera ID --microphone ID --speaker ID
+                           devices to use (default: the defaults kept in --config, else the first found)
+  --config FILE            callbox.toml whose [devices] table keeps the default devices
+  --alsa-clock             pace ALSA devices by our clock (PCMs without a hardware clock: file, null)
+  --dev-dir DIR            where to look for V4L2 cameras (default /dev)
+  --no-audio-processing    no echo cancellation / noise suppression (headsets, measurements)
+  --encoder ELEMENT        force a GStreamer encoder element; --software-codecs: never the hardware ones
+call options:
   --janus URL              Janus WebSocket URL (repeat for fail-over; default ws://127.0.0.1:8188)
   --token-url URL          token endpoint (http://host:port/v1/token) ...
   --device-key-file PATH   ... and the device key to present to it
   --token-file PATH        or a static user access token (JWT) instead
   --bind-ip IP             local address for media (default 127.0.0.1)
-  --video WxH@FPS          test-pattern video size and rate (default 640x480@30), or 'off'
+  --video WxH@FPS          video size and rate asked of the camera (default 640x480@30), or 'off'
   --codec h264|vp8         preferred video codec (default h264, both offered)
   --country-code CC        default country code for phone numbers without one
   --fb DEVICE              show the far end's video on this framebuffer (answer)
@@ -48,6 +66,17 @@ struct Args {
     fb: Option<String>,
     screen: Option<String>,
     snapshot: Option<String>,
+    sim: bool,
+    camera: Option<String>,
+    microphone: Option<String>,
+    speaker: Option<String>,
+    config: Option<String>,
+    alsa_clock: bool,
+    dev_dir: Option<String>,
+    no_audio_processing: bool,
+    encoder: Option<String>,
+    software_codecs: bool,
+    watch_secs: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -74,6 +103,17 @@ fn parse_args() -> Result<Args, String> {
             "--fb" => a.fb = Some(value("--fb")?),
             "--screen" => a.screen = Some(value("--screen")?),
             "--snapshot" => a.snapshot = Some(value("--snapshot")?),
+            "--sim" => a.sim = true,
+            "--camera" => a.camera = Some(value("--camera")?),
+            "--microphone" => a.microphone = Some(value("--microphone")?),
+            "--speaker" => a.speaker = Some(value("--speaker")?),
+            "--config" => a.config = Some(value("--config")?),
+            "--alsa-clock" => a.alsa_clock = true,
+            "--dev-dir" => a.dev_dir = Some(value("--dev-dir")?),
+            "--no-audio-processing" => a.no_audio_processing = true,
+            "--encoder" => a.encoder = Some(value("--encoder")?),
+            "--software-codecs" => a.software_codecs = true,
+            "--watch" => a.watch_secs = Some(num("--watch", value("--watch")?)?),
             other if !other.starts_with("--") && a.target.is_none() => a.target = Some(other.to_string()),
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -102,8 +142,33 @@ fn credential(a: &Args) -> Result<TokenCredential, String> {
     ))
 }
 
+/// The device manager: simulated devices, or ALSA + V4L2, with the defaults kept in `--config`.
+fn device_manager(a: &Args) -> Result<DeviceManager, String> {
+    let prefs = match &a.config {
+        Some(path) => DevicePreferences::load(std::path::Path::new(path)).map_err(|e| e.to_string())?,
+        None => DevicePreferences::in_memory(),
+    };
+    if a.sim {
+        return Ok(DeviceManager::new(Arc::new(SimAudioBackend::new()), Arc::new(SimVideoBackend::new()), prefs));
+    }
+    let pacing = if a.alsa_clock { Pacing::Clock } else { Pacing::Device };
+    let alsa = AlsaBackend::new(AlsaConfig { pacing, ..AlsaConfig::default() });
+    let v4l2 = match &a.dev_dir {
+        Some(dir) => V4l2Backend::with_dev_dir(dir),
+        None => V4l2Backend::new(),
+    };
+    Ok(DeviceManager::new(Arc::new(alsa), Arc::new(v4l2), prefs))
+}
+
 fn client_config(a: &Args) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::default();
+    config.media.devices = device_manager(a)?;
+    config.media.camera = a.camera.clone();
+    config.media.microphone = a.microphone.clone();
+    config.media.speaker = a.speaker.clone();
+    if a.no_audio_processing {
+        config.media.audio.processing = None;
+    }
     if !a.janus.is_empty() {
         config.janus_urls = a.janus.clone();
     }
@@ -123,6 +188,10 @@ fn client_config(a: &Args) -> Result<ClientConfig, String> {
                 v.fps = fps.parse().map_err(|_| bad())?;
             }
         }
+    }
+    if let Some(v) = config.media.video.as_mut() {
+        v.codec_policy.forced_encoder = a.encoder.clone();
+        v.codec_policy.allow_hardware = !a.software_codecs;
     }
     if let (Some(codec), Some(v)) = (a.codec.as_deref(), config.media.video.as_mut()) {
         v.codecs = match codec {
@@ -251,10 +320,52 @@ async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
     Ok(())
 }
 
+/// `callbox devices`: what the device manager sees, the codecs GStreamer offers, and (with `--watch`)
+/// hot-plug events for a while.
+async fn run_devices(a: &Args) -> Result<(), String> {
+    let manager = device_manager(a)?;
+    print!("{}", callbox::devices::report::describe(&manager));
+    let registry = GstRegistry;
+    if callbox::media::video::init_gstreamer().is_ok() {
+        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+            let list = |names: Vec<&str>| if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+            println!(
+                "{codec:?}: encoders {} (of {}); decoders {}",
+                list(available_encoders(&registry, codec)),
+                callbox::media::video::encoder_candidates(codec).join(", "),
+                list(available_decoders(&registry, codec))
+            );
+        }
+    } else {
+        println!("GStreamer: not available");
+    }
+    if let Some(secs) = a.watch_secs {
+        let mut events = manager.events();
+        let _watcher = manager.watch(Duration::from_secs(1));
+        println!("watching for {secs} s (devices plugged in or out are shown)");
+        let deadline = tokio::time::sleep(Duration::from_secs(secs));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                ev = events.recv() => match ev {
+                    Ok(e) => println!("{e:?}"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} events missed)"),
+                    Err(_) => break,
+                },
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run(a: Args) -> Result<(), String> {
     if a.command == "version" {
         println!("callbox {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
+    }
+    if a.command == "devices" {
+        return run_devices(&a).await;
     }
     if a.command != "call" && a.command != "answer" {
         return Err(format!("unknown command '{}'", a.command));

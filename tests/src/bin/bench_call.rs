@@ -381,7 +381,7 @@ async fn bench_resources(
         .args(["answer", "--janus", &stack.janus_ws_url(), "--token-url", &stack.token_url()])
         .arg("--device-key-file")
         .arg(&key_file)
-        .args(["--video", "640x480@30", "--calls", "1"])
+        .args(["--sim", "--video", "640x480@30", "--calls", "1"])
         .args(o.screen.iter().flat_map(|size| ["--screen", size.as_str()]))
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,callbox=info".into()))
         .stdin(std::process::Stdio::null())
