@@ -6,16 +6,16 @@
 use callbox::calling::ScalingMode;
 use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
 use callbox::client::{CallClient, ClientConfig, Screen, TokenCredential};
-use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
 use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
 use callbox::devices::audio::sim::SimAudioBackend;
 use callbox::devices::video::sim::SimVideoBackend;
 use callbox::devices::video::v4l2::V4l2Backend;
 use callbox::devices::{DeviceManager, DevicePreferences};
+use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
 use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:

@@ -5,12 +5,26 @@
 mod common;
 
 use callbox::calling::{CallState, Event, ScalingMode};
-use callbox::client::Screen;
+use callbox::client::{PreviewRenderer, Screen};
+use callbox::devices::video::VideoRequest;
 use callbox::display::{MemoryFramebuffer, PixelFormat};
-use callbox::media::read_frame_counter;
+use callbox::media::{read_frame_counter, VideoFrame};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 use std::time::Duration;
+
+/// A frame's luma resized to `w`x`h` by nearest neighbour (chroma neutral).
+fn rescale_luma(f: &VideoFrame, w: u32, h: u32) -> VideoFrame {
+    let y = f.y_plane().unwrap_or_default();
+    let mut data = vec![128u8; VideoFrame::i420_len(w, h)];
+    for row in 0..h {
+        for col in 0..w {
+            let (sx, sy) = (col * f.width / w, row * f.height / h);
+            data[(row * w + col) as usize] = y.get((sy * f.width + sx) as usize).copied().unwrap_or(0);
+        }
+    }
+    VideoFrame { width: w, height: h, data: data.into() }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_far_end_appears_in_its_tile_and_pause_freezes_it() {
@@ -59,6 +73,31 @@ async fn the_far_end_appears_in_its_tile_and_pause_freezes_it() {
     assert_eq!(counter(), Some(frozen), "paused tile changed");
     renderer.resume().expect("resume");
     eventually("the resumed tile moves on", || counter().is_some_and(|c| c > frozen)).await;
+    // The local preview: the monitor's own camera picture-in-picture (the camera its call also sends).
+    let manager = b.device_manager();
+    let request = VideoRequest { width: 320, height: 240, fps: 15, ..VideoRequest::default() };
+    let preview = PreviewRenderer::start(&screen, &manager, None, request, ScalingMode::Fit).expect("preview");
+    assert_eq!(preview.camera_id().as_deref(), Some("sim:pattern"));
+    eventually("the preview renders", || preview.is_rendering()).await;
+    eventually("the preview tile is laid out", || preview.target().is_some()).await;
+    let pip = preview.target().expect("pip");
+    assert!(pip.width < tile.width / 2, "picture-in-picture is small: {pip:?} vs {tile:?}");
+    // The picture-in-picture scale is not a whole fraction of the camera's: bring the tile back to the
+    // camera's size (nearest neighbour) before reading the counter's blocks.
+    let pip_counter =
+        || screen.capture_luma(pip).map(|f| rescale_luma(&f, 320, 240)).as_ref().and_then(read_frame_counter);
+    eventually("the preview shows the monitor's own pattern", || pip_counter().is_some()).await;
+    let own = pip_counter().expect("own counter");
+    eventually("the preview moves", || pip_counter().is_some_and(|c| c > own)).await;
+    preview.set_scaling_mode(ScalingMode::Crop);
+    assert_eq!(preview.scaling_mode(), Some(ScalingMode::Crop));
+    preview.stop();
+    eventually("the preview's tile is gone", || {
+        let _ = screen.redraw();
+        screen.tile_of_preview().is_none()
+    })
+    .await;
+
     renderer.set_scaling_mode(ScalingMode::Fit).expect("mode");
     assert_eq!(renderer.scaling_mode(), Some(ScalingMode::Fit));
     let (submitted, _dropped) = screen.frame_counts();

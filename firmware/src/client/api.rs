@@ -44,6 +44,12 @@ impl CallClient {
         self.shared.peek(|core| core.connection_state())
     }
 
+    /// The device manager: cameras, microphones and speakers, their permissions and defaults, hot-plug
+    /// events, and the local preview (`PreviewRenderer::start`). Calls use its devices.
+    pub fn device_manager(&self) -> crate::devices::DeviceManager {
+        self.shared.config.media.devices.clone()
+    }
+
     /// Places a call. One target is a 1:1 call. The call starts in `Connecting`.
     pub fn call(&self, targets: &[Identifier]) -> Result<Call, ClientError> {
         let id = self.shared.with_core(|core, now| core.start_call(targets, now))?;

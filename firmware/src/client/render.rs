@@ -172,6 +172,11 @@ impl Screen {
         self.state().compositor.tile_rect(Slot::Participant(renderer.0))
     }
 
+    /// The local preview's tile, while a preview is shown and laid out.
+    pub fn tile_of_preview(&self) -> Option<Rect> {
+        self.state().compositor.tile_rect(Slot::Preview)
+    }
+
     /// The screen as composed, as a PNG file.
     pub fn snapshot_png(&self, path: &Path) -> Result<(), DisplayError> {
         let state = self.state();
@@ -333,7 +338,7 @@ impl PreviewRenderer {
 
     /// The picture-in-picture tile, once laid out.
     pub fn target(&self) -> Option<Rect> {
-        self.screen.state().compositor.tile_rect(Slot::Preview)
+        self.screen.tile_of_preview()
     }
 
     /// Frames captured by the previewed camera so far.

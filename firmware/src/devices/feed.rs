@@ -16,7 +16,8 @@ use crate::calling::Backoff;
 /// How long one wait for a frame may take before the camera counts as stalled.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reopen backoff after a camera failed.
-const REOPEN: Backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5), max_attempts: None };
+const REOPEN: Backoff =
+    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5), max_attempts: None };
 
 /// The state of a feed's camera.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +90,11 @@ impl CameraFeed {
 
     /// A handle that does not keep the camera open.
     pub(crate) fn downgrade(&self) -> WeakCameraFeed {
-        WeakCameraFeed { frames: self.frames.clone(), shared: Arc::clone(&self.shared), stop: Arc::downgrade(&self._stop) }
+        WeakCameraFeed {
+            frames: self.frames.clone(),
+            shared: Arc::clone(&self.shared),
+            stop: Arc::downgrade(&self._stop),
+        }
     }
 
     /// The camera's id.

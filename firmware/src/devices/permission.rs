@@ -9,11 +9,8 @@ use super::Permission;
 
 /// Checks whether this process can open `node` read-write.
 pub fn check_node(node: &Path) -> Permission {
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(node);
+    let opened =
+        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(node);
     let err = match opened {
         Ok(_) => return Permission::Granted,
         Err(e) => e,

@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn defaults_persist_and_other_tables_survive() {
         let path = temp("persist");
-        std::fs::write(&path, "[janus]\nurl = \"ws://127.0.0.1:8188\"\n\n[devices]\ncamera = \"/dev/video0\"\n").unwrap();
+        std::fs::write(&path, "[janus]\nurl = \"ws://127.0.0.1:8188\"\n\n[devices]\ncamera = \"/dev/video0\"\n")
+            .unwrap();
         let mut prefs = DevicePreferences::load(&path).unwrap();
         assert_eq!(prefs.get(DeviceKind::Camera), Some("/dev/video0"));
         assert_eq!(prefs.get(DeviceKind::Speaker), None);

@@ -47,7 +47,11 @@ pub fn describe(manager: &DeviceManager) -> String {
         (DeviceKind::Speaker, "speakers", manager.speakers()),
     ] {
         let default = manager.default_device(kind).map(|d| d.id);
-        let _ = writeln!(out, "{title}: {}", if list.is_empty() { "none found".to_owned() } else { list.len().to_string() });
+        let _ = writeln!(
+            out,
+            "{title}: {}",
+            if list.is_empty() { "none found".to_owned() } else { list.len().to_string() }
+        );
         for d in &list {
             let mark = if default.as_deref() == Some(d.id.as_str()) { "*" } else { " " };
             let node = d.node.as_ref().map(|n| format!(" [{}]", n.display())).unwrap_or_default();

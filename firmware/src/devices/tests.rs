@@ -71,7 +71,8 @@ fn the_chosen_default_persists_and_falls_back_while_its_device_is_away() {
     // Unplugged: the default falls back to what is there, and comes back with the device.
     audio2.remove_device("usb-mic");
     let changes = m2.refresh();
-    assert!(changes.contains(&DeviceEvent::DefaultDeviceChanged { kind: DeviceKind::Microphone, id: Some("sim:tone".into()) }));
+    assert!(changes
+        .contains(&DeviceEvent::DefaultDeviceChanged { kind: DeviceKind::Microphone, id: Some("sim:tone".into()) }));
     audio2.add_microphone("usb-mic", "USB microphone", SimSource::Silence);
     m2.refresh();
     assert_eq!(m2.default_device(DeviceKind::Microphone).map(|d| d.id), Some("usb-mic".into()));
@@ -79,7 +80,9 @@ fn the_chosen_default_persists_and_falls_back_while_its_device_is_away() {
     while let Ok(e) = events2.try_recv() {
         seen.push(e);
     }
-    assert!(seen.iter().any(|e| matches!(e, DeviceEvent::MicrophonesUpdated { removed, .. } if ids(removed) == ["usb-mic"])));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::MicrophonesUpdated { removed, .. } if ids(removed) == ["usb-mic"])));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -153,7 +156,10 @@ fn permission_of_an_unreadable_node_is_denied_for_a_non_root_process() {
     let granted = run_as_nobody(0o666);
     assert!(granted.contains("PERMISSION=Granted"), "{granted}");
     let denied = run_as_nobody(0o600);
-    assert!(denied.contains("PERMISSION=Denied") && denied.contains("video7") && denied.contains("mode 0600"), "{denied}");
+    assert!(
+        denied.contains("PERMISSION=Denied") && denied.contains("video7") && denied.contains("mode 0600"),
+        "{denied}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,7 +22,8 @@ use crate::devices::audio::{AudioCapture, AudioPlayback};
 use crate::devices::{AudioFrame, DeviceKind, DeviceManager, AUDIO_FRAME_SAMPLES};
 
 /// Reopen backoff of a failed microphone or speaker.
-const REOPEN: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), max_attempts: None };
+const REOPEN: Backoff =
+    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), max_attempts: None };
 /// Encoded packets waiting for the RTP writer (a stuck writer loses the newest, never blocks capture).
 pub(crate) const ENCODED_QUEUE: usize = 16;
 /// Opus frame: two 10 ms device frames.

@@ -21,8 +21,8 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-pub use pattern::{draw_test_frame, read_frame_counter, VideoFrame};
 pub use echo::AudioProcessingConfig;
+pub use pattern::{draw_test_frame, read_frame_counter, VideoFrame};
 pub use playout::PlayoutConfig;
 pub use session::MediaSession;
 pub use video::CodecPolicy;

@@ -35,12 +35,12 @@ use super::audio::{FRAME_SAMPLES, SILENCE_DBFS};
 use super::audio_io::{AudioIo, AudioIoShared, EncodedAudio, PlayoutObserver, ENCODED_QUEUE};
 use super::bitrate::BitrateController;
 use super::echo::AudioProcessor;
-use super::playout::Playout;
 use super::pattern::{read_frame_counter, VideoFrame};
+use super::playout::Playout;
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, VideoDecoder, VideoEncoder};
-use crate::devices::CameraFeed;
 use super::{MediaConfig, MediaError, MediaEvent, MediaStats, VideoCodec};
+use crate::devices::CameraFeed;
 
 const OPUS_PT: u8 = 111;
 const H264_PT: u8 = 102;

