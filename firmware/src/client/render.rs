@@ -36,8 +36,13 @@ struct PreviewSlot {
     converter: FrameConverter,
 }
 
+/// How long tiles take to glide to their new place when participants come and go.
+const RELAYOUT_GLIDE: Duration = Duration::from_millis(250);
+
 struct ScreenInner {
     shared: Arc<Shared>,
+    /// The compositor's clock starts here.
+    epoch: std::time::Instant,
     state: Mutex<ScreenState>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -62,8 +67,13 @@ impl Screen {
         let (width, height) = framebuffer.size();
         let inner = Arc::new(ScreenInner {
             shared: client.shared.clone(),
+            epoch: std::time::Instant::now(),
             state: Mutex::new(ScreenState {
-                compositor: Compositor::new(width, height),
+                compositor: {
+                    let mut c = Compositor::new(width, height);
+                    c.set_animation(Some(RELAYOUT_GLIDE));
+                    c
+                },
                 fb: framebuffer,
                 renderers: HashMap::new(),
                 frames_submitted: 0,
@@ -145,6 +155,7 @@ impl Screen {
             state.compositor.set_call_state(call_state, reason.as_ref());
         }
         let ScreenState { compositor, fb, preview, .. } = &mut *state;
+        compositor.set_clock(self.inner.epoch.elapsed());
         if let Some(p) = preview.as_mut() {
             let live = p.feed.state() == FeedState::Live;
             let video = if live { VideoState::Live } else { VideoState::Unavailable };

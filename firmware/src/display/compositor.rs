@@ -1,7 +1,9 @@
 //! The screen compositor: keeps the layout, the newest frame and overlay information of every tile, and
 //! composes the screen on a [`Canvas`] redrawing only what changed, then writes the damaged rectangles to a
 //! [`Framebuffer`]. Frames that arrive faster than the screen composes are dropped, never queued: each tile
-//! holds at most one pending frame, the newest.
+//! holds at most one pending frame, the newest. When participants come and go, tiles glide from their old
+//! place to the new layout over a short animation (driven by the clock the caller passes in, so it is
+//! tested without waiting; off unless enabled, as in the golden-image tests).
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +61,8 @@ struct Tile {
     slot: Slot,
     info: TileInfo,
     rect: Rect,
+    /// Where the tile was when the layout last changed (the start of its glide), and where it goes.
+    glide: Option<(Rect, Rect)>,
     current: Option<VideoFrame>,
     pending: Option<VideoFrame>,
     scaler: Option<Scaler>,
@@ -67,7 +71,7 @@ struct Tile {
 
 impl Tile {
     fn new(slot: Slot, info: TileInfo) -> Self {
-        Tile { slot, info, rect: Rect::default(), current: None, pending: None, scaler: None, dirty: true }
+        Tile { slot, info, rect: Rect::default(), glide: None, current: None, pending: None, scaler: None, dirty: true }
     }
 }
 
@@ -87,6 +91,23 @@ pub struct Compositor {
     full_redraw: bool,
     dropped: u64,
     shown: u64,
+    /// The caller's clock (see [`Compositor::set_clock`]).
+    clock: Duration,
+    /// Length of the re-layout glide (`None`: tiles jump to their new place).
+    animation: Option<Duration>,
+    /// When the current glide started.
+    glide_start: Option<Duration>,
+}
+
+/// Eases a glide: slow start and end (smoothstep).
+fn ease(p: f64) -> f64 {
+    let p = p.clamp(0.0, 1.0);
+    p * p * (3.0 - 2.0 * p)
+}
+
+fn lerp_rect(from: Rect, to: Rect, p: f64) -> Rect {
+    let l = |a: u32, b: u32| (f64::from(a) + (f64::from(b) - f64::from(a)) * p).round().max(0.0) as u32;
+    Rect::new(l(from.x, to.x), l(from.y, to.y), l(from.width, to.width), l(from.height, to.height))
 }
 
 impl Compositor {
@@ -103,7 +124,25 @@ impl Compositor {
             full_redraw: true,
             dropped: 0,
             shown: 0,
+            clock: Duration::ZERO,
+            animation: None,
+            glide_start: None,
         }
+    }
+
+    /// Enables (`Some(length)`) or disables the re-layout glide.
+    pub fn set_animation(&mut self, length: Option<Duration>) {
+        self.animation = length.filter(|d| !d.is_zero());
+    }
+
+    /// Sets the time of the next composition (any monotonic clock; only differences matter).
+    pub fn set_clock(&mut self, now: Duration) {
+        self.clock = now;
+    }
+
+    /// A re-layout glide is in progress (the caller should keep composing at its frame rate).
+    pub fn is_animating(&self) -> bool {
+        self.glide_start.is_some()
     }
 
     /// Adds a participant's tile (at the end) or updates its overlay information.
@@ -193,16 +232,48 @@ impl Compositor {
         if self.relayout {
             self.layout =
                 compute_layout(width, height, self.participants.len(), self.share.is_some(), self.preview.is_some());
-            for (i, t) in self.participants.iter_mut().enumerate() {
-                t.rect = self.layout.tiles.get(i).copied().unwrap_or_default();
+            let mut targets: Vec<Rect> =
+                (0..self.participants.len()).map(|i| self.layout.tiles.get(i).copied().unwrap_or_default()).collect();
+            let share = self.layout.share.unwrap_or_default();
+            let preview = self.layout.preview.unwrap_or_default();
+            let animate = self.animation.is_some();
+            let mut gliding = false;
+            let place = |t: &mut Tile, target: Rect, gliding: &mut bool| {
+                // A tile already on screen glides from where it is; a new one appears in place.
+                if animate && !t.rect.is_empty() && t.rect != target {
+                    t.glide = Some((t.rect, target));
+                    *gliding = true;
+                } else {
+                    t.glide = None;
+                    t.rect = target;
+                }
+            };
+            for (t, target) in self.participants.iter_mut().zip(targets.drain(..)) {
+                place(t, target, &mut gliding);
             }
             if let Some(t) = self.share.as_mut() {
-                t.rect = self.layout.share.unwrap_or_default();
+                place(t, share, &mut gliding);
             }
             if let Some(t) = self.preview.as_mut() {
-                t.rect = self.layout.preview.unwrap_or_default();
+                place(t, preview, &mut gliding);
             }
+            self.glide_start = gliding.then_some(self.clock);
             self.relayout = false;
+            self.full_redraw = true;
+        }
+        if let (Some(start), Some(length)) = (self.glide_start, self.animation) {
+            let p = ease(self.clock.saturating_sub(start).as_secs_f64() / length.as_secs_f64());
+            for t in self.tiles_mut() {
+                if let Some((from, to)) = t.glide {
+                    t.rect = if p >= 1.0 { to } else { lerp_rect(from, to, p) };
+                    if p >= 1.0 {
+                        t.glide = None;
+                    }
+                }
+            }
+            if p >= 1.0 {
+                self.glide_start = None;
+            }
             self.full_redraw = true;
         }
         let full = std::mem::take(&mut self.full_redraw);

@@ -4,6 +4,7 @@
 //! tolerance (RGB565 quantisation), through the in-memory framebuffer.
 
 use bytes::Bytes;
+use std::time::Duration;
 
 use super::compositor::BACKGROUND;
 use super::overlay::{LABEL_BG, MUTED, PLACEHOLDER_BG, SPEAKING};
@@ -370,4 +371,39 @@ fn damage_covers_changed_tiles_and_what_lies_above_them() {
 fn bench_compose_runs() {
     // No timing assertion: it only has to compose (the figures come from a release build).
     let _ = bench_compose(320, 240, 4, 2);
+}
+
+#[test]
+fn tiles_glide_to_their_new_place_when_a_participant_joins() {
+    let mut c = Compositor::new(800, 480);
+    c.set_animation(Some(Duration::from_millis(200)));
+    let mut fb = MemoryFramebuffer::new(800, 480, PixelFormat::Rgb565);
+    c.set_clock(Duration::ZERO);
+    c.set_participant(1, info("P1", ScalingMode::Fit));
+    c.submit_frame(Slot::Participant(1), solid(320, 240, 1));
+    c.render(&mut fb).unwrap();
+    let alone = c.tile_rect(Slot::Participant(1)).unwrap();
+    assert!(!c.is_animating(), "the first tile appears in place");
+
+    // A second participant: the first tile glides from full screen to its half.
+    c.set_participant(2, info("P2", ScalingMode::Fit));
+    c.render(&mut fb).unwrap();
+    let target = c.layout().tiles[0];
+    assert_ne!(alone, target);
+    assert!(c.is_animating());
+    assert_eq!(c.tile_rect(Slot::Participant(1)), Some(alone), "starts where it was");
+    assert_eq!(c.tile_rect(Slot::Participant(2)), Some(c.layout().tiles[1]), "a new tile appears in place");
+    c.set_clock(Duration::from_millis(100));
+    c.render(&mut fb).unwrap();
+    let mid = c.tile_rect(Slot::Participant(1)).unwrap();
+    let between = |a: u32, m: u32, b: u32| (a.min(b)..=a.max(b)).contains(&m);
+    assert!(mid != alone && mid != target, "half-way: {mid:?}");
+    assert!(between(alone.width, mid.width, target.width) && between(alone.x, mid.x, target.x), "{mid:?}");
+    // The tile is drawn where it is now (its left part: the new tile already covers the right half).
+    assert_region(&fb, Rect::new(mid.x + mid.width / 8, mid.y + mid.height / 3, mid.width / 8, mid.height / 4), rgb_of(1));
+    c.set_clock(Duration::from_millis(250));
+    c.render(&mut fb).unwrap();
+    assert_eq!(c.tile_rect(Slot::Participant(1)), Some(target));
+    assert!(!c.is_animating());
+    assert_region(&fb, middle(target), rgb_of(1));
 }

@@ -171,7 +171,6 @@ fn open_with_backoff<D>(
     kind: DeviceKind,
     mut open: impl FnMut() -> Result<D, crate::devices::DeviceError>,
     failures: &mut u32,
-    reopens: &AtomicU64,
 ) -> Option<D> {
     loop {
         if shared.stop.load(Ordering::SeqCst) {
@@ -179,10 +178,6 @@ fn open_with_backoff<D>(
         }
         match open() {
             Ok(d) => {
-                if *failures > 0 {
-                    log::info!("{} reopened after {} attempts", kind.as_str(), failures);
-                    reopens.fetch_add(1, Ordering::Relaxed);
-                }
                 *failures = 0;
                 return Some(d);
             }
@@ -214,14 +209,21 @@ fn capture_loop(
     let mut filled = 0usize;
     let mut first_at = Instant::now();
     let mut dropped = 0u64;
+    let mut opened_before = false;
     'device: while !shared.stop.load(Ordering::SeqCst) {
         let open = || devices.open_microphone(id.as_deref());
         let Some(mut mic): Option<Box<dyn AudioCapture>> =
-            open_with_backoff(&shared, DeviceKind::Microphone, open, &mut failures, &shared.mic_reopens)
+            open_with_backoff(&shared, DeviceKind::Microphone, open, &mut failures)
         else {
             break;
         };
-        log::info!("microphone {} open for the call", mic.id());
+        if opened_before {
+            shared.mic_reopens.fetch_add(1, Ordering::Relaxed);
+            log::info!("microphone {} reopened", mic.id());
+        } else {
+            log::info!("microphone {} open for the call", mic.id());
+        }
+        opened_before = true;
         while !shared.stop.load(Ordering::SeqCst) {
             if let Err(e) = mic.read(&mut frame) {
                 log::warn!("microphone {}: {e}; reopening", mic.id());
@@ -282,18 +284,20 @@ fn playout_loop(
     // Without a speaker the jitter buffer is still drained at real time, so the call's audio state
     // (levels, speaking) goes on and nothing piles up.
     let mut speaker: Option<Box<dyn AudioPlayback>> = None;
+    let mut opened_before = false;
     let mut retry_at = Instant::now();
     let mut next_tick = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
         if speaker.is_none() && Instant::now() >= retry_at {
             match devices.open_speaker(id.as_deref()) {
                 Ok(s) => {
-                    if failures > 0 {
-                        log::info!("speaker {} reopened after {failures} attempts", s.id());
+                    if opened_before {
+                        log::info!("speaker {} reopened", s.id());
                         shared.speaker_reopens.fetch_add(1, Ordering::Relaxed);
                     } else {
                         log::info!("speaker {} open for the call", s.id());
                     }
+                    opened_before = true;
                     failures = 0;
                     speaker = Some(s);
                 }
@@ -335,7 +339,6 @@ fn playout_loop(
                 }
                 Err(e) => {
                     log::warn!("speaker {}: {e}; reopening", s.id());
-                    failures = 1;
                     retry_at = Instant::now();
                     false
                 }

@@ -42,8 +42,6 @@ pub(crate) struct FeedbackCounters {
 
 /// A consistent-enough snapshot of the congestion feedback, for the bitrate controller: the session
 /// compares the counts with its previous snapshot to know whether a new REMB or report arrived.
-// Read by the session's bitrate control once it is wired in (then drop this allow).
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CongestionFeedback {
     /// The latest REMB, bit/s (`None` before the first).
@@ -58,7 +56,6 @@ pub(crate) struct CongestionFeedback {
 
 impl FeedbackCounters {
     /// The congestion feedback received so far.
-    #[allow(dead_code)] // see `CongestionFeedback`
     pub(crate) fn congestion(&self) -> CongestionFeedback {
         let rembs = self.rembs.load(Ordering::Acquire);
         let loss_reports = self.loss_reports.load(Ordering::Acquire);

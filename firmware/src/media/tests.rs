@@ -158,6 +158,35 @@ async fn pli_produces_a_keyframe_and_mute_and_video_off_stop_media() {
     b.close().await;
 }
 
+/// A microphone and a speaker that fail mid-call (a driver reset) are reopened; the far end keeps
+/// hearing the tone, and what the speaker plays keeps reaching the simulated device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_devices_that_fail_mid_call_are_reopened() {
+    use crate::devices::audio::sim::{SimAudioBackend, DEFAULT_MICROPHONE_ID, DEFAULT_SPEAKER_ID};
+    use crate::devices::video::sim::SimVideoBackend;
+    use crate::devices::{DeviceManager, DevicePreferences};
+    let _ = env_logger::builder().is_test(true).try_init();
+    let audio = SimAudioBackend::new();
+    let devices = DeviceManager::new(
+        std::sync::Arc::new(audio.clone()),
+        std::sync::Arc::new(SimVideoBackend::new()),
+        DevicePreferences::in_memory(),
+    );
+    let a_config = MediaConfig { devices, video: None, ..config(vec![VideoCodec::H264]) };
+    let (a, b) = connected_pair(a_config, MediaConfig { video: None, ..config(vec![VideoCodec::H264]) }).await;
+    wait_for(&b, "B hears A", |s| s.audio_packets_received > 20 && s.remote_audio_level_dbfs > -30.0).await;
+    let tap = audio.speaker_tap(DEFAULT_SPEAKER_ID).expect("A's speaker tap");
+    assert!(audio.mark_gone(DEFAULT_MICROPHONE_ID) && audio.mark_gone(DEFAULT_SPEAKER_ID));
+    wait_for(&a, "A reopens both devices", |s| s.audio_device_reopens >= 2).await;
+    let received = b.stats().audio_packets_received;
+    wait_for(&b, "B keeps hearing A", |s| s.audio_packets_received > received + 50 && s.remote_audio_level_dbfs > -30.0)
+        .await;
+    let written = tap.total_written();
+    wait_for(&a, "A's speaker plays again", |_| tap.total_written() > written + 4_800).await;
+    a.close().await;
+    b.close().await;
+}
+
 #[tokio::test]
 async fn bad_config_and_bad_sdp_are_errors_not_panics() {
     let bad =
