@@ -2,15 +2,19 @@
 //! `200 {"token":"<jwt>","expires_in":<ttl>}`; an unknown key gets 401, other paths 404, other methods 405,
 //! malformed requests 400. Minimal hand-rolled parsing with bounded sizes and timeouts. Tests start it on an
 //! ephemeral 127.0.0.1 port, stop it and start it again on the same port, and change the TTL or the devices.
+//! `start_tls` serves the same endpoint over HTTPS (rustls, ring) with a PEM certificate chain and key, so that
+//! the firmware's HTTPS client is tested against a private CA.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use callbox_calling::Secret;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServiceConfig;
 use crate::token::{mint, now_unix, MintParams};
@@ -24,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("token service cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("token service TLS setup failed: {reason}")]
+    Tls { reason: String },
 }
 
 /// A running (or stopped) token endpoint. Dropping it stops it.
@@ -31,6 +37,8 @@ pub struct TokenService {
     config: Arc<Mutex<ServiceConfig>>,
     addr: SocketAddr,
     accept: Mutex<Option<JoinHandle<()>>>,
+    /// Present in TLS mode: every accepted connection does a TLS handshake first.
+    tls: Option<TlsAcceptor>,
 }
 
 fn lock(c: &Mutex<ServiceConfig>) -> MutexGuard<'_, ServiceConfig> {
@@ -53,21 +61,47 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 impl TokenService {
     /// Listen on `listen` (port 0 picks a free port) and serve.
     pub async fn start(config: ServiceConfig, listen: SocketAddr) -> Result<Self, ServerError> {
+        Self::start_with(config, listen, None).await
+    }
+
+    /// Like `start`, over HTTPS: `cert_chain_pem` holds the server certificate then its intermediates (PEM),
+    /// `key_pem` its private key (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub async fn start_tls(
+        config: ServiceConfig,
+        listen: SocketAddr,
+        cert_chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<Self, ServerError> {
+        let acceptor = tls_acceptor(cert_chain_pem, key_pem)?;
+        Self::start_with(config, listen, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        config: ServiceConfig,
+        listen: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Self, ServerError> {
         let listener = bind(listen)?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
         let config = Arc::new(Mutex::new(config));
-        let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, config.clone()))));
-        log::info!("token service listening on http://{addr}/v1/token");
-        Ok(TokenService { config, addr, accept })
+        let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, config.clone(), tls.clone()))));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        log::info!("token service listening on {scheme}://{addr}/v1/token");
+        Ok(TokenService { config, addr, accept, tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://<addr>/v1/token`.
+    /// `http://<addr>/v1/token` (`https://` in TLS mode).
     pub fn url(&self) -> String {
-        format!("http://{}/v1/token", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/v1/token", self.addr)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn is_running(&self) -> bool {
@@ -89,7 +123,7 @@ impl TokenService {
         let mut accept = lock_task(&self.accept);
         if accept.is_none() {
             let listener = bind(self.addr)?;
-            *accept = Some(tokio::spawn(accept_loop(listener, self.config.clone())));
+            *accept = Some(tokio::spawn(accept_loop(listener, self.config.clone(), self.tls.clone())));
             log::info!("token service on {} started again", self.addr);
         }
         Ok(())
@@ -129,7 +163,28 @@ impl Drop for TokenService {
     }
 }
 
-async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>) {
+/// A TLS acceptor (ring provider, TLS 1.2 and 1.3) for the given PEM chain and key.
+fn tls_acceptor(cert_chain_pem: &str, key_pem: &str) -> Result<TlsAcceptor, ServerError> {
+    let err = |reason: String| ServerError::Tls { reason };
+    let certs = rustls_pemfile::certs(&mut cert_chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("cannot read the certificate chain PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("the certificate chain PEM holds no certificate".into()));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| err(format!("cannot read the private key PEM: {e}")))?
+        .ok_or_else(|| err("the private key PEM holds no private key".into()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err(format!("certificate and key do not make a usable server identity: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>, tls: Option<TlsAcceptor>) {
     // Connections live in this JoinSet: aborting the accept task drops it, which aborts them all.
     let mut conns = JoinSet::new();
     loop {
@@ -141,8 +196,18 @@ async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>) {
                     continue;
                 }
                 let config = config.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    if tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &config)).await.is_err() {
+                    let work = async {
+                        match tls {
+                            None => serve(stream, &config).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => serve(stream, &config).await,
+                                Err(e) => log::info!("token service: TLS handshake with {peer} failed: {e}"),
+                            },
+                        }
+                    };
+                    if tokio::time::timeout(REQUEST_TIMEOUT, work).await.is_err() {
                         log::debug!("token service: request from {peer} timed out");
                     }
                 });
@@ -165,7 +230,7 @@ fn error(status: u16, reason: &'static str) -> Response {
     Response { status, reason, body: serde_json::json!({ "error": reason }).to_string() }
 }
 
-async fn serve(mut stream: TcpStream, config: &Mutex<ServiceConfig>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, config: &Mutex<ServiceConfig>) {
     let response = match read_request(&mut stream).await {
         Ok(req) => route(&req, config),
         Err(r) => r,
@@ -187,7 +252,7 @@ struct Request {
     authorization: Option<String>,
 }
 
-async fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, Response> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -288,6 +353,7 @@ mod tests {
     use crate::client::{fetch_token, FetchError};
     use crate::token::Secrets;
     use base64::Engine as _;
+    use tokio::net::TcpStream;
 
     fn config() -> ServiceConfig {
         let mut c = ServiceConfig::new(
@@ -364,5 +430,54 @@ mod tests {
         svc.add_device(Secret::new("k2"), "bob");
         let jwt = fetch_token(&url, &Secret::new("k2"), T).await.unwrap();
         assert_eq!(claims(&jwt)["sub"], "bob");
+    }
+
+    #[tokio::test]
+    async fn tls_mode_serves_https_and_refuses_bad_pem() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let svc = TokenService::start_tls(config(), "127.0.0.1:0".parse().unwrap(), &cert.pem(), &key.serialize_pem())
+            .await
+            .unwrap();
+        assert!(svc.is_tls());
+        assert!(svc.url().starts_with("https://127.0.0.1:"), "{}", svc.url());
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(svc.local_addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"POST /v1/token HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer device-key-1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tls.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        let body = out.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(claims(v["token"].as_str().unwrap())["sub"], "alice");
+
+        // Plain HTTP to the TLS port does not get a token.
+        let e = fetch_token(&svc.url().replace("https://", "http://"), &Secret::new("device-key-1"), T).await;
+        assert!(e.is_err(), "{e:?}");
+
+        // Stop and restart keep TLS mode.
+        svc.stop().await;
+        svc.restart().await.unwrap();
+        let tcp = TcpStream::connect(svc.local_addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        assert!(connector.connect(name, tcp).await.is_ok());
+
+        let bad =
+            TokenService::start_tls(config(), "127.0.0.1:0".parse().unwrap(), "not pem", &key.serialize_pem()).await;
+        assert!(matches!(bad, Err(ServerError::Tls { .. })));
+        let bad = TokenService::start_tls(config(), "127.0.0.1:0".parse().unwrap(), &cert.pem(), "").await;
+        assert!(matches!(bad, Err(ServerError::Tls { .. })));
     }
 }

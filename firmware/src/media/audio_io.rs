@@ -98,6 +98,7 @@ pub(crate) struct AudioIo {
 
 impl AudioIo {
     /// Opens the microphone and speaker (or keeps retrying) and starts both threads.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         shared: Arc<AudioIoShared>,
         devices: DeviceManager,

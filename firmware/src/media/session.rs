@@ -887,6 +887,11 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
         }
         if let Err(e) = enc.push_capture(&frame) {
             log::warn!("{e}");
+            // A pipeline that failed is rebuilt (with the next element if this one keeps failing) at the next frame.
+            if enc.error().is_some() {
+                encoder = None;
+                shared.lock().video_encoder = None;
+            }
         }
     }
 }

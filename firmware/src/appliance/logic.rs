@@ -1,0 +1,371 @@
+//! The appliance's behaviour as pure logic (sans-IO, no clock: times are passed in): what a button gesture
+//! does in the current call state, ringing and auto-answer, busy, the door code typed as DTMF (compared in
+//! constant time, attempts rate-limited), the relay pulse, and the status LED. `run.rs` feeds it the
+//! client's events, the buttons and the time, and carries out the [`Action`]s it returns.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::calling::{CallId, CallState, Identifier, Secret};
+
+/// What a button is for (mapped per button in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ButtonAction {
+    /// The doorbell: calls the configured targets; answers a ringing call.
+    Call,
+    /// Mute / unmute the microphone.
+    Mute,
+    /// Camera on / off.
+    Video,
+    /// Hang up; rejects a ringing call.
+    HangUp,
+}
+
+impl ButtonAction {
+    /// Parses a configuration name (`call`, `mute`, `video`, `hang_up`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "call" => Some(ButtonAction::Call),
+            "mute" => Some(ButtonAction::Mute),
+            "video" => Some(ButtonAction::Video),
+            "hang_up" => Some(ButtonAction::HangUp),
+            _ => None,
+        }
+    }
+}
+
+/// The status LED's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedState {
+    /// Registered, nothing happening.
+    Idle,
+    /// A call rings (in or out).
+    Ringing,
+    /// In a call.
+    InCall,
+    /// In a call, microphone muted.
+    Muted,
+    /// Not connected to the servers.
+    Fault,
+}
+
+impl LedState {
+    /// Its configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LedState::Idle => "idle",
+            LedState::Ringing => "ringing",
+            LedState::InCall => "in_call",
+            LedState::Muted => "muted",
+            LedState::Fault => "fault",
+        }
+    }
+
+    /// Every state.
+    pub const ALL: [LedState; 5] = [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
+}
+
+/// What the appliance must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Place a call to these targets.
+    PlaceCall(Vec<Identifier>),
+    /// Answer the ringing incoming call.
+    Answer(CallId),
+    /// Decline the ringing incoming call (486 when busy, 603 when the user rejects).
+    Reject(CallId, u16),
+    /// Hang up the call.
+    HangUp(CallId),
+    /// Mute (`true`) or unmute the microphone of the call.
+    SetMuted(CallId, bool),
+    /// Camera on (`true`) or off in the call.
+    SetVideo(CallId, bool),
+    /// Start (`true`) or stop the ring chime on the speaker.
+    Chime(bool),
+    /// Energise the door relay for this long.
+    PulseRelay(Duration),
+    /// Show this LED state.
+    Led(LedState),
+}
+
+/// The behaviour's settings (from the configuration).
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Whom the doorbell calls.
+    pub targets: Vec<Identifier>,
+    /// Answer incoming calls on our own after this long (indoor monitors); `None`: never.
+    pub auto_answer_after: Option<Duration>,
+    /// The door code (digits), if the door relay is configured.
+    pub door_code: Option<Secret>,
+    /// How long the relay is energised.
+    pub relay_pulse: Duration,
+    /// Door-code attempts allowed per minute (further ones are ignored until the window frees).
+    pub max_code_attempts_per_minute: u32,
+    /// Typed digits are forgotten after this long without a new one.
+    pub digit_timeout: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            targets: Vec::new(),
+            auto_answer_after: None,
+            door_code: None,
+            relay_pulse: Duration::from_secs(3),
+            max_code_attempts_per_minute: 3,
+            digit_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Most digits kept while a code is typed.
+const MAX_DIGITS: usize = 16;
+const CODE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The calls as the appliance sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Current {
+    call: CallId,
+    incoming_ringing: bool,
+    connected: bool,
+    muted: bool,
+    video: bool,
+    /// When an incoming call started ringing (for auto-answer).
+    rang_at: Option<Duration>,
+}
+
+/// See the module comment.
+#[derive(Debug)]
+pub struct ApplianceLogic {
+    behaviour: Behaviour,
+    ready: bool,
+    current: Option<Current>,
+    digits: String,
+    last_digit_at: Option<Duration>,
+    attempts: VecDeque<Duration>,
+    led: Option<LedState>,
+    chiming: bool,
+    actions: VecDeque<Action>,
+    /// Codes refused because of the rate limit (for the log and tests).
+    pub rate_limited: u64,
+    /// Wrong codes entered.
+    pub wrong_codes: u64,
+    /// Relay pulses given.
+    pub door_openings: u64,
+}
+
+impl ApplianceLogic {
+    /// The behaviour, not yet connected (LED: fault).
+    pub fn new(behaviour: Behaviour) -> Self {
+        let mut logic = ApplianceLogic {
+            behaviour,
+            ready: false,
+            current: None,
+            digits: String::new(),
+            last_digit_at: None,
+            attempts: VecDeque::new(),
+            led: None,
+            chiming: false,
+            actions: VecDeque::new(),
+            rate_limited: 0,
+            wrong_codes: 0,
+            door_openings: 0,
+        };
+        logic.update_outputs();
+        logic
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`ApplianceLogic::handle_timeout`] must be called next (auto-answer, forgetting digits).
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let answer = match (self.current, self.behaviour.auto_answer_after) {
+            (Some(Current { incoming_ringing: true, rang_at: Some(t), .. }), Some(after)) => Some(t + after),
+            _ => None,
+        };
+        let digits = self.last_digit_at.map(|t| t + self.behaviour.digit_timeout);
+        match (answer, digits) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
+        }
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        if let (Some(c), Some(after)) = (self.current, self.behaviour.auto_answer_after) {
+            if c.incoming_ringing && c.rang_at.is_some_and(|t| now >= t + after) {
+                log::info!("auto-answering the incoming call");
+                self.actions.push_back(Action::Answer(c.call));
+                if let Some(cur) = self.current.as_mut() {
+                    cur.rang_at = None;
+                }
+            }
+        }
+        if self.last_digit_at.is_some_and(|t| now >= t + self.behaviour.digit_timeout) {
+            self.digits.clear();
+            self.last_digit_at = None;
+        }
+    }
+
+    /// The connection to the servers came up (`true`) or went down.
+    pub fn on_ready(&mut self, ready: bool) {
+        self.ready = ready;
+        self.update_outputs();
+    }
+
+    /// A button gesture was recognised and mapped to `action`.
+    pub fn on_button(&mut self, action: ButtonAction) {
+        let current = self.current;
+        match (action, current) {
+            (ButtonAction::Call, None) => {
+                if self.behaviour.targets.is_empty() {
+                    log::warn!("doorbell pressed but no call targets are configured");
+                } else {
+                    self.actions.push_back(Action::PlaceCall(self.behaviour.targets.clone()));
+                }
+            }
+            (ButtonAction::Call, Some(c)) if c.incoming_ringing => self.actions.push_back(Action::Answer(c.call)),
+            (ButtonAction::Call, Some(_)) => log::debug!("doorbell pressed during a call: ignored"),
+            (ButtonAction::HangUp, Some(c)) if c.incoming_ringing => self.actions.push_back(Action::Reject(c.call, 603)),
+            (ButtonAction::HangUp, Some(c)) => self.actions.push_back(Action::HangUp(c.call)),
+            (ButtonAction::Mute, Some(c)) if c.connected => self.actions.push_back(Action::SetMuted(c.call, !c.muted)),
+            (ButtonAction::Video, Some(c)) if c.connected => self.actions.push_back(Action::SetVideo(c.call, !c.video)),
+            (a, _) => log::debug!("{a:?} button: nothing to act on"),
+        }
+    }
+
+    /// We placed a call.
+    pub fn on_outgoing_call(&mut self, call: CallId) {
+        self.current = Some(Current {
+            call,
+            incoming_ringing: false,
+            connected: false,
+            muted: false,
+            video: true,
+            rang_at: None,
+        });
+        self.update_outputs();
+    }
+
+    /// A call came in at `now`. Busy (another call going on): declined with 486.
+    pub fn on_incoming_call(&mut self, call: CallId, now: Duration) {
+        if let Some(c) = self.current {
+            if c.call != call {
+                log::info!("incoming call while busy: declined");
+                self.actions.push_back(Action::Reject(call, 486));
+                return;
+            }
+        }
+        self.current = Some(Current {
+            call,
+            incoming_ringing: true,
+            connected: false,
+            muted: false,
+            video: true,
+            rang_at: Some(now),
+        });
+        self.update_outputs();
+    }
+
+    /// A call's state changed.
+    pub fn on_call_state(&mut self, call: CallId, state: CallState) {
+        let Some(c) = self.current.as_mut().filter(|c| c.call == call) else {
+            return;
+        };
+        match state {
+            CallState::Connected => {
+                c.connected = true;
+                c.incoming_ringing = false;
+                c.rang_at = None;
+            }
+            CallState::Disconnected => {
+                self.current = None;
+                self.digits.clear();
+                self.last_digit_at = None;
+            }
+            _ => {}
+        }
+        self.update_outputs();
+    }
+
+    /// The call's microphone was muted or unmuted (by us or the API).
+    pub fn on_muted(&mut self, call: CallId, muted: bool) {
+        if let Some(c) = self.current.as_mut().filter(|c| c.call == call) {
+            c.muted = muted;
+        }
+        self.update_outputs();
+    }
+
+    /// The call's camera was switched on or off.
+    pub fn on_video(&mut self, call: CallId, on: bool) {
+        if let Some(c) = self.current.as_mut().filter(|c| c.call == call) {
+            c.video = on;
+        }
+    }
+
+    /// A DTMF digit arrived in `call` at `now`. In a connected call (its far end authenticated by the SIP
+    /// server), `#` submits the digits typed so far as the door code, `*` clears them.
+    pub fn on_dtmf(&mut self, call: CallId, digit: char, now: Duration) {
+        let connected = self.current.is_some_and(|c| c.call == call && c.connected);
+        if !connected || self.behaviour.door_code.is_none() {
+            return;
+        }
+        self.last_digit_at = Some(now);
+        match digit {
+            '*' => self.digits.clear(),
+            '#' => {
+                let typed = std::mem::take(&mut self.digits);
+                self.submit_code(&typed, now);
+            }
+            d if d.is_ascii_digit() => {
+                if self.digits.len() < MAX_DIGITS {
+                    self.digits.push(d);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn submit_code(&mut self, typed: &str, now: Duration) {
+        while self.attempts.front().is_some_and(|t| now.saturating_sub(*t) >= CODE_WINDOW) {
+            self.attempts.pop_front();
+        }
+        if self.attempts.len() >= self.behaviour.max_code_attempts_per_minute as usize {
+            self.rate_limited += 1;
+            log::warn!("door code attempt ignored: more than {} a minute", self.behaviour.max_code_attempts_per_minute);
+            return;
+        }
+        self.attempts.push_back(now);
+        let Some(code) = &self.behaviour.door_code else { return };
+        if code.ct_eq(typed) {
+            self.door_openings += 1;
+            log::info!("door code accepted: opening the door");
+            self.actions.push_back(Action::PulseRelay(self.behaviour.relay_pulse));
+        } else {
+            self.wrong_codes += 1;
+            log::warn!("wrong door code entered");
+        }
+    }
+
+    fn update_outputs(&mut self) {
+        let ringing = self.current.is_some_and(|c| c.incoming_ringing);
+        let led = match self.current {
+            _ if !self.ready => LedState::Fault,
+            None => LedState::Idle,
+            Some(c) if c.connected && c.muted => LedState::Muted,
+            Some(c) if c.connected => LedState::InCall,
+            Some(_) => LedState::Ringing,
+        };
+        if self.led != Some(led) {
+            self.led = Some(led);
+            self.actions.push_back(Action::Led(led));
+        }
+        if self.chiming != ringing {
+            self.chiming = ringing;
+            self.actions.push_back(Action::Chime(ringing));
+        }
+    }
+}

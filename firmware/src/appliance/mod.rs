@@ -1,0 +1,11 @@
+//! The appliance: `callbox run --config FILE`, the firmware's main loop. `logic` is its behaviour as pure logic
+//! (buttons, ringing, auto-answer, busy, the door code, the LED); `run` connects it to the calling client, the
+//! buttons, relay and LEDs, the chime, the screen, systemd (`notify`) and the signals.
+
+pub mod logic;
+pub mod notify;
+
+#[cfg(test)]
+mod logic_tests;
+
+pub use logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
