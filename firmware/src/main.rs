@@ -279,31 +279,10 @@ fn open_screen(a: &Args, client: &CallClient) -> Result<Option<Screen>, String> 
     Ok(Some(Screen::new(client, framebuffer, 30)))
 }
 
-/// Saves the screen as `path` each time the process gets SIGUSR1 (`kill -USR1 <pid>`): a snapshot of the
-/// running appliance's display at any moment.
-fn snapshot_on_sigusr1(screen: Screen, path: String) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut usr1 = match signal(SignalKind::user_defined1()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("no snapshots on SIGUSR1: {e}");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        while usr1.recv().await.is_some() {
-            match screen.redraw().and_then(|_| screen.snapshot_png(std::path::Path::new(&path))) {
-                Ok(()) => log::info!("screen saved as {path} (SIGUSR1)"),
-                Err(e) => log::warn!("screen not saved: {e}"),
-            }
-        }
-    });
-}
-
 async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
     let screen = open_screen(a, client)?;
     if let (Some(screen), Some(path)) = (&screen, &a.snapshot) {
-        snapshot_on_sigusr1(screen.clone(), path.clone());
+        callbox::client::snapshot_on_sigusr1(screen.clone(), path.into());
     }
     let mut events = client.events();
     for _ in 0..a.calls {

@@ -4,8 +4,10 @@
 
 pub mod logic;
 pub mod notify;
+pub mod run;
 
 #[cfg(test)]
 mod logic_tests;
 
 pub use logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
+pub use run::{run, ApplianceError, ApplianceHandle, ApplianceSetup};

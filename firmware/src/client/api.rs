@@ -56,6 +56,11 @@ impl CallClient {
         Ok(Call { id, shared: self.shared.clone() })
     }
 
+    /// The handle of a call of this client by id (`None` if there is no such call).
+    pub fn call_by_id(&self, id: CallId) -> Option<Call> {
+        self.shared.peek(|core| core.call(id).map(|_| ())).map(|()| Call { id, shared: self.shared.clone() })
+    }
+
     /// Calls that are not over.
     pub fn calls(&self) -> Vec<Call> {
         let ids: Vec<CallId> = self.shared.peek(|core| core.active_calls().map(|c| c.id).collect());
@@ -183,6 +188,16 @@ impl Call {
     }
 
     /// Ends the call and waits until it is `Disconnected`.
+    /// Answers this call while it rings (`Incoming`).
+    pub async fn accept(&self) -> Result<(), ClientError> {
+        Ok(self.shared.with_core(|core, _| core.accept(self.id))?)
+    }
+
+    /// Declines this call while it rings, with a SIP code (603 Decline, 486 Busy Here, ...).
+    pub async fn reject(&self, code: u16) -> Result<(), ClientError> {
+        Ok(self.shared.with_core(|core, _| core.reject(self.id, code))?)
+    }
+
     pub async fn hang_up(&self) -> Result<(), ClientError> {
         let mut events = self.events();
         self.shared.with_core(|core, now| core.hang_up(self.id, now))?;
@@ -260,14 +275,13 @@ impl IncomingCall {
 
     /// Answers; the call goes Connecting, then Connected.
     pub async fn accept(self) -> Result<Call, ClientError> {
-        self.call.shared.with_core(|core, _| core.accept(self.call.id))?;
+        self.call.accept().await?;
         Ok(self.call)
     }
 
     /// Declines with a SIP code (603 Decline, 486 Busy Here, ...).
     pub async fn reject(self, code: u16) -> Result<(), ClientError> {
-        self.call.shared.with_core(|core, _| core.reject(self.call.id, code))?;
-        Ok(())
+        self.call.reject(code).await
     }
 }
 

@@ -10,7 +10,7 @@ mod render;
 pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
-pub use render::{PreviewRenderer, Screen, VideoRenderer};
+pub use render::{snapshot_on_sigusr1, PreviewRenderer, Screen, VideoRenderer};
 
 use crate::calling::{CallEndReason, CallingError, CoreConfig, RefreshPolicy, TokenError};
 use crate::media::MediaConfig;

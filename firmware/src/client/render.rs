@@ -220,6 +220,27 @@ impl Screen {
     }
 }
 
+/// Saves the screen as `path` each time the process gets SIGUSR1 (`kill -USR1 <pid>`): a snapshot of the
+/// running appliance's display at any moment.
+pub fn snapshot_on_sigusr1(screen: Screen, path: std::path::PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("no snapshots on SIGUSR1: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            match screen.redraw().and_then(|_| screen.snapshot_png(&path)) {
+                Ok(()) => log::info!("screen saved as {} (SIGUSR1)", path.display()),
+                Err(e) => log::warn!("screen not saved: {e}"),
+            }
+        }
+    });
+}
+
 /// A remote video stream rendered into a tile of a `Screen`.
 #[derive(Clone)]
 pub struct VideoRenderer {

@@ -194,7 +194,7 @@ impl PressDetector {
         if let Some(p) = self.pending {
             return Some(p.at.saturating_add(self.config.debounce));
         }
-        if self.pressed && !self.long_sent && !self.ignore_hold {
+        if self.pressed && !self.long_sent {
             return Some(self.since.saturating_add(self.config.long_press));
         }
         None
@@ -243,7 +243,7 @@ impl PressDetector {
     }
 
     fn check_long(&mut self, now: Duration) {
-        if !self.pressed || self.long_sent || self.ignore_hold {
+        if !self.pressed || self.long_sent {
             return;
         }
         // The button is known to be held until the pending release edge, if any, else until now.
@@ -414,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn stale_deadline_during_release_debounce_does_not_fire_long() {
+        let mut d = det();
+        d.edge(true, ms(0));
+        assert_eq!(d.handle_timeout(ms(30)), None);
+        let stale = d.poll_timeout();
+        assert_eq!(stale, Some(ms(1500)));
+        assert_eq!(d.edge(false, ms(1490)), None);
+        // The caller wakes at the deadline it computed before the release edge came in.
+        assert_eq!(d.handle_timeout(ms(1500)), None, "release at 1490 may be real: not a long press yet");
+        assert_eq!(d.poll_timeout(), Some(ms(1520)));
+        assert_eq!(d.handle_timeout(ms(1520)), short(1490));
+    }
+
+    #[test]
     fn press_during_release_debounce_continues_the_hold() {
         let mut d = det();
         let out = script(&mut d, &[(true, 0), (false, 200), (true, 220), (false, 600)], 5000);
@@ -432,6 +446,10 @@ mod tests {
     fn press_during_press_debounce_restarts_nothing_extra() {
         let mut d = det();
         // A duplicate press edge (missed release) restarts the window; still one short press.
+        d.edge(true, ms(0));
+        d.edge(true, ms(20));
+        assert_eq!(d.poll_timeout(), Some(ms(50)), "the level is only certain from the second edge");
+        let mut d = det();
         let out = script(&mut d, &[(true, 0), (true, 20), (false, 300)], 5000);
         assert_eq!(out, vec![short(300).unwrap()]);
         assert_eq!(d.poll_timeout(), None);

@@ -1,0 +1,434 @@
+//! The appliance's main loop: starts the calling client (retrying with backoff while the servers are away),
+//! reads the buttons on a thread of their own, and drives [`ApplianceLogic`] with the client's events, the
+//! button gestures and the time; carries out its actions (calls, answers, mute, video, hang-up, the relay
+//! pulse, the LEDs, the chime on the speaker while a call rings), shows the far end on the screen, pings
+//! systemd's watchdog, and on shutdown hangs up and un-registers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
+use super::notify::Notifier;
+use crate::calling::{Backoff, CallId, CallState, ConnectionState, Event, ScalingMode};
+use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
+use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
+use crate::input::{ButtonInput, Gesture, OutputLine};
+
+/// Start-up retries: the appliance waits for its servers as long as it takes.
+const START_BACKOFF: Backoff =
+    Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30), max_attempts: None };
+/// Button gestures waiting for the loop.
+const BUTTON_QUEUE: usize = 32;
+
+/// Why the appliance stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplianceError {
+    /// The calling client failed in a way retrying cannot mend.
+    #[error("calling client: {0}")]
+    Client(#[from] ClientError),
+    /// The button input is gone for good.
+    #[error("buttons: {0}")]
+    Input(String),
+}
+
+/// Everything the loop needs, built from the configuration and the board profile by the caller.
+pub struct ApplianceSetup {
+    /// The client's configuration (servers, media, devices).
+    pub client: ClientConfig,
+    /// The user access token source (from the provisioned device credential, or a static token).
+    pub credential: TokenCredential,
+    /// The behaviour: call targets, auto-answer, door code, relay pulse.
+    pub behaviour: Behaviour,
+    /// The buttons.
+    pub buttons: Box<dyn ButtonInput>,
+    /// Button name → what it does on a short press; a long press on the call button is ignored, on any
+    /// other button it acts as the short press.
+    pub button_actions: HashMap<String, ButtonAction>,
+    /// Output lines by name (relay, LEDs).
+    pub outputs: HashMap<String, Box<dyn OutputLine>>,
+    /// The relay's output name.
+    pub relay: Option<String>,
+    /// LED state → output name (each state lights its line; the others are off).
+    pub leds: HashMap<LedState, String>,
+    /// The screen the far end is shown on, if the board has one.
+    pub screen: Option<Box<dyn crate::display::Framebuffer + Send>>,
+    /// Screen refresh rate.
+    pub screen_fps: u32,
+    /// Save the screen here on SIGUSR1.
+    pub snapshot: Option<std::path::PathBuf>,
+}
+
+/// What the running appliance exposes (for the caller's logs and the tests).
+#[derive(Clone, Default)]
+pub struct ApplianceHandle {
+    inner: Arc<Mutex<HandleState>>,
+}
+
+#[derive(Default)]
+struct HandleState {
+    client: Option<CallClient>,
+    screen: Option<Screen>,
+}
+
+impl ApplianceHandle {
+    /// The calling client, once started.
+    pub fn client(&self) -> Option<CallClient> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).client.clone()
+    }
+
+    /// The screen, once started.
+    pub fn screen(&self) -> Option<Screen> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).screen.clone()
+    }
+}
+
+/// Starts the client, retrying with backoff (and jitter) until it is up or `shutdown` completes.
+async fn start_client(
+    setup_client: &ClientConfig,
+    credential: &TokenCredential,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    notifier: &Notifier,
+) -> Option<CallClient> {
+    let mut attempt = 0u32;
+    loop {
+        match CallClient::create(credential.clone(), setup_client.clone()).await {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                let delay = START_BACKOFF.delay(attempt, rand::random()).unwrap_or(START_BACKOFF.max);
+                log::warn!("cannot start the calling client: {e}; retrying in {delay:?}");
+                notifier.status(&format!("waiting for the servers: {e}"));
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = &mut *shutdown => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Plays a two-tone chime on the speaker until stopped (the speaker is free while a call rings: its media
+/// starts with the answer).
+struct Chime {
+    stop: Arc<AtomicBool>,
+}
+
+impl Chime {
+    fn start(devices: DeviceManager, speaker: Option<String>) -> Chime {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new().name("cbx-chime".into()).spawn(move || {
+            let mut out = match devices.open_speaker(speaker.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("no chime: {e}");
+                    return;
+                }
+            };
+            let mut frame: AudioFrame = [0; AUDIO_FRAME_SAMPLES];
+            let mut n: u64 = 0;
+            // 0.4 s at 660 Hz, 0.4 s at 550 Hz, 1.2 s of silence; -12 dBFS.
+            while !flag.load(Ordering::SeqCst) {
+                for s in frame.iter_mut() {
+                    let t = (n % (2 * u64::from(SAMPLE_RATE))) as f64 / f64::from(SAMPLE_RATE);
+                    let hz = if t < 0.4 { 660.0 } else if t < 0.8 { 550.0 } else { 0.0 };
+                    *s = (8_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16;
+                    n += 1;
+                }
+                if let Err(e) = out.write(&frame) {
+                    log::warn!("chime stopped: {e}");
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("no chime: {e}");
+        }
+        Chime { stop }
+    }
+}
+
+impl Drop for Chime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads gestures on a thread (the backends block) and forwards them; ends when the loop is gone.
+fn spawn_button_reader(mut buttons: Box<dyn ButtonInput>, tx: mpsc::Sender<Result<(String, Gesture), String>>) {
+    let spawned = std::thread::Builder::new().name("cbx-buttons".into()).spawn(move || loop {
+        if tx.is_closed() {
+            return;
+        }
+        match buttons.next_event(Duration::from_millis(200)) {
+            Ok(Some(e)) => {
+                if tx.try_send(Ok((e.button, e.gesture))).is_err() {
+                    log::warn!("button gesture dropped: the appliance is busy");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.to_string()));
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("button reader not started: {e}");
+    }
+}
+
+struct Outputs {
+    lines: HashMap<String, Box<dyn OutputLine>>,
+}
+
+impl Outputs {
+    fn set(&mut self, name: &str, on: bool) {
+        match self.lines.get_mut(name) {
+            Some(line) => {
+                if let Err(e) = line.set(on) {
+                    log::warn!("output {name}: {e}");
+                }
+            }
+            None => log::debug!("output {name} is not configured"),
+        }
+    }
+}
+
+/// Runs the appliance until `shutdown` completes (SIGTERM) or a fatal error. `handle` is filled in as parts start.
+pub async fn run(
+    setup: ApplianceSetup,
+    handle: ApplianceHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ApplianceError> {
+    let started = Instant::now();
+    let notifier = Notifier::from_env();
+    let mut shutdown = Box::pin(shutdown);
+    let ApplianceSetup {
+        client: client_config,
+        credential,
+        behaviour,
+        buttons,
+        button_actions,
+        outputs,
+        relay,
+        leds,
+        screen,
+        screen_fps,
+        snapshot,
+    } = setup;
+    let outputs = Arc::new(Mutex::new(Outputs { lines: outputs }));
+    let devices = client_config.media.devices.clone();
+    let speaker = client_config.media.speaker.clone();
+    let mut logic = ApplianceLogic::new(behaviour);
+    let mut chime: Option<Chime> = None;
+    let (button_tx, mut button_rx) = mpsc::channel(BUTTON_QUEUE);
+    spawn_button_reader(buttons, button_tx);
+    let _hotplug = devices.watch(Duration::from_secs(2));
+
+    // Outputs first: the LED shows the fault until registered.
+    apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, None, &mut HashMap::new()).await;
+    let Some(client) = start_client(&client_config, &credential, &mut shutdown, &notifier).await else {
+        return Ok(());
+    };
+    log::info!("appliance ready as {} after {} ms", client.identity(), started.elapsed().as_millis());
+    notifier.ready();
+    notifier.status(&format!("registered as {}", client.identity()));
+    let screen = screen.map(|fb| Screen::new(&client, fb, screen_fps));
+    if let (Some(screen), Some(path)) = (&screen, &snapshot) {
+        crate::client::snapshot_on_sigusr1(screen.clone(), path.clone());
+    }
+    {
+        let mut h = handle.inner.lock().unwrap_or_else(|p| p.into_inner());
+        h.client = Some(client.clone());
+        h.screen = screen.clone();
+    }
+    logic.on_ready(true);
+    let mut events = client.events();
+    let mut calls: HashMap<CallId, Call> = HashMap::new();
+    let mut renderers: HashMap<CallId, VideoRenderer> = HashMap::new();
+    let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
+    let epoch = Instant::now();
+    loop {
+        apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, Some(&client), &mut calls)
+            .await;
+        // Show the far end of connected calls on the screen.
+        if let Some(screen) = &screen {
+            for (id, call) in &calls {
+                if call.state() == CallState::Connected && !renderers.contains_key(id) {
+                    let stream = call.remote_participants().first().and_then(|p| p.video_streams().into_iter().next());
+                    if let Some(Ok(r)) = stream.map(|s| s.render(screen, ScalingMode::Fit)) {
+                        renderers.insert(*id, r);
+                    }
+                }
+            }
+        }
+        let next = logic.poll_timeout().map(|t| epoch + t);
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            match watchdog.as_mut() {
+                Some(w) => {
+                    w.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = sleep => logic.handle_timeout(epoch.elapsed()),
+            _ = tick => notifier.watchdog(),
+            // The stream sleeps briefly when idle so renderers appear soon after a call connects.
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            gesture = button_rx.recv() => match gesture {
+                Some(Ok((name, gesture))) => match button_actions.get(&name) {
+                    Some(ButtonAction::Call) if gesture == Gesture::Long => log::debug!("long press on the call button: ignored"),
+                    Some(action) => {
+                        log::info!("button {name}: {action:?}");
+                        logic.on_button(*action);
+                    }
+                    None => log::debug!("button {name} has no action"),
+                },
+                Some(Err(e)) => return Err(ApplianceError::Input(e)),
+                None => return Err(ApplianceError::Input("button reader ended".into())),
+            },
+            event = events.next_event() => match event {
+                Some(e) => on_event(&mut logic, &client, &mut calls, &mut renderers, e, epoch.elapsed()),
+                None => break,
+            },
+        }
+    }
+    log::info!("shutting down: hanging up and un-registering");
+    notifier.stopping();
+    drop(chime);
+    for call in calls.values() {
+        if call.state() != CallState::Disconnected {
+            let _ = call.hang_up().await;
+        }
+    }
+    client.shutdown().await;
+    let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
+    for name in leds.values().chain(relay.iter()) {
+        outs.set(name, false);
+    }
+    Ok(())
+}
+
+fn on_event(
+    logic: &mut ApplianceLogic,
+    client: &CallClient,
+    calls: &mut HashMap<CallId, Call>,
+    renderers: &mut HashMap<CallId, VideoRenderer>,
+    event: Event,
+    now: Duration,
+) {
+    match event {
+        Event::ConnectionStateChanged { state } => {
+            log::info!("connection: {state:?}");
+            logic.on_ready(state == ConnectionState::Ready);
+        }
+        Event::IncomingCall { call, from, .. } => {
+            log::info!("incoming call from {from}");
+            if let Some(handle) = client.call_by_id(call) {
+                calls.insert(call, handle);
+            }
+            logic.on_incoming_call(call, now);
+        }
+        Event::CallStateChanged { call, state } => {
+            if state == CallState::Disconnected {
+                if let Some(c) = calls.remove(&call) {
+                    log::info!("call ended: {:?}", c.end_reason());
+                }
+                renderers.remove(&call);
+            }
+            logic.on_call_state(call, state);
+        }
+        Event::CallIsMutedChanged { call, is_muted } => logic.on_muted(call, is_muted),
+        Event::CallIsVideoOnChanged { call, is_video_on } => logic.on_video(call, is_video_on),
+        Event::DtmfReceived { call, digit } => logic.on_dtmf(call, digit, now),
+        _ => {}
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    logic: &mut ApplianceLogic,
+    outputs: &Arc<Mutex<Outputs>>,
+    leds: &HashMap<LedState, String>,
+    relay: Option<&str>,
+    chime: &mut Option<Chime>,
+    devices: &DeviceManager,
+    speaker: &Option<String>,
+    client: Option<&CallClient>,
+    calls: &mut HashMap<CallId, Call>,
+) {
+    while let Some(action) = logic.poll_action() {
+        let call_of = |id: CallId| calls.get(&id).cloned();
+        let result: Result<(), ClientError> = match action {
+            Action::Led(state) => {
+                let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
+                for (s, name) in leds {
+                    outs.set(name, *s == state);
+                }
+                Ok(())
+            }
+            Action::Chime(on) => {
+                *chime = on.then(|| Chime::start(devices.clone(), speaker.clone()));
+                Ok(())
+            }
+            Action::PulseRelay(length) => {
+                if let Some(name) = relay.map(str::to_owned) {
+                    outputs.lock().unwrap_or_else(|p| p.into_inner()).set(&name, true);
+                    let outputs = Arc::clone(outputs);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(length).await;
+                        outputs.lock().unwrap_or_else(|p| p.into_inner()).set(&name, false);
+                    });
+                }
+                Ok(())
+            }
+            Action::PlaceCall(targets) => match client {
+                Some(client) => client.call(&targets).map(|call| {
+                    log::info!("calling {}", targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                    logic.on_outgoing_call(call.id());
+                    calls.insert(call.id(), call);
+                }),
+                None => Ok(()),
+            },
+            Action::Answer(id) => match call_of(id) {
+                Some(call) => call.accept().await,
+                None => Ok(()),
+            },
+            Action::Reject(id, code) => match (call_of(id), client.and_then(|c| c.call_by_id(id))) {
+                (Some(call), _) | (None, Some(call)) => call.reject(code).await,
+                _ => Ok(()),
+            },
+            Action::HangUp(id) => match call_of(id) {
+                Some(call) => call.hang_up().await,
+                None => Ok(()),
+            },
+            Action::SetMuted(id, muted) => match call_of(id) {
+                Some(call) if muted => call.mute().await,
+                Some(call) => call.unmute().await,
+                None => Ok(()),
+            },
+            Action::SetVideo(id, on) => match call_of(id) {
+                Some(call) if on => call.start_video().await,
+                Some(call) => call.stop_video().await,
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            log::warn!("appliance action failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The appliance's main loop (`callbox::appliance::run`) on simulated devices, against the real stack: a
+//! scripted press of the front door's call button rings the indoor monitor, which answers on its own; the
+//! mute, video and hang-up buttons act on the call and the monitor sees each; the door code typed as DTMF at
+//! the monitor pulses the door's relay, wrong codes and attempts beyond the limit do not; the LEDs follow.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use callbox::appliance::{run, ApplianceHandle, ApplianceSetup, Behaviour, ButtonAction, LedState};
+use callbox::calling::{CallState, ParticipantState, RefreshPolicy, Secret};
+use callbox::client::CallClient;
+use callbox::input::{OutputLine, SimButtons, SimOutputs};
+use callbox_tests::appliance::{endpoint_credential, provision_device};
+use callbox_tests::{Stack, StackOptions};
+use common::*;
+
+const CODE: &str = "2468";
+
+struct Running {
+    handle: ApplianceHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn client(&self) -> CallClient {
+        let mut client = None;
+        eventually("the appliance is registered", || {
+            client = self.handle.client();
+            client.is_some()
+        })
+        .await;
+        client.expect("client")
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+    }
+}
+
+fn start(
+    stack: &Stack,
+    user: &str,
+    behaviour: Behaviour,
+    buttons: SimButtons,
+    outputs: &SimOutputs,
+    button_actions: &[(&str, ButtonAction)],
+) -> Running {
+    let key = provision_device(stack, user);
+    let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
+    let leds: HashMap<LedState, String> = LedState::ALL.iter().map(|s| (*s, format!("led_{}", s.name()))).collect();
+    let mut lines: HashMap<String, Box<dyn OutputLine>> = HashMap::new();
+    for name in leds.values().cloned().chain(["relay".to_owned()]) {
+        lines.insert(name.clone(), Box::new(outputs.line(&name)));
+    }
+    let setup = ApplianceSetup {
+        client: client_config(stack),
+        credential,
+        behaviour,
+        buttons: Box::new(buttons),
+        button_actions: button_actions.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+        outputs: lines,
+        relay: Some("relay".into()),
+        leds,
+        screen: None,
+        screen_fps: 15,
+        snapshot: None,
+    };
+    let handle = ApplianceHandle::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = handle.clone();
+    let user = user.to_owned();
+    let task = tokio::spawn(async move {
+        let result = run(setup, running, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        if let Err(e) = result {
+            panic!("appliance {user} failed: {e}");
+        }
+    });
+    Running { handle, stop, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door_outputs = SimOutputs::new();
+    let door_buttons = SimButtons::with_names(&["call", "mute", "video", "hang_up"]).expect("buttons");
+    let press = door_buttons.handle();
+    let door = start(
+        &stack,
+        "front-door-x",
+        Behaviour {
+            targets: vec![user("monitor-x")],
+            door_code: Some(Secret::new(CODE)),
+            relay_pulse: Duration::from_millis(800),
+            max_code_attempts_per_minute: 3,
+            ..Behaviour::default()
+        },
+        door_buttons,
+        &door_outputs,
+        &[
+            ("call", ButtonAction::Call),
+            ("mute", ButtonAction::Mute),
+            ("video", ButtonAction::Video),
+            ("hang_up", ButtonAction::HangUp),
+        ],
+    );
+    let monitor_outputs = SimOutputs::new();
+    let monitor = start(
+        &stack,
+        "monitor-x",
+        Behaviour { auto_answer_after: Some(Duration::from_millis(500)), ..Behaviour::default() },
+        SimButtons::with_names(&[]).expect("no buttons"),
+        &monitor_outputs,
+        &[],
+    );
+    let door_client = door.client().await;
+    let monitor_client = monitor.client().await;
+    eventually("the door's idle LED is on", || door_outputs.is_on("led_idle")).await;
+    assert!(!door_outputs.is_on("led_fault"));
+
+    // The doorbell: a call rings at the monitor, which answers on its own.
+    press.press("call").expect("press");
+    eventually("the door is in a call", || door_client.calls().len() == 1).await;
+    let call = door_client.calls().remove(0);
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+    eventually("the monitor has the call", || monitor_client.calls().len() == 1).await;
+    let at_monitor = monitor_client.calls().remove(0);
+    eventually("the monitor's call is connected", || at_monitor.state() == CallState::Connected).await;
+    eventually("the door's in-call LED is on", || door_outputs.is_on("led_in_call")).await;
+    let door_seen = at_monitor.remote_participants().remove(0);
+    assert_video_advances(&at_monitor, "monitor").await;
+
+    // Mute, video and their undoing are seen by the monitor.
+    press.press("mute").expect("press");
+    eventually("the monitor sees the door muted", || door_seen.is_muted()).await;
+    eventually("the door's muted LED is on", || door_outputs.is_on("led_muted")).await;
+    press.press("mute").expect("press");
+    eventually("the monitor sees the door unmuted", || !door_seen.is_muted()).await;
+    press.press("video").expect("press");
+    eventually("the door's video is unavailable at the monitor", || {
+        door_seen.video_streams().first().is_none_or(|s| !s.is_available())
+    })
+    .await;
+    press.press("video").expect("press");
+    eventually("the door's video is back", || door_seen.video_streams().first().is_some_and(|s| s.is_available()))
+        .await;
+
+    // The door code, typed at the monitor: the right one pulses the relay once, for about its length.
+    for d in format!("{CODE}#").chars() {
+        at_monitor.send_dtmf(d).await.expect("dtmf");
+    }
+    eventually("the relay pulsed", || door_outputs.pulses("relay").len() == 1).await;
+    let pulse = door_outputs.pulses("relay")[0];
+    assert!(pulse >= Duration::from_millis(700), "relay pulse {pulse:?}");
+    // Wrong codes, then the right one beyond the limit of three attempts a minute: no more pulses.
+    for code in ["1111#", "2222#", CODE] {
+        for d in code.chars() {
+            at_monitor.send_dtmf(d).await.expect("dtmf");
+        }
+    }
+    at_monitor.send_dtmf('#').await.expect("dtmf");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(door_outputs.pulses("relay").len(), 1, "wrong codes and excess attempts must not open the door");
+    assert!(!door_outputs.is_on("relay"));
+
+    // The hang-up button ends the call on both sides.
+    press.press("hang_up").expect("press");
+    wait_state(&call, &mut call_events, CallState::Disconnected).await;
+    eventually("the monitor sees the end", || door_seen.state() == ParticipantState::Disconnected).await;
+    eventually("the door's idle LED is on again", || door_outputs.is_on("led_idle")).await;
+    door.stop().await;
+    monitor.stop().await;
+}
