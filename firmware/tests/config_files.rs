@@ -63,7 +63,9 @@ fn every_key_of_the_default_config_is_documented() {
     let lines: Vec<&str> = text.lines().collect();
     let is_key = |l: &str| {
         let l = l.trim_start_matches("# ").trim();
-        !l.starts_with('#') && l.contains(" = ") && l.split(" = ").next().is_some_and(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        !l.starts_with('#')
+            && l.contains(" = ")
+            && l.split(" = ").next().is_some_and(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
     };
     let mut keys = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -127,7 +129,10 @@ fn board_encoder_preferences() {
 
 /// The default config with `from` replaced by `to` (which must change it) must fail naming `key`.
 fn assert_names_key(from: &str, to: &str, key: &str) {
-    let text = default_text();
+    assert_edit_names_key(&default_text(), from, to, key);
+}
+
+fn assert_edit_names_key(text: &str, from: &str, to: &str, key: &str) {
     assert!(text.contains(from), "the default config has no {from:?}");
     let broken = text.replacen(from, to, 1);
     let path = Path::new("/etc/callbox/callbox.toml");
@@ -156,8 +161,16 @@ fn broken_variants_of_the_default_config_name_the_key() {
     assert_names_key("device_key = \"device-key\"", "", "credentials");
     assert_names_key("# static_token_file = \"/etc", "static_token_file = \"/etc", "credentials.static_token_file");
     // Bad URL schemes.
-    assert_names_key("\"wss://calls.example.com/janus\"", "\"https://calls.example.com/janus\"", "servers.janus_urls[0]");
-    assert_names_key("\"https://calls.example.com/v1/token\"", "\"http://calls.example.com/v1/token\"", "servers.token_url");
+    assert_names_key(
+        "\"wss://calls.example.com/janus\"",
+        "\"https://calls.example.com/janus\"",
+        "servers.janus_urls[0]",
+    );
+    assert_names_key(
+        "\"https://calls.example.com/v1/token\"",
+        "\"http://calls.example.com/v1/token\"",
+        "servers.token_url",
+    );
     // Bad identifier, bad country code.
     assert_names_key("targets = [\"reception\"]", "targets = [\"reception\", \"front desk\"]", "call.targets[1]");
     assert_names_key("# country_code = \"1\"", "country_code = \"001\"", "call.country_code");
@@ -169,7 +182,8 @@ fn broken_variants_of_the_default_config_name_the_key() {
     assert_names_key("call = \"call\"", "doorbell = \"call\"", "buttons.doorbell");
     assert_names_key("fault = \"fault\"", "fault = \"red\"", "leds.fault");
     assert_names_key("relay = \"door\"", "relay = \"gate\"", "door.relay");
-    assert_names_key("# encoder = \"x264enc\"\n", "encoder = \"v4l2h264enc\"\n", "video.encoder");
+    let on_pi5 = default_text().replacen("profile = \"pi4\"", "profile = \"pi5\"", 1);
+    assert_edit_names_key(&on_pi5, "# encoder = \"x264enc\"\n", "encoder = \"v4l2h264enc\"\n", "video.encoder");
     // A board profile that does not exist.
     let broken = default_text().replacen("profile = \"pi4\"", "profile = \"pi6\"", 1);
     let config = Config::parse(&broken, Path::new("callbox.toml")).unwrap();
@@ -214,7 +228,12 @@ fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
         let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("line {}: not key=value: {raw}", i + 1));
         assert!(!current.is_empty(), "line {}: key outside a section", i + 1);
         assert!(!raw.ends_with('\\'), "line {}: continuation lines are not expected", i + 1);
-        sections.entry(current.clone()).or_default().entry(key.trim().to_owned()).or_default().push(value.trim().to_owned());
+        sections
+            .entry(current.clone())
+            .or_default()
+            .entry(key.trim().to_owned())
+            .or_default()
+            .push(value.trim().to_owned());
     }
     sections
 }
@@ -274,11 +293,17 @@ fn the_systemd_unit_has_what_the_appliance_relies_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("callbox.service")).collect();
     assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify: {stderr}");
-    let out = Command::new("systemd-analyze").args(["security", "--offline=yes", "--no-pager"]).arg(&copy).output().unwrap();
+    let out =
+        Command::new("systemd-analyze").args(["security", "--offline=yes", "--no-pager"]).arg(&copy).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = stdout.lines().find(|l| l.contains("Overall exposure level")) {
         println!("systemd-analyze security: {}", line.trim());
-        let level: f32 = line.split("level for callbox.service: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+        let level: f32 = line
+            .split("level for callbox.service: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
         assert!(level < 4.0, "the unit is not hardened enough: {line}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -315,11 +340,18 @@ fn udev_rules_are_well_formed() {
             let op = op.unwrap_or_else(|| panic!("line {}: no operator in '{pair}'", i + 1));
             let (key, value) = pair.split_once(op).unwrap();
             assert!(
-                key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "_{}".contains(c) || c.is_ascii_lowercase()),
+                key.chars().all(|c| c.is_ascii_uppercase()
+                    || c.is_ascii_digit()
+                    || "_{}".contains(c)
+                    || c.is_ascii_lowercase()),
                 "line {}: bad key '{key}'",
                 i + 1
             );
-            assert!(value.len() >= 2 && value.starts_with('"') && value.ends_with('"'), "line {}: '{value}' is not quoted", i + 1);
+            assert!(
+                value.len() >= 2 && value.starts_with('"') && value.ends_with('"'),
+                "line {}: '{value}' is not quoted",
+                i + 1
+            );
         }
     }
     assert_eq!(rules, 2);

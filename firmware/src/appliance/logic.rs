@@ -320,11 +320,7 @@ impl ApplianceLogic {
                 let typed = std::mem::take(&mut self.digits);
                 self.submit_code(&typed, now);
             }
-            d if d.is_ascii_digit() => {
-                if self.digits.len() < MAX_DIGITS {
-                    self.digits.push(d);
-                }
-            }
+            d if d.is_ascii_digit() && self.digits.len() < MAX_DIGITS => self.digits.push(d),
             _ => {}
         }
     }

@@ -441,8 +441,7 @@ fn validate(raw: &RawProfile, path: &Path, p: &mut Problems<'_>) {
             p.push("video.encoder", format!("{e} is a hardware encoder but video.codecs = \"software\""));
         }
     }
-    if !(16..=3840).contains(&v.max_width) || !(16..=2160).contains(&v.max_height) || !(1..=120).contains(&v.max_fps)
-    {
+    if !(16..=3840).contains(&v.max_width) || !(16..=2160).contains(&v.max_height) || !(1..=120).contains(&v.max_fps) {
         p.push("video", "max_width, max_height, max_fps out of range (16x16 to 3840x2160, 1 to 120 fps)");
     }
 }
@@ -502,4 +501,3 @@ fn default_period_us() -> u32 {
 fn default_buffer_us() -> u32 {
     40_000
 }
-

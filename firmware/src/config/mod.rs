@@ -259,7 +259,9 @@ impl Config {
         match (&c.device_key, &c.device_key_file, &c.static_token_file) {
             (Some(name), _, _) => ConfiguredCredential::DeviceKey(CredentialSource::Systemd { name: name.clone() }),
             (None, Some(path), _) => ConfiguredCredential::DeviceKey(CredentialSource::File { path: path.clone() }),
-            (None, None, Some(path)) => ConfiguredCredential::StaticToken(CredentialSource::File { path: path.clone() }),
+            (None, None, Some(path)) => {
+                ConfiguredCredential::StaticToken(CredentialSource::File { path: path.clone() })
+            }
             // Validation guarantees one of them; an empty name fails with a clear error where it is loaded.
             (None, None, None) => ConfiguredCredential::DeviceKey(CredentialSource::Systemd { name: String::new() }),
         }

@@ -49,8 +49,7 @@ pub(crate) fn warnings(config: &Config, board: &BoardProfile) -> Vec<String> {
     if config.servers.allow_insecure_http {
         w.push("servers.allow_insecure_http = true: for a local development stack only".to_owned());
     }
-    if matches!(config.credential(), ConfiguredCredential::StaticToken(_)) && config.servers.token_url.is_some()
-    {
+    if matches!(config.credential(), ConfiguredCredential::StaticToken(_)) && config.servers.token_url.is_some() {
         w.push("servers.token_url is unused: credentials use a static token".to_owned());
     }
     if config.servers.janus_urls.iter().any(|u| u.to_ascii_lowercase().starts_with("ws://"))
@@ -105,10 +104,12 @@ pub fn check_report(config: &Config, board: &BoardProfile) -> String {
     );
     match &config.door {
         Some(door) => {
-            let relay = board.relays.get(&door.relay).map_or("(missing)".to_owned(), |o| {
-                line_text(&board.chip_of(o.chip.as_deref()), o.line, o.active_low)
-            });
-            let code = door.code_file.as_ref().map_or("no code file".to_owned(), |p| format!("code from {}", p.display()));
+            let relay = board
+                .relays
+                .get(&door.relay)
+                .map_or("(missing)".to_owned(), |o| line_text(&board.chip_of(o.chip.as_deref()), o.line, o.active_low));
+            let code =
+                door.code_file.as_ref().map_or("no code file".to_owned(), |p| format!("code from {}", p.display()));
             let _ = writeln!(
                 r,
                 "door: relay '{}' ({relay}), pulse {} ms, {} attempts/min, {code}",
@@ -133,9 +134,10 @@ pub fn check_report(config: &Config, board: &BoardProfile) -> String {
     }
     for state in LedState::ALL {
         if let Some(led) = config.leds.get(state) {
-            let line = board.leds.get(led).map_or("(missing)".to_owned(), |o| {
-                line_text(&board.chip_of(o.chip.as_deref()), o.line, o.active_low)
-            });
+            let line = board
+                .leds
+                .get(led)
+                .map_or("(missing)".to_owned(), |o| line_text(&board.chip_of(o.chip.as_deref()), o.line, o.active_low));
             let _ = writeln!(r, "led {state} → '{led}' ({line})");
         }
     }

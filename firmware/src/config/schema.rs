@@ -146,7 +146,8 @@ pub enum LedState {
 
 impl LedState {
     /// Every state, in configuration order.
-    pub const ALL: [LedState; 5] = [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
+    pub const ALL: [LedState; 5] =
+        [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
 
     /// The key in `[leds]`.
     pub fn as_str(self) -> &'static str {

@@ -102,7 +102,10 @@ fn a_minimal_file_takes_the_defaults() {
     assert!(c.display.enabled);
     assert_eq!(c.display.fps, 30);
     assert_eq!(c.media_ip(), None);
-    assert_eq!(c.credential(), ConfiguredCredential::DeviceKey(CredentialSource::Systemd { name: "device-key".into() }));
+    assert_eq!(
+        c.credential(),
+        ConfiguredCredential::DeviceKey(CredentialSource::Systemd { name: "device-key".into() })
+    );
     assert_eq!(c.path(), Path::new("/etc/callbox/callbox.toml"));
 }
 
@@ -175,7 +178,10 @@ profile = "boards/custom.toml"
         ConfiguredCredential::DeviceKey(CredentialSource::File { path: "/etc/callbox/keys/device-key".into() })
     );
     assert_eq!(c.door.as_ref().unwrap().code_file.as_deref(), Some(Path::new("/etc/callbox/door-code")));
-    assert_eq!(c.board_profile_path(Path::new("/usr/share/callbox/board")), Path::new("/etc/callbox/boards/custom.toml"));
+    assert_eq!(
+        c.board_profile_path(Path::new("/usr/share/callbox/board")),
+        Path::new("/etc/callbox/boards/custom.toml")
+    );
     assert_eq!(c.buttons.get("mute"), Some(&ButtonAction::Mute));
     assert_eq!(c.leds.get(LedState::Muted), Some("fault"));
     assert_eq!(c.media_ip(), Some("192.0.2.10".parse().unwrap()));
@@ -317,7 +323,9 @@ fn servers_are_checked() {
     let (key, msg) = problem(&MINIMAL.replace("https://tokens", "http://tokens"));
     assert_eq!(key, "servers.token_url");
     assert!(msg.contains("allow_insecure_http"), "{msg}");
-    let ok = MINIMAL.replace("https://tokens", "http://tokens").replace("[credentials]", "allow_insecure_http = true\n[credentials]");
+    let ok = MINIMAL
+        .replace("https://tokens", "http://tokens")
+        .replace("[credentials]", "allow_insecure_http = true\n[credentials]");
     assert!(parse(&ok).is_ok());
     assert_eq!(problem(&MINIMAL.replace("[\"ws://127.0.0.1:8188\"]", "[]")).0, "servers.janus_urls");
     let (key, msg) = problem(&MINIMAL.replace("https://tokens.example.com", "https://user:pw@tokens.example.com"));
@@ -343,7 +351,10 @@ fn exactly_one_credential() {
     assert_eq!(key, "credentials.device_key");
     let token = MINIMAL.replace("device_key = \"device-key\"", "static_token_file = \"/etc/callbox/token\"");
     let c = parse(&token).unwrap();
-    assert_eq!(c.credential(), ConfiguredCredential::StaticToken(CredentialSource::File { path: "/etc/callbox/token".into() }));
+    assert_eq!(
+        c.credential(),
+        ConfiguredCredential::StaticToken(CredentialSource::File { path: "/etc/callbox/token".into() })
+    );
 }
 
 #[test]
@@ -406,8 +417,9 @@ fn cross_check_names_the_missing_lines() {
 #[test]
 fn the_report_shows_settings_problems_and_warnings() {
     let b = board();
-    let c = parse(&with("[buttons]\ncall = \"call\"\n[door]\nrelay = \"door\"\n[video]\nwidth = 1920\nheight = 1080\n"))
-        .unwrap();
+    let c =
+        parse(&with("[buttons]\ncall = \"call\"\n[door]\nrelay = \"door\"\n[video]\nwidth = 1920\nheight = 1080\n"))
+            .unwrap();
     let report = check_report(&c, &b);
     assert!(report.contains("button 'call' → call (/dev/gpiochip0 line 17, active low, debounce 30 ms"), "{report}");
     assert!(report.contains("door: relay 'door' (/dev/gpiochip0 line 5, active low), pulse 1000 ms"), "{report}");

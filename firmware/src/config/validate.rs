@@ -58,7 +58,9 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("'{name}' is not a valid name (1 to {MAX_NAME} of a-z, 0-9, '_', '-', starting with a letter or digit)"))
+        Err(format!(
+            "'{name}' is not a valid name (1 to {MAX_NAME} of a-z, 0-9, '_', '-', starting with a letter or digit)"
+        ))
     }
 }
 
@@ -145,15 +147,16 @@ pub(crate) fn validate(raw: &RawConfig, p: &mut Problems<'_>) -> (Vec<Identifier
             p.push("door.pulse_ms", format!("{} is out of range (50 to 30000 ms)", door.pulse_ms));
         }
         if !(1..=60).contains(&door.max_attempts_per_minute) {
-            p.push("door.max_attempts_per_minute", format!("{} is out of range (1 to 60)", door.max_attempts_per_minute));
+            p.push(
+                "door.max_attempts_per_minute",
+                format!("{} is out of range (1 to 60)", door.max_attempts_per_minute),
+            );
         }
     }
 
-    for (key, value) in [
-        ("camera", &raw.devices.camera),
-        ("microphone", &raw.devices.microphone),
-        ("speaker", &raw.devices.speaker),
-    ] {
+    for (key, value) in
+        [("camera", &raw.devices.camera), ("microphone", &raw.devices.microphone), ("speaker", &raw.devices.speaker)]
+    {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             p.push(&format!("devices.{key}"), "is empty (leave the key out for the board's default)");
         }
@@ -234,7 +237,10 @@ fn credentials(raw: &RawConfig, p: &mut Problems<'_>) {
     .filter_map(|(k, set)| set.then_some(k))
     .collect();
     match given.as_slice() {
-        [] => p.push("credentials", "missing: set one of device_key (a systemd credential name), device_key_file or static_token_file"),
+        [] => p.push(
+            "credentials",
+            "missing: set one of device_key (a systemd credential name), device_key_file or static_token_file",
+        ),
         [_] => {}
         many => p.push(&format!("credentials.{}", many[1]), format!("set only one of {}", many.join(", "))),
     }
@@ -250,11 +256,9 @@ fn credentials(raw: &RawConfig, p: &mut Problems<'_>) {
             );
         }
     }
-    for (key, path) in [
-        ("device_key_file", &c.device_key_file),
-        ("static_token_file", &c.static_token_file),
-        ("ca_file", &c.ca_file),
-    ] {
+    for (key, path) in
+        [("device_key_file", &c.device_key_file), ("static_token_file", &c.static_token_file), ("ca_file", &c.ca_file)]
+    {
         if path.as_deref().is_some_and(|f: &Path| f.as_os_str().is_empty()) {
             p.push(&format!("credentials.{key}"), "is empty");
         }
@@ -300,10 +304,10 @@ fn call(raw: &RawConfig, p: &mut Problems<'_>) -> Vec<Identifier> {
 
 fn video(raw: &RawConfig, p: &mut Problems<'_>) {
     let v = &raw.video;
-    if !(16..=1920).contains(&v.width) || v.width % 2 != 0 {
+    if !(16..=1920).contains(&v.width) || !v.width.is_multiple_of(2) {
         p.push("video.width", format!("{} is not an even number from 16 to 1920", v.width));
     }
-    if !(16..=1080).contains(&v.height) || v.height % 2 != 0 {
+    if !(16..=1080).contains(&v.height) || !v.height.is_multiple_of(2) {
         p.push("video.height", format!("{} is not an even number from 16 to 1080", v.height));
     }
     if !(1..=60).contains(&v.fps) {

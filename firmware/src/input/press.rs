@@ -194,7 +194,7 @@ impl PressDetector {
         if let Some(p) = self.pending {
             return Some(p.at.saturating_add(self.config.debounce));
         }
-        if self.pressed && !self.long_sent {
+        if self.pressed && !self.long_sent && !self.ignore_hold {
             return Some(self.since.saturating_add(self.config.long_press));
         }
         None
@@ -243,7 +243,7 @@ impl PressDetector {
     }
 
     fn check_long(&mut self, now: Duration) {
-        if !self.pressed || self.long_sent {
+        if !self.pressed || self.long_sent || self.ignore_hold {
             return;
         }
         // The button is known to be held until the pending release edge, if any, else until now.
