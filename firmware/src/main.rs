@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   callbox call TARGET [options] [--talk SECS] [--dtmf DIGITS] [--hold-for SECS]
   callbox answer [options] [--calls N] [--after SECS] [--fb /dev/fbN | --screen WxH] [--snapshot FILE.png]
+  callbox run --config FILE [--sim] [--board-dir DIR] [--snapshot FILE.png]
+                           the appliance (buttons, calls, ringing, door relay, LEDs, screen) until SIGTERM;
+                           with --sim, keys on stdin press buttons: c call, m mute, v video, h hang up
+  callbox check-config FILE [--board-dir DIR]
   callbox devices [--sim] [--watch SECS] [--alsa-clock] [--dev-dir DIR] [--config FILE]
   callbox version
 device options:
@@ -77,6 +81,7 @@ struct Args {
     encoder: Option<String>,
     software_codecs: bool,
     watch_secs: Option<u64>,
+    board_dir: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -113,6 +118,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-audio-processing" => a.no_audio_processing = true,
             "--encoder" => a.encoder = Some(value("--encoder")?),
             "--software-codecs" => a.software_codecs = true,
+            "--board-dir" => a.board_dir = Some(value("--board-dir")?),
             "--watch" => a.watch_secs = Some(num("--watch", value("--watch")?)?),
             other if !other.starts_with("--") && a.target.is_none() => a.target = Some(other.to_string()),
             other => return Err(format!("unknown argument '{other}'")),
@@ -362,7 +368,100 @@ async fn run_devices(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn board_dir(a: &Args) -> std::path::PathBuf {
+    a.board_dir
+        .clone()
+        .or_else(|| std::env::var("CALLBOX_BOARD_DIR").ok())
+        .unwrap_or_else(|| callbox::config::DEFAULT_BOARD_DIR.to_owned())
+        .into()
+}
+
+fn load_config(a: &Args) -> Result<(callbox::config::Config, callbox::config::BoardProfile), String> {
+    let path = a.config.as_deref().or(a.target.as_deref()).ok_or("give the configuration file (--config FILE)")?;
+    let config = callbox::config::Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    let board = config.load_board(&board_dir(a)).map_err(|e| e.to_string())?;
+    Ok((config, board))
+}
+
+/// `callbox check-config FILE`: the effective settings and every problem found.
+fn run_check_config(a: &Args) -> Result<(), String> {
+    let path = a.config.as_deref().or(a.target.as_deref()).ok_or("give the configuration file")?;
+    let config = callbox::config::Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    let board = config.load_board(&board_dir(a)).map_err(|e| e.to_string())?;
+    let report = callbox::config::check_report(&config, &board);
+    print!("{report}");
+    if let Err(e) = config.door_code() {
+        println!("problem: {e}");
+        return Err("the configuration has problems".into());
+    }
+    if report.contains("result: OK") {
+        Ok(())
+    } else {
+        Err("the configuration has problems".into())
+    }
+}
+
+/// Keys typed on stdin press the simulated buttons (`callbox run --sim`).
+fn keyboard_buttons(buttons: callbox::input::SimButtonHandle) {
+    let spawned = std::thread::Builder::new().name("cbx-keyboard".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            for c in line.chars() {
+                match callbox::input::parse_key(c) {
+                    Some((name, gesture)) => {
+                        if let Err(e) = buttons.gesture(name, gesture) {
+                            eprintln!("{e}");
+                        }
+                    }
+                    None => eprintln!("keys: c call, m mute, v video, h hang up (upper case: long press)"),
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("no keyboard buttons: {e}");
+    }
+}
+
+/// `callbox run`: the appliance until SIGTERM or Ctrl-C.
+async fn run_appliance(a: &Args) -> Result<(), String> {
+    let started = Instant::now();
+    let (config, board) = load_config(a)?;
+    for warning in config.warnings(&board) {
+        log::warn!("{warning}");
+    }
+    let snapshot = a.snapshot.clone().map(Into::into);
+    let (setup, controls) = callbox::appliance::setup(&config, &board, a.sim, snapshot).map_err(|e| e.to_string())?;
+    if let Some(controls) = controls {
+        keyboard_buttons(controls.buttons);
+    }
+    let handle = callbox::appliance::ApplianceHandle::default();
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("no SIGTERM handler: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => log::info!("interrupted"),
+        }
+    };
+    log::info!("callbox {} starting ({} ms to set up)", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+    callbox::appliance::run(setup, handle, shutdown).await.map_err(|e| e.to_string())
+}
+
 async fn run(a: Args) -> Result<(), String> {
+    if a.command == "run" {
+        return run_appliance(&a).await;
+    }
+    if a.command == "check-config" {
+        return run_check_config(&a);
+    }
     if a.command == "version" {
         println!("callbox {}", env!("CARGO_PKG_VERSION"));
         return Ok(());

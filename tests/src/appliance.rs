@@ -88,3 +88,97 @@ where
         }
     }
 }
+
+/// An appliance main loop (`callbox::appliance::run`) on simulated devices, buttons and outputs, provisioned at
+/// the stack's token endpoint: what the appliance test and the demo drive.
+pub struct RunningAppliance {
+    /// The loop's handle (its client and screen once started).
+    pub handle: callbox::appliance::ApplianceHandle,
+    /// Presses its buttons.
+    pub buttons: callbox::input::SimButtonHandle,
+    /// Reads its relay (`relay`) and LEDs (`led_<state>`).
+    pub outputs: callbox::input::SimOutputs,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), callbox::appliance::ApplianceError>>,
+}
+
+/// Where a running appliance's four buttons map.
+pub const BUTTONS: [(&str, callbox::appliance::ButtonAction); 4] = [
+    ("call", callbox::appliance::ButtonAction::Call),
+    ("mute", callbox::appliance::ButtonAction::Mute),
+    ("video", callbox::appliance::ButtonAction::Video),
+    ("hang_up", callbox::appliance::ButtonAction::HangUp),
+];
+
+impl RunningAppliance {
+    /// Provisions `user` and starts its main loop with `behaviour`, the four buttons of [`BUTTONS`], a relay and
+    /// one LED per state, and (if `screen` is given) an in-memory screen of that size.
+    pub fn start(
+        stack: &Stack,
+        user: &str,
+        config: ClientConfig,
+        behaviour: callbox::appliance::Behaviour,
+        screen: Option<(u32, u32)>,
+    ) -> Result<RunningAppliance, callbox::input::InputError> {
+        use callbox::appliance::{ApplianceHandle, ApplianceSetup, LedState};
+        use callbox::input::{OutputLine, SimButtons, SimOutputs};
+        use std::collections::HashMap;
+        let key = provision_device(stack, user);
+        let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
+        let leds: HashMap<LedState, String> =
+            LedState::ALL.iter().map(|s| (*s, format!("led_{}", s.as_str()))).collect();
+        let outputs = SimOutputs::new();
+        let mut lines: HashMap<String, Box<dyn OutputLine>> = HashMap::new();
+        for name in leds.values().cloned().chain(["relay".to_owned()]) {
+            lines.insert(name.clone(), Box::new(outputs.line(&name)));
+        }
+        let buttons = SimButtons::with_names(&BUTTONS.map(|(n, _)| n))?;
+        let press = buttons.handle();
+        let screen: Option<Box<dyn callbox::display::Framebuffer + Send>> = screen.map(|(w, h)| {
+            Box::new(callbox::display::MemoryFramebuffer::new(w, h, callbox::display::PixelFormat::Xrgb8888)) as _
+        });
+        let setup = ApplianceSetup {
+            client: config,
+            credential,
+            behaviour,
+            buttons: Box::new(buttons),
+            button_actions: BUTTONS.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            outputs: lines,
+            relay: Some("relay".into()),
+            leds,
+            screen,
+            screen_fps: 15,
+            snapshot: None,
+        };
+        let handle = ApplianceHandle::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(callbox::appliance::run(setup, handle.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningAppliance { handle, buttons: press, outputs, stop, task })
+    }
+
+    /// Its client, once registered (waits up to `timeout`).
+    pub async fn client(&self, timeout: Duration) -> Option<CallClient> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.handle.client() {
+                return Some(c);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the loop (as SIGTERM does: hang up, un-register) and returns how it ended.
+    pub async fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("the appliance task failed: {e}")),
+            Err(_) => Err("the appliance did not stop within 30 s".into()),
+        }
+    }
+}

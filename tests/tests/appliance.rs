@@ -5,92 +5,28 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use callbox::appliance::{run, ApplianceHandle, ApplianceSetup, Behaviour, ButtonAction, LedState};
-use callbox::calling::{CallState, ParticipantState, RefreshPolicy, Secret};
+use callbox::appliance::Behaviour;
+use callbox::calling::{CallState, ParticipantState, Secret};
 use callbox::client::CallClient;
-use callbox::input::{OutputLine, SimButtons, SimOutputs};
-use callbox_tests::appliance::{endpoint_credential, provision_device};
+use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
 const CODE: &str = "2468";
 
-struct Running {
-    handle: ApplianceHandle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+fn start(stack: &Stack, user: &str, behaviour: Behaviour) -> RunningAppliance {
+    RunningAppliance::start(stack, user, client_config(stack), behaviour, None).expect("sim buttons")
 }
 
-impl Running {
-    async fn client(&self) -> CallClient {
-        let mut client = None;
-        eventually("the appliance is registered", || {
-            client = self.handle.client();
-            client.is_some()
-        })
-        .await;
-        client.expect("client")
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(WAIT, self.task).await;
-    }
-}
-
-fn start(
-    stack: &Stack,
-    user: &str,
-    behaviour: Behaviour,
-    buttons: SimButtons,
-    outputs: &SimOutputs,
-    button_actions: &[(&str, ButtonAction)],
-) -> Running {
-    let key = provision_device(stack, user);
-    let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
-    let leds: HashMap<LedState, String> = LedState::ALL.iter().map(|s| (*s, format!("led_{}", s.name()))).collect();
-    let mut lines: HashMap<String, Box<dyn OutputLine>> = HashMap::new();
-    for name in leds.values().cloned().chain(["relay".to_owned()]) {
-        lines.insert(name.clone(), Box::new(outputs.line(&name)));
-    }
-    let setup = ApplianceSetup {
-        client: client_config(stack),
-        credential,
-        behaviour,
-        buttons: Box::new(buttons),
-        button_actions: button_actions.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
-        outputs: lines,
-        relay: Some("relay".into()),
-        leds,
-        screen: None,
-        screen_fps: 15,
-        snapshot: None,
-    };
-    let handle = ApplianceHandle::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = handle.clone();
-    let user = user.to_owned();
-    let task = tokio::spawn(async move {
-        let result = run(setup, running, async move {
-            let _ = stopped.await;
-        })
-        .await;
-        if let Err(e) = result {
-            panic!("appliance {user} failed: {e}");
-        }
-    });
-    Running { handle, stop, task }
+async fn client(a: &RunningAppliance) -> CallClient {
+    a.client(WAIT).await.expect("the appliance registers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
-    let door_outputs = SimOutputs::new();
-    let door_buttons = SimButtons::with_names(&["call", "mute", "video", "hang_up"]).expect("buttons");
-    let press = door_buttons.handle();
     let door = start(
         &stack,
         "front-door-x",
@@ -101,26 +37,15 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
             max_code_attempts_per_minute: 3,
             ..Behaviour::default()
         },
-        door_buttons,
-        &door_outputs,
-        &[
-            ("call", ButtonAction::Call),
-            ("mute", ButtonAction::Mute),
-            ("video", ButtonAction::Video),
-            ("hang_up", ButtonAction::HangUp),
-        ],
     );
-    let monitor_outputs = SimOutputs::new();
     let monitor = start(
         &stack,
         "monitor-x",
         Behaviour { auto_answer_after: Some(Duration::from_millis(500)), ..Behaviour::default() },
-        SimButtons::with_names(&[]).expect("no buttons"),
-        &monitor_outputs,
-        &[],
     );
-    let door_client = door.client().await;
-    let monitor_client = monitor.client().await;
+    let (press, door_outputs) = (door.buttons.clone(), door.outputs.clone());
+    let door_client = client(&door).await;
+    let monitor_client = client(&monitor).await;
     eventually("the door's idle LED is on", || door_outputs.is_on("led_idle")).await;
     assert!(!door_outputs.is_on("led_fault"));
 
@@ -175,6 +100,6 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
     wait_state(&call, &mut call_events, CallState::Disconnected).await;
     eventually("the monitor sees the end", || door_seen.state() == ParticipantState::Disconnected).await;
     eventually("the door's idle LED is on again", || door_outputs.is_on("led_idle")).await;
-    door.stop().await;
-    monitor.stop().await;
+    door.stop().await.expect("the door stops cleanly");
+    monitor.stop().await.expect("the monitor stops cleanly");
 }

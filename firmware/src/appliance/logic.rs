@@ -7,63 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::calling::{CallId, CallState, Identifier, Secret};
-
-/// What a button is for (mapped per button in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ButtonAction {
-    /// The doorbell: calls the configured targets; answers a ringing call.
-    Call,
-    /// Mute / unmute the microphone.
-    Mute,
-    /// Camera on / off.
-    Video,
-    /// Hang up; rejects a ringing call.
-    HangUp,
-}
-
-impl ButtonAction {
-    /// Parses a configuration name (`call`, `mute`, `video`, `hang_up`).
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "call" => Some(ButtonAction::Call),
-            "mute" => Some(ButtonAction::Mute),
-            "video" => Some(ButtonAction::Video),
-            "hang_up" => Some(ButtonAction::HangUp),
-            _ => None,
-        }
-    }
-}
-
-/// The status LED's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LedState {
-    /// Registered, nothing happening.
-    Idle,
-    /// A call rings (in or out).
-    Ringing,
-    /// In a call.
-    InCall,
-    /// In a call, microphone muted.
-    Muted,
-    /// Not connected to the servers.
-    Fault,
-}
-
-impl LedState {
-    /// Its configuration name.
-    pub fn name(self) -> &'static str {
-        match self {
-            LedState::Idle => "idle",
-            LedState::Ringing => "ringing",
-            LedState::InCall => "in_call",
-            LedState::Muted => "muted",
-            LedState::Fault => "fault",
-        }
-    }
-
-    /// Every state.
-    pub const ALL: [LedState; 5] = [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
-}
+pub use crate::config::{ButtonAction, LedState};
 
 /// What the appliance must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +173,9 @@ impl ApplianceLogic {
             }
             (ButtonAction::Call, Some(c)) if c.incoming_ringing => self.actions.push_back(Action::Answer(c.call)),
             (ButtonAction::Call, Some(_)) => log::debug!("doorbell pressed during a call: ignored"),
-            (ButtonAction::HangUp, Some(c)) if c.incoming_ringing => self.actions.push_back(Action::Reject(c.call, 603)),
+            (ButtonAction::HangUp, Some(c)) if c.incoming_ringing => {
+                self.actions.push_back(Action::Reject(c.call, 603))
+            }
             (ButtonAction::HangUp, Some(c)) => self.actions.push_back(Action::HangUp(c.call)),
             (ButtonAction::Mute, Some(c)) if c.connected => self.actions.push_back(Action::SetMuted(c.call, !c.muted)),
             (ButtonAction::Video, Some(c)) if c.connected => self.actions.push_back(Action::SetVideo(c.call, !c.video)),
@@ -239,14 +185,8 @@ impl ApplianceLogic {
 
     /// We placed a call.
     pub fn on_outgoing_call(&mut self, call: CallId) {
-        self.current = Some(Current {
-            call,
-            incoming_ringing: false,
-            connected: false,
-            muted: false,
-            video: true,
-            rang_at: None,
-        });
+        self.current =
+            Some(Current { call, incoming_ringing: false, connected: false, muted: false, video: true, rang_at: None });
         self.update_outputs();
     }
 

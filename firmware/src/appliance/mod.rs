@@ -1,13 +1,16 @@
 //! The appliance: `callbox run --config FILE`, the firmware's main loop. `logic` is its behaviour as pure logic
 //! (buttons, ringing, auto-answer, busy, the door code, the LED); `run` connects it to the calling client, the
-//! buttons, relay and LEDs, the chime, the screen, systemd (`notify`) and the signals.
+//! buttons, relay and LEDs, the chime, the screen, systemd (`notify`) and the signals; `setup` builds its parts
+//! from the configuration and the board profile.
 
 pub mod logic;
 pub mod notify;
 pub mod run;
+pub mod setup;
 
 #[cfg(test)]
 mod logic_tests;
 
 pub use logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
 pub use run::{run, ApplianceError, ApplianceHandle, ApplianceSetup};
+pub use setup::{setup, SetupError, SimControls};

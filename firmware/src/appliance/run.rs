@@ -136,7 +136,13 @@ impl Chime {
             while !flag.load(Ordering::SeqCst) {
                 for s in frame.iter_mut() {
                     let t = (n % (2 * u64::from(SAMPLE_RATE))) as f64 / f64::from(SAMPLE_RATE);
-                    let hz = if t < 0.4 { 660.0 } else if t < 0.8 { 550.0 } else { 0.0 };
+                    let hz = if t < 0.4 {
+                        660.0
+                    } else if t < 0.8 {
+                        550.0
+                    } else {
+                        0.0
+                    };
                     *s = (8_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16;
                     n += 1;
                 }
@@ -232,7 +238,8 @@ pub async fn run(
     let _hotplug = devices.watch(Duration::from_secs(2));
 
     // Outputs first: the LED shows the fault until registered.
-    apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, None, &mut HashMap::new()).await;
+    apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, None, &mut HashMap::new())
+        .await;
     let Some(client) = start_client(&client_config, &credential, &mut shutdown, &notifier).await else {
         return Ok(());
     };

@@ -368,6 +368,16 @@ impl Config {
         )
     }
 
+    /// How encoders and decoders are chosen: `video.encoder`, else the board's forced encoder; hardware codecs
+    /// unless `video.software_codecs` or the board says software.
+    pub fn codec_policy(&self, board: Option<&BoardProfile>) -> CodecPolicy {
+        CodecPolicy {
+            forced_encoder: self.video.encoder.clone().or_else(|| board.and_then(|b| b.video.encoder.clone())),
+            forced_decoder: None,
+            allow_hardware: !self.video.software_codecs && board.is_none_or(BoardProfile::allows_hardware_codecs),
+        }
+    }
+
     /// The calling client's configuration: Janus URLs, display name, ring timeout, media address (when not
     /// "auto"), video (size, rate, codec order, encoder policy from `[video]` and the board) or none when
     /// `call.video = false`, audio (processing, FEC, DTX) and device ids. `media.devices` is left as the
@@ -387,11 +397,7 @@ impl Config {
             height: self.video.height,
             fps: self.video.fps,
             codecs: self.video.codec.codec().preferred_first(),
-            codec_policy: CodecPolicy {
-                forced_encoder: self.video.encoder.clone().or_else(|| board.and_then(|b| b.video.encoder.clone())),
-                forced_decoder: None,
-                allow_hardware: !self.video.software_codecs && board.is_none_or(BoardProfile::allows_hardware_codecs),
-            },
+            codec_policy: self.codec_policy(board),
             ..VideoConfig::default()
         });
         c.media.audio.fec = self.audio.fec;

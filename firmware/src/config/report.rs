@@ -156,8 +156,7 @@ pub fn check_report(config: &Config, board: &BoardProfile) -> String {
         if alsa.pacing == Pacing::Clock { "our clock" } else { "the device" },
     );
     if config.call.video {
-        let client = config.client_config(Some(board));
-        let policy = client.media.video.as_ref().map(|v| v.codec_policy.clone()).unwrap_or_default();
+        let policy = config.codec_policy(Some(board));
         let encoder = match &policy.forced_encoder {
             Some(e) => format!("encoder {e} (forced)"),
             None if policy.allow_hardware => "hardware codecs first, software fallback".to_owned(),

@@ -400,7 +400,11 @@ fn tiles_glide_to_their_new_place_when_a_participant_joins() {
     assert!(mid != alone && mid != target, "half-way: {mid:?}");
     assert!(between(alone.width, mid.width, target.width) && between(alone.x, mid.x, target.x), "{mid:?}");
     // The tile is drawn where it is now (its left part: the new tile already covers the right half).
-    assert_region(&fb, Rect::new(mid.x + mid.width / 8, mid.y + mid.height / 3, mid.width / 8, mid.height / 4), rgb_of(1));
+    assert_region(
+        &fb,
+        Rect::new(mid.x + mid.width / 8, mid.y + mid.height / 3, mid.width / 8, mid.height / 4),
+        rgb_of(1),
+    );
     c.set_clock(Duration::from_millis(250));
     c.render(&mut fb).unwrap();
     assert_eq!(c.tile_rect(Slot::Participant(1)), Some(target));

@@ -24,7 +24,7 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 const HISTORY_CAP: usize = 4096;
 
 /// Keyboard keys of `--sim`: lower case is a short press, upper case a long one.
-pub const KEYMAP: &[(char, &str)] = &[('c', "call"), ('m', "mute"), ('v', "video"), ('h', "hangup")];
+pub const KEYMAP: &[(char, &str)] = &[('c', "call"), ('m', "mute"), ('v', "video"), ('h', "hang_up")];
 
 /// The button and gesture of a key (`c` call, `m` mute, `v` video, `h` hang up; upper case: long press).
 pub fn parse_key(c: char) -> Option<(&'static str, Gesture)> {
@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(parse_key('C'), Some(("call", Gesture::Long)));
         assert_eq!(parse_key('m'), Some(("mute", Gesture::Short)));
         assert_eq!(parse_key('v'), Some(("video", Gesture::Short)));
-        assert_eq!(parse_key('H'), Some(("hangup", Gesture::Long)));
+        assert_eq!(parse_key('H'), Some(("hang_up", Gesture::Long)));
         assert_eq!(parse_key('x'), None);
         assert_eq!(parse_key('é'), None);
     }

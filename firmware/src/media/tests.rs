@@ -179,8 +179,10 @@ async fn audio_devices_that_fail_mid_call_are_reopened() {
     assert!(audio.mark_gone(DEFAULT_MICROPHONE_ID) && audio.mark_gone(DEFAULT_SPEAKER_ID));
     wait_for(&a, "A reopens both devices", |s| s.audio_device_reopens >= 2).await;
     let received = b.stats().audio_packets_received;
-    wait_for(&b, "B keeps hearing A", |s| s.audio_packets_received > received + 50 && s.remote_audio_level_dbfs > -30.0)
-        .await;
+    wait_for(&b, "B keeps hearing A", |s| {
+        s.audio_packets_received > received + 50 && s.remote_audio_level_dbfs > -30.0
+    })
+    .await;
     let written = tap.total_written();
     wait_for(&a, "A's speaker plays again", |_| tap.total_written() > written + 4_800).await;
     a.close().await;

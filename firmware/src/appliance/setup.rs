@@ -1,0 +1,206 @@
+//! From a validated configuration and its board profile to a runnable [`ApplianceSetup`]: the device manager
+//! (ALSA + V4L2, or simulated), the media address ("auto": the interface that routes to Janus), the token
+//! credential (device key traded over HTTPS, or a static token), the behaviour, the buttons and output lines
+//! (GPIO, or simulated with a handle to script them), the screen.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::logic::{Behaviour, LedState};
+use super::run::ApplianceSetup;
+use crate::calling::RefreshPolicy;
+use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
+use crate::credentials::{self, CredentialError, TokenClientError, TokenEndpoint};
+use crate::devices::audio::alsa::AlsaBackend;
+use crate::devices::audio::sim::SimAudioBackend;
+use crate::devices::video::sim::SimVideoBackend;
+use crate::devices::video::v4l2::V4l2Backend;
+use crate::devices::{DeviceManager, DevicePreferences};
+use crate::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
+use crate::input::{
+    ButtonInput, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
+};
+
+/// Why the appliance cannot be set up. Names the file, the device or the key; never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("credential: {0}")]
+    Credential(#[from] CredentialError),
+    #[error("token endpoint: {0}")]
+    TokenEndpoint(#[from] TokenClientError),
+    #[error("buttons and outputs: {0}")]
+    Input(#[from] InputError),
+    #[error("display: {0}")]
+    Display(#[from] crate::display::DisplayError),
+    #[error("device preferences: {0}")]
+    Devices(#[from] crate::devices::DeviceError),
+    #[error("media address: {0}")]
+    MediaAddress(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What `setup` built besides the setup itself: the simulated inputs and outputs, when simulated.
+pub struct SimControls {
+    /// Presses the simulated buttons.
+    pub buttons: SimButtonHandle,
+    /// Reads the simulated relay and LEDs.
+    pub outputs: SimOutputs,
+}
+
+/// Where the default-device choices persist: systemd's `$STATE_DIRECTORY` (the configuration is read-only
+/// under the service's sandbox), else nowhere (kept in memory).
+fn preferences() -> Result<DevicePreferences, SetupError> {
+    match std::env::var_os("STATE_DIRECTORY") {
+        // systemd may list several directories separated by ':'; the first is ours.
+        Some(dirs) => {
+            let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+            Ok(DevicePreferences::load(&Path::new(&first).join("devices.toml"))?)
+        }
+        None => Ok(DevicePreferences::in_memory()),
+    }
+}
+
+/// The local address of the interface that routes to the first Janus URL's host (no packet is sent: a UDP
+/// socket is only connected, which makes the kernel pick the route).
+pub fn route_ip(janus_url: &str) -> Result<IpAddr, SetupError> {
+    let err = |m: String| SetupError::MediaAddress(format!("{janus_url}: {m}"));
+    let rest = janus_url.split_once("://").map(|(_, r)| r).ok_or_else(|| err("not a URL".into()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let default_port = if janus_url.starts_with("wss://") { 443 } else { 80 };
+    let target =
+        if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{default_port}")
+        };
+    let addr = target
+        .to_socket_addrs()
+        .map_err(|e| err(format!("cannot resolve {target}: {e}")))?
+        .next()
+        .ok_or_else(|| err(format!("{target} resolves to nothing")))?;
+    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = UdpSocket::bind(bind).map_err(|e| err(e.to_string()))?;
+    socket.connect(addr).map_err(|e| err(format!("no route to {addr}: {e}")))?;
+    Ok(socket.local_addr().map_err(|e| err(e.to_string()))?.ip())
+}
+
+/// Builds the setup. `sim` (or `devices.sim` in the configuration) uses simulated devices, buttons and outputs.
+pub fn setup(
+    config: &Config,
+    board: &BoardProfile,
+    sim: bool,
+    snapshot: Option<PathBuf>,
+) -> Result<(ApplianceSetup, Option<SimControls>), SetupError> {
+    let sim = sim || config.devices.sim;
+    let mut client = config.client_config(Some(board));
+    if sim {
+        // The board's device ids name real hardware.
+        client.media.camera = config.devices.camera.clone();
+        client.media.microphone = config.devices.microphone.clone();
+        client.media.speaker = config.devices.speaker.clone();
+    }
+    client.media.devices = if sim {
+        DeviceManager::new(Arc::new(SimAudioBackend::new()), Arc::new(SimVideoBackend::new()), preferences()?)
+    } else {
+        let alsa = AlsaBackend::new(config.alsa_config(Some(board)));
+        DeviceManager::new(Arc::new(alsa), Arc::new(V4l2Backend::new()), preferences()?)
+    };
+    if config.media_ip().is_none() {
+        let first = config.servers.janus_urls.first().ok_or_else(|| SetupError::Other("no Janus URL".into()))?;
+        client.media.bind_ip = route_ip(first)?;
+        log::info!("media address {} (the route to {first})", client.media.bind_ip);
+    }
+
+    let credential = match config.credential() {
+        ConfiguredCredential::DeviceKey(source) => {
+            let endpoint = config
+                .token_endpoint()
+                .ok_or_else(|| SetupError::Other("servers.token_url is needed with a device key".into()))?;
+            let key = source.load()?;
+            credentials::token_credential(TokenEndpoint::new(&endpoint)?, key, RefreshPolicy::default())
+        }
+        ConfiguredCredential::StaticToken(source) => credentials::static_token(&source)?,
+    };
+
+    let door = config.door.as_ref();
+    let behaviour = Behaviour {
+        targets: config.targets().to_vec(),
+        auto_answer_after: config.auto_answer_after(),
+        door_code: config.door_code()?,
+        relay_pulse: door.map(|d| Duration::from_millis(u64::from(d.pulse_ms))).unwrap_or(Duration::from_secs(1)),
+        max_code_attempts_per_minute: door.map(|d| d.max_attempts_per_minute).unwrap_or(5),
+        ..Behaviour::default()
+    };
+
+    let button_actions: HashMap<String, _> = config.buttons.iter().map(|(n, a)| (n.clone(), *a)).collect();
+    let specs = config.buttons.keys().map(|n| board.button_spec(n)).collect::<Result<Vec<_>, String>>();
+    let specs = specs.map_err(SetupError::Other)?;
+    let leds: HashMap<LedState, String> =
+        LedState::ALL.iter().filter_map(|s| config.leds.get(*s).map(|n| (*s, n.to_owned()))).collect();
+    let relay = door.map(|d| d.relay.clone());
+    let mut output_specs = Vec::new();
+    for name in leds.values() {
+        output_specs.push(board.led_spec(name).map_err(SetupError::Other)?);
+    }
+    if let Some(r) = &relay {
+        output_specs.push(board.relay_spec(r).map_err(SetupError::Other)?);
+    }
+    let mut outputs: HashMap<String, Box<dyn OutputLine>> = HashMap::new();
+    let (buttons, controls): (Box<dyn ButtonInput>, Option<SimControls>) = if sim {
+        let buttons = SimButtons::new(&specs)?;
+        let sim_outputs = SimOutputs::new();
+        for spec in &output_specs {
+            outputs.insert(spec.name.clone(), Box::new(sim_outputs.line(&spec.name)));
+        }
+        let controls = SimControls { buttons: buttons.handle(), outputs: sim_outputs };
+        (Box::new(buttons), Some(controls))
+    } else {
+        for spec in &output_specs {
+            outputs.insert(spec.name.clone(), Box::new(GpioOutput::open(spec)?));
+        }
+        (Box::new(GpioButtons::open(&specs)?), None)
+    };
+
+    let screen: Option<Box<dyn Framebuffer + Send>> = match config.display_target(Some(board)) {
+        DisplayTarget::Framebuffer(path) if !sim => Some(Box::new(LinuxFramebuffer::open(&path)?)),
+        DisplayTarget::Framebuffer(_) => Some(Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Xrgb8888))),
+        DisplayTarget::Memory(size) => {
+            Some(Box::new(MemoryFramebuffer::new(size.width, size.height, PixelFormat::Xrgb8888)))
+        }
+        DisplayTarget::None => None,
+    };
+
+    let setup = ApplianceSetup {
+        client,
+        credential,
+        behaviour,
+        buttons,
+        button_actions,
+        outputs,
+        relay,
+        leds,
+        screen,
+        screen_fps: config.display.fps,
+        snapshot,
+    };
+    Ok((setup, controls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_to_a_loopback_janus_is_loopback_and_bad_urls_are_errors() {
+        assert_eq!(route_ip("ws://127.0.0.1:8188").unwrap(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(route_ip("ws://127.0.0.1").unwrap(), IpAddr::from([127, 0, 0, 1]));
+        assert!(route_ip("not a url").is_err());
+        assert!(route_ip("ws://no-such-host.invalid:8188").is_err());
+    }
+}
