@@ -1,18 +1,20 @@
 //! The `demo` program (the README's main job, launched by `scripts/demo` inside `tests/netns-run`): starts the
-//! local stack, provisions two simulated appliances, a "front-door" and an auto-answering "monitor", places a real
-//! call with real media between them, sends the door code as DTMF, hangs up and prints a summary of setup times,
-//! media figures and end reasons. Optionally also calls a phone number through a baresip PSTN trunk.
+//! local stack and two appliance main loops on simulated devices, a "front-door" and an auto-answering indoor
+//! "monitor"; presses the front door's doorbell button, lets the call run with real media, types the door code at
+//! the monitor (the door's relay pulses), saves both screens as PNG, presses the hang-up button and prints a
+//! summary of setup times, media figures and end reasons. Optionally also calls a phone number through a baresip
+//! PSTN trunk.
 
-use callbox::calling::ScalingMode;
+use callbox::appliance::Behaviour;
+use callbox::calling::Secret;
 use callbox::calling::{CallEndReason, CallState, Event, Identifier};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError, Screen, VideoRenderer};
-use callbox::display::{MemoryFramebuffer, PixelFormat};
+use callbox::client::{Call, CallClient, ClientConfig, ClientError, Screen};
 use callbox::media::{MediaStats, VideoCodec};
+use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::{BaresipEvent, BaresipOptions, HarnessError, Stack, StackOptions};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 const USAGE: &str =
     "usage: demo [--seconds N] [--answer-after S] [--codec h264|vp8] [--video WxH@FPS] [--pstn] [--screens DIR]
@@ -127,11 +129,6 @@ fn client_config(stack: &Stack, o: &Options) -> ClientConfig {
     config
 }
 
-/// Provisions `name` at the stack's token endpoint with a fresh device key and starts its client.
-async fn appliance(stack: &Stack, name: &'static str, config: ClientConfig) -> Result<CallClient, DemoError> {
-    callbox_tests::appliance::appliance(stack, name, config).await.map_err(client_err(name, "could not start"))
-}
-
 /// What a call went through: when it first reached each state, and the DTMF digits it received.
 #[derive(Default)]
 struct CallLog {
@@ -172,36 +169,6 @@ fn watch(call: &Call) -> (SharedLog, tokio::task::JoinHandle<()>) {
         }
     });
     (log, task)
-}
-
-/// What the monitor's auto-answer task reports for each call it answers.
-struct Answered {
-    call: Call,
-    incoming_at: Instant,
-    accepted_at: Instant,
-    log: SharedLog,
-}
-
-/// Answers every incoming call of `client` after `delay`.
-fn auto_answer(client: CallClient, delay: Duration, tx: mpsc::Sender<Answered>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut events = client.events();
-        while let Some(incoming) = client.next_incoming_call(&mut events).await {
-            let incoming_at = Instant::now();
-            log::info!("monitor: incoming call from {}", incoming.from());
-            let (log, _watcher) = watch(incoming.call());
-            tokio::time::sleep(delay).await;
-            let accepted_at = Instant::now();
-            match incoming.accept().await {
-                Ok(call) => {
-                    if tx.send(Answered { call, incoming_at, accepted_at, log }).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => log::warn!("monitor: cannot accept: {e}"),
-            }
-        }
-    })
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -313,25 +280,39 @@ async fn run(o: Options) -> Result<(), DemoError> {
 
 async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
     let t = Instant::now();
-    let (door, monitor) = tokio::join!(
-        appliance(stack, "front-door", client_config(stack, o)),
-        appliance(stack, "monitor", client_config(stack, o))
-    );
-    let (door, monitor) = (door?, monitor?);
-    println!("appliances front-door and monitor registered in {} ms", t.elapsed().as_millis());
-
-    let (tx, mut answered) = mpsc::channel(4);
-    let answerer = auto_answer(monitor.clone(), o.answer_after, tx);
-    let outcome = main_call(&door, &monitor, &mut answered, o).await;
-    answerer.abort();
+    let start = |name: &str, behaviour: Behaviour| {
+        RunningAppliance::start(stack, name, client_config(stack, o), behaviour, Some((800, 480)))
+            .map_err(|e| DemoError::Failed(format!("{name}: {e}")))
+    };
+    let monitor_id = Identifier::user("monitor").map_err(|e| DemoError::Failed(format!("monitor: {e}")))?;
+    let door = start(
+        "front-door",
+        Behaviour {
+            targets: vec![monitor_id],
+            door_code: Some(Secret::new(DOOR_CODE)),
+            relay_pulse: Duration::from_secs(1),
+            ..Behaviour::default()
+        },
+    )?;
+    let monitor = start("monitor", Behaviour { auto_answer_after: Some(o.answer_after), ..Behaviour::default() })?;
+    let (Some(door_client), Some(_)) = (door.client(WAIT).await, monitor.client(WAIT).await) else {
+        return Err(DemoError::Failed("the appliances did not register".into()));
+    };
+    println!("appliances front-door and monitor running and registered in {} ms", t.elapsed().as_millis());
+    let outcome = main_call(&door, &monitor, o).await;
     let pstn = if o.pstn {
         // Janus's sip handle stays busy for a moment after a call ended.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        Some(pstn_call(stack, &door).await)
+        Some(pstn_call(stack, &door_client).await)
     } else {
         None
     };
-    tokio::join!(door.shutdown(), monitor.shutdown());
+    let (a, b) = tokio::join!(door.stop(), monitor.stop());
+    for (who, r) in [("front-door", a), ("monitor", b)] {
+        if let Err(e) = r {
+            log::warn!("{who}: {e}");
+        }
+    }
     outcome?;
     match pstn {
         None => Ok(()),
@@ -348,81 +329,64 @@ async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
     }
 }
 
-/// The front door calls the monitor, media runs, the door code is sent, the front door hangs up.
-/// Renders the far end's video of `call` on a new in-memory screen of `client` (when the call has video).
-fn render_far_end(client: &CallClient, call: &Call) -> Option<(Screen, VideoRenderer)> {
-    let screen = Screen::new(client, Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Xrgb8888)), 30);
-    let stream = call.remote_participants().first()?.video_streams().into_iter().next()?;
-    match stream.render(&screen, ScalingMode::Fit) {
-        Ok(renderer) => Some((screen, renderer)),
-        Err(e) => {
-            log::warn!("cannot render the far end's video: {e}");
-            None
-        }
-    }
-}
-
 /// Saves each appliance's screen as `<dir>/<name>.png`.
-fn save_screens(screens: &[(&str, Option<(Screen, VideoRenderer)>)], dir: &std::path::Path) {
+fn save_screens(screens: &[(&str, Option<Screen>)], dir: &std::path::Path) {
     if let Err(e) = std::fs::create_dir_all(dir) {
         log::warn!("cannot create {}: {e}", dir.display());
         return;
     }
-    for (name, shown) in screens {
-        let Some((screen, renderer)) = shown else {
-            println!("{name}: no far-end video to show");
+    for (name, screen) in screens {
+        let Some(screen) = screen else {
+            println!("{name}: no screen");
             continue;
         };
         let path = dir.join(format!("{name}.png"));
         match screen.redraw().and_then(|_| screen.snapshot_png(&path)) {
-            Ok(()) => println!(
-                "{name}'s screen saved as {} (far end rendering: {}, tile {:?})",
-                path.display(),
-                renderer.is_rendering(),
-                renderer.target()
-            ),
+            Ok(()) => println!("{name}'s screen saved as {}", path.display()),
             Err(e) => log::warn!("{name}: screen not saved: {e}"),
         }
     }
 }
 
-async fn main_call(
-    door: &CallClient,
-    monitor: &CallClient,
-    answered: &mut mpsc::Receiver<Answered>,
-    o: &Options,
-) -> Result<(), DemoError> {
-    let monitor_id = Identifier::user("monitor").map_err(|e| DemoError::Failed(format!("monitor: {e}")))?;
-    println!("front-door calls monitor");
+/// Waits (bounded) for `client`'s next incoming call; returns it and when it arrived.
+async fn next_incoming(client: &CallClient, events: &mut callbox::client::EventStream) -> Option<(Call, Instant)> {
+    let incoming = tokio::time::timeout(WAIT, client.next_incoming_call(events)).await.ok()??;
+    Some((incoming.call().clone(), Instant::now()))
+}
+
+/// The doorbell: the front door's call button is pressed; the monitor answers on its own; media runs; the
+/// resident types the door code at the monitor and the door's relay opens; the front door's hang-up button ends it.
+async fn main_call(door: &RunningAppliance, monitor: &RunningAppliance, o: &Options) -> Result<(), DemoError> {
+    let (Some(door_client), Some(monitor_client)) = (door.client(WAIT).await, monitor.client(WAIT).await) else {
+        return Err(DemoError::Failed("the appliances did not register".into()));
+    };
+    let mut monitor_events = monitor_client.events();
+    println!("front-door: the doorbell button is pressed");
     let placed = Instant::now();
-    let call = door.call(&[monitor_id]).map_err(client_err("front-door", "cannot place the call"))?;
+    door.buttons.press("call").map_err(|e| DemoError::Failed(format!("doorbell: {e}")))?;
+    let Some((m_call, incoming_at)) = next_incoming(&monitor_client, &mut monitor_events).await else {
+        return Err(DemoError::Failed("the monitor never rang".into()));
+    };
+    let (monitor_log, _monitor_watch) = watch(&m_call);
+    let Some(call) = door_client.calls().into_iter().next() else {
+        return Err(DemoError::Failed("the front door has no call".into()));
+    };
     let (door_log, door_watch) = watch(&call);
-    let answer_wait = WAIT + o.answer_after;
-    let Answered { call: m_call, incoming_at, accepted_at, log: monitor_log } =
-        match tokio::time::timeout(answer_wait, answered.recv()).await {
-            Ok(Some(a)) => a,
-            _ => {
-                let why = format!(
-                    "the monitor did not answer within {answer_wait:?} (front door: {:?}, end reason {})",
-                    call.state(),
-                    reason(call.end_reason())
-                );
-                let _ = call.hang_up().await;
-                return Err(DemoError::Failed(why));
-            }
-        };
-    println!("monitor answered after {} ms", accepted_at.duration_since(placed).as_millis());
     let mut door_events = call.events();
-    if let Err(e) = call.wait_state(&mut door_events, |s| s == CallState::Connected, WAIT).await {
+    if let Err(e) = call.wait_state(&mut door_events, |s| s == CallState::Connected, WAIT + o.answer_after).await {
         let _ = call.hang_up().await;
         return Err(DemoError::Failed(format!(
             "the call did not connect: {e}; front door end reason: {}",
             reason(call.end_reason())
         )));
     }
-    println!("connected; media for {} s", o.seconds);
-    // Each appliance shows the other's video on its screen (an in-memory 800x480 framebuffer here).
-    let screens = [("front-door", render_far_end(door, &call)), ("monitor", render_far_end(monitor, &m_call))];
+    // The monitor's auto-answer: its call left Incoming when it answered.
+    let accepted_at = lock(&monitor_log).first(CallState::Connecting).unwrap_or(incoming_at);
+    println!(
+        "monitor answered on its own after {} ms; media for {} s",
+        accepted_at.duration_since(incoming_at).as_millis(),
+        o.seconds
+    );
 
     // Media runs; keep the latest figures of both sides (they go away with the call's media).
     let (mut door_stats, mut mon_stats) = (None, None);
@@ -433,34 +397,35 @@ async fn main_call(
         mon_stats = m_call.media_stats().or(mon_stats);
     }
 
-    // The door code, digit by digit, then wait (bounded) for it to arrive before hanging up.
-    println!("front-door sends DTMF {DOOR_CODE}");
-    for d in DOOR_CODE.chars() {
-        if let Err(e) = call.send_dtmf(d).await {
-            log::warn!("front-door: DTMF {d} failed: {e}");
+    // The resident types the door code at the monitor: the front door's relay opens the door.
+    println!("monitor sends the door code {DOOR_CODE}#");
+    for d in format!("{DOOR_CODE}#").chars() {
+        if let Err(e) = m_call.send_dtmf(d).await {
+            log::warn!("monitor: DTMF {d} failed: {e}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let dtmf_deadline = Instant::now() + Duration::from_secs(5);
-    while lock(&monitor_log).digits.len() < DOOR_CODE.len() && Instant::now() < dtmf_deadline {
+    let relay_deadline = Instant::now() + Duration::from_secs(5);
+    while door.outputs.pulses("relay").is_empty() && Instant::now() < relay_deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     door_stats = call.media_stats().or(door_stats);
     mon_stats = m_call.media_stats().or(mon_stats);
-    save_screens(&screens, &o.screens);
+    save_screens(&[("front-door", door.handle.screen()), ("monitor", monitor.handle.screen())], &o.screens);
 
-    println!("front-door hangs up");
-    let hang_up = call.hang_up().await;
+    println!("front-door: the hang-up button is pressed");
+    let hang_up = door.buttons.press("hang_up").map_err(|e| e.to_string());
     let mut m_events = m_call.events();
     let monitor_ended = m_call.wait_state(&mut m_events, |s| s == CallState::Disconnected, WAIT).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), door_watch).await;
+    let relay = door.outputs.pulses("relay");
 
     let (dl, ml) = (lock(&door_log), lock(&monitor_log));
     let first_frame = |s: &Option<MediaStats>| since(s.as_ref().and_then(|s| s.first_remote_frame_at), accepted_at);
     println!("\n== summary ==");
-    row("call placed -> monitor's incoming call", ms(Some(incoming_at.duration_since(placed))));
-    row("call placed -> front door's Ringing", ms(since(dl.first(CallState::Ringing), placed)));
-    row("monitor answer delay (configured)", format!("{:>6} ms", o.answer_after.as_millis()));
+    row("doorbell pressed -> monitor's incoming call", ms(Some(incoming_at.duration_since(placed))));
+    row("doorbell pressed -> front door's Ringing", ms(since(dl.first(CallState::Ringing), placed)));
+    row("monitor auto-answer delay (configured)", format!("{:>6} ms", o.answer_after.as_millis()));
     row("accept -> Connected at front door", ms(since(dl.first(CallState::Connected), accepted_at)));
     row("accept -> Connected at monitor", ms(since(ml.first(CallState::Connected), accepted_at)));
     row("accept -> first video frame at front door", ms(first_frame(&door_stats)));
@@ -471,7 +436,7 @@ async fn main_call(
     row("audio level heard at monitor", level(&mon_stats));
     row("video codec at front door", codec(&door_stats));
     row("video codec at monitor", codec(&mon_stats));
-    row("DTMF digits received at monitor", format!("\"{}\"", ml.digits));
+    row("door code typed at the monitor", format!("{DOOR_CODE}# -> relay pulses {relay:?}"));
     row("front door end reason", reason(call.end_reason()));
     row("monitor end reason", reason(m_call.end_reason()));
 
@@ -489,9 +454,10 @@ async fn main_call(
             None => problems.push(format!("the {who} never had media")),
         }
     }
-    if ml.digits != DOOR_CODE {
-        log::warn!("the monitor received DTMF \"{}\" instead of \"{DOOR_CODE}\"", ml.digits);
+    if relay.len() != 1 {
+        problems.push(format!("the door code opened the door {} times (relay pulses {relay:?})", relay.len()));
     }
+    let _ = &ml.digits;
     if let Err(e) = hang_up {
         log::warn!("front-door hang-up: {e}");
     }
