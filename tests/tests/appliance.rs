@@ -38,11 +38,14 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
             ..Behaviour::default()
         },
     );
-    let monitor = start(
+    let monitor = RunningAppliance::start(
         &stack,
         "monitor-x",
-        Behaviour { auto_answer_after: Some(Duration::from_millis(500)), ..Behaviour::default() },
-    );
+        client_config(&stack),
+        Behaviour { auto_answer_after: Some(Duration::from_millis(1500)), ..Behaviour::default() },
+        Some((800, 480)),
+    )
+    .expect("sim buttons");
     let (press, door_outputs) = (door.buttons.clone(), door.outputs.clone());
     let door_client = client(&door).await;
     let monitor_client = client(&monitor).await;
@@ -54,8 +57,15 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
     eventually("the door is in a call", || door_client.calls().len() == 1).await;
     let call = door_client.calls().remove(0);
     let mut call_events = call.events();
+    // While it rings (the monitor answers after 1.5 s), the monitor's screen says who is calling.
+    eventually("the monitor's screen shows the caller", || {
+        monitor.handle.screen().and_then(|s| s.banner()).is_some_and(|b| b.contains("front-door-x"))
+    })
+    .await;
     wait_state(&call, &mut call_events, CallState::Connected).await;
     eventually("the monitor has the call", || monitor_client.calls().len() == 1).await;
+    let monitor_screen = monitor.handle.screen().expect("the monitor's screen");
+    let banner = || monitor_screen.banner().unwrap_or_default();
     let at_monitor = monitor_client.calls().remove(0);
     eventually("the monitor's call is connected", || at_monitor.state() == CallState::Connected).await;
     eventually("the door's in-call LED is on", || door_outputs.is_on("led_in_call")).await;
@@ -100,6 +110,7 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
     wait_state(&call, &mut call_events, CallState::Disconnected).await;
     eventually("the monitor sees the end", || door_seen.state() == ParticipantState::Disconnected).await;
     eventually("the door's idle LED is on again", || door_outputs.is_on("led_idle")).await;
+    eventually("the monitor's screen says the call ended", || banner().starts_with("Call ended")).await;
     door.stop().await.expect("the door stops cleanly");
     monitor.stop().await.expect("the monitor stops cleanly");
 }

@@ -232,14 +232,13 @@ pub async fn run(
     let devices = client_config.media.devices.clone();
     let speaker = client_config.media.speaker.clone();
     let mut logic = ApplianceLogic::new(behaviour);
-    let mut chime: Option<Chime> = None;
     let (button_tx, mut button_rx) = mpsc::channel(BUTTON_QUEUE);
     spawn_button_reader(buttons, button_tx);
     let _hotplug = devices.watch(Duration::from_secs(2));
 
     // Outputs first: the LED shows the fault until registered.
-    apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, None, &mut HashMap::new())
-        .await;
+    let mut fx = Effects { outputs, leds, relay, chime: None, devices, speaker };
+    apply(&mut logic, &mut fx, None, None, &mut HashMap::new()).await;
     let Some(client) = start_client(&client_config, &credential, &mut shutdown, &notifier).await else {
         return Ok(());
     };
@@ -262,8 +261,7 @@ pub async fn run(
     let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
     let epoch = Instant::now();
     loop {
-        apply(&mut logic, &outputs, &leds, relay.as_deref(), &mut chime, &devices, &speaker, Some(&client), &mut calls)
-            .await;
+        apply(&mut logic, &mut fx, Some(&client), screen.as_ref(), &mut calls).await;
         // Show the far end of connected calls on the screen.
         if let Some(screen) = &screen {
             for (id, call) in &calls {
@@ -309,22 +307,22 @@ pub async fn run(
                 None => return Err(ApplianceError::Input("button reader ended".into())),
             },
             event = events.next_event() => match event {
-                Some(e) => on_event(&mut logic, &client, &mut calls, &mut renderers, e, epoch.elapsed()),
+                Some(e) => on_event(&mut logic, &client, screen.as_ref(), &mut calls, &mut renderers, e, epoch.elapsed()),
                 None => break,
             },
         }
     }
     log::info!("shutting down: hanging up and un-registering");
     notifier.stopping();
-    drop(chime);
+    fx.chime = None;
     for call in calls.values() {
         if call.state() != CallState::Disconnected {
             let _ = call.hang_up().await;
         }
     }
     client.shutdown().await;
-    let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
-    for name in leds.values().chain(relay.iter()) {
+    let mut outs = fx.outputs.lock().unwrap_or_else(|p| p.into_inner());
+    for name in fx.leds.values().chain(fx.relay.iter()) {
         outs.set(name, false);
     }
     Ok(())
@@ -333,6 +331,7 @@ pub async fn run(
 fn on_event(
     logic: &mut ApplianceLogic,
     client: &CallClient,
+    screen: Option<&Screen>,
     calls: &mut HashMap<CallId, Call>,
     renderers: &mut HashMap<CallId, VideoRenderer>,
     event: Event,
@@ -345,6 +344,9 @@ fn on_event(
         }
         Event::IncomingCall { call, from, .. } => {
             log::info!("incoming call from {from}");
+            if let Some(screen) = screen {
+                screen.follow_call(Some(call));
+            }
             if let Some(handle) = client.call_by_id(call) {
                 calls.insert(call, handle);
             }
@@ -366,24 +368,32 @@ fn on_event(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the logic's actions act on besides the client: the output lines, the chime, the speaker it plays on.
+struct Effects {
+    outputs: Arc<Mutex<Outputs>>,
+    leds: HashMap<LedState, String>,
+    relay: Option<String>,
+    chime: Option<Chime>,
+    devices: DeviceManager,
+    speaker: Option<String>,
+}
+
+/// Carries out the logic's pending actions.
 async fn apply(
     logic: &mut ApplianceLogic,
-    outputs: &Arc<Mutex<Outputs>>,
-    leds: &HashMap<LedState, String>,
-    relay: Option<&str>,
-    chime: &mut Option<Chime>,
-    devices: &DeviceManager,
-    speaker: &Option<String>,
+    fx: &mut Effects,
     client: Option<&CallClient>,
+    screen: Option<&Screen>,
     calls: &mut HashMap<CallId, Call>,
 ) {
+    let Effects { outputs, leds, relay, chime, devices, speaker } = fx;
+    let relay = relay.as_deref();
     while let Some(action) = logic.poll_action() {
         let call_of = |id: CallId| calls.get(&id).cloned();
         let result: Result<(), ClientError> = match action {
             Action::Led(state) => {
                 let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
-                for (s, name) in leds {
+                for (s, name) in leds.iter() {
                     outs.set(name, *s == state);
                 }
                 Ok(())
@@ -406,6 +416,9 @@ async fn apply(
             Action::PlaceCall(targets) => match client {
                 Some(client) => client.call(&targets).map(|call| {
                     log::info!("calling {}", targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                    if let Some(screen) = screen {
+                        screen.follow_call(Some(call.id()));
+                    }
                     logic.on_outgoing_call(call.id());
                     calls.insert(call.id(), call);
                 }),

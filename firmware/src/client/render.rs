@@ -6,7 +6,7 @@
 
 use super::engine::Shared;
 use super::{CallClient, ClientError};
-use crate::calling::{CallState, RendererId, ScalingMode, StreamId};
+use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId};
 use crate::devices::convert::FrameConverter;
 use crate::devices::video::VideoRequest;
 use crate::devices::{CameraFeed, DeviceKind, DeviceManager, FeedState};
@@ -25,6 +25,8 @@ struct ScreenState {
     frames_submitted: u64,
     /// The local camera preview (picture-in-picture), when one is started.
     preview: Option<PreviewSlot>,
+    /// The call whose state the banner shows when no rendered stream names one (a ringing call, an ended one).
+    followed: Option<CallId>,
 }
 
 /// The preview drawn on a screen: a camera feed, its scaling, and the last frame shown.
@@ -78,6 +80,7 @@ impl Screen {
                 renderers: HashMap::new(),
                 frames_submitted: 0,
                 preview: None,
+                followed: None,
             }),
             task: Mutex::new(None),
         });
@@ -153,6 +156,25 @@ impl Screen {
         }
         if let Some((call_state, reason)) = banner {
             state.compositor.set_call_state(call_state, reason.as_ref());
+        } else if let Some(id) = state.followed {
+            let view = shared.peek(|core| {
+                let call = core.call(id)?;
+                let caller = call
+                    .participants
+                    .first()
+                    .and_then(|p| core.participant(*p))
+                    .map(|p| p.display_name.clone().unwrap_or_else(|| p.identifier.to_string()));
+                Some((call.state, call.end_reason.clone(), caller))
+            });
+            let text = view.and_then(|(call_state, reason, caller)| {
+                let text = crate::display::overlay::call_banner_text(call_state, reason.as_ref())?;
+                Some(match (call_state, caller) {
+                    (CallState::Incoming, Some(who)) => format!("Incoming call from {who}"),
+                    (CallState::Ringing | CallState::Connecting, Some(who)) => format!("Calling {who}..."),
+                    _ => text,
+                })
+            });
+            state.compositor.set_banner(text);
         }
         let ScreenState { compositor, fb, preview, .. } = &mut *state;
         compositor.set_clock(self.inner.epoch.elapsed());
@@ -183,6 +205,11 @@ impl Screen {
         self.state().compositor.tile_rect(Slot::Participant(renderer.0))
     }
 
+    /// The text of the banner on the screen (the call's state: who is calling, ringing, ended...), if any.
+    pub fn banner(&self) -> Option<String> {
+        self.state().compositor.banner_text().map(str::to_owned)
+    }
+
     /// The local preview's tile, while a preview is shown and laid out.
     pub fn tile_of_preview(&self) -> Option<Rect> {
         self.state().compositor.tile_rect(Slot::Preview)
@@ -205,6 +232,12 @@ impl Screen {
     pub fn frame_counts(&self) -> (u64, u64) {
         let state = self.state();
         (state.frames_submitted, state.compositor.dropped_frames())
+    }
+
+    /// Shows `call`'s state in the banner (who is calling while it rings, the end reason after it) whenever no
+    /// rendered stream's call does; `None` stops.
+    pub fn follow_call(&self, call: Option<CallId>) {
+        self.state().followed = call;
     }
 
     fn set_preview(&self, slot: Option<PreviewSlot>) {

@@ -175,7 +175,16 @@ impl Compositor {
 
     /// The call state banner (none when connected).
     pub fn set_call_state(&mut self, state: CallState, reason: Option<&CallEndReason>) {
-        let text = overlay::call_banner_text(state, reason);
+        self.set_banner(overlay::call_banner_text(state, reason));
+    }
+
+    /// The banner's text, if one is shown.
+    pub fn banner_text(&self) -> Option<&str> {
+        self.banner.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    /// Shows a banner with this text near the top of the screen (`None`: no banner).
+    pub fn set_banner(&mut self, text: Option<String>) {
         if text.as_deref() != self.banner.as_ref().map(|(t, _)| t.as_str()) {
             self.banner = text.map(|t| {
                 let r = overlay::banner_rect(self.canvas.width(), self.canvas.height(), &t);
