@@ -111,6 +111,11 @@ pub fn setup(
         let alsa = AlsaBackend::new(config.alsa_config(Some(board)));
         DeviceManager::new(Arc::new(alsa), Arc::new(V4l2Backend::new()), preferences()?)
     };
+    if client.janus_urls.iter().any(|u| u.starts_with("wss://")) {
+        if let Some(ca) = config.credentials.ca_file.as_deref() {
+            client.janus_tls = Some(credentials::tls_client_config(Some(ca), "the Janus server")?);
+        }
+    }
     if config.media_ip().is_none() {
         let first = config.servers.janus_urls.first().ok_or_else(|| SetupError::Other("no Janus URL".into()))?;
         client.media.bind_ip = route_ip(first)?;

@@ -261,6 +261,7 @@ async fn open_connection(
     let janus = token.janus()?;
     let mut jc = JanusConfig::new(config.janus_urls.clone(), janus.token.clone());
     jc.request_timeout = config.request_timeout;
+    jc.tls = config.janus_tls.clone();
     jc.keepalive_interval = config.keepalive_interval;
     let (session, conn_events) = JanusSession::connect(jc).await?;
     let result = async {

@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct ClientConfig {
     /// Janus WebSocket URLs, tried in order (fail-over).
     pub janus_urls: Vec<String>,
+    /// For wss:// URLs: the TLS trust (a pinned CA, `credentials::tls_client_config`); `None`: the system roots.
+    pub janus_tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     pub media: MediaConfig,
     pub core: CoreConfig,
     pub refresh: RefreshPolicy,
@@ -45,6 +47,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             janus_urls: vec!["ws://127.0.0.1:8188".into()],
+            janus_tls: None,
             media: MediaConfig::default(),
             core: CoreConfig::default(),
             refresh: RefreshPolicy::default(),

@@ -249,6 +249,22 @@ fn system_roots() -> Result<rustls::RootCertStore, TokenClientError> {
     Ok(roots)
 }
 
+/// A TLS client configuration (ring, safe protocol versions, HTTP/1.1 by ALPN) trusting only the pinned CA in
+/// `ca_file`, or the system roots: for the token endpoint and for `wss://` to Janus. `url` is for messages.
+pub fn tls_client_config(ca_file: Option<&Path>, url: &str) -> Result<Arc<rustls::ClientConfig>, TokenClientError> {
+    let roots = match ca_file {
+        Some(path) => read_ca_roots(path)?,
+        None => system_roots()?,
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TokenClientError::Tls { url: url.to_owned(), reason: e.to_string() })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
 impl TokenEndpoint {
     /// Checks the URL and builds the TLS client (reading the pinned CA file or the system roots).
     pub fn new(config: &EndpointConfig) -> Result<Self, TokenClientError> {
@@ -269,23 +285,18 @@ impl TokenEndpoint {
                 }),
             });
         }
-        let (roots, trust) = match &config.ca_file {
-            Some(path) => (read_ca_roots(path)?, format!("the pinned CA {}", path.display())),
-            None => (system_roots()?, "the system roots".to_string()),
+        let trust = match &config.ca_file {
+            Some(path) => format!("the pinned CA {}", path.display()),
+            None => "the system roots".to_string(),
         };
         let server_name = ServerName::try_from(target.host.clone())
             .map_err(|_| TokenClientError::InvalidUrl { url: url.clone(), reason: "the host is not a valid name" })?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TokenClientError::Tls { url: url.clone(), reason: e.to_string() })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = tls_client_config(config.ca_file.as_deref(), &url)?;
         Ok(TokenEndpoint {
             inner: Arc::new(Inner {
                 url,
                 target,
-                tls: Some((TlsConnector::from(Arc::new(tls)), server_name)),
+                tls: Some((TlsConnector::from(tls), server_name)),
                 trust,
                 timeouts: config.timeouts,
             }),

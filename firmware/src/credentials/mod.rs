@@ -5,7 +5,7 @@
 pub mod https;
 pub mod source;
 
-pub use https::{token_credential, EndpointConfig, Timeouts, TokenClientError, TokenEndpoint};
+pub use https::{tls_client_config, token_credential, EndpointConfig, Timeouts, TokenClientError, TokenEndpoint};
 pub use source::{
     read_secret_file, static_token, static_token_from, systemd_credential, systemd_credential_in, CredentialError,
     CredentialSource,

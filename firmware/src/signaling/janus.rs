@@ -37,6 +37,8 @@ pub struct JanusConfig {
     pub request_timeout: Duration,
     /// How long opening one WebSocket may take.
     pub connect_timeout: Duration,
+    /// For wss://: trust this TLS configuration (a pinned CA) instead of the system roots.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Keepalive period; keep it well inside the server's `session_timeout` (60 s on ours).
     pub keepalive_interval: Duration,
     /// How long after a drop the client keeps trying to `claim` its session; keep it inside the server's
@@ -60,6 +62,7 @@ impl JanusConfig {
             token,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
             keepalive_interval: Duration::from_secs(15),
             reclaim_window: Duration::from_secs(25),
             backoff_min: Duration::from_millis(250),
@@ -116,16 +119,24 @@ pub type BoxedTransport = Box<dyn WsTransport>;
 /// Opens a transport to a URL.
 pub type Connector = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<BoxedTransport>> + Send>> + Send + Sync>;
 
-/// The real connector: a WebSocket (ws://) asking for the `janus-protocol` subprotocol.
+/// The real connector: a WebSocket (ws://, or wss:// trusting the system roots) asking for the
+/// `janus-protocol` subprotocol.
 pub fn websocket_connector() -> Connector {
-    Arc::new(|url: String| {
+    websocket_connector_with_tls(None)
+}
+
+/// The real connector, with wss:// trusting what `tls` trusts (a pinned CA) instead of the system roots.
+pub fn websocket_connector_with_tls(tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Connector {
+    Arc::new(move |url: String| {
+        let tls = tls.clone();
         Box::pin(async move {
             let mut request = url
                 .as_str()
                 .into_client_request()
                 .map_err(|e| SignalingError::Connect { url: url.clone(), reason: e.to_string() })?;
             request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(JANUS_SUBPROTOCOL));
-            let (ws, _response) = tokio_tungstenite::connect_async(request)
+            let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+            let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
                 .await
                 .map_err(|e| SignalingError::Connect { url: url.clone(), reason: e.to_string() })?;
             Ok(Box::new(ws) as BoxedTransport)
@@ -183,7 +194,8 @@ pub(crate) enum Command {
 impl JanusSession {
     /// Connects to the first reachable server of `config.urls` and creates a session there.
     pub async fn connect(config: JanusConfig) -> Result<(JanusSession, mpsc::Receiver<ConnectionEvent>)> {
-        Self::connect_with(config, websocket_connector()).await
+        let connector = websocket_connector_with_tls(config.tls.clone());
+        Self::connect_with(config, connector).await
     }
 
     /// As `connect`, with a custom transport (tests use an in-memory one).

@@ -493,3 +493,56 @@ fn sip_events_parse_and_unknown_ones_are_other() {
     let shapeless = json!([1, 2]);
     assert_eq!(SipEvent::from_plugin_data(&shapeless, None), SipEvent::Other(shapeless.clone()));
 }
+
+/// A self-signed certificate for `localhost` (its own trust anchor) and its key.
+fn localhost_cert() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    (cert, key)
+}
+
+#[tokio::test]
+async fn wss_trusts_the_pinned_ca_and_refuses_another() {
+    use tokio_rustls::rustls;
+    let (cert, key) = localhost_cert();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let st = state(&["t1"]);
+    let server_state = st.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, st) = (acceptor.clone(), server_state.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls, st).await;
+                }
+            });
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("cbx-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pinned = dir.join("ca.pem");
+    std::fs::write(&pinned, cert.pem()).unwrap();
+    let other = dir.join("other-ca.pem");
+    std::fs::write(&other, localhost_cert().0.pem()).unwrap();
+    let url = format!("wss://localhost:{port}/janus");
+
+    let mut trusted = config(vec![url.clone()], "t1");
+    trusted.tls = Some(crate::credentials::tls_client_config(Some(&pinned), &url).unwrap());
+    let (session, _events) = JanusSession::connect(trusted).await.expect("wss with the pinned CA");
+    assert_eq!(session.session_id(), SESSION);
+    session.destroy().await.unwrap();
+
+    let mut untrusted = config(vec![url.clone()], "t1");
+    untrusted.tls = Some(crate::credentials::tls_client_config(Some(&other), &url).unwrap());
+    let err = JanusSession::connect(untrusted).await.err().expect("another CA is refused");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
