@@ -4,7 +4,7 @@
 //! these tests live in their own test binary and every one calls [`setup`] before touching ALSA.
 
 use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
-use callbox::devices::audio::{AudioBackend, AudioCapture, AudioPlayback};
+use callbox::devices::audio::{tone_power, AudioBackend, AudioCapture, AudioPlayback};
 use callbox::devices::{AudioFrame, DeviceError, DeviceKind, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -76,20 +76,6 @@ fn read_frames(mic: &mut dyn AudioCapture, frames: usize) -> Vec<i16> {
     out
 }
 
-/// Power of `freq` in `x` (Goertzel), normalised: a full-scale sine gives about 0.25.
-fn goertzel(x: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(SAMPLE_RATE);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) / 32_768.0 + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let n = x.len() as f64;
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * n)
-}
-
 /// Deterministic test signal (LCG noise), different for every seed.
 fn noise(len: usize, seed: u32) -> Vec<i16> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -112,9 +98,9 @@ fn tone_is_captured_with_its_frequency_level_and_samples() {
     let got = read_frames(&mut mic, 50);
 
     // Frequency: all the energy at 1 kHz, nothing at 800 Hz or 1.25 kHz.
-    let on = goertzel(&got, TONE_HZ);
+    let on = tone_power(&got, TONE_HZ);
     for off_hz in [800.0, 1250.0] {
-        let off = goertzel(&got, off_hz);
+        let off = tone_power(&got, off_hz);
         assert!(on > 1000.0 * off, "1 kHz power {on:e}, {off_hz} Hz power {off:e}");
     }
     // Zero crossings: two per period, 1000 periods per second, 0.5 s read.

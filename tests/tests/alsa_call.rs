@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use callbox::calling::CallState;
 use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
+use callbox::devices::audio::tone_share;
 use callbox::devices::video::sim::SimVideoBackend;
 use callbox::devices::{DeviceManager, DevicePreferences, SAMPLE_RATE};
 use callbox_tests::{Stack, StackOptions};
@@ -69,24 +70,6 @@ fn alsa_devices(microphone: &str, speaker: &str) -> DeviceManager {
 
 fn samples(path: &Path) -> Vec<i16> {
     std::fs::read(path).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-}
-
-/// Power at `freq` relative to the total power of `x` (1.0: a pure tone at that frequency).
-fn tone_share(x: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(SAMPLE_RATE);
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let energy: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    if energy == 0.0 {
-        0.0
-    } else {
-        2.0 * power / (x.len() as f64 * energy)
-    }
 }
 
 fn rms_dbfs(x: &[i16]) -> f64 {

@@ -365,20 +365,6 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// Power of `freq` in `x` (Goertzel), normalised so a full-scale sine gives about 0.25.
-    fn goertzel(x: &[i16], freq: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / f64::from(SAMPLE_RATE);
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &v in x {
-            let s = f64::from(v) / 32_768.0 + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        let n = x.len() as f64;
-        (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * n)
-    }
-
     #[test]
     fn tone_microphone_has_its_frequency_and_level() {
         let b = SimAudioBackend::empty();
@@ -393,8 +379,8 @@ mod tests {
         let peak = all.iter().map(|s| i32::from(*s).abs()).max().unwrap();
         let expected = 32_767.0 * 10f64.powf(-12.0 / 20.0);
         assert!((f64::from(peak) - expected).abs() < 0.01 * expected, "peak {peak}, expected {expected:.0}");
-        let on = goertzel(&all, 1000.0);
-        let off = goertzel(&all, 1300.0);
+        let on = super::super::tone_power(&all, 1000.0);
+        let off = super::super::tone_power(&all, 1300.0);
         assert!(on > 1000.0 * off, "1 kHz {on}, 1.3 kHz {off}");
     }
 
