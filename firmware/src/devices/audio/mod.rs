@@ -107,6 +107,35 @@ impl FramePacer {
     }
 }
 
+/// The power of the `freq` component of `samples` (Goertzel), normalised so that a full-scale sine at that
+/// frequency gives about 0.25: for checking what a microphone captured or a speaker played.
+pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(super::SAMPLE_RATE);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in samples {
+        let s = f64::from(v) / 32_768.0 + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let n = samples.len() as f64;
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * n)
+}
+
+/// The share of the power of `samples` that is at `freq` (1.0: a pure tone at that frequency).
+pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
+    let mean_square =
+        samples.iter().map(|&v| (f64::from(v) / 32_768.0).powi(2)).sum::<f64>() / samples.len().max(1) as f64;
+    if mean_square == 0.0 {
+        0.0
+    } else {
+        2.0 * tone_power(samples, freq) / mean_square
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,34 +167,5 @@ mod tests {
         pacer.wait_next();
         assert_eq!(pacer.ticks(), 1);
         assert!(pacer.next_due() > Instant::now());
-    }
-}
-
-/// The power of the `freq` component of `samples` (Goertzel), normalised so that a full-scale sine at that
-/// frequency gives about 0.25: for checking what a microphone captured or a speaker played.
-pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(super::SAMPLE_RATE);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in samples {
-        let s = f64::from(v) / 32_768.0 + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let n = samples.len() as f64;
-    (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * n)
-}
-
-/// The share of the power of `samples` that is at `freq` (1.0: a pure tone at that frequency).
-pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
-    let mean_square =
-        samples.iter().map(|&v| (f64::from(v) / 32_768.0).powi(2)).sum::<f64>() / samples.len().max(1) as f64;
-    if mean_square == 0.0 {
-        0.0
-    } else {
-        2.0 * tone_power(samples, freq) / mean_square
     }
 }
