@@ -482,8 +482,28 @@ async fn run(a: Args) -> Result<(), String> {
     result
 }
 
+/// Logs through `log`, filtered by `RUST_LOG` (default `info`). Under systemd (`JOURNAL_STREAM` set) each line
+/// starts with its syslog priority (`<3>` error ... `<7>` trace) and carries no timestamp: journald adds its
+/// own, and `journalctl -p warning` then filters by level.
+fn init_logging() {
+    use std::io::Write;
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.format(|buf, record| {
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{priority}>{}: {}", record.target(), record.args())
+        });
+    }
+    builder.init();
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
