@@ -21,7 +21,7 @@ use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
 use crate::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
 use crate::input::{
-    ButtonInput, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
+    ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
 };
 
 /// Why the appliance cannot be set up. Names the file, the device or the key; never a secret.
@@ -144,30 +144,42 @@ pub fn setup(
     };
 
     let button_actions: HashMap<String, _> = config.buttons.iter().map(|(n, a)| (n.clone(), *a)).collect();
-    let specs = config.buttons.keys().map(|n| board.button_spec(n)).collect::<Result<Vec<_>, String>>();
-    let specs = specs.map_err(SetupError::Other)?;
     let leds: HashMap<LedState, String> =
         LedState::ALL.iter().filter_map(|s| config.leds.get(*s).map(|n| (*s, n.to_owned()))).collect();
     let relay = door.map(|d| d.relay.clone());
-    let mut output_specs = Vec::new();
-    for name in leds.values() {
-        output_specs.push(board.led_spec(name).map_err(SetupError::Other)?);
-    }
-    if let Some(r) = &relay {
-        output_specs.push(board.relay_spec(r).map_err(SetupError::Other)?);
-    }
+    let output_names: Vec<String> = leds.values().cloned().chain(relay.iter().cloned()).collect();
     let mut outputs: HashMap<String, Box<dyn OutputLine>> = HashMap::new();
     let (buttons, controls): (Box<dyn ButtonInput>, Option<SimControls>) = if sim {
+        // Simulated lines are addressed by name: no chip is opened or looked up; the board's timings hold.
+        let specs: Vec<ButtonSpec> = config
+            .buttons
+            .keys()
+            .zip(0u32..)
+            .map(|(name, line)| {
+                let mut spec = ButtonSpec::new(name.as_str(), "sim", line);
+                if let Some((debounce, long_press)) = board.button_timing(name) {
+                    (spec.debounce, spec.long_press) = (debounce, long_press);
+                }
+                spec
+            })
+            .collect();
         let buttons = SimButtons::new(&specs)?;
         let sim_outputs = SimOutputs::new();
-        for spec in &output_specs {
-            outputs.insert(spec.name.clone(), Box::new(sim_outputs.line(&spec.name)));
+        for name in &output_names {
+            outputs.insert(name.clone(), Box::new(sim_outputs.line(name)));
         }
         let controls = SimControls { buttons: buttons.handle(), outputs: sim_outputs };
         (Box::new(buttons), Some(controls))
     } else {
-        for spec in &output_specs {
-            outputs.insert(spec.name.clone(), Box::new(GpioOutput::open(spec)?));
+        let specs = config.buttons.keys().map(|n| board.button_spec(n)).collect::<Result<Vec<_>, String>>();
+        let specs = specs.map_err(SetupError::Other)?;
+        for name in leds.values() {
+            let spec = board.led_spec(name).map_err(SetupError::Other)?;
+            outputs.insert(name.clone(), Box::new(GpioOutput::open(&spec)?));
+        }
+        if let Some(r) = &relay {
+            let spec = board.relay_spec(r).map_err(SetupError::Other)?;
+            outputs.insert(r.clone(), Box::new(GpioOutput::open(&spec)?));
         }
         (Box::new(GpioButtons::open(&specs)?), None)
     };

@@ -1,0 +1,135 @@
+//! `callbox run` as the process a board starts: a `callbox.toml` for the test stack (device key in a 0600 file,
+//! the `sim` board profile, simulated devices), the binary started as a child, "ready" read from its log; the
+//! `c` key on its stdin presses the simulated doorbell and an in-process monitor rings; SIGTERM ends the call
+//! (the monitor sees it hang up) and the process exits cleanly. Also: `callbox check-config` on that file.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use callbox::calling::{CallState, ParticipantState};
+use callbox_tests::appliance::provision_device;
+use callbox_tests::{Stack, StackOptions};
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The `callbox` binary of this build (`scripts/test` builds every target first).
+fn callbox_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    // target/<profile>/deps/run_process-<hash> → target/<profile>/callbox
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = profile_dir.join("callbox");
+    assert!(bin.exists(), "{} not built (cargo build -p callbox first)", bin.display());
+    bin
+}
+
+fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callbox_run_registers_calls_from_the_keyboard_and_stops_on_sigterm() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let monitor = appliance(&stack, "monitor-p").await;
+    let mut monitor_events = monitor.events();
+
+    let dir = stack.dir().join("gate");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key_file = dir.join("device-key");
+    std::fs::write(&key_file, provision_device(&stack, "gate").expose()).expect("key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = dir.join("callbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\ndisplay_name = \"Gate\"\n\
+             [servers]\njanus_urls = [\"{janus}\"]\ntoken_url = \"{token}\"\nallow_insecure_http = true\n\
+             [credentials]\ndevice_key_file = \"{key}\"\n\
+             [call]\ntargets = [\"monitor-p\"]\n\
+             [buttons]\ncall = \"call\"\nhang_up = \"hang_up\"\n\
+             [leds]\nidle = \"idle\"\nin_call = \"in_call\"\n\
+             [devices]\nsim = true\n\
+             [video]\nwidth = 320\nheight = 240\nfps = 15\n\
+             [display]\nenabled = false\n\
+             [network]\nmedia_ip = \"127.0.0.1\"\n\
+             [board]\nprofile = \"sim\"\n",
+            janus = stack.janus_ws_url(),
+            token = stack.token_url(),
+            key = key_file.display()
+        ),
+    )
+    .expect("config");
+    let board_dir = repo_dir().join("board");
+
+    let check = std::process::Command::new(callbox_binary())
+        .args(["check-config", config.to_str().expect("utf-8"), "--board-dir", board_dir.to_str().expect("utf-8")])
+        .output()
+        .expect("check-config runs");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && report.contains("result: OK"), "{report}");
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(callbox_binary())
+        .args(["run", "--config", config.to_str().expect("utf-8"), "--board-dir", board_dir.to_str().expect("utf-8")])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("callbox run starts");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut early = Vec::new();
+    let ready = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("appliance ready") {
+                return Some(line);
+            }
+            early.push(line);
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(ready) = ready else { panic!("callbox run did not report ready; its log:\n{}", early.join("\n")) };
+    log::info!("callbox run: process start -> registered {} ms ({ready})", started.elapsed().as_millis());
+    assert!(!ready.contains("gate-key") && !ready.contains("Bearer"), "no secrets in the log: {ready}");
+    // Keep draining its log so the child never blocks on a full pipe.
+    let drain = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = log.next_line().await {
+            lines.push(line);
+        }
+        lines
+    });
+
+    // The doorbell, from the keyboard.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"c\n").await.expect("key");
+    stdin.flush().await.expect("flush");
+    let incoming = next_incoming(&monitor, &mut monitor_events).await;
+    assert_eq!(incoming.from(), &user("gate"));
+    let call = incoming.accept().await.expect("accept");
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+    assert_video_advances(&call, "monitor").await;
+
+    // SIGTERM: the gate hangs up, un-registers and exits 0.
+    let pid = child.id().expect("pid");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits after SIGTERM").expect("status");
+    assert!(status.success(), "callbox run exited with {status}");
+    wait_state(&call, &mut call_events, CallState::Disconnected).await;
+    let gate = call.remote_participants().remove(0);
+    assert_eq!(gate.state(), ParticipantState::Disconnected);
+    let lines = tokio::time::timeout(Duration::from_secs(5), drain).await.expect("log ends").expect("log");
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    let key = std::fs::read_to_string(&key_file).expect("key");
+    assert!(!lines.iter().any(|l| l.contains(key.trim())), "the device key reached the log");
+    monitor.shutdown().await;
+}
