@@ -390,9 +390,9 @@ fn run_check_config(a: &Args) -> Result<(), String> {
     let board = config.load_board(&board_dir(a)).map_err(|e| e.to_string())?;
     let report = callbox::config::check_report(&config, &board);
     print!("{report}");
+    // The code file must be the service user's own: checked for real when `callbox run` starts as that user.
     if let Err(e) = config.door_code() {
-        println!("problem: {e}");
-        return Err("the configuration has problems".into());
+        println!("warning: {e}");
     }
     if report.contains("result: OK") {
         Ok(())

@@ -149,6 +149,7 @@ impl RunningAppliance {
             screen,
             screen_fps: 15,
             snapshot: None,
+            route_to: None,
         };
         let handle = ApplianceHandle::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

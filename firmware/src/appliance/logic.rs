@@ -142,16 +142,29 @@ impl ApplianceLogic {
         if let (Some(c), Some(after)) = (self.current, self.behaviour.auto_answer_after) {
             if c.incoming_ringing && c.rang_at.is_some_and(|t| now >= t + after) {
                 log::info!("auto-answering the incoming call");
-                self.actions.push_back(Action::Answer(c.call));
-                if let Some(cur) = self.current.as_mut() {
-                    cur.rang_at = None;
-                }
+                self.answer(c.call);
             }
         }
         if self.last_digit_at.is_some_and(|t| now >= t + self.behaviour.digit_timeout) {
             self.digits.clear();
             self.last_digit_at = None;
         }
+    }
+
+    /// Answers the ringing call: it stops ringing at once (the chime stops before the call's audio opens the
+    /// speaker; the hang-up button now hangs up instead of rejecting).
+    fn answer(&mut self, call: CallId) {
+        if let Some(cur) = self.current.as_mut().filter(|c| c.call == call) {
+            cur.incoming_ringing = false;
+            cur.rang_at = None;
+        }
+        self.update_outputs();
+        self.actions.push_back(Action::Answer(call));
+    }
+
+    /// The call the appliance is busy with, if any.
+    pub fn current_call(&self) -> Option<CallId> {
+        self.current.map(|c| c.call)
     }
 
     /// The connection to the servers came up (`true`) or went down.
@@ -171,7 +184,7 @@ impl ApplianceLogic {
                     self.actions.push_back(Action::PlaceCall(self.behaviour.targets.clone()));
                 }
             }
-            (ButtonAction::Call, Some(c)) if c.incoming_ringing => self.actions.push_back(Action::Answer(c.call)),
+            (ButtonAction::Call, Some(c)) if c.incoming_ringing => self.answer(c.call),
             (ButtonAction::Call, Some(_)) => log::debug!("doorbell pressed during a call: ignored"),
             (ButtonAction::HangUp, Some(c)) if c.incoming_ringing => {
                 self.actions.push_back(Action::Reject(c.call, 603))
@@ -215,6 +228,10 @@ impl ApplianceLogic {
         let Some(c) = self.current.as_mut().filter(|c| c.call == call) else {
             return;
         };
+        if state != CallState::Incoming {
+            c.incoming_ringing = false;
+            c.rang_at = None;
+        }
         match state {
             CallState::Connected => {
                 c.connected = true;

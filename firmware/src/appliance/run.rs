@@ -61,6 +61,9 @@ pub struct ApplianceSetup {
     pub screen_fps: u32,
     /// Save the screen here on SIGUSR1.
     pub snapshot: Option<std::path::PathBuf>,
+    /// Bind media to the local address of the route to this (Janus) URL, found when the client starts (and
+    /// again at each retry); `None`: `client.media.bind_ip` as configured.
+    pub route_to: Option<String>,
 }
 
 /// What the running appliance exposes (for the caller's logs and the tests).
@@ -91,12 +94,31 @@ impl ApplianceHandle {
 async fn start_client(
     setup_client: &ClientConfig,
     credential: &TokenCredential,
+    route_to: Option<&str>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
     notifier: &Notifier,
 ) -> Option<CallClient> {
     let mut attempt = 0u32;
     loop {
-        match CallClient::create(credential.clone(), setup_client.clone()).await {
+        let mut config = setup_client.clone();
+        let attempt_result = async {
+            // The media address: the interface that routes to Janus now (the network may come up late).
+            if let Some(url) = route_to {
+                let url = url.to_owned();
+                let routed = tokio::task::spawn_blocking(move || super::setup::route_ip(&url))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))?;
+                log::info!("media address {routed} (the route to the Janus server)");
+                config.media.bind_ip = routed;
+            }
+            CallClient::create(credential.clone(), config).await.map_err(|e| e.to_string())
+        };
+        let result = tokio::select! {
+            r = attempt_result => r,
+            _ = &mut *shutdown => return None,
+        };
+        match result {
             Ok(client) => return Some(client),
             Err(e) => {
                 let delay = START_BACKOFF.delay(attempt, rand::random()).unwrap_or(START_BACKOFF.max);
@@ -116,13 +138,14 @@ async fn start_client(
 /// starts with the answer).
 struct Chime {
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Chime {
     fn start(devices: DeviceManager, speaker: Option<String>) -> Chime {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let spawned = std::thread::Builder::new().name("cbx-chime".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("cbx-chime".into()).spawn(move || {
             let mut out = match devices.open_speaker(speaker.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -152,10 +175,22 @@ impl Chime {
                 }
             }
         });
-        if let Err(e) = spawned {
-            log::warn!("no chime: {e}");
+        let thread = thread.map_err(|e| log::warn!("no chime: {e}")).ok();
+        Chime { stop, thread }
+    }
+
+    /// Stops the chime and waits (bounded) until its thread has closed the speaker, so that the call's
+    /// audio can open it.
+    async fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let joined = tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+            });
+            if tokio::time::timeout(Duration::from_secs(1), joined).await.is_err() {
+                log::warn!("the chime did not stop within 1 s");
+            }
         }
-        Chime { stop }
     }
 }
 
@@ -227,6 +262,7 @@ pub async fn run(
         screen,
         screen_fps,
         snapshot,
+        route_to,
     } = setup;
     let outputs = Arc::new(Mutex::new(Outputs { lines: outputs }));
     let devices = client_config.media.devices.clone();
@@ -237,13 +273,18 @@ pub async fn run(
     let _hotplug = devices.watch(Duration::from_secs(2));
 
     // Outputs first: the LED shows the fault until registered.
-    let mut fx = Effects { outputs, leds, relay, chime: None, devices, speaker };
+    let relay_pulses = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut fx = Effects { outputs, relay_pulses, leds, relay, chime: None, devices, speaker };
     apply(&mut logic, &mut fx, None, None, &mut HashMap::new()).await;
-    let Some(client) = start_client(&client_config, &credential, &mut shutdown, &notifier).await else {
+    // Started: systemd's start job ends here (the LED shows the fault and STATUS the wait while the servers are
+    // away), so a long outage of the servers does not make systemd kill the service at its start timeout.
+    notifier.ready();
+    notifier.status("connecting to the servers");
+    let Some(client) = start_client(&client_config, &credential, route_to.as_deref(), &mut shutdown, &notifier).await
+    else {
         return Ok(());
     };
     log::info!("appliance ready as {} after {} ms", client.identity(), started.elapsed().as_millis());
-    notifier.ready();
     notifier.status(&format!("registered as {}", client.identity()));
     let screen = screen.map(|fb| Screen::new(&client, fb, screen_fps));
     if let (Some(screen), Some(path)) = (&screen, &snapshot) {
@@ -260,6 +301,7 @@ pub async fn run(
     let mut renderers: HashMap<CallId, VideoRenderer> = HashMap::new();
     let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
     let epoch = Instant::now();
+    let mut failure = None;
     loop {
         apply(&mut logic, &mut fx, Some(&client), screen.as_ref(), &mut calls).await;
         // Show the far end of connected calls on the screen.
@@ -303,8 +345,14 @@ pub async fn run(
                     }
                     None => log::debug!("button {name} has no action"),
                 },
-                Some(Err(e)) => return Err(ApplianceError::Input(e)),
-                None => return Err(ApplianceError::Input("button reader ended".into())),
+                Some(Err(e)) => {
+                    failure = Some(ApplianceError::Input(e));
+                    break;
+                }
+                None => {
+                    failure = Some(ApplianceError::Input("button reader ended".into()));
+                    break;
+                }
             },
             event = events.next_event() => match event {
                 Some(e) => on_event(&mut logic, &client, screen.as_ref(), &mut calls, &mut renderers, e, epoch.elapsed()),
@@ -314,7 +362,9 @@ pub async fn run(
     }
     log::info!("shutting down: hanging up and un-registering");
     notifier.stopping();
-    fx.chime = None;
+    if let Some(chime) = fx.chime.take() {
+        chime.stop().await;
+    }
     for call in calls.values() {
         if call.state() != CallState::Disconnected {
             let _ = call.hang_up().await;
@@ -325,7 +375,7 @@ pub async fn run(
     for name in fx.leds.values().chain(fx.relay.iter()) {
         outs.set(name, false);
     }
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 fn on_event(
@@ -344,13 +394,14 @@ fn on_event(
         }
         Event::IncomingCall { call, from, .. } => {
             log::info!("incoming call from {from}");
-            if let Some(screen) = screen {
-                screen.follow_call(Some(call));
-            }
             if let Some(handle) = client.call_by_id(call) {
                 calls.insert(call, handle);
             }
             logic.on_incoming_call(call, now);
+            // The screen shows it only if it is the appliance's call now (not one declined busy).
+            if let (Some(screen), true) = (screen, logic.current_call() == Some(call)) {
+                screen.follow_call(Some(call));
+            }
         }
         Event::CallStateChanged { call, state } => {
             if state == CallState::Disconnected {
@@ -371,6 +422,8 @@ fn on_event(
 /// What the logic's actions act on besides the client: the output lines, the chime, the speaker it plays on.
 struct Effects {
     outputs: Arc<Mutex<Outputs>>,
+    /// Relay pulses given so far (the newest pulse's timer ends it).
+    relay_pulses: Arc<std::sync::atomic::AtomicU64>,
     leds: HashMap<LedState, String>,
     relay: Option<String>,
     chime: Option<Chime>,
@@ -386,7 +439,7 @@ async fn apply(
     screen: Option<&Screen>,
     calls: &mut HashMap<CallId, Call>,
 ) {
-    let Effects { outputs, leds, relay, chime, devices, speaker } = fx;
+    let Effects { outputs, relay_pulses, leds, relay, chime, devices, speaker } = fx;
     let relay = relay.as_deref();
     while let Some(action) = logic.poll_action() {
         let call_of = |id: CallId| calls.get(&id).cloned();
@@ -399,16 +452,23 @@ async fn apply(
                 Ok(())
             }
             Action::Chime(on) => {
+                if let Some(old) = chime.take() {
+                    old.stop().await;
+                }
                 *chime = on.then(|| Chime::start(devices.clone(), speaker.clone()));
                 Ok(())
             }
             Action::PulseRelay(length) => {
                 if let Some(name) = relay.map(str::to_owned) {
+                    // A pulse given during another extends it: only the latest pulse's timer switches it off.
+                    let generation = relay_pulses.fetch_add(1, Ordering::SeqCst) + 1;
                     outputs.lock().unwrap_or_else(|p| p.into_inner()).set(&name, true);
-                    let outputs = Arc::clone(outputs);
+                    let (outputs, pulses) = (Arc::clone(outputs), Arc::clone(relay_pulses));
                     tokio::spawn(async move {
                         tokio::time::sleep(length).await;
-                        outputs.lock().unwrap_or_else(|p| p.into_inner()).set(&name, false);
+                        if pulses.load(Ordering::SeqCst) == generation {
+                            outputs.lock().unwrap_or_else(|p| p.into_inner()).set(&name, false);
+                        }
                     });
                 }
                 Ok(())

@@ -60,7 +60,12 @@ fn preferences() -> Result<DevicePreferences, SetupError> {
         // systemd may list several directories separated by ':'; the first is ours.
         Some(dirs) => {
             let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
-            Ok(DevicePreferences::load(&Path::new(&first).join("devices.toml"))?)
+            let path = Path::new(&first).join("devices.toml");
+            // A damaged preferences file must not keep the appliance from starting: the defaults apply.
+            Ok(DevicePreferences::load(&path).unwrap_or_else(|e| {
+                log::warn!("{e}; using the default devices");
+                DevicePreferences::in_memory()
+            }))
         }
         None => Ok(DevicePreferences::in_memory()),
     }
@@ -116,11 +121,8 @@ pub fn setup(
             client.janus_tls = Some(credentials::tls_client_config(Some(ca), "the Janus server")?);
         }
     }
-    if config.media_ip().is_none() {
-        let first = config.servers.janus_urls.first().ok_or_else(|| SetupError::Other("no Janus URL".into()))?;
-        client.media.bind_ip = route_ip(first)?;
-        log::info!("media address {} (the route to {first})", client.media.bind_ip);
-    }
+    // "auto": the route to the first Janus server, found when the client starts (the network may be late).
+    let route_to = if config.media_ip().is_none() { config.servers.janus_urls.first().cloned() } else { None };
 
     let credential = match config.credential() {
         ConfiguredCredential::DeviceKey(source) => {
@@ -205,6 +207,7 @@ pub fn setup(
         screen,
         screen_fps: config.display.fps,
         snapshot,
+        route_to,
     };
     Ok((setup, controls))
 }

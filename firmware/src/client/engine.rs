@@ -724,7 +724,9 @@ impl Engine {
             }
             SipEvent::Dtmf { digit, .. } => {
                 if let (Some(call), Some(d)) = (call, digit.chars().next()) {
-                    log::info!("{call}: DTMF '{d}' received");
+                    // Never the digit itself above trace: the digits may be a door code.
+                    log::debug!("{call}: DTMF digit received");
+                    log::trace!("{call}: DTMF '{d}'");
                     self.signal(call, SignalEvent::Dtmf(d));
                 }
             }

@@ -12,7 +12,7 @@ use super::{CapturedFrame, DeviceError, PixelFormat};
 use crate::media::VideoFrame;
 
 /// How long the JPEG decoder may take for one frame.
-const DECODE_TIMEOUT_MS: u64 = 1_000;
+const DECODE_TIMEOUT_MS: u64 = 200;
 
 /// Converts camera frames to I420; keeps the JPEG decoder between frames.
 #[derive(Default)]
@@ -61,10 +61,15 @@ impl FrameConverter {
                 if self.jpeg.is_none() {
                     self.jpeg = Some(JpegDecoder::start()?);
                 }
-                match self.jpeg.as_mut() {
-                    Some(dec) => return dec.decode(&frame.data, f.width, f.height),
-                    None => return Err(short(1)),
+                let decoded = match self.jpeg.as_mut() {
+                    Some(dec) => dec.decode(&frame.data, f.width, f.height),
+                    None => Err(short(1)),
+                };
+                if decoded.is_err() {
+                    // A decoder that failed is rebuilt for the next frame rather than left stuck.
+                    self.jpeg = None;
                 }
+                return decoded;
             }
         };
         Ok(VideoFrame { width: f.width, height: f.height, data })

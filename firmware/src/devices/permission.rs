@@ -1,24 +1,31 @@
-//! Device permission on Linux: may this process open a device node? Answered by opening it the way the
-//! backends do (read-write, non-blocking) and closing it at once; a refusal is explained with the node's
-//! owner, group and mode, so an operator sees which group the service user lacks.
+//! Device permission on Linux: may this process open a device node read-write? Asked of the kernel without
+//! opening the node; a refusal is explained with the node's owner, group and mode, so an operator sees which
+//! group the service user lacks.
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::Permission;
 
-/// Checks whether this process can open `node` read-write.
+/// Checks whether this process may open `node` read-write. Asked of the kernel with `faccessat(..., AT_EACCESS)`
+/// (the effective ids, as `open` would check them) rather than by opening: opening an ALSA PCM claims the
+/// card, and the hot-plug rescan runs while calls and the chime use the devices.
 pub fn check_node(node: &Path) -> Permission {
-    let opened =
-        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(node);
-    let err = match opened {
-        Ok(_) => return Permission::Granted,
-        Err(e) => e,
-    };
     let shown = node.display();
+    let Ok(path) = std::ffi::CString::new(node.as_os_str().as_bytes()) else {
+        return Permission::Unknown { reason: format!("{shown}: not a usable path") };
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::R_OK | libc::W_OK, libc::AT_EACCESS) };
+    if rc == 0 {
+        return Permission::Granted;
+    }
+    let err = std::io::Error::last_os_error();
     match err.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => Permission::Denied { reason: denied_reason(node) },
-        Some(libc::EBUSY) => Permission::Unknown { reason: format!("{shown}: busy (in use by another program)") },
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            Permission::Denied { reason: denied_reason(node) }
+        }
         Some(libc::ENOENT) => Permission::Unknown { reason: format!("{shown}: no such device node") },
         _ => Permission::Unknown { reason: format!("{shown}: {err}") },
     }

@@ -178,10 +178,8 @@ fn open_with_backoff<D>(
             return None;
         }
         match open() {
-            Ok(d) => {
-                *failures = 0;
-                return Some(d);
-            }
+            // `failures` is reset by the caller once the device has worked (opening is not enough).
+            Ok(d) => return Some(d),
             Err(e) => {
                 if failures.is_power_of_two() || *failures == 0 {
                     log::warn!("{} unavailable: {e} (retrying)", kind.as_str());
@@ -227,10 +225,20 @@ fn capture_loop(
         opened_before = true;
         while !shared.stop.load(Ordering::SeqCst) {
             if let Err(e) = mic.read(&mut frame) {
-                log::warn!("microphone {}: {e}; reopening", mic.id());
+                if failures == 0 || failures.is_power_of_two() {
+                    log::warn!("microphone {}: {e}; reopening", mic.id());
+                }
                 filled = 0;
+                drop(mic);
+                // A device that opens but fails at once must not be reopened in a tight loop.
+                let delay = REOPEN.delay(failures, rand::random()).unwrap_or(REOPEN.max);
+                failures = failures.saturating_add(1);
+                if !nap(&shared, delay) {
+                    break 'device;
+                }
                 continue 'device;
             }
+            failures = 0;
             let now = Instant::now();
             shared.mic_frames.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = processor.as_mut() {
@@ -299,7 +307,6 @@ fn playout_loop(
                         log::info!("speaker {} open for the call", s.id());
                     }
                     opened_before = true;
-                    failures = 0;
                     speaker = Some(s);
                 }
                 Err(e) => {
@@ -334,13 +341,17 @@ fn playout_loop(
         let written = match speaker.as_mut() {
             Some(s) => match s.write(&frame) {
                 Ok(()) => {
+                    failures = 0;
                     let device_ms = s.delay_samples().map(|d| u64::from(d) / 48).unwrap_or(0);
                     shared.playout_delay_ms.store(u64::from(buffered_ms) + device_ms, Ordering::Relaxed);
                     true
                 }
                 Err(e) => {
-                    log::warn!("speaker {}: {e}; reopening", s.id());
-                    retry_at = Instant::now();
+                    if failures == 0 || failures.is_power_of_two() {
+                        log::warn!("speaker {}: {e}; reopening", s.id());
+                    }
+                    retry_at = Instant::now() + REOPEN.delay(failures, rand::random()).unwrap_or(REOPEN.max);
+                    failures = failures.saturating_add(1);
                     false
                 }
             },

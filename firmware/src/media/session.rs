@@ -31,7 +31,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::audio::{FRAME_SAMPLES, SILENCE_DBFS};
+use super::audio::{OpusEncoder, FRAME_SAMPLES, SILENCE_DBFS};
 use super::audio_io::{AudioIo, AudioIoShared, EncodedAudio, PlayoutObserver, ENCODED_QUEUE};
 use super::bitrate::BitrateController;
 use super::echo::AudioProcessor;
@@ -49,6 +49,8 @@ const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-
 const EVENT_CAPACITY: usize = 64;
 const VIDEO_RTP_QUEUE: usize = 512;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// After this long without a packet from the microphone, encoded silence is sent instead.
+const MIC_SILENCE_AFTER: Duration = Duration::from_millis(60);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Minimum spacing of keyframes forced by PLI/FIR (a burst of requests yields one keyframe).
 const MIN_REQUESTED_KEYFRAME_SPACING: Duration = Duration::from_millis(200);
@@ -690,7 +692,34 @@ async fn audio_rtp_task(
     let mut seq: u16 = rand::random();
     let mut timestamp: u32 = rand::random();
     let mut errors: u64 = 0;
-    while let Some(packet) = encoded.recv().await {
+    // Without a working microphone (absent, being reopened) encoded silence keeps the stream going at 20 ms,
+    // so that Janus and SIP peers see no RTP timeout and the far end's jitter buffer no gap.
+    let silence = match OpusEncoder::with_options(shared.config.audio.bitrate_bps, false, false)
+        .and_then(|mut e| e.encode(&[0i16; FRAME_SAMPLES]).map(Bytes::copy_from_slice))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("audio sender stopped: {e}");
+            return;
+        }
+    };
+    let mut starving = false;
+    loop {
+        let wait = if starving { Duration::from_millis(20) } else { MIC_SILENCE_AFTER };
+        let packet = match tokio::time::timeout(wait, encoded.recv()).await {
+            Ok(Some(packet)) => {
+                starving = false;
+                packet
+            }
+            Ok(None) => break,
+            Err(_) => {
+                if !starving {
+                    log::debug!("no microphone audio for {MIC_SILENCE_AFTER:?}: sending silence");
+                }
+                starving = true;
+                EncodedAudio { payload: silence.clone(), captured_at: Instant::now() }
+            }
+        };
         timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
         let Some(pt) = shared.lock().negotiated.audio_pt else {
             continue;
