@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
 use super::notify::Notifier;
-use crate::calling::{Backoff, CallId, CallState, ConnectionState, Event, ScalingMode};
+use crate::calling::{Backoff, CallId, CallState, ConnectionState, Delivery, Event, ScalingMode};
 use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
 use crate::input::{ButtonInput, Gesture, OutputLine};
@@ -354,8 +354,14 @@ pub async fn run(
                     break;
                 }
             },
-            event = events.next_event() => match event {
-                Some(e) => on_event(&mut logic, &client, screen.as_ref(), &mut calls, &mut renderers, e, epoch.elapsed()),
+            delivery = events.next() => match delivery {
+                Some(Delivery::Event(e)) => {
+                    on_event(&mut logic, &client, screen.as_ref(), &mut calls, &mut renderers, e, epoch.elapsed())
+                }
+                Some(Delivery::Lagged(n)) => {
+                    log::warn!("{n} client events were lost: resynchronising from the calls");
+                    resync(&mut logic, &client, &mut calls, &mut renderers, epoch.elapsed());
+                }
                 None => break,
             },
         }
@@ -376,6 +382,31 @@ pub async fn run(
         outs.set(name, false);
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// After lost events: the logic's call and the call handles brought back in line with the client's calls.
+fn resync(
+    logic: &mut ApplianceLogic,
+    client: &CallClient,
+    calls: &mut HashMap<CallId, Call>,
+    renderers: &mut HashMap<CallId, VideoRenderer>,
+    now: Duration,
+) {
+    let live: HashMap<CallId, Call> = client.calls().into_iter().map(|c| (c.id(), c)).collect();
+    if let Some(current) = logic.current_call() {
+        match live.get(&current) {
+            Some(call) => logic.on_call_state(current, call.state()),
+            None => logic.on_call_state(current, CallState::Disconnected),
+        }
+    }
+    for (id, call) in &live {
+        if call.state() == CallState::Incoming && logic.current_call() != Some(*id) {
+            logic.on_incoming_call(*id, now);
+        }
+    }
+    renderers.retain(|id, _| live.contains_key(id));
+    *calls = live;
+    logic.on_ready(client.connection_state() == ConnectionState::Ready);
 }
 
 fn on_event(

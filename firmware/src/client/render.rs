@@ -31,6 +31,8 @@ struct ScreenState {
 
 /// The preview drawn on a screen: a camera feed, its scaling, and the last frame shown.
 struct PreviewSlot {
+    /// The renderer that started it (another renderer's `stop` or drop leaves it alone).
+    owner: u64,
     feed: CameraFeed,
     name: String,
     scaling_mode: ScalingMode,
@@ -336,10 +338,14 @@ impl VideoRenderer {
 /// The local camera preview drawn picture-in-picture on a `Screen` (the device manager's preview renderer).
 /// Shares the camera with a call's video: both read the same feed.
 pub struct PreviewRenderer {
+    id: u64,
     screen: Screen,
     manager: DeviceManager,
     request: VideoRequest,
 }
+
+/// Preview renderer ids.
+static NEXT_PREVIEW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl PreviewRenderer {
     /// Starts previewing `camera` (`None`: the default camera) on `screen`.
@@ -350,7 +356,8 @@ impl PreviewRenderer {
         request: VideoRequest,
         scaling_mode: ScalingMode,
     ) -> Result<PreviewRenderer, ClientError> {
-        let renderer = PreviewRenderer { screen: screen.clone(), manager: manager.clone(), request };
+        let id = NEXT_PREVIEW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let renderer = PreviewRenderer { id, screen: screen.clone(), manager: manager.clone(), request };
         renderer.show(camera, scaling_mode)?;
         Ok(renderer)
     }
@@ -364,6 +371,7 @@ impl PreviewRenderer {
             .unwrap_or_else(|| feed.camera_id().to_owned());
         log::info!("local preview of {} started", feed.camera_id());
         self.screen.set_preview(Some(PreviewSlot {
+            owner: self.id,
             feed,
             name,
             scaling_mode,
@@ -374,7 +382,7 @@ impl PreviewRenderer {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut PreviewSlot) -> R) -> Option<R> {
-        self.screen.state().preview.as_mut().map(f)
+        self.screen.state().preview.as_mut().filter(|p| p.owner == self.id).map(f)
     }
 
     /// The camera being previewed (`None` once stopped).
@@ -401,9 +409,9 @@ impl PreviewRenderer {
         self.show(Some(camera), mode)
     }
 
-    /// The picture-in-picture tile, once laid out.
+    /// The picture-in-picture tile, once laid out (while this renderer's preview is shown).
     pub fn target(&self) -> Option<Rect> {
-        self.screen.tile_of_preview()
+        self.with(|_| ()).and_then(|()| self.screen.tile_of_preview())
     }
 
     /// Frames captured by the previewed camera so far.
@@ -411,8 +419,15 @@ impl PreviewRenderer {
         self.with(|p| p.feed.frames_captured()).unwrap_or(0)
     }
 
-    /// Stops the preview and frees its tile.
-    pub fn stop(self) {
-        self.screen.set_preview(None);
+    /// Stops the preview and frees its tile (as dropping the renderer does).
+    pub fn stop(self) {}
+}
+
+impl Drop for PreviewRenderer {
+    fn drop(&mut self) {
+        let mine = self.screen.state().preview.as_ref().is_some_and(|p| p.owner == self.id);
+        if mine {
+            self.screen.set_preview(None);
+        }
     }
 }
