@@ -7,8 +7,6 @@ use callbox::calling::ScalingMode;
 use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
 use callbox::client::{CallClient, ClientConfig, Screen, TokenCredential};
 use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
-use callbox::devices::audio::sim::SimAudioBackend;
-use callbox::devices::video::sim::SimVideoBackend;
 use callbox::devices::video::v4l2::V4l2Backend;
 use callbox::devices::{DeviceManager, DevicePreferences};
 use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
@@ -155,7 +153,7 @@ fn device_manager(a: &Args) -> Result<DeviceManager, String> {
         None => DevicePreferences::in_memory(),
     };
     if a.sim {
-        return Ok(DeviceManager::new(Arc::new(SimAudioBackend::new()), Arc::new(SimVideoBackend::new()), prefs));
+        return Ok(DeviceManager::simulated_with(prefs));
     }
     let pacing = if a.alsa_clock { Pacing::Clock } else { Pacing::Device };
     let alsa = AlsaBackend::new(AlsaConfig { pacing, ..AlsaConfig::default() });
@@ -385,9 +383,7 @@ fn load_config(a: &Args) -> Result<(callbox::config::Config, callbox::config::Bo
 
 /// `callbox check-config FILE`: the effective settings and every problem found.
 fn run_check_config(a: &Args) -> Result<(), String> {
-    let path = a.config.as_deref().or(a.target.as_deref()).ok_or("give the configuration file")?;
-    let config = callbox::config::Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-    let board = config.load_board(&board_dir(a)).map_err(|e| e.to_string())?;
+    let (config, board) = load_config(a)?;
     let report = callbox::config::check_report(&config, &board);
     print!("{report}");
     // The code file must be the service user's own: checked for real when `callbox run` starts as that user.

@@ -15,8 +15,6 @@ use crate::calling::RefreshPolicy;
 use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
 use crate::credentials::{self, CredentialError, TokenClientError, TokenEndpoint};
 use crate::devices::audio::alsa::AlsaBackend;
-use crate::devices::audio::sim::SimAudioBackend;
-use crate::devices::video::sim::SimVideoBackend;
 use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
 use crate::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
@@ -37,8 +35,6 @@ pub enum SetupError {
     Input(#[from] InputError),
     #[error("display: {0}")]
     Display(#[from] crate::display::DisplayError),
-    #[error("device preferences: {0}")]
-    Devices(#[from] crate::devices::DeviceError),
     #[error("media address: {0}")]
     MediaAddress(String),
     #[error("{0}")]
@@ -55,19 +51,19 @@ pub struct SimControls {
 
 /// Where the default-device choices persist: systemd's `$STATE_DIRECTORY` (the configuration is read-only
 /// under the service's sandbox), else nowhere (kept in memory).
-fn preferences() -> Result<DevicePreferences, SetupError> {
+fn preferences() -> DevicePreferences {
     match std::env::var_os("STATE_DIRECTORY") {
         // systemd may list several directories separated by ':'; the first is ours.
         Some(dirs) => {
             let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
             let path = Path::new(&first).join("devices.toml");
             // A damaged preferences file must not keep the appliance from starting: the defaults apply.
-            Ok(DevicePreferences::load(&path).unwrap_or_else(|e| {
+            DevicePreferences::load(&path).unwrap_or_else(|e| {
                 log::warn!("{e}; using the default devices");
                 DevicePreferences::in_memory()
-            }))
+            })
         }
-        None => Ok(DevicePreferences::in_memory()),
+        None => DevicePreferences::in_memory(),
     }
 }
 
@@ -111,10 +107,10 @@ pub fn setup(
         client.media.speaker = config.devices.speaker.clone();
     }
     client.media.devices = if sim {
-        DeviceManager::new(Arc::new(SimAudioBackend::new()), Arc::new(SimVideoBackend::new()), preferences()?)
+        DeviceManager::simulated_with(preferences())
     } else {
         let alsa = AlsaBackend::new(config.alsa_config(Some(board)));
-        DeviceManager::new(Arc::new(alsa), Arc::new(V4l2Backend::new()), preferences()?)
+        DeviceManager::new(Arc::new(alsa), Arc::new(V4l2Backend::new()), preferences())
     };
     if client.janus_urls.iter().any(|u| u.starts_with("wss://")) {
         if let Some(ca) = config.credentials.ca_file.as_deref() {

@@ -140,10 +140,15 @@ impl DeviceManager {
     /// A manager over the simulated devices (tone microphone, capturing speaker, test-pattern camera),
     /// with in-memory preferences: what `--sim` and the host tests use.
     pub fn simulated() -> Self {
+        Self::simulated_with(DevicePreferences::in_memory())
+    }
+
+    /// A manager over the simulated devices whose defaults persist through `prefs`.
+    pub fn simulated_with(prefs: DevicePreferences) -> Self {
         Self::new(
             Arc::new(super::audio::sim::SimAudioBackend::new()),
             Arc::new(super::video::sim::SimVideoBackend::new()),
-            DevicePreferences::in_memory(),
+            prefs,
         )
     }
 

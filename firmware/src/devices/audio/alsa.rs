@@ -417,13 +417,18 @@ impl Stream {
         Ok(())
     }
 
-    /// Waits (bounded by `deadline`) until the device can take or give data.
-    fn wait_ready(&mut self, deadline: Instant) -> Result<(), DeviceError> {
+    /// How long one `snd_pcm_wait` may take before `deadline` (1 ms to 1 s), or `Stalled` once it has passed.
+    fn wait_ms(&self, deadline: Instant) -> Result<u32, DeviceError> {
         let now = Instant::now();
         if now >= deadline {
             return Err(DeviceError::Stalled { device: self.id.clone(), waited: STALL_TIMEOUT });
         }
-        let ms = u32::try_from((deadline - now).as_millis()).unwrap_or(u32::MAX).clamp(1, 1_000);
+        Ok(u32::try_from((deadline - now).as_millis()).unwrap_or(u32::MAX).clamp(1, 1_000))
+    }
+
+    /// Waits (bounded by `deadline`) until the device can take or give data.
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), DeviceError> {
+        let ms = self.wait_ms(deadline)?;
         match self.pcm.wait(Some(ms)) {
             Ok(_) => Ok(()),
             Err(e) => self.handle_error(e, deadline),
@@ -437,11 +442,7 @@ impl Stream {
             ErrorClass::Retry => {
                 // Not ready: wait for the device (bounded). A wait that itself says EAGAIN is retried
                 // after a short sleep rather than recursing.
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(DeviceError::Stalled { device: self.id.clone(), waited: STALL_TIMEOUT });
-                }
-                let ms = u32::try_from((deadline - now).as_millis()).unwrap_or(u32::MAX).clamp(1, 1_000);
+                let ms = self.wait_ms(deadline)?;
                 match self.pcm.wait(Some(ms)) {
                     Ok(_) => Ok(()),
                     Err(w) => match classify(w.errno()) {
