@@ -13,3 +13,6 @@ pub mod display;
 pub mod input;
 pub mod media;
 pub mod signaling;
+
+#[cfg(test)]
+mod test_support;

@@ -29,6 +29,8 @@ pub enum HarnessError {
     Control { name: String, reason: String },
     #[error("baresip {name}: command {command} failed: {reason}")]
     Command { name: String, command: String, reason: String },
+    #[error("QEMU board: {what}: {reason}")]
+    Guest { what: String, reason: String },
     #[error("baresip {name}: no {wanted} event within {timeout:?} (last events: {recent})")]
     EventTimeout { name: String, wanted: String, timeout: Duration, recent: String },
 }

@@ -46,6 +46,7 @@ pub struct JanusSettings<'a> {
     pub dir: &'a Path,
     pub ws_port: u16,
     pub token_secret: &'a str,
+    /// Interfaces Janus gathers on (its `ice_enforce_list`: comma-separated).
     pub ice_iface: &'a str,
     pub rtp_range: (u16, u16),
     pub sip_rtp_range: (u16, u16),

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod qemu;
 pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};

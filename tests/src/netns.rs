@@ -6,6 +6,10 @@ use crate::error::HarnessError;
 /// The veth end `tests/netns-run` names when the environment does not say.
 pub const DEFAULT_IFACE: &str = "cbx-lo0";
 
+/// Devices that tests make inside the namespace are named with this prefix; only they may carry a private
+/// (non-loopback) address, which is reachable from nowhere but the namespace.
+pub const TEST_DEVICE_PREFIX: &str = "cbx-";
+
 /// Check the namespace; returns the interface Janus must gather on.
 pub fn check() -> Result<String, HarnessError> {
     if std::env::var("CALLBOX_NETNS").as_deref() != Ok("1") {
@@ -35,7 +39,8 @@ fn check_addresses(ip_output: &str, iface: &str) -> Result<(), HarnessError> {
         let Some(addr) = fields.get(pos + 1).and_then(|a| a.split('/').next()) else {
             continue;
         };
-        if !addr.starts_with("127.") {
+        // Other addresses only on the test's own devices (a QEMU guest's tap), which exist in this namespace only.
+        if !addr.starts_with("127.") && !dev.starts_with(TEST_DEVICE_PREFIX) {
             return Err(HarnessError::NotInNamespace(format!("interface {dev} has the non-loopback address {addr}")));
         }
         if *dev == iface && addr == "127.0.0.1" {
@@ -58,6 +63,10 @@ mod tests {
                   3: cbx-lo0    inet 127.0.0.1/32 scope host cbx-lo0\\ valid_lft forever\n";
         check_addresses(ns, "cbx-lo0").unwrap();
         assert!(check_addresses(ns, "other0").is_err());
+        let tap = format!("{ns}4: cbx-tap0    inet 10.0.9.1/24 scope global cbx-tap0\\ valid_lft forever\n");
+        check_addresses(&tap, "cbx-lo0").unwrap();
+        let eth = format!("{ns}2: eth0    inet 10.0.9.1/24 scope global eth0\\ valid_lft forever\n");
+        assert!(check_addresses(&eth, "cbx-lo0").is_err(), "a real interface's address is refused");
         let host = format!("{ns}2: eth0    inet 10.1.2.3/24 brd 10.1.2.255 scope global eth0\\\n");
         assert!(check_addresses(&host, "cbx-lo0").is_err());
     }

@@ -1,5 +1,5 @@
-//! `CuttableProxy`: a TCP forwarder on 127.0.0.1 whose connections a test can cut, to drop a live WebSocket
-//! under a client (reconnect and session-claim tests).
+//! `CuttableProxy`: a TCP forwarder whose connections a test can cut, to drop a live WebSocket under a client
+//! (reconnect and session-claim tests); also the way a QEMU guest on the test's tap device reaches the stack.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,13 @@ pub struct CuttableProxy {
 impl CuttableProxy {
     /// Listens on an ephemeral 127.0.0.1 port and forwards every connection to `target`.
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(([127, 0, 0, 1], 0).into(), target).await
+    }
+
+    /// Listens on `listen` (port 0: an ephemeral one) and forwards every connection to `target`: how a QEMU guest
+    /// on a tap device of the test's namespace reaches servers that listen on 127.0.0.1 only.
+    pub async fn start_on(listen: SocketAddr, target: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let registry = conns.clone();
@@ -32,7 +38,12 @@ impl CuttableProxy {
         Ok(CuttableProxy { addr, conns, accept })
     }
 
-    /// `ws://127.0.0.1:PORT`, for a WebSocket client.
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://ADDR:PORT`, for a WebSocket client.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
     }

@@ -39,6 +39,9 @@ pub struct StackOptions {
     pub kamailio_log_level: i32,
     /// Keep the temp dir after the stack is dropped.
     pub keep_dir: bool,
+    /// More interfaces Janus gathers ICE candidates on, besides the namespace's 127.0.0.1 veth: a QEMU guest's
+    /// tap device (named `cbx-*`, made by the test before the stack starts).
+    pub extra_ice_interfaces: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -50,6 +53,7 @@ impl Default for StackOptions {
             token_ttl: Duration::from_secs(600),
             kamailio_log_level: 2,
             keep_dir: std::env::var("CALLBOX_KEEP_STACK").as_deref() == Ok("1"),
+            extra_ice_interfaces: Vec::new(),
         }
     }
 }
@@ -108,11 +112,14 @@ impl Stack {
             log_level: opts.kamailio_log_level,
             log_limit: opts.log_limit,
         };
+        let ice_ifaces =
+            std::iter::once(iface.clone()).chain(opts.extra_ice_interfaces.iter().cloned()).collect::<Vec<_>>();
+        let ice_ifaces = ice_ifaces.join(",");
         let janus_settings = janus::JanusSettings {
             dir: &dir,
             ws_port: janus_port,
             token_secret: secrets.janus_secret.expose(),
-            ice_iface: &iface,
+            ice_iface: &ice_ifaces,
             rtp_range: rtp,
             sip_rtp_range: sip_rtp,
             log_limit: opts.log_limit,
@@ -153,6 +160,16 @@ impl Stack {
     }
 
     /// `ws://127.0.0.1:PORT` (subprotocol `janus-protocol`).
+    /// Janus's WebSocket address (on 127.0.0.1).
+    pub fn janus_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.janus_port))
+    }
+
+    /// The token endpoint's address (on 127.0.0.1); its path is `/v1/token`.
+    pub fn token_addr(&self) -> SocketAddr {
+        self.token.local_addr()
+    }
+
     pub fn janus_ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.janus_port)
     }

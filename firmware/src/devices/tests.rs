@@ -140,7 +140,7 @@ fn permission_of_an_unreadable_node_is_denied_for_a_non_root_process() {
     std::fs::write(&node, b"").unwrap();
     let run_as_nobody = |mode: u32| {
         std::fs::set_permissions(&node, std::fs::Permissions::from_mode(mode)).unwrap();
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        let mut cmd = crate::test_support::target_command(std::env::current_exe().unwrap());
         cmd.args(["devices::tests::permission_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CBX_PERMISSION_NODE", &node);
         // SAFETY-free alternative to setuid in-process: the standard library drops privileges in the child.

@@ -1250,7 +1250,7 @@ mod tests {
     // --- selection against the real registry ------------------------------------------------------
 
     fn inspect_has(name: &str) -> bool {
-        std::process::Command::new("gst-inspect-1.0")
+        crate::test_support::target_command("gst-inspect-1.0")
             .arg(name)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
