@@ -5,7 +5,7 @@
 
 use callbox::calling::{CallEndReason, CallState, Identifier};
 use callbox::client::{Call, CallClient, ClientConfig, ClientError, EventStream, IncomingCall};
-use callbox::media::MediaStats;
+use callbox::media::{MediaStats, VideoCodec};
 use callbox_tests::{HarnessError, Stack, StackOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: bench_call [--rounds K] [--media-rounds M] [--seconds N] [--callbox PATH] [--screen WxH]
   --rounds K         dial -> ringing measurements, each call declined with 486 (default 10)
   --media-rounds M   accept -> first decoded video frame measurements (default 3)
-  --seconds N        length of the 640x480@30 call whose callee's CPU and peak RSS are measured (default 60)
+  --seconds N        length of the call whose callee's CPU and peak RSS are measured (default 60)
   --callbox PATH     the firmware binary run as the measured callee (default: callbox next to this program)
   --screen WxH       the measured callee also shows the caller's video on an in-memory screen of that size
+  --video WxH@FPS    the video both ways (default 640x480@30)
+  --vp8              VP8 preferred (default H.264)
+  --no-audio-processing  the measured callee without echo cancellation and noise suppression
   --help             this text
 environment: RUST_LOG (default warn,callbox=info)
 Runs inside the test network namespace: launch it through scripts/bench-call (or tests/netns-run).";
@@ -53,11 +56,40 @@ struct Options {
     callbox: Option<PathBuf>,
     /// The callee shows the caller's video on an in-memory screen of this size (`WxH`).
     screen: Option<String>,
+    /// The video both ways: width, height, frames per second.
+    video: (u32, u32, u32),
+    /// VP8 preferred (else H.264).
+    vp8: bool,
+    /// The callee's echo canceller and noise suppression off.
+    no_audio_processing: bool,
+}
+
+impl Options {
+    fn video_arg(&self) -> String {
+        format!("{}x{}@{}", self.video.0, self.video.1, self.video.2)
+    }
+}
+
+/// `WxH@FPS`.
+fn parse_video(v: &str) -> Option<(u32, u32, u32)> {
+    let (size, fps) = v.split_once('@')?;
+    let (w, h) = size.split_once('x')?;
+    let (w, h, fps) = (w.parse().ok()?, h.parse().ok()?, fps.parse().ok()?);
+    (w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0 && (1..=60).contains(&fps)).then_some((w, h, fps))
 }
 
 /// `Ok(None)` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut o = Options { rounds: 10, media_rounds: 3, seconds: 60, callbox: None, screen: None };
+    let mut o = Options {
+        rounds: 10,
+        media_rounds: 3,
+        seconds: 60,
+        callbox: None,
+        screen: None,
+        video: (640, 480, 30),
+        vp8: false,
+        no_audio_processing: false,
+    };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -72,6 +104,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--seconds" => o.seconds = count("--seconds", value("--seconds")?)? as u64,
             "--callbox" => o.callbox = Some(PathBuf::from(value("--callbox")?)),
             "--screen" => o.screen = Some(value("--screen")?),
+            "--video" => {
+                let v = value("--video")?;
+                o.video = parse_video(&v).ok_or(format!("--video: '{v}' is not WxH@FPS (even sizes, 1 to 60 fps)"))?;
+            }
+            "--vp8" => o.vp8 = true,
+            "--no-audio-processing" => o.no_audio_processing = true,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -82,9 +120,15 @@ fn user(name: &str) -> Result<Identifier, BenchError> {
     Identifier::user(name).map_err(|e| BenchError::Failed(format!("user id {name}: {e}")))
 }
 
-/// An in-process appliance provisioned at the stack's token endpoint (640x480@30 test-pattern video).
-async fn appliance(stack: &Stack, name: &str) -> Result<CallClient, BenchError> {
-    let config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
+/// An in-process appliance provisioned at the stack's token endpoint (test-pattern video as the options say).
+async fn appliance(stack: &Stack, name: &str, o: &Options) -> Result<CallClient, BenchError> {
+    let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
+    if let Some(v) = config.media.video.as_mut() {
+        (v.width, v.height, v.fps) = o.video;
+        if o.vp8 {
+            v.codecs = VideoCodec::Vp8.preferred_first();
+        }
+    }
     callbox_tests::appliance::appliance(stack, name, config).await.map_err(client_err(name, "could not start"))
 }
 
@@ -384,7 +428,9 @@ async fn bench_resources(
         .args(["answer", "--janus", &stack.janus_ws_url(), "--token-url", &stack.token_url()])
         .arg("--device-key-file")
         .arg(&key_file)
-        .args(["--sim", "--video", "640x480@30", "--calls", "1"])
+        .args(["--sim", "--video", &o.video_arg(), "--calls", "1"])
+        .args(if o.vp8 { &["--codec", "vp8"][..] } else { &[] })
+        .args(if o.no_audio_processing { &["--no-audio-processing"][..] } else { &[] })
         .args(o.screen.iter().flat_map(|size| ["--screen", size.as_str()]))
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,callbox=info".into()))
         .stdin(std::process::Stdio::null())
@@ -496,7 +542,7 @@ async fn run(o: Options) -> Result<(), BenchError> {
 }
 
 async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
-    let (a, b) = tokio::join!(appliance(stack, "front-door"), appliance(stack, "monitor"));
+    let (a, b) = tokio::join!(appliance(stack, "front-door", o), appliance(stack, "monitor", o));
     let (a, b) = match (a, b) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => {
@@ -540,7 +586,7 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
     table_row("caller audio: microphone -> network", res.capture_to_send_ms);
     table_row("caller audio: network -> speaker (jitter + device)", res.network_to_speaker_ms);
     let cpu_pct = 100.0 * res.cpu_seconds / res.call_seconds.max(0.001);
-    println!("  one appliance (callbox answer, 640x480@30, {:.1} s call):", res.call_seconds);
+    println!("  one appliance (callbox answer, {}, {:.1} s call):", o.video_arg(), res.call_seconds);
     println!("    CPU time                                   {:.2} s ({cpu_pct:.1} % of one core)", res.cpu_seconds);
     println!("    peak RSS (VmHWM)                           {:.1} MB", res.peak_rss_kb as f64 / 1024.0);
     let caller_frames = res.caller.as_ref().map(|s| s.video_frames_decoded);
@@ -572,7 +618,7 @@ async fn bench(stack: &Stack, o: &Options) -> Result<(), BenchError> {
         "audio_capture_to_send": summary_json(res.capture_to_send_ms),
         "audio_network_to_speaker": summary_json(res.network_to_speaker_ms),
         "appliance": {
-            "video": "640x480@30",
+            "video": o.video_arg(),
             "call_seconds": (res.call_seconds * 10.0).round() / 10.0,
             "cpu_seconds": (res.cpu_seconds * 100.0).round() / 100.0,
             "cpu_percent": (cpu_pct * 10.0).round() / 10.0,
