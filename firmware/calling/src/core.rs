@@ -13,6 +13,12 @@ use crate::model::{
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+mod group;
+pub use group::{
+    GroupSignal, RoomMember, RoomStream, RoomStreamKind, MAX_INVITEES, MAX_MEMBERS, MAX_SCREEN_SUBSCRIPTIONS,
+    MAX_VIDEO_SUBSCRIPTIONS,
+};
+
 /// Tunables of the state machines.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -55,8 +61,17 @@ pub enum CallingError {
     InvalidDtmf(char),
     #[error("a call needs at least one target")]
     NoTargets,
+    /// Refused by the client (not the core) while its engine cannot carry group calls.
     #[error("calls with several targets (group calls) are not supported by this firmware version")]
     GroupCallsUnsupported,
+    #[error("a group call takes at most {0} participants")]
+    TooManyTargets(usize),
+    #[error("{0} is not a group call")]
+    NotAGroupCall(CallId),
+    #[error("only the owner of {0} (who started it) can change who is in it")]
+    NotTheOwner(CallId),
+    #[error("there is no participant {0:?} in that call")]
+    NoSuchParticipant(ParticipantId),
     #[error("not connected to the calling service (state {0:?})")]
     NotReady(ConnectionState),
     #[error("there is no video stream {0:?} (it ended, or its participant left)")]
@@ -113,6 +128,40 @@ pub enum Command {
     /// The call is over: close its media.
     ReleaseMedia {
         call: CallId,
+    },
+    /// Group call: create a private room (secret, PIN, talk detection), join it and publish; report
+    /// `GroupSignal::Joined`. (An invitee's `Answer` joins the room of its invitation instead.)
+    CreateRoom {
+        call: CallId,
+    },
+    /// Group call: invite `target` into the room (an invitation message); report delivery or failure for
+    /// `participant`.
+    Invite {
+        call: CallId,
+        participant: ParticipantId,
+        target: Identifier,
+    },
+    /// Group call: withdraw the invitation sent to `target`.
+    CancelInvitation {
+        call: CallId,
+        target: Identifier,
+    },
+    /// Group call: receive these streams (mids) of a room member.
+    Subscribe {
+        call: CallId,
+        feed: u64,
+        mids: Vec<String>,
+    },
+    /// Group call: stop receiving these streams of a room member.
+    Unsubscribe {
+        call: CallId,
+        feed: u64,
+        mids: Vec<String>,
+    },
+    /// Group call: remove a member from the room (the owner's moderation).
+    Kick {
+        call: CallId,
+        feed: u64,
     },
 }
 
@@ -174,6 +223,8 @@ pub struct CallInfo {
 #[derive(Debug)]
 struct CallEntry {
     info: CallInfo,
+    /// Set for a group call.
+    group: Option<Box<group::GroupEntry>>,
     ring_deadline: Option<Instant>,
     hang_up_deadline: Option<Instant>,
     video_negotiated: bool,
@@ -233,7 +284,12 @@ impl CallingCore {
             .values()
             .filter(|c| c.info.state.is_active())
             .flat_map(|c| {
-                [c.ring_deadline, c.hang_up_deadline, c.quiet_since.map(|q| q + self.config.speaking_hangover)]
+                [
+                    c.ring_deadline,
+                    c.hang_up_deadline,
+                    c.quiet_since.map(|q| q + self.config.speaking_hangover),
+                    c.group.as_ref().and_then(|g| g.next_deadline()),
+                ]
             })
             .flatten()
             .min()
@@ -378,19 +434,21 @@ impl CallingCore {
 
     // ----- API inputs -----
 
-    /// Starts an outgoing call. One target is a 1:1 call.
+    /// Starts an outgoing call. One target is a 1:1 call; several are a group call (see `group.rs`).
     pub fn start_call(&mut self, targets: &[Identifier], now: Instant) -> Result<CallId, CallingError> {
-        let target = match targets {
-            [] => return Err(CallingError::NoTargets),
-            [one] => one.clone(),
-            _ => return Err(CallingError::GroupCallsUnsupported),
-        };
+        if targets.is_empty() {
+            return Err(CallingError::NoTargets);
+        }
         if self.connection != ConnectionState::Ready {
             return Err(CallingError::NotReady(self.connection));
         }
         if self.active_calls().next().is_some() {
             return Err(CallingError::Busy);
         }
+        let target = match targets {
+            [one] => one.clone(),
+            _ => return self.start_group_call(targets, now),
+        };
         let id = self.new_call(CallDirection::Outgoing, CallState::Connecting, target.clone(), None, now);
         if let Some(c) = self.calls.get_mut(&id) {
             c.ring_deadline = Some(now + self.config.ring_timeout);
@@ -441,6 +499,7 @@ impl CallingCore {
             c.hang_up_deadline = Some(now + self.config.hang_up_timeout);
             c.ring_deadline = None;
         }
+        self.cancel_pending_invitations(call);
         self.commands.push_back(Command::HangUp { call });
         Ok(())
     }
@@ -615,6 +674,7 @@ impl CallingCore {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_group_timeouts(now);
         let due: Vec<(CallId, &'static str)> = self
             .calls
             .values()
@@ -691,6 +751,7 @@ impl CallingCore {
             id,
             CallEntry {
                 info,
+                group: None,
                 ring_deadline: None,
                 hang_up_deadline: None,
                 video_negotiated: false,
@@ -904,3 +965,6 @@ impl CallingCore {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod group_tests;

@@ -7,10 +7,14 @@ pub mod core;
 pub mod credential;
 pub mod events;
 pub mod identifier;
+pub mod invitation;
 pub mod model;
 pub mod secret;
 
-pub use crate::core::{CallInfo, CallingCore, CallingError, Command, CoreConfig, MediaSignal, SignalEvent};
+pub use crate::core::{
+    CallInfo, CallingCore, CallingError, Command, CoreConfig, GroupSignal, MediaSignal, RoomMember, RoomStream,
+    RoomStreamKind, SignalEvent,
+};
 pub use backoff::Backoff;
 pub use credential::{AccessToken, RefreshPolicy, TokenError};
 pub use events::{ConnectionState, Delivery, Event, EventQueue};

@@ -118,6 +118,8 @@ pub mod subcode {
     pub const SETUP_FAILED: u16 = 3;
     /// 486: rejected locally because another call is in progress.
     pub const BUSY_LOCALLY: u16 = 1;
+    /// 0: a group call's participant was removed by the call's owner (or this client was).
+    pub const REMOVED: u16 = 4;
 }
 
 /// The standard reason phrase of the SIP status codes a call can end with.

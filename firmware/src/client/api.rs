@@ -50,8 +50,13 @@ impl CallClient {
         self.shared.config.media.devices.clone()
     }
 
-    /// Places a call. One target is a 1:1 call. The call starts in `Connecting`.
+    /// Places a call. One target is a 1:1 call. The call starts in `Connecting`. Several targets (a group call)
+    /// are refused for now: the calling core holds group calls, the engine does not carry them yet (issue 7).
     pub fn call(&self, targets: &[Identifier]) -> Result<Call, ClientError> {
+        if targets.iter().skip(1).any(|t| t != &targets[0]) {
+            return Err(crate::calling::CallingError::GroupCallsUnsupported.into());
+        }
+        let targets = &targets[..targets.len().min(1)];
         let id = self.shared.with_core(|core, now| core.start_call(targets, now))?;
         Ok(Call { id, shared: self.shared.clone() })
     }

@@ -8,7 +8,8 @@ use super::events::EventBus;
 use super::{ClientConfig, ClientError};
 use crate::calling::credential::AccessToken;
 use crate::calling::{
-    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, SignalEvent,
+    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, GroupSignal, Identifier, MediaSignal,
+    SignalEvent,
 };
 use crate::media::{MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
@@ -517,6 +518,18 @@ impl Engine {
             }
             Command::SendState { call, muted, video_on } => self.send_state(call, muted, video_on).await,
             Command::ReleaseMedia { call } => self.release(call).await,
+            // Group calls: `CallClient::call` refuses several targets and no invitation is taken in yet, so these
+            // never come; should one, the call ends with a reason rather than wait forever.
+            Command::CreateRoom { call }
+            | Command::Invite { call, .. }
+            | Command::CancelInvitation { call, .. }
+            | Command::Subscribe { call, .. }
+            | Command::Unsubscribe { call, .. }
+            | Command::Kick { call, .. } => {
+                log::warn!("{call}: group calls are not carried by this engine yet");
+                let reason = CallEndReason::new(500, subcode::SETUP_FAILED, "group calls are not supported yet");
+                self.shared.engine_core(|core, now| core.on_group(call, GroupSignal::Failed(reason), now));
+            }
         }
     }
 

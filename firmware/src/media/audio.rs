@@ -96,6 +96,17 @@ impl LevelMeter {
     }
 }
 
+/// The RFC 6464 audio level of a packet's samples: its RMS in -dBov, 0 (loudest) to 127 (silence). Janus's
+/// videoroom reads it from each packet's ssrc-audio-level header extension to tell who is talking.
+pub fn rtp_audio_level(samples: &[i16]) -> u8 {
+    let sum_squares: f64 = samples.iter().map(|&v| (f64::from(v) / 32_768.0).powi(2)).sum();
+    let dbfs = rms_dbfs(sum_squares, samples.len());
+    if dbfs <= SILENCE_DBFS {
+        return 127;
+    }
+    (-dbfs).round().clamp(0.0, 127.0) as u8
+}
+
 fn rms_dbfs(sum_squares: f64, count: usize) -> f32 {
     if count == 0 {
         return SILENCE_DBFS;
@@ -110,6 +121,19 @@ fn rms_dbfs(sum_squares: f64, count: usize) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rtp_audio_levels_follow_rfc_6464() {
+        use super::rtp_audio_level;
+        assert_eq!(rtp_audio_level(&[0; 960]), 127, "digital silence");
+        assert_eq!(rtp_audio_level(&[]), 127);
+        // A full-scale square wave is 0 dBov; half scale -6.
+        let full: Vec<i16> = (0..960).map(|i| if i % 2 == 0 { i16::MAX } else { -i16::MAX }).collect();
+        assert_eq!(rtp_audio_level(&full), 0);
+        let half: Vec<i16> = full.iter().map(|v| v / 2).collect();
+        assert_eq!(rtp_audio_level(&half), 6);
+        assert_eq!(rtp_audio_level(&[1; 960]), 90, "a faint hum");
+    }
+
     use super::*;
 
     #[test]

@@ -29,10 +29,11 @@ pub(crate) const ENCODED_QUEUE: usize = 16;
 /// Opus frame: two 10 ms device frames.
 const FRAMES_PER_PACKET: usize = 2;
 
-/// One encoded 20 ms packet and when its first sample was captured.
+/// One encoded 20 ms packet, when its first sample was captured, and its RFC 6464 level (0 loudest, 127 silence).
 pub(crate) struct EncodedAudio {
     pub payload: Bytes,
     pub captured_at: Instant,
+    pub level: u8,
 }
 
 /// What the playout thread reports for each frame it plays.
@@ -265,7 +266,8 @@ fn capture_loop(
                     continue;
                 }
             };
-            if encoded.try_send(EncodedAudio { payload, captured_at: first_at }).is_err() {
+            let level = super::audio::rtp_audio_level(&packet);
+            if encoded.try_send(EncodedAudio { payload, captured_at: first_at, level }).is_err() {
                 if encoded.is_closed() {
                     break 'device;
                 }

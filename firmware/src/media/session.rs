@@ -16,9 +16,13 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::sdp::extmap::AUDIO_LEVEL_URI;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -49,6 +53,9 @@ const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-
 const EVENT_CAPACITY: usize = 64;
 const VIDEO_RTP_QUEUE: usize = 512;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Packets louder than -50 dBov are flagged as voice in the audio level extension (its V bit; Janus relies on the
+/// level itself, averaged over a window).
+const SPEECH_LEVEL: u8 = 50;
 /// After this long without a packet from the microphone, encoded silence is sent instead.
 const MIC_SILENCE_AFTER: Duration = Duration::from_millis(60);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -333,6 +340,13 @@ impl MediaSession {
             }
         }
         media_engine.register_codec(opus_codec(), RtpCodecKind::Audio).map_err(MediaError::webrtc("register opus"))?;
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_string() },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(MediaError::webrtc("register the audio level extension"))?;
         let feedback = Arc::new(FeedbackCounters::default());
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(MediaError::webrtc("register interceptors"))?
@@ -717,7 +731,7 @@ async fn audio_rtp_task(
                     log::debug!("no microphone audio for {MIC_SILENCE_AFTER:?}: sending silence");
                 }
                 starving = true;
-                EncodedAudio { payload: silence.clone(), captured_at: Instant::now() }
+                EncodedAudio { payload: silence.clone(), captured_at: Instant::now(), level: 127 }
             }
         };
         timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
@@ -739,7 +753,15 @@ async fn audio_rtp_task(
             payload: packet.payload,
         };
         seq = seq.wrapping_add(1);
-        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(rtp)).await {
+        // The level rides in the ssrc-audio-level header extension when the far end negotiated it (Janus's
+        // videoroom tells who is talking from it); otherwise the track leaves it out.
+        let level = AudioLevelExtension { level: packet.level, voice: packet.level < SPEECH_LEVEL };
+        match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            track.write_rtp_with_extensions(rtp, &[HeaderExtension::AudioLevel(level)]),
+        )
+        .await
+        {
             Ok(Ok(())) => {
                 shared.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
                 let us = u64::try_from(packet.captured_at.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -199,3 +199,21 @@ async fn bad_config_and_bad_sdp_are_errors_not_panics() {
     s.close().await;
     assert!(matches!(s.create_offer().await, Err(MediaError::Closed)));
 }
+
+/// The offer carries the ssrc-audio-level extension on its audio section (Janus's videoroom tells who is talking
+/// from the level in each packet), and an answer that accepts it keeps the offered id.
+#[tokio::test]
+async fn the_offer_negotiates_the_audio_level_extension() {
+    let offerer = MediaSession::new(config(vec![VideoCodec::Vp8])).await.unwrap();
+    let offer = offerer.create_offer().await.unwrap();
+    let audio = offer.split("m=").find(|m| m.starts_with("audio")).expect("an audio section");
+    let extmap = audio
+        .lines()
+        .find(|l| l.starts_with("a=extmap:") && l.contains("urn:ietf:params:rtp-hdrext:ssrc-audio-level"))
+        .unwrap_or_else(|| panic!("no audio level extmap in\n{audio}"));
+    let answerer = MediaSession::new(config(vec![VideoCodec::Vp8])).await.unwrap();
+    let answer = answerer.accept_offer(&offer).await.unwrap();
+    assert!(answer.contains(extmap.trim()), "the answer keeps {extmap}");
+    offerer.close().await;
+    answerer.close().await;
+}

@@ -17,6 +17,7 @@ pub mod error;
 pub mod handle;
 pub mod janus;
 pub mod sip;
+pub mod videoroom;
 
 #[cfg(test)]
 mod tests;
@@ -25,3 +26,4 @@ pub use error::{Result, SignalingError};
 pub use handle::{HandleEvent, Jsep, PluginHandle, PluginReply};
 pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
 pub use sip::{registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};
+pub use videoroom::{VideoRoomEvent, VideoRoomEvents, VideoRoomHandle, VIDEOROOM_PLUGIN};

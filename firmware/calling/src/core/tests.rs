@@ -77,7 +77,6 @@ fn calls_need_a_ready_connection_one_target_and_no_other_call() {
     assert_eq!(core.start_call(&[bob()], now), Err(CallingError::NotReady(ConnectionState::Disconnected)));
     core.set_connection_state(ConnectionState::Ready);
     assert_eq!(core.start_call(&[], now), Err(CallingError::NoTargets));
-    assert_eq!(core.start_call(&[bob(), bob()], now), Err(CallingError::GroupCallsUnsupported));
     core.start_call(&[bob()], now).unwrap();
     assert_eq!(core.start_call(&[bob()], now), Err(CallingError::Busy));
 }
