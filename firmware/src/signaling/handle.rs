@@ -4,6 +4,7 @@
 
 use log::debug;
 use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
 use super::error::{Result, SignalingError};
 use super::janus::{Command, JanusSession};
@@ -201,5 +202,40 @@ impl PluginHandle {
         // Stop routing to this handle whatever the answer (best effort: a closed session is fine).
         let _ = self.session.send_command(Command::Forget { handle_id: self.id }).await;
         result.map(|_| ())
+    }
+}
+
+/// A plugin's typed event, made from what its handle receives.
+pub trait FromHandleEvent {
+    fn from_handle_event(event: HandleEvent) -> Self;
+}
+
+/// The typed event stream of a plugin handle (`SipEvents`, `VideoRoomEvents`). Ends when the handle is detached
+/// or the session ends.
+#[derive(Debug)]
+pub struct PluginEvents<E> {
+    rx: mpsc::Receiver<HandleEvent>,
+    kind: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E: FromHandleEvent> PluginEvents<E> {
+    /// Wraps a handle's raw event queue.
+    pub fn new(rx: mpsc::Receiver<HandleEvent>) -> Self {
+        PluginEvents { rx, kind: std::marker::PhantomData }
+    }
+
+    /// The next event; `None` when the stream has ended.
+    pub async fn recv(&mut self) -> Option<E> {
+        self.rx.recv().await.map(E::from_handle_event)
+    }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<E> {
+        self.rx.try_recv().ok().map(E::from_handle_event)
+    }
+
+    /// The raw handle event queue.
+    pub fn into_inner(self) -> mpsc::Receiver<HandleEvent> {
+        self.rx
     }
 }

@@ -6,10 +6,9 @@ use callbox_calling::credential::SipGrant;
 use callbox_calling::Secret;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use super::error::{Result, SignalingError};
-use super::handle::{HandleEvent, Jsep, PluginHandle};
+use super::handle::{FromHandleEvent, HandleEvent, Jsep, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The SIP plugin's package name.
@@ -417,29 +416,11 @@ impl SipEvent {
 }
 
 /// The typed event stream of a `SipHandle`. Ends when the handle is detached or the session ends.
-#[derive(Debug)]
-pub struct SipEvents {
-    rx: mpsc::Receiver<HandleEvent>,
-}
+pub type SipEvents = PluginEvents<SipEvent>;
 
-impl SipEvents {
-    pub fn new(rx: mpsc::Receiver<HandleEvent>) -> Self {
-        SipEvents { rx }
-    }
-
-    /// The next event; `None` when the stream has ended.
-    pub async fn recv(&mut self) -> Option<SipEvent> {
-        self.rx.recv().await.map(SipEvent::from_handle_event)
-    }
-
-    /// The next event if one is queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<SipEvent> {
-        self.rx.try_recv().ok().map(SipEvent::from_handle_event)
-    }
-
-    /// The raw handle event queue.
-    pub fn into_inner(self) -> mpsc::Receiver<HandleEvent> {
-        self.rx
+impl FromHandleEvent for SipEvent {
+    fn from_handle_event(event: HandleEvent) -> Self {
+        SipEvent::from_handle_event(event)
     }
 }
 

@@ -11,10 +11,9 @@
 
 use callbox_calling::Secret;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use super::error::{Result, SignalingError};
-use super::handle::{HandleEvent, Jsep, PluginHandle};
+use super::handle::{FromHandleEvent, HandleEvent, Jsep, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The VideoRoom plugin's package name.
@@ -1023,30 +1022,11 @@ impl VideoRoomEvent {
 }
 
 /// The typed event stream of a `VideoRoomHandle`. Ends when the handle is detached or the session ends.
-#[derive(Debug)]
-pub struct VideoRoomEvents {
-    rx: mpsc::Receiver<HandleEvent>,
-}
+pub type VideoRoomEvents = PluginEvents<VideoRoomEvent>;
 
-impl VideoRoomEvents {
-    /// Wraps a handle's raw event queue.
-    pub fn new(rx: mpsc::Receiver<HandleEvent>) -> Self {
-        VideoRoomEvents { rx }
-    }
-
-    /// The next event; `None` when the stream has ended.
-    pub async fn recv(&mut self) -> Option<VideoRoomEvent> {
-        self.rx.recv().await.map(VideoRoomEvent::from_handle_event)
-    }
-
-    /// The next event if one is queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<VideoRoomEvent> {
-        self.rx.try_recv().ok().map(VideoRoomEvent::from_handle_event)
-    }
-
-    /// The raw handle event queue.
-    pub fn into_inner(self) -> mpsc::Receiver<HandleEvent> {
-        self.rx
+impl FromHandleEvent for VideoRoomEvent {
+    fn from_handle_event(event: HandleEvent) -> Self {
+        VideoRoomEvent::from_handle_event(event)
     }
 }
 
