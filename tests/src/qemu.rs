@@ -147,11 +147,11 @@ impl Screendump {
         Ok(Screendump { width, height, rgb })
     }
 
-    /// The luma (BT.601) of the pixel at `x`, `y`.
+    /// The luma (BT.601, as the firmware's own conversion) of the pixel at `x`, `y`.
     pub fn luma(&self, x: u32, y: u32) -> u8 {
         let i = (y as usize * self.width as usize + x as usize) * 3;
         let (r, g, b) = (u32::from(self.rgb[i]), u32::from(self.rgb[i + 1]), u32::from(self.rgb[i + 2]));
-        ((66 * r + 129 * g + 25 * b + 128) / 256 + 16).min(255) as u8
+        callbox::display::scale::rgb_to_luma((r << 16) | (g << 8) | b)
     }
 }
 

@@ -802,11 +802,26 @@ impl CallingCore {
 
     fn set_participants_state(&mut self, call: CallId, state: ParticipantState) {
         for pid in self.participant_ids(call) {
-            if let Some((_, p)) = self.participants.get_mut(&pid) {
-                if p.state != state {
-                    p.state = state;
-                    self.events.push_back(Event::ParticipantStateChanged { call, participant: pid, state });
-                }
+            self.set_participant_state(call, pid, state);
+        }
+    }
+
+    fn set_participant_state(&mut self, call: CallId, pid: ParticipantId, state: ParticipantState) {
+        if let Some((_, p)) = self.participants.get_mut(&pid) {
+            if p.state != state {
+                p.state = state;
+                self.events.push_back(Event::ParticipantStateChanged { call, participant: pid, state });
+            }
+        }
+    }
+
+    /// A participant's part in the call is over: it stops speaking and keeps the first reason it was given.
+    fn end_participant(&mut self, call: CallId, pid: ParticipantId, reason: CallEndReason) {
+        self.set_participant_speaking(call, pid, false);
+        if let Some((_, p)) = self.participants.get_mut(&pid) {
+            if p.call_end_reason.is_none() {
+                p.call_end_reason = Some(reason.clone());
+                self.events.push_back(Event::ParticipantCallEndReasonChanged { call, participant: pid, reason });
             }
         }
     }
@@ -933,17 +948,7 @@ impl CallingCore {
         c.info.end_reason = Some(reason.clone());
         self.refresh_streams(call);
         for pid in self.participant_ids(call) {
-            self.set_participant_speaking(call, pid, false);
-            if let Some((_, p)) = self.participants.get_mut(&pid) {
-                if p.call_end_reason.is_none() {
-                    p.call_end_reason = Some(reason.clone());
-                    self.events.push_back(Event::ParticipantCallEndReasonChanged {
-                        call,
-                        participant: pid,
-                        reason: reason.clone(),
-                    });
-                }
-            }
+            self.end_participant(call, pid, reason.clone());
         }
         self.set_participants_state(call, ParticipantState::Disconnected);
         self.events.push_back(Event::CallEndReasonChanged { call, reason });

@@ -143,7 +143,8 @@ struct VersionOnly {
     callbox_group: u32,
 }
 
-const MAX_ROOM: u64 = (1 << 53) - 1;
+/// The largest room number: 2^53 - 1, what JavaScript clients (janus.js) hold exactly.
+pub const MAX_ROOM: u64 = (1 << 53) - 1;
 
 fn invalid(field: &'static str, reason: &'static str) -> InvitationError {
     InvitationError::Invalid { field, reason }

@@ -13,7 +13,8 @@ use crate::calling::{
 };
 use crate::media::{MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
-    registration, CallOptions, ConnectionEvent, JanusConfig, JanusSession, Jsep, SipEvent, SipEvents, SipHandle,
+    registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SipEvent, SipEvents,
+    SipHandle,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -764,8 +765,10 @@ impl Engine {
                 self.next_refresh = Some(Instant::now() + Duration::from_secs(1));
             }
             SipEvent::Error { code, reason } => log::warn!("SIP plugin error {code}: {reason}"),
-            SipEvent::WebrtcHangup { reason } => log::debug!("handle {index}: PeerConnection closed: {reason}"),
-            SipEvent::Detached => self.lost = Some(format!("SIP handle {index} was detached")),
+            SipEvent::Janus(JanusEvent::Hangup { reason }) => {
+                log::debug!("handle {index}: PeerConnection closed: {reason}")
+            }
+            SipEvent::Janus(JanusEvent::Detached) => self.lost = Some(format!("SIP handle {index} was detached")),
             other => log::debug!("handle {index}: SIP event {other:?}"),
         }
     }

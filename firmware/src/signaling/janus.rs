@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::error::{codes, Result, SignalingError};
-use super::handle::{HandleEvent, PluginHandle};
+use super::handle::{HandleEvent, JanusEvent, PluginHandle};
 
 /// The WebSocket subprotocol of the Janus API.
 pub const JANUS_SUBPROTOCOL: &str = "janus-protocol";
@@ -835,7 +835,7 @@ impl Driver {
             return;
         };
         let event = HandleEvent::from_message(kind, msg);
-        let detached = matches!(event, HandleEvent::Detached);
+        let detached = matches!(event, HandleEvent::Janus(JanusEvent::Detached));
         match tx.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(ev)) => {

@@ -23,7 +23,7 @@ pub mod videoroom;
 mod tests;
 
 pub use error::{Result, SignalingError};
-pub use handle::{FromHandleEvent, HandleEvent, Jsep, PluginEvents, PluginHandle, PluginReply};
+pub use handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle, PluginReply};
 pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
 pub use sip::{registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};
 pub use videoroom::{VideoRoomEvent, VideoRoomEvents, VideoRoomHandle, VIDEOROOM_PLUGIN};

@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::error::{Result, SignalingError};
-use super::handle::{FromHandleEvent, HandleEvent, Jsep, PluginEvents, PluginHandle};
+use super::handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The SIP plugin's package name.
@@ -255,27 +255,9 @@ pub enum SipEvent {
         code: i64,
         reason: String,
     },
-    /// Janus: the PeerConnection is up.
-    WebrtcUp,
-    /// Janus: media started/stopped arriving.
-    Media {
-        mid: Option<String>,
-        kind: String,
-        receiving: bool,
-    },
-    /// Janus: losses.
-    SlowLink {
-        mid: Option<String>,
-        media: String,
-        uplink: bool,
-        lost: u64,
-    },
-    /// Janus: the PeerConnection closed (not the SIP dialog: see `Hangup`).
-    WebrtcHangup {
-        reason: String,
-    },
-    /// Janus: the handle is gone.
-    Detached,
+    /// Janus's own event about the handle: its PeerConnection (a `Hangup` there is not the SIP dialog's: see
+    /// `SipEvent::Hangup`), or the handle's end.
+    Janus(JanusEvent),
     /// Anything else, raw.
     Other(Value),
 }
@@ -405,11 +387,7 @@ impl SipEvent {
     pub fn from_handle_event(event: HandleEvent) -> SipEvent {
         match event {
             HandleEvent::Plugin { data, jsep } => SipEvent::from_plugin_data(&data, jsep),
-            HandleEvent::WebrtcUp => SipEvent::WebrtcUp,
-            HandleEvent::Media { mid, kind, receiving } => SipEvent::Media { mid, kind, receiving },
-            HandleEvent::SlowLink { mid, media, uplink, lost } => SipEvent::SlowLink { mid, media, uplink, lost },
-            HandleEvent::Hangup { reason } => SipEvent::WebrtcHangup { reason },
-            HandleEvent::Detached => SipEvent::Detached,
+            HandleEvent::Janus(e) => SipEvent::Janus(e),
             HandleEvent::Other(v) => SipEvent::Other(v),
         }
     }

@@ -13,14 +13,14 @@ use callbox_calling::Secret;
 use serde_json::{json, Map, Value};
 
 use super::error::{Result, SignalingError};
-use super::handle::{FromHandleEvent, HandleEvent, Jsep, PluginEvents, PluginHandle};
+use super::handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The VideoRoom plugin's package name.
 pub const VIDEOROOM_PLUGIN: &str = "janus.plugin.videoroom";
 
 /// The largest room or participant id: 2^53-1, what JavaScript clients can hold exactly.
-pub const MAX_ID: u64 = (1 << 53) - 1;
+pub const MAX_ID: u64 = callbox_calling::invitation::MAX_ROOM;
 
 /// The stream description callbox gives its camera.
 pub const CAMERA_DESCRIPTION: &str = "camera";
@@ -777,35 +777,8 @@ pub enum VideoRoomEvent {
         /// The plugin's text.
         message: String,
     },
-    /// Janus: the PeerConnection is up.
-    WebrtcUp,
-    /// Janus: media started/stopped arriving.
-    Media {
-        /// The m-line.
-        mid: Option<String>,
-        /// `audio` or `video`.
-        kind: String,
-        /// true: arriving.
-        receiving: bool,
-    },
-    /// Janus: losses.
-    SlowLink {
-        /// The m-line.
-        mid: Option<String>,
-        /// `audio` or `video`.
-        media: String,
-        /// true: on what Janus receives from us.
-        uplink: bool,
-        /// Packets lost.
-        lost: u64,
-    },
-    /// Janus: the PeerConnection closed.
-    WebrtcHangup {
-        /// Janus's reason.
-        reason: String,
-    },
-    /// Janus: the handle is gone.
-    Detached,
+    /// Janus's own event about the handle: its PeerConnection, or the handle's end.
+    Janus(JanusEvent),
     /// Anything else: a description without values (safe to log).
     Unknown(String),
 }
@@ -973,11 +946,7 @@ impl VideoRoomEvent {
     pub fn from_handle_event(event: HandleEvent) -> VideoRoomEvent {
         match event {
             HandleEvent::Plugin { data, jsep } => VideoRoomEvent::parse(&data, jsep),
-            HandleEvent::WebrtcUp => VideoRoomEvent::WebrtcUp,
-            HandleEvent::Media { mid, kind, receiving } => VideoRoomEvent::Media { mid, kind, receiving },
-            HandleEvent::SlowLink { mid, media, uplink, lost } => VideoRoomEvent::SlowLink { mid, media, uplink, lost },
-            HandleEvent::Hangup { reason } => VideoRoomEvent::WebrtcHangup { reason },
-            HandleEvent::Detached => VideoRoomEvent::Detached,
+            HandleEvent::Janus(e) => VideoRoomEvent::Janus(e),
             HandleEvent::Other(v) => VideoRoomEvent::Unknown(format!(
                 "Janus message '{}'",
                 v.get("janus").and_then(Value::as_str).unwrap_or("?")
@@ -1011,11 +980,7 @@ impl VideoRoomEvent {
             VideoRoomEvent::Success { .. } => "success",
             VideoRoomEvent::Participants { .. } => "participants",
             VideoRoomEvent::Error { .. } => "error",
-            VideoRoomEvent::WebrtcUp => "webrtcup",
-            VideoRoomEvent::Media { .. } => "media",
-            VideoRoomEvent::SlowLink { .. } => "slowlink",
-            VideoRoomEvent::WebrtcHangup { .. } => "hangup",
-            VideoRoomEvent::Detached => "detached",
+            VideoRoomEvent::Janus(e) => e.name(),
             VideoRoomEvent::Unknown(_) => "unknown",
         }
     }

@@ -697,27 +697,12 @@ impl CallingCore {
         }
     }
 
-    fn set_participant_state(&mut self, call: CallId, pid: ParticipantId, state: ParticipantState) {
-        if let Some((_, p)) = self.participants.get_mut(&pid) {
-            if p.state != state {
-                p.state = state;
-                self.events.push_back(Event::ParticipantStateChanged { call, participant: pid, state });
-            }
-        }
-    }
-
     /// A participant is out of the call: Disconnected with its reason, and no longer among the remote participants.
     fn participant_gone(&mut self, call: CallId, pid: ParticipantId, reason: CallEndReason) {
-        self.set_participant_speaking(call, pid, false);
         if let Some(g) = self.group_mut(call) {
             g.last_gone = Some(reason.clone());
         }
-        if let Some((_, p)) = self.participants.get_mut(&pid) {
-            if p.call_end_reason.is_none() {
-                p.call_end_reason = Some(reason.clone());
-                self.events.push_back(Event::ParticipantCallEndReasonChanged { call, participant: pid, reason });
-            }
-        }
+        self.end_participant(call, pid, reason);
         self.set_participant_state(call, pid, ParticipantState::Disconnected);
         self.events.push_back(Event::RemoteParticipantsUpdated { call, added: vec![], removed: vec![pid] });
     }
