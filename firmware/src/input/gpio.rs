@@ -11,7 +11,7 @@ use gpio_cdev::{Chip, EventRequestFlags, EventType, Line, LineEventHandle, LineH
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -172,7 +172,7 @@ impl ChipReader {
         while !stop.load(Ordering::SeqCst) {
             let now = monotonic_now();
             self.bank.run_until(now, &mut out);
-            if !self.emit(&mut out, tx) {
+            if !super::forward_presses("button", &mut out, tx) {
                 return;
             }
             let wait = self.bank.next_deadline().map(|t| t.saturating_sub(now)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
@@ -200,7 +200,7 @@ impl ChipReader {
                 }
                 self.service(idx, pfd.revents, &mut out);
             }
-            if !self.emit(&mut out, tx) {
+            if !super::forward_presses("button", &mut out, tx) {
                 return;
             }
             if self.lines.iter().all(|l| !l.alive) {
@@ -251,21 +251,6 @@ impl ChipReader {
                 line.name
             );
         }
-    }
-
-    /// Sends the detected gestures; false when nobody listens any more.
-    fn emit(&self, out: &mut Vec<ButtonEvent>, tx: &SyncSender<ButtonEvent>) -> bool {
-        for ev in out.drain(..) {
-            log::debug!("button {}: {} press", ev.button, ev.gesture);
-            match tx.try_send(ev) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ev)) => {
-                    log::warn!("button queue full ({EVENT_QUEUE}): dropped {} {} press", ev.button, ev.gesture)
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
-        }
-        true
     }
 }
 

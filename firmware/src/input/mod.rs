@@ -20,6 +20,27 @@ use std::time::Duration;
 /// Button events waiting to be read, at most (both backends drop and log beyond this).
 pub const EVENT_QUEUE: usize = 64;
 
+/// Hands the detected gestures of a backend (`source`: "button", "sim button") to the reader's queue, dropping
+/// and logging what does not fit; false when nobody reads any more.
+pub(crate) fn forward_presses(
+    source: &str,
+    out: &mut Vec<ButtonEvent>,
+    tx: &std::sync::mpsc::SyncSender<ButtonEvent>,
+) -> bool {
+    use std::sync::mpsc::TrySendError;
+    for ev in out.drain(..) {
+        log::debug!("{source} {}: {} press", ev.button, ev.gesture);
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ev)) => {
+                log::warn!("{source} queue full ({EVENT_QUEUE}): dropped {} {} press", ev.button, ev.gesture)
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+    true
+}
+
 /// A gesture on a named button.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ButtonEvent {

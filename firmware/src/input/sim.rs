@@ -215,15 +215,8 @@ impl Simulation {
         while !stop.load(Ordering::SeqCst) {
             let now = monotonic_now();
             self.step(now, &mut out);
-            for ev in out.drain(..) {
-                log::debug!("sim button {}: {} press", ev.button, ev.gesture);
-                match tx.try_send(ev) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(ev)) => {
-                        log::warn!("sim button queue full: dropped {} {} press", ev.button, ev.gesture)
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
+            if !super::forward_presses("sim button", &mut out, tx) {
+                return;
             }
             let next = [self.next_edge().map(|(_, t)| t), self.bank.next_deadline()].into_iter().flatten().min();
             let wait = next.map(|t| t.saturating_sub(now)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
