@@ -9,11 +9,15 @@
 //   token    Janus signed token (token_auth)     (default none)
 //   create   1: create the room first (427 "already exists" is fine), 0: join only (default 1)
 //   audio, video   0 to publish without that medium (default 1)
+//   screen   1: also publish a second video (the fake camera again) described as "screen", the camera as "camera"
 //   width, height, fps   capture constraints (default 320x240@15: cheap on 2 cores)
 //   audioproc 1: keep the browser's echo cancellation / noise suppression / AGC (default off: they eat a test tone)
 //   debug    1: janus.js logs everything to the console
 //   leaveafter N: leave the room (destroy the Janus session) N s after loading
 //   logstats N: every N ms print "CALLBOX_STATS <json>" with console.log (for a driver that only reads stderr)
+//   control  FILE: a JSON file beside the page, read every 250 ms, through which a driver that has no DevTools
+//            connection gives commands: {"seq": N, "command": "leave"} runs once per new seq. Over file:// this
+//            needs Chromium's --allow-file-access-from-files (tests/src/chromium.rs passes it).
 //
 // Exposed to the test: window.callboxState (a plain object) and async window.callboxStats().
 'use strict';
@@ -30,6 +34,7 @@
 		create: q.get('create') !== '0',
 		audio: q.get('audio') !== '0',
 		video: q.get('video') !== '0',
+		screen: q.get('screen') === '1',
 		width: int(q.get('width'), 320),
 		height: int(q.get('height'), 240),
 		fps: int(q.get('fps'), 15),
@@ -37,6 +42,7 @@
 		debug: q.get('debug') === '1',
 		logstats: int(q.get('logstats'), 0),
 		leaveafter: int(q.get('leaveafter'), 0),
+		control: q.get('control') || null,
 	};
 
 	const state = {
@@ -177,12 +183,32 @@
 			type: 'video', recv: false,
 			capture: { width: { ideal: cfg.width }, height: { ideal: cfg.height }, frameRate: { ideal: cfg.fps } },
 		});
+		if (cfg.screen) tracks.push({
+			type: 'video', recv: false,
+			capture: { width: { ideal: cfg.width }, height: { ideal: cfg.height }, frameRate: { ideal: cfg.fps } },
+		});
 		state.phase = 'publishing';
 		pub.createOffer({
 			tracks: tracks,
 			success: (jsep) => {
+				const message = { request: 'configure', audio: cfg.audio, video: cfg.video };
+				if (cfg.screen) {
+					// The mids of our video sections, in order: the camera first, the "screen" last.
+					const mids = [];
+					let video = false;
+					for (const line of jsep.sdp.split(/\r?\n/)) {
+						if (line.startsWith('m=')) video = line.startsWith('m=video');
+						else if (video && line.startsWith('a=mid:')) mids.push(line.slice(6).trim());
+					}
+					if (mids.length >= 2) {
+						message.descriptions = [
+							{ mid: mids[0], description: 'camera' },
+							{ mid: mids[mids.length - 1], description: 'screen' },
+						];
+					} else note('WARNING: no second video section for the screen share');
+				}
 				pub.send({
-					message: { request: 'configure', audio: cfg.audio, video: cfg.video },
+					message: message,
 					jsep: jsep,
 					error: (e) => fail('configure', e),
 				});
@@ -301,6 +327,10 @@
 		const out = {
 			t: Date.now(), phase: state.phase, error: state.error, room: state.room, display: state.display, myId: state.myId,
 			publisherUp: state.publisherUp, subscriberUp: state.subscriberUp, outbound: [], inbound: [],
+			// the other publishers this page knows from the room's events (they leave it on leaving/unpublished)
+			publishers: Object.keys(state.publishers).map((id) => ({
+				id: Number(id), display: state.publishers[id].display, streams: state.publishers[id].streams.length,
+			})),
 		};
 		const ppc = pub && pub.webrtcStuff && pub.webrtcStuff.pc;
 		if (ppc) {
@@ -388,12 +418,33 @@
 			if (!janus || state.phase === 'left') return resolve(false);
 			let finished = false;
 			const done = () => { if (finished) return; finished = true; state.phase = 'left'; note('left'); resolve(true); };
-			janus.destroy({ notifyDestroyed: false, success: done, error: done });
+			// cleanupHandles: close our PeerConnections and stop the capture too (else they keep sending until ICE
+			// consent fails), as a real client leaving does
+			janus.destroy({ cleanupHandles: true, notifyDestroyed: false, success: done, error: done });
 			setTimeout(done, 2000);
 		});
 	}
 	window.callboxLeave = callboxLeave;
 	if (cfg.leaveafter > 0) setTimeout(callboxLeave, cfg.leaveafter * 1000);
+
+	// Commands from a driver through the `control` file (see the header). A missing or half-written file is skipped.
+	let controlSeq = 0;
+	function pollControl() {
+		const x = new XMLHttpRequest();
+		x.open('GET', cfg.control + '?t=' + Date.now());
+		x.onload = () => {
+			let c = null;
+			try { c = JSON.parse(x.responseText); } catch (e) { return; }
+			if (!c || typeof c.seq !== 'number' || c.seq <= controlSeq) return;
+			controlSeq = c.seq;
+			note('control ' + c.seq + ': ' + c.command);
+			if (c.command === 'leave') callboxLeave();
+			else note('control: unknown command ' + c.command);
+		};
+		x.onerror = () => {};
+		try { x.send(); } catch (e) { /* not readable (yet) */ }
+	}
+	if (cfg.control) setInterval(pollControl, 250);
 
 	if (cfg.logstats > 0) {
 		setInterval(() => {

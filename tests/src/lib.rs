@@ -1,10 +1,13 @@
 //! callbox-tests: the integration-test harness. `Stack::start` brings up the real backend (Janus, Kamailio, the
 //! reference token endpoint) on fresh 127.0.0.1 ports in a per-stack temp dir, inside a network namespace made by
 //! `tests/netns-run`; `Stack::start_baresip` adds SIP phones and a PSTN trunk stand-in driven through baresip's
-//! `ctrl_tcp`. Dropping a stack kills every process it started and removes its temp dir.
+//! `ctrl_tcp`. Dropping a stack kills every process it started and removes its temp dir. `ChromiumPage` adds a
+//! foreign WebRTC client: headless Chromium on a janus.js page in one of the stack's videorooms.
 
 pub mod appliance;
 pub mod baresip;
+pub mod bench;
+pub mod chromium;
 pub mod error;
 pub mod janus;
 pub mod kamailio;
@@ -16,6 +19,10 @@ pub mod qemu;
 pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};
+pub use chromium::{
+    ChromiumError, ChromiumOptions, ChromiumPage, FakeAudio, FakeVideo, InboundStats, MediaFlow, MediaKind,
+    OutboundStats, PagePhase, PageStats, RoomPublisher, VideoProbe,
+};
 pub use error::HarnessError;
 pub use proxy::CuttableProxy;
 pub use stack::{Stack, StackOptions};

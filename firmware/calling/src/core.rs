@@ -163,6 +163,11 @@ pub enum Command {
         call: CallId,
         feed: u64,
     },
+    /// The call's 1:1 SIP leg is no longer needed (both sides are in the room): hang it up and close its media
+    /// without ending the call. Emitted once per escalated call (a 1:1 call moved into a room), on both sides.
+    DropSipLeg {
+        call: CallId,
+    },
 }
 
 /// What the signaling layer reports about a call, normalised from the plugin's events.
@@ -473,6 +478,7 @@ impl CallingCore {
 
     pub fn accept(&mut self, call: CallId) -> Result<(), CallingError> {
         self.require(call, "accept", |s| s == CallState::Incoming)?;
+        self.stop_invitation_lapse(call);
         self.set_call_state(call, CallState::Connecting);
         self.commands.push_back(Command::Answer { call });
         Ok(())
@@ -500,6 +506,7 @@ impl CallingCore {
             c.ring_deadline = None;
         }
         self.cancel_pending_invitations(call);
+        self.drop_sip_leg(call, false);
         self.commands.push_back(Command::HangUp { call });
         Ok(())
     }
@@ -567,6 +574,9 @@ impl CallingCore {
             log::debug!("signal {event:?} for ended {call} ignored");
             return;
         }
+        if !self.sip_signal_applies(call, state, &event) {
+            return;
+        }
         match event {
             SignalEvent::Ringing if matches!(state, CallState::Connecting) => {
                 self.set_call_state(call, CallState::Ringing);
@@ -605,12 +615,14 @@ impl CallingCore {
                     _ => return,
                 };
                 self.set_call_state(call, next);
-                self.set_participants_state(call, p);
+                for pid in self.sip_leg_participants(call) {
+                    self.set_participant_state(call, pid, p);
+                }
                 self.refresh_streams(call);
             }
             SignalEvent::Dtmf(digit) => self.events.push_back(Event::DtmfReceived { call, digit }),
             SignalEvent::PeerState { muted, video_on } => {
-                for pid in self.participant_ids(call) {
+                for pid in self.sip_leg_participants(call) {
                     if let Some(m) = muted {
                         self.set_participant_muted(call, pid, m);
                     }
@@ -702,7 +714,7 @@ impl CallingCore {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.quiet_since = None;
                     }
-                    for pid in self.participant_ids(call) {
+                    for pid in self.sip_leg_participants(call) {
                         self.set_participant_speaking(call, pid, false);
                     }
                 }
@@ -850,15 +862,17 @@ impl CallingCore {
 
     fn on_audio_level(&mut self, call: CallId, dbfs: f32, now: Instant) {
         let (on, off) = (self.config.speaking_on_dbfs, self.config.speaking_off_dbfs);
+        let leg = self.sip_leg_participants(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if !c.info.state.is_established() {
+        // Only a 1:1 leg's audio is metered here (a room's talking comes from the room).
+        if !c.info.state.is_established() || leg.is_empty() {
             return;
         }
         if dbfs >= on {
             c.quiet_since = None;
-            for pid in self.participant_ids(call) {
+            for pid in leg {
                 self.set_participant_speaking(call, pid, true);
             }
         } else if dbfs < off {
@@ -870,7 +884,8 @@ impl CallingCore {
         }
     }
 
-    /// Brings each participant's video stream in line with what is negotiated and flowing.
+    /// Brings the video stream of each participant of the 1:1 SIP leg (see `sip_leg_participants`) in line with
+    /// what is negotiated and flowing. A group call's room streams are `group.rs`'s.
     fn refresh_streams(&mut self, call: CallId) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -881,12 +896,13 @@ impl CallingCore {
             && c.remote_video_flowing
             && c.remote_video_on
             && !matches!(c.info.state, CallState::LocalHold | CallState::RemoteHold);
-        for pid in self.participant_ids(call) {
+        let room_streams = self.room_stream_ids(call);
+        for pid in self.sip_leg_participants(call) {
             let next_id = StreamId(self.next_id);
             let Some((_, p)) = self.participants.get_mut(&pid) else {
                 continue;
             };
-            let existing = p.streams.iter().position(|s| s.kind == StreamKind::Video);
+            let existing = p.streams.iter().position(|s| s.kind == StreamKind::Video && !room_streams.contains(&s.id));
             match (has_stream, existing) {
                 (true, None) => {
                     self.next_id += 1;
@@ -911,26 +927,34 @@ impl CallingCore {
                     }
                 }
                 (false, Some(i)) => {
-                    let s = p.streams.remove(i);
-                    if s.is_available {
-                        self.events.push_back(Event::StreamIsAvailableChanged {
-                            call,
-                            participant: pid,
-                            stream: s.id,
-                            is_available: false,
-                        });
-                    }
-                    self.events.push_back(Event::VideoStreamsUpdated {
-                        call,
-                        participant: pid,
-                        added: vec![],
-                        removed: vec![s.id],
-                    });
+                    let sid = p.streams[i].id;
+                    self.remove_stream(call, pid, sid);
                 }
                 (false, None) => {}
             }
         }
         self.refresh_renderers();
+    }
+
+    /// Removes one video or screen stream of a participant: unavailable first (if it was), then out of its
+    /// collection. The caller refreshes the renderers.
+    fn remove_stream(&mut self, call: CallId, pid: ParticipantId, sid: StreamId) {
+        let Some((_, p)) = self.participants.get_mut(&pid) else { return };
+        let Some(i) = p.streams.iter().position(|s| s.id == sid) else { return };
+        let s = p.streams.remove(i);
+        if s.is_available {
+            self.events.push_back(Event::StreamIsAvailableChanged {
+                call,
+                participant: pid,
+                stream: sid,
+                is_available: false,
+            });
+        }
+        let (added, removed) = (vec![], vec![sid]);
+        self.events.push_back(match s.kind {
+            StreamKind::Video => Event::VideoStreamsUpdated { call, participant: pid, added, removed },
+            StreamKind::ScreenSharing => Event::ScreenSharingStreamsUpdated { call, participant: pid, added, removed },
+        });
     }
 
     fn end_call(&mut self, call: CallId, reason: CallEndReason) {
@@ -946,7 +970,18 @@ impl CallingCore {
         c.quiet_since = None;
         c.video_negotiated = false;
         c.info.end_reason = Some(reason.clone());
-        self.refresh_streams(call);
+        // An escalated call whose 1:1 leg is still up: that leg goes too.
+        self.drop_sip_leg(call, false);
+        // Every stream ends with the call: the 1:1 video, a group call's cameras and screen shares.
+        for pid in self.participant_ids(call) {
+            let streams: Vec<StreamId> =
+                self.participants.get(&pid).map(|(_, p)| p.streams.iter().map(|s| s.id).collect()).unwrap_or_default();
+            for sid in streams {
+                self.remove_stream(call, pid, sid);
+            }
+        }
+        self.forget_room_streams(call);
+        self.refresh_renderers();
         for pid in self.participant_ids(call) {
             self.end_participant(call, pid, reason.clone());
         }

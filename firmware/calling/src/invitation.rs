@@ -6,7 +6,8 @@
 //!
 //! Compatibility: a receiver accepts any version-1 document and ignores fields it does not know (a newer sender
 //! may add some); a document of another major version is refused with [`InvitationError::UnsupportedVersion`],
-//! which the receiver answers by declining with 488.
+//! which the receiver answers by declining with 488. The optional `escalate` field (an invitation that moves a
+//! 1:1 call into the room) was added within version 1 that way: absent means false.
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,10 @@ pub struct Invitation {
     pub video: bool,
     /// How long the invitee may ring before the invitation lapses (seconds, at most [`MAX_RING_SECS`]).
     pub ring_secs: u32,
+    /// The invitation moves the 1:1 call the caller and the invitee are in into the room (the caller added a
+    /// participant to it): the invitee's device in that call joins at once, without ringing. Wire field
+    /// `escalate`, left out when false (a receiver reads its absence as false; older receivers ignore it).
+    pub escalate: bool,
 }
 
 /// One message of the protocol.
@@ -134,6 +139,8 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ring_secs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    escalate: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     code: Option<u16>,
 }
 
@@ -189,6 +196,7 @@ pub fn encode(message: &GroupMessage) -> Result<String, InvitationError> {
         caller_display_name: None,
         video: None,
         ring_secs: None,
+        escalate: None,
         code: None,
     };
     match message {
@@ -202,6 +210,7 @@ pub fn encode(message: &GroupMessage) -> Result<String, InvitationError> {
             wire.caller_display_name = i.caller_display_name.clone();
             wire.video = Some(i.video);
             wire.ring_secs = Some(i.ring_secs);
+            wire.escalate = i.escalate.then_some(true);
         }
         GroupMessage::Cancel { .. } => wire.kind = "cancel".into(),
         GroupMessage::Decline { code, .. } => {
@@ -241,6 +250,7 @@ pub fn decode(body: &str) -> Result<GroupMessage, InvitationError> {
                 caller_display_name: wire.caller_display_name,
                 video: wire.video.unwrap_or(true),
                 ring_secs: wire.ring_secs.unwrap_or(45),
+                escalate: wire.escalate.unwrap_or(false),
             };
             check_invitation(&invitation)?;
             Ok(GroupMessage::Invite(invitation))
@@ -282,6 +292,7 @@ mod tests {
             caller_display_name: Some("Front door".into()),
             video: true,
             ring_secs: 45,
+            escalate: false,
         }
     }
 
@@ -299,6 +310,7 @@ mod tests {
         assert_eq!(v["video"], true);
         assert_eq!(v["ring_secs"], 45);
         assert!(v.get("code").is_none(), "absent fields are left out");
+        assert!(v.get("escalate").is_none(), "an ordinary invitation says nothing of escalation");
         assert_eq!(decode(&text).unwrap(), msg);
     }
 
@@ -326,6 +338,31 @@ mod tests {
         let GroupMessage::Invite(i) = decode(text).unwrap() else { panic!("an invitation") };
         assert_eq!((i.room, i.video, i.ring_secs, i.server.as_str()), (9, true, 45, ""));
         assert!(i.caller.is_phone());
+        assert!(!i.escalate, "no escalate field: an ordinary invitation");
+    }
+
+    #[test]
+    fn an_escalation_is_written_as_escalate_true_and_read_back() {
+        let mut i = invitation();
+        i.escalate = true;
+        let msg = GroupMessage::Invite(i);
+        let text = encode(&msg).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["escalate"], true);
+        assert_eq!(v["callbox_group"], 1, "still version 1: older receivers ignore the field");
+        assert_eq!(decode(&text).unwrap(), msg);
+
+        // What other senders may write: an explicit false, or true next to fields this device does not know.
+        let base = r#""callbox_group":1,"kind":"invite","call_id":"c1","room":9,"pin":"1234","caller":"door-a""#;
+        for (extra, escalate) in
+            [(r#","escalate":false"#, false), (r#","escalate":true,"later":[1]"#, true), ("", false)]
+        {
+            let GroupMessage::Invite(i) = decode(&format!("{{{base}{extra}}}")).unwrap() else {
+                panic!("an invitation")
+            };
+            assert_eq!(i.escalate, escalate, "{extra}");
+        }
+        assert!(decode(&format!(r#"{{{base},"escalate":"yes"}}"#)).is_err(), "escalate is a JSON boolean");
     }
 
     #[test]

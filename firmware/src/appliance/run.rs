@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 use super::logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
 use super::notify::Notifier;
-use crate::calling::{Backoff, CallId, CallState, ConnectionState, Delivery, Event, ScalingMode};
+use crate::calling::{
+    Backoff, CallId, CallState, ConnectionState, Delivery, Event, ParticipantState, ScalingMode, StreamId,
+};
 use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
 use crate::input::{ButtonInput, Gesture, OutputLine};
@@ -298,22 +300,16 @@ pub async fn run(
     logic.on_ready(true);
     let mut events = client.events();
     let mut calls: HashMap<CallId, Call> = HashMap::new();
-    let mut renderers: HashMap<CallId, VideoRenderer> = HashMap::new();
+    let mut renderers: Renderers = HashMap::new();
     let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
     let epoch = Instant::now();
     let mut failure = None;
     loop {
         apply(&mut logic, &mut fx, Some(&client), screen.as_ref(), &mut calls).await;
-        // Show the far end of connected calls on the screen.
+        // Show the far end of connected calls on the screen: every camera and screen share of every participant
+        // still in the call (a group call's members come and go).
         if let Some(screen) = &screen {
-            for (id, call) in &calls {
-                if call.state() == CallState::Connected && !renderers.contains_key(id) {
-                    let stream = call.remote_participants().first().and_then(|p| p.video_streams().into_iter().next());
-                    if let Some(Ok(r)) = stream.map(|s| s.render(screen, ScalingMode::Fit)) {
-                        renderers.insert(*id, r);
-                    }
-                }
-            }
+            show_remote_streams(screen, &calls, &mut renderers);
         }
         let next = logic.poll_timeout().map(|t| epoch + t);
         let sleep = async {
@@ -384,12 +380,44 @@ pub async fn run(
     failure.map_or(Ok(()), Err)
 }
 
+/// The renderers of the remote streams shown, by call and stream.
+type Renderers = HashMap<(CallId, StreamId), VideoRenderer>;
+
+/// Renders each stream of the connected calls' participants not rendered yet, and drops the renderers of streams
+/// that went away.
+fn show_remote_streams(screen: &Screen, calls: &HashMap<CallId, Call>, renderers: &mut Renderers) {
+    let mut wanted = Vec::new();
+    for (id, call) in calls {
+        if call.state() != CallState::Connected {
+            continue;
+        }
+        for p in call.remote_participants() {
+            if p.state() == ParticipantState::Disconnected {
+                continue;
+            }
+            wanted.extend(p.video_streams().into_iter().chain(p.screen_sharing_streams()).map(|s| (*id, s)));
+        }
+    }
+    renderers.retain(|key, _| wanted.iter().any(|(call, s)| (*call, s.id()) == *key));
+    for (call, stream) in wanted {
+        if renderers.contains_key(&(call, stream.id())) {
+            continue;
+        }
+        match stream.render(screen, ScalingMode::Fit) {
+            Ok(r) => {
+                renderers.insert((call, stream.id()), r);
+            }
+            Err(e) => log::debug!("{call}: a remote stream cannot be rendered: {e}"),
+        }
+    }
+}
+
 /// After lost events: the logic's call and the call handles brought back in line with the client's calls.
 fn resync(
     logic: &mut ApplianceLogic,
     client: &CallClient,
     calls: &mut HashMap<CallId, Call>,
-    renderers: &mut HashMap<CallId, VideoRenderer>,
+    renderers: &mut Renderers,
     now: Duration,
 ) {
     let live: HashMap<CallId, Call> = client.calls().into_iter().map(|c| (c.id(), c)).collect();
@@ -404,7 +432,7 @@ fn resync(
             logic.on_incoming_call(*id, now);
         }
     }
-    renderers.retain(|id, _| live.contains_key(id));
+    renderers.retain(|(id, _), _| live.contains_key(id));
     *calls = live;
     logic.on_ready(client.connection_state() == ConnectionState::Ready);
 }
@@ -414,7 +442,7 @@ fn on_event(
     client: &CallClient,
     screen: Option<&Screen>,
     calls: &mut HashMap<CallId, Call>,
-    renderers: &mut HashMap<CallId, VideoRenderer>,
+    renderers: &mut Renderers,
     event: Event,
     now: Duration,
 ) {
@@ -439,7 +467,7 @@ fn on_event(
                 if let Some(c) = calls.remove(&call) {
                     log::info!("call ended: {:?}", c.end_reason());
                 }
-                renderers.remove(&call);
+                renderers.retain(|(c, _), _| *c != call);
             }
             logic.on_call_state(call, state);
         }

@@ -50,13 +50,10 @@ impl CallClient {
         self.shared.config.media.devices.clone()
     }
 
-    /// Places a call. One target is a 1:1 call. The call starts in `Connecting`. Several targets (a group call)
-    /// are refused for now: the calling core holds group calls, the engine does not carry them yet (issue 7).
+    /// Places a call. The call starts in `Connecting`. One target is a 1:1 call (SIP through Janus); several are
+    /// a group call: a private room on Janus's videoroom plugin, each target invited into it (its participant
+    /// rings, then joins).
     pub fn call(&self, targets: &[Identifier]) -> Result<Call, ClientError> {
-        if targets.iter().skip(1).any(|t| t != &targets[0]) {
-            return Err(crate::calling::CallingError::GroupCallsUnsupported.into());
-        }
-        let targets = &targets[..targets.len().min(1)];
         let id = self.shared.with_core(|core, now| core.start_call(targets, now))?;
         Ok(Call { id, shared: self.shared.clone() })
     }
@@ -253,9 +250,48 @@ impl Call {
     }
 
     /// Figures of this call's media (packets, frames, levels): live while it has media, then its last figures.
+    /// In a group call: what we send, and the mixed voices of the room.
     pub fn media_stats(&self) -> Option<MediaStats> {
         self.shared.media_stats(self.id)
     }
+
+    /// What each stream received from the room delivered (a group call; empty otherwise).
+    pub fn received_streams(&self) -> Vec<crate::media::RemoteStreamStats> {
+        self.shared.group_subscriber(self.id).map(|m| m.remote_streams()).unwrap_or_default()
+    }
+
+    /// Whether this is a group call (held in a room).
+    pub fn is_group_call(&self) -> bool {
+        self.shared.peek(|core| core.is_group_call(self.id))
+    }
+
+    /// Invites `target` into this call; the participant is returned at once, in `Connecting`. A 1:1 call becomes
+    /// a group call: both parties move into a room, and the call goes on for both.
+    pub fn add_participant(&self, target: &Identifier) -> Result<RemoteParticipant, ClientError> {
+        let id = self.shared.with_core(|core, _| core.add_participant(self.id, target.clone()))?;
+        Ok(RemoteParticipant { call: self.id, id, shared: self.shared.clone() })
+    }
+
+    /// Removes a participant from this group call (only its owner may): a member is taken out of the room, an
+    /// invitation not answered yet is withdrawn. The removed side's call ends with subcode `REMOVED`.
+    pub fn remove_participant(&self, participant: &RemoteParticipant) -> Result<(), ClientError> {
+        Ok(self.shared.with_core(|core, _| core.remove_participant(self.id, participant.id))?)
+    }
+
+    /// How a guest (a browser on janus.js, say) joins this group call's room: what an invitation carries. Only
+    /// while this client is in the room.
+    pub fn guest_access(&self) -> Option<GuestAccess> {
+        self.shared.guest_access(self.id)
+    }
+}
+
+/// A group call's room, as a guest joins it.
+#[derive(Debug, Clone)]
+pub struct GuestAccess {
+    /// The Janus videoroom room number.
+    pub room: u64,
+    /// The room's PIN (a secret: not to be logged).
+    pub pin: crate::calling::Secret,
 }
 
 /// A call ringing on this client.
@@ -375,7 +411,7 @@ impl RemoteVideoStream {
 
     /// The latest decoded frame of this stream.
     pub fn latest_frame(&self) -> Option<VideoFrame> {
-        self.shared.latest_frame(self.call)
+        self.shared.latest_frame(self.call, self.id)
     }
 
     /// Renders this stream into a new tile of `screen`.

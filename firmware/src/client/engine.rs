@@ -3,13 +3,15 @@
 //! commands. `Shared` is the state the API handles and the engine both reach: the core (behind a mutex, never
 //! held across an await), the event bus and the media sessions.
 
+mod group;
+
 use super::credential::{unix_now, TokenCredential};
 use super::events::EventBus;
 use super::{ClientConfig, ClientError};
 use crate::calling::credential::AccessToken;
 use crate::calling::{
-    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, GroupSignal, Identifier, MediaSignal,
-    SignalEvent,
+    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, ParticipantId,
+    SignalEvent, StreamId,
 };
 use crate::media::{MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
@@ -36,12 +38,23 @@ pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) local_user: Identifier,
     media: Mutex<HashMap<CallId, MediaSession>>,
+    /// What the API and the screen read of group calls' received streams.
+    groups: Mutex<HashMap<CallId, GroupView>>,
     /// The last media figures of ended calls (the newest `FINAL_STATS_KEPT`), still readable through their handles.
     final_stats: Mutex<VecDeque<(CallId, MediaStats)>>,
     shutdown_tx: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 const FINAL_STATS_KEPT: usize = 16;
+
+/// A group call's subscription as the readers see it: its receive-only session and which of its mids carries
+/// which member stream (feed, the member's mid).
+#[derive(Default)]
+pub(crate) struct GroupView {
+    subscriber: Option<MediaSession>,
+    mids: HashMap<(u64, String), String>,
+    access: Option<super::api::GuestAccess>,
+}
 
 impl Shared {
     /// Runs `f` on the core, publishes the events it produced and wakes the engine for its commands (API side).
@@ -87,8 +100,44 @@ impl Shared {
         }
     }
 
-    pub(crate) fn latest_frame(&self, call: CallId) -> Option<VideoFrame> {
+    /// The receive-only session and mid that carry a group call's stream.
+    fn group_stream(&self, call: CallId, stream: StreamId) -> Option<(MediaSession, String)> {
+        let source = self.peek(|core| core.group_stream_source(call, stream))?;
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let view = groups.get(&call)?;
+        Some((view.subscriber.clone()?, view.mids.get(&source)?.clone()))
+    }
+
+    /// The latest decoded frame of a remote video stream (a 1:1 call has one).
+    pub(crate) fn latest_frame(&self, call: CallId, stream: StreamId) -> Option<VideoFrame> {
+        if self.peek(|core| core.is_group_call(call)) {
+            let (media, mid) = self.group_stream(call, stream)?;
+            return media.remote_frame_of(&mid);
+        }
         self.media(call).and_then(|m| m.last_remote_frame())
+    }
+
+    /// Frames decoded so far of a remote video stream (what tells a renderer a new frame is there).
+    pub(crate) fn frames_decoded(&self, call: CallId, stream: StreamId) -> u64 {
+        if self.peek(|core| core.is_group_call(call)) {
+            return self
+                .group_stream(call, stream)
+                .and_then(|(media, mid)| {
+                    media.remote_streams().into_iter().find(|s| s.mid.as_deref() == Some(mid.as_str()))
+                })
+                .map(|s| s.frames_decoded)
+                .unwrap_or(0);
+        }
+        self.media_stats(call).map(|s| s.video_frames_decoded).unwrap_or(0)
+    }
+
+    pub(crate) fn guest_access(&self, call: CallId) -> Option<super::api::GuestAccess> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(&call).and_then(|v| v.access.clone())
+    }
+
+    /// The receive-only session of a group call (its per-stream figures).
+    pub(crate) fn group_subscriber(&self, call: CallId) -> Option<MediaSession> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(&call).and_then(|v| v.subscriber.clone())
     }
 
     /// Asks the engine to shut down without waiting (the last `CallClient` handle was dropped).
@@ -176,11 +225,13 @@ pub(crate) async fn create_client(
         config: config.clone(),
         local_user,
         media: Mutex::new(HashMap::new()),
+        groups: Mutex::new(HashMap::new()),
         final_stats: Mutex::new(VecDeque::new()),
         shutdown_tx,
     });
     let (sip_tx, sip_rx) = mpsc::channel(64);
     let (media_tx, media_rx) = mpsc::channel(64);
+    let (room_tx, room_rx) = mpsc::channel(group::ROOM_EVENT_QUEUE);
     shared.with_core(|core, _| core.set_connection_state(ConnectionState::Connecting));
     let conn = match open_connection(&config, &token, &sip_tx, 1).await {
         Ok(c) => c,
@@ -203,6 +254,11 @@ pub(crate) async fn create_client(
         next_refresh: None,
         lost: None,
         generation: 1,
+        groups: HashMap::new(),
+        room_tx,
+        room_rx,
+        next_serial: 0,
+        invites_in_flight: HashMap::new(),
     };
     tokio::spawn(engine.run(shutdown_rx));
     let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
@@ -381,6 +437,14 @@ struct Engine {
     /// Set when the session is found gone; the main loop then rebuilds the connection.
     lost: Option<String>,
     generation: u64,
+    /// Group calls in their rooms.
+    groups: HashMap<CallId, group::GroupLeg>,
+    room_tx: mpsc::Sender<group::RoomEvent>,
+    room_rx: mpsc::Receiver<group::RoomEvent>,
+    /// Tells the events of a group call's handles from those of an earlier leg.
+    next_serial: u64,
+    /// Invitations sent, by their MESSAGE's SIP Call-ID, until their delivery is known.
+    invites_in_flight: HashMap<String, (CallId, ParticipantId)>,
 }
 
 impl Engine {
@@ -423,6 +487,7 @@ impl Engine {
                     None => self.lost = Some("the Janus connection ended".into()),
                 },
                 Some((call, ev)) = self.media_rx.recv() => self.on_media(call, ev),
+                Some(ev) = self.room_rx.recv() => self.on_room(ev).await,
                 _ = sleep_until_opt(core_deadline) => {
                     self.shared.engine_core(|core, now| core.handle_timeout(now));
                 }
@@ -459,6 +524,9 @@ impl Engine {
 
     async fn execute(&mut self, cmd: Command) {
         log::debug!("command {cmd:?}");
+        if self.execute_group(&cmd).await {
+            return;
+        }
         match cmd {
             Command::PlaceCall { call, target } => {
                 if let Err(e) = self.place_call(call, &target).await {
@@ -519,18 +587,14 @@ impl Engine {
             }
             Command::SendState { call, muted, video_on } => self.send_state(call, muted, video_on).await,
             Command::ReleaseMedia { call } => self.release(call).await,
-            // Group calls: `CallClient::call` refuses several targets and no invitation is taken in yet, so these
-            // never come; should one, the call ends with a reason rather than wait forever.
+            Command::DropSipLeg { call } => self.drop_sip_leg(call).await,
+            // The group commands are `execute_group`'s; one about a call that is not in a room has nothing to do.
             Command::CreateRoom { call }
             | Command::Invite { call, .. }
             | Command::CancelInvitation { call, .. }
             | Command::Subscribe { call, .. }
             | Command::Unsubscribe { call, .. }
-            | Command::Kick { call, .. } => {
-                log::warn!("{call}: group calls are not carried by this engine yet");
-                let reason = CallEndReason::new(500, subcode::SETUP_FAILED, "group calls are not supported yet");
-                self.shared.engine_core(|core, now| core.on_group(call, GroupSignal::Failed(reason), now));
-            }
+            | Command::Kick { call, .. } => log::debug!("{call}: group command for a call not in a room skipped"),
         }
     }
 
@@ -666,6 +730,33 @@ impl Engine {
         }
     }
 
+    /// A call escalated into a room no longer needs its 1:1 SIP leg: hang it up and close its media, without
+    /// telling the core (the call goes on in the room; the leg's events are no longer the call's).
+    async fn drop_sip_leg(&mut self, call: CallId) {
+        let Some(index) = self.slot_of(call) else { return };
+        let Some(slot) = self.slot(index) else { return };
+        slot.call = None;
+        slot.pending_offer = None;
+        slot.released_at = Some(Instant::now());
+        let leg = slot.leg.take();
+        let sip = slot.sip.clone();
+        if let Some(leg) = leg {
+            leg.forwarder.abort();
+            leg.media.close().await;
+        }
+        // Both sides drop the leg at about the same time: a BYE crossing the other's may go unanswered until the
+        // request times out, which must not hold up the engine (the room's own setup is waiting behind it).
+        tokio::spawn(async move {
+            if let Err(e) = sip.hangup().await {
+                log::debug!("{call}: SIP leg hangup: {e}");
+            }
+            if let Err(e) = sip.handle().hangup().await {
+                log::debug!("{call}: SIP leg PeerConnection hangup: {e}");
+            }
+        });
+        log::info!("{call}: the 1:1 leg is closed; the call goes on in its room");
+    }
+
     // ----- inputs -----
 
     fn signal(&self, call: CallId, event: SignalEvent) {
@@ -765,6 +856,10 @@ impl Engine {
                 self.next_refresh = Some(Instant::now() + Duration::from_secs(1));
             }
             SipEvent::Error { code, reason } => log::warn!("SIP plugin error {code}: {reason}"),
+            SipEvent::Message { sender, content_type, content, .. } => {
+                self.on_message(&sender, content_type.as_deref(), &content)
+            }
+            SipEvent::MessageDelivery { code, call_id, .. } => self.on_message_delivery(code, call_id.as_deref()),
             SipEvent::Janus(JanusEvent::Hangup { reason }) => {
                 log::debug!("handle {index}: PeerConnection closed: {reason}")
             }
@@ -819,6 +914,15 @@ impl Engine {
     }
 
     fn on_media(&mut self, call: CallId, ev: MediaEvent) {
+        if self.groups.contains_key(&call) {
+            // A room's members are told apart by the room's events, not by the media of the call.
+            match ev {
+                MediaEvent::Failed(why) => log::warn!("{call}: room media failed: {why}"),
+                MediaEvent::Connected => log::info!("{call}: room media connected"),
+                other => log::trace!("{call}: room media {other:?}"),
+            }
+            return;
+        }
         match ev {
             MediaEvent::RemoteAudioLevel { dbfs } => self.media_signal(call, MediaSignal::AudioLevel { dbfs }),
             MediaEvent::FirstRemoteVideoFrame => {
@@ -883,6 +987,12 @@ impl Engine {
             core.on_session_lost();
             core.set_connection_state(ConnectionState::Reconnecting);
         });
+        // The rooms' handles died with the session: close their media without asking Janus.
+        for (call, leg) in self.groups.drain() {
+            log::info!("{call}: left its room with the session");
+            leg.close_without_signaling().await;
+        }
+        self.shared.groups.lock().unwrap_or_else(|p| p.into_inner()).clear();
         while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
             self.execute(cmd).await;
         }

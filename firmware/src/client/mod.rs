@@ -7,7 +7,7 @@ mod engine;
 pub mod events;
 mod render;
 
-pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
+pub use api::{Call, CallClient, GuestAccess, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
 pub use render::{snapshot_on_sigusr1, PreviewRenderer, Screen, VideoRenderer};

@@ -6,7 +6,7 @@
 
 use super::engine::Shared;
 use super::{CallClient, ClientError};
-use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId};
+use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId, StreamKind};
 use crate::devices::convert::FrameConverter;
 use crate::devices::video::VideoRequest;
 use crate::devices::{CameraFeed, DeviceKind, DeviceManager, FeedState};
@@ -27,6 +27,29 @@ struct ScreenState {
     preview: Option<PreviewSlot>,
     /// The call whose state the banner shows when no rendered stream names one (a ringing call, an ended one).
     followed: Option<CallId>,
+    /// The renderer of a screen share, drawn in the large tile (a second share gets an ordinary tile).
+    share: Option<RendererId>,
+}
+
+impl ScreenState {
+    /// The compositor slot a renderer draws into.
+    fn slot_of(&self, id: RendererId) -> Slot {
+        if self.share == Some(id) {
+            Slot::Share
+        } else {
+            Slot::Participant(id.0)
+        }
+    }
+
+    fn forget(&mut self, id: RendererId) {
+        if self.share == Some(id) {
+            self.share = None;
+            self.compositor.set_share(None);
+        } else {
+            self.compositor.remove_participant(id.0);
+        }
+        self.renderers.remove(&id);
+    }
 }
 
 /// The preview drawn on a screen: a camera feed, its scaling, and the last frame shown.
@@ -83,6 +106,7 @@ impl Screen {
                 frames_submitted: 0,
                 preview: None,
                 followed: None,
+                share: None,
             }),
             task: Mutex::new(None),
         });
@@ -134,23 +158,31 @@ impl Screen {
                 };
                 let tile =
                     TileInfo { name, muted: p.is_muted, speaking: p.is_speaking, video, scaling_mode: r.scaling_mode };
-                Some((r.call, tile, call.state, call.end_reason.clone()))
+                let is_share = core.stream(r.stream).is_some_and(|(_, s)| s.kind == StreamKind::ScreenSharing);
+                Some((r.call, r.stream, tile, is_share, call.state, call.end_reason.clone()))
             });
-            let Some((call, tile, call_state, reason)) = view else {
-                state.compositor.remove_participant(id.0);
-                state.renderers.remove(&id);
+            let Some((call, stream, tile, is_share, call_state, reason)) = view else {
+                state.forget(id);
                 continue;
             };
             banner.get_or_insert((call_state, reason));
             let live = tile.video == VideoState::Live;
-            state.compositor.set_participant(id.0, tile);
+            if is_share && state.share.is_none() {
+                state.share = Some(id);
+            }
+            if state.share == Some(id) {
+                state.compositor.set_share(Some(tile));
+            } else {
+                state.compositor.set_participant(id.0, tile);
+            }
             if !live {
                 continue;
             }
-            let decoded = shared.media_stats(call).map(|s| s.video_frames_decoded).unwrap_or(0);
+            let decoded = shared.frames_decoded(call, stream);
             if state.renderers.get(&id).is_some_and(|seen| *seen != decoded) {
-                if let Some(frame) = shared.latest_frame(call) {
-                    state.compositor.submit_frame(Slot::Participant(id.0), frame);
+                if let Some(frame) = shared.latest_frame(call, stream) {
+                    let slot = state.slot_of(id);
+                    state.compositor.submit_frame(slot, frame);
                     state.frames_submitted += 1;
                     state.renderers.insert(id, decoded);
                 }
@@ -204,7 +236,8 @@ impl Screen {
 
     /// The tile of a renderer on this screen, once laid out.
     pub fn tile(&self, renderer: RendererId) -> Option<Rect> {
-        self.state().compositor.tile_rect(Slot::Participant(renderer.0))
+        let state = self.state();
+        state.compositor.tile_rect(state.slot_of(renderer))
     }
 
     /// The text of the banner on the screen (the call's state: who is calling, ringing, ended...), if any.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::audio::{LevelMeter, OpusEncoder};
 use super::echo::{CaptureHalf, RenderHalf};
-use super::playout::Playout;
+use super::mixer::Mixer;
 use super::{AudioConfig, MediaError};
 use crate::calling::Backoff;
 use crate::devices::audio::{AudioCapture, AudioPlayback};
@@ -46,7 +46,8 @@ pub(crate) trait PlayoutObserver: Send + Sync + 'static {
 pub(crate) struct AudioIoShared {
     pub stop: AtomicBool,
     pub muted: AtomicBool,
-    pub playout: Mutex<Playout>,
+    /// The remote streams' jitter buffers, mixed for the speaker.
+    pub playout: Mutex<Mixer>,
     /// What was played, newest last (bounded), for tests and measurements.
     pub played: Mutex<VecDeque<i16>>,
     pub max_played: usize,
@@ -60,7 +61,7 @@ pub(crate) struct AudioIoShared {
 }
 
 impl AudioIoShared {
-    pub(crate) fn new(playout: Playout, max_played: usize) -> Arc<Self> {
+    pub(crate) fn new(playout: Mixer, max_played: usize) -> Arc<Self> {
         Arc::new(AudioIoShared {
             stop: AtomicBool::new(false),
             muted: AtomicBool::new(false),
@@ -81,7 +82,7 @@ impl AudioIoShared {
         self.epoch.elapsed()
     }
 
-    pub(crate) fn playout(&self) -> std::sync::MutexGuard<'_, Playout> {
+    pub(crate) fn playout(&self) -> std::sync::MutexGuard<'_, Mixer> {
         self.playout.lock().unwrap_or_else(|p| p.into_inner())
     }
 

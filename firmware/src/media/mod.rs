@@ -9,6 +9,7 @@ mod audio;
 mod audio_io;
 pub mod bitrate;
 pub mod echo;
+pub mod mixer;
 pub mod pattern;
 pub mod playout;
 mod rtcp;
@@ -247,6 +248,32 @@ pub struct MediaStats {
     pub connected_at: Option<Instant>,
     /// When the first remote video frame was decoded.
     pub first_remote_frame_at: Option<Instant>,
+}
+
+/// The kind of a remote stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteStreamKind {
+    Audio,
+    Video,
+}
+
+/// What one remote stream of a session delivered (a group call's subscription carries one per member stream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteStreamStats {
+    pub ssrc: u32,
+    /// The media section it arrives in, when the far end's offer announced its SSRC.
+    pub mid: Option<String>,
+    pub kind: RemoteStreamKind,
+    /// RTP packets received.
+    pub packets: u64,
+    /// RTP bytes received (headers and payload, as they came out of SRTP).
+    pub bytes: u64,
+    /// Video frames decoded.
+    pub frames_decoded: u64,
+    /// Frame counter of the latest decoded frame (our test pattern only).
+    pub last_frame_counter: Option<u32>,
+    /// When its first frame was decoded.
+    pub first_frame_at: Option<Instant>,
 }
 
 /// Session events (bounded broadcast; a slow receiver loses the oldest).

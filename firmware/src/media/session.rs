@@ -23,7 +23,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sdp::extmap::AUDIO_LEVEL_URI;
-use rtc::shared::marshal::{Marshal, Unmarshal};
+use rtc::shared::marshal::{Marshal, MarshalSize, Unmarshal};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -39,12 +39,13 @@ use super::audio::{OpusEncoder, FRAME_SAMPLES, SILENCE_DBFS};
 use super::audio_io::{AudioIo, AudioIoShared, EncodedAudio, PlayoutObserver, ENCODED_QUEUE};
 use super::bitrate::BitrateController;
 use super::echo::AudioProcessor;
+use super::mixer::Mixer;
 use super::pattern::{read_frame_counter, VideoFrame};
-use super::playout::Playout;
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, VideoDecoder, VideoEncoder};
-use super::{MediaConfig, MediaError, MediaEvent, MediaStats, VideoCodec};
+use super::{MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamKind, RemoteStreamStats, VideoCodec};
 use crate::devices::CameraFeed;
+use std::collections::HashMap;
 
 const OPUS_PT: u8 = 111;
 const H264_PT: u8 = 102;
@@ -84,7 +85,73 @@ struct Mutable {
     remote_video_codec: Option<VideoCodec>,
     video_encoder: Option<String>,
     remote_video_track: Option<Arc<dyn TrackRemote>>,
+    /// Each remote stream by SSRC (bounded by `MAX_REMOTE_STREAMS`).
+    remote_streams: HashMap<u32, RemoteStream>,
+    /// The mid of each remote SSRC, from the far end's last offer (a group call's subscription).
+    ssrc_mids: HashMap<u32, String>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What one remote stream delivered.
+struct RemoteStream {
+    kind: RemoteStreamKind,
+    packets: u64,
+    bytes: u64,
+    frames_decoded: u64,
+    last_frame: Option<VideoFrame>,
+    last_frame_counter: Option<u32>,
+    first_frame_at: Option<Instant>,
+}
+
+/// Remote streams one session keeps figures of (a room's members' audio and video, with room to spare).
+const MAX_REMOTE_STREAMS: usize = 64;
+
+impl Mutable {
+    /// The record of a remote stream, created on its first packet (`None` past the bound).
+    fn remote_stream(&mut self, ssrc: u32, kind: RemoteStreamKind) -> Option<&mut RemoteStream> {
+        if !self.remote_streams.contains_key(&ssrc) && self.remote_streams.len() >= MAX_REMOTE_STREAMS {
+            return None;
+        }
+        Some(self.remote_streams.entry(ssrc).or_insert_with(|| RemoteStream {
+            kind,
+            packets: 0,
+            bytes: 0,
+            frames_decoded: 0,
+            last_frame: None,
+            last_frame_counter: None,
+            first_frame_at: None,
+        }))
+    }
+}
+
+/// The SSRCs each media section of a session description announces (`a=ssrc:` lines), with the section's mid.
+pub(super) fn sdp_ssrc_mids(sdp: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    let mut mid: Option<String> = None;
+    let mut ssrcs: Vec<u32> = Vec::new();
+    let mut flush = |mid: &mut Option<String>, ssrcs: &mut Vec<u32>| {
+        if let Some(m) = mid.take() {
+            for ssrc in ssrcs.drain(..) {
+                out.insert(ssrc, m.clone());
+            }
+        }
+        ssrcs.clear();
+    };
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            flush(&mut mid, &mut ssrcs);
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            if let Some(ssrc) = rest.split_whitespace().next().and_then(|v| v.parse::<u32>().ok()) {
+                if !ssrcs.contains(&ssrc) {
+                    ssrcs.push(ssrc);
+                }
+            }
+        }
+    }
+    flush(&mut mid, &mut ssrcs);
+    out
 }
 
 /// State shared by the session handle, the event handler and the tasks.
@@ -214,8 +281,17 @@ pub struct MediaSession {
 struct Inner {
     pc: Arc<dyn PeerConnection>,
     shared: Arc<Shared>,
-    audio_sender: Arc<dyn RtpSender>,
+    /// `None` in a receive-only session.
+    audio_sender: Option<Arc<dyn RtpSender>>,
     video_sender: Option<Arc<dyn RtpSender>>,
+}
+
+/// What a session sends and where its remote audio goes.
+enum Role {
+    /// Microphone and camera out, remote audio to its own speaker (a 1:1 call, a room's publisher).
+    SendReceive,
+    /// Nothing out; remote audio mixed into another session's speaker (a room's subscription).
+    ReceiveOnly(Arc<AudioIoShared>),
 }
 
 impl Drop for Inner {
@@ -327,6 +403,18 @@ impl MediaSession {
     /// Builds the peer connection (UDP bound on `config.bind_ip`, mDNS off), adds the audio track and,
     /// if configured, the video track, and starts the media tasks (they send once connected).
     pub async fn new(config: MediaConfig) -> Result<MediaSession, MediaError> {
+        Self::build(config, Role::SendReceive).await
+    }
+
+    /// A session that only receives (a group call's subscription: Janus offers the members' streams): no
+    /// microphone, camera or speaker of its own; its remote audio is mixed into `speaker_of`'s speaker, so one
+    /// sound card plays every member and the echo canceller hears all of them. Remote video is decoded per
+    /// stream (`remote_frame_of`).
+    pub async fn new_receiver(config: MediaConfig, speaker_of: &MediaSession) -> Result<MediaSession, MediaError> {
+        Self::build(config, Role::ReceiveOnly(Arc::clone(&speaker_of.inner.shared.audio))).await
+    }
+
+    async fn build(config: MediaConfig, role: Role) -> Result<MediaSession, MediaError> {
         validate(&config)?;
         if config.video.is_some() {
             super::video::init_gstreamer()?;
@@ -357,11 +445,16 @@ impl MediaSession {
         let (gathering, _) = watch::channel(RTCIceGatheringState::New);
         let video_ssrc = rand::random::<u32>();
         let audio_ssrc = rand::random::<u32>();
-        let playout = Playout::new(config.audio.playout.clone())?;
-        let audio = AudioIoShared::new(playout, config.max_buffered_pcm_samples);
-        let processor = match &config.audio.processing {
-            Some(p) => Some(AudioProcessor::new(p)?.split()),
-            None => None,
+        let (audio, processor) = match &role {
+            Role::SendReceive => {
+                let mixer = Mixer::new(config.audio.playout.clone())?;
+                let processor = match &config.audio.processing {
+                    Some(p) => Some(AudioProcessor::new(p)?.split()),
+                    None => None,
+                };
+                (AudioIoShared::new(mixer, config.max_buffered_pcm_samples), processor)
+            }
+            Role::ReceiveOnly(audio) => (Arc::clone(audio), None),
         };
         let start_kbps = config.video.as_ref().map(|v| u64::from(v.bitrate_kbps)).unwrap_or(0);
         let shared = Arc::new(Shared {
@@ -401,6 +494,10 @@ impl MediaSession {
             .map_err(MediaError::webrtc("build peer connection"))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
+        if matches!(role, Role::ReceiveOnly(_)) {
+            // Transceivers come from the far end's offer; nothing of ours to send.
+            return Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender: None, video_sender: None }) });
+        }
         let audio_track = local_track(RtpCodecKind::Audio, opus_codec().rtp_codec, audio_ssrc);
         let audio_sender = pc
             .add_track(Arc::clone(&audio_track) as Arc<dyn TrackLocal>)
@@ -455,7 +552,7 @@ impl MediaSession {
         *shared.audio_io.lock().unwrap_or_else(|p| p.into_inner()) = Some(audio_io);
         shared.spawn(audio_rtp_task(Arc::clone(&shared), audio_track, audio_ssrc, encoded_rx));
 
-        Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender, video_sender }) })
+        Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender: Some(audio_sender), video_sender }) })
     }
 
     fn check_open(&self) -> Result<(), MediaError> {
@@ -503,29 +600,33 @@ impl MediaSession {
     /// our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
+        let desc_sdp = sdp.to_owned();
         let desc = RTCSessionDescription::offer(sdp.to_owned())
             .map_err(|e| MediaError::Sdp { what: "offer", detail: e.to_string() })?;
         self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote offer"))?;
         let answer = self.inner.pc.create_answer(None).await.map_err(MediaError::webrtc("create answer"))?;
         self.inner.pc.set_local_description(answer).await.map_err(MediaError::webrtc("set local answer"))?;
         let sdp = self.local_sdp_after_gathering().await?;
+        self.inner.shared.lock().ssrc_mids = sdp_ssrc_mids(&desc_sdp);
         self.update_negotiated().await;
         Ok(sdp)
     }
 
     async fn update_negotiated(&self) {
-        let audio_pt = match self.inner.audio_sender.get_parameters().await {
-            Ok(p) => p
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-                .map(|c| c.payload_type),
-            Err(e) => {
-                log::warn!("cannot read audio sender parameters: {e}");
-                None
+        let mut audio_pt = None;
+        if let Some(sender) = &self.inner.audio_sender {
+            match sender.get_parameters().await {
+                Ok(p) => {
+                    audio_pt = p
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
+                        .map(|c| c.payload_type)
+                }
+                Err(e) => log::warn!("cannot read audio sender parameters: {e}"),
             }
-        };
+        }
         let mut video = None;
         if let Some(sender) = &self.inner.video_sender {
             match sender.get_parameters().await {
@@ -632,6 +733,44 @@ impl MediaSession {
     /// The latest decoded remote video frame (packed I420).
     pub fn last_remote_frame(&self) -> Option<VideoFrame> {
         self.inner.shared.lock().last_remote_frame.clone()
+    }
+
+    /// What each remote stream delivered, with its mid where the far end's offer named its SSRC.
+    pub fn remote_streams(&self) -> Vec<RemoteStreamStats> {
+        let st = self.inner.shared.lock();
+        let mut out: Vec<RemoteStreamStats> = st
+            .remote_streams
+            .iter()
+            .map(|(ssrc, s)| RemoteStreamStats {
+                ssrc: *ssrc,
+                mid: st.ssrc_mids.get(ssrc).cloned(),
+                kind: s.kind,
+                packets: s.packets,
+                bytes: s.bytes,
+                frames_decoded: s.frames_decoded,
+                last_frame_counter: s.last_frame_counter,
+                first_frame_at: s.first_frame_at,
+            })
+            .collect();
+        out.sort_by_key(|s| s.ssrc);
+        out
+    }
+
+    /// The latest decoded frame of the remote video stream with this mid (a group call's subscription).
+    pub fn remote_frame_of(&self, mid: &str) -> Option<VideoFrame> {
+        let st = self.inner.shared.lock();
+        st.ssrc_mids
+            .iter()
+            .filter(|(_, m)| m.as_str() == mid)
+            .filter_map(|(ssrc, _)| st.remote_streams.get(ssrc))
+            .filter_map(|s| s.last_frame.as_ref().map(|f| (s.first_frame_at, f)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Remote audio streams being mixed into this session's speaker now.
+    pub fn mixed_audio_streams(&self) -> usize {
+        self.inner.shared.audio.playout().streams()
     }
 
     /// Drains the remote audio played so far (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).
@@ -1008,8 +1147,13 @@ async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                     }
                     st.last_audio_at = Some(now);
                 }
+                if let Some(stream) = shared.lock().remote_stream(packet.header.ssrc, RemoteStreamKind::Audio) {
+                    stream.packets += 1;
+                    stream.bytes += packet.marshal_size() as u64;
+                }
                 let arrival = shared.audio.now();
                 shared.audio.playout().push(
+                    packet.header.ssrc,
                     packet.header.sequence_number,
                     packet.header.timestamp,
                     &packet.payload,
@@ -1034,6 +1178,15 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             _ => continue,
         };
         shared.video_packets_received.fetch_add(1, Ordering::Relaxed);
+        let ssrc = packet.header.ssrc;
+        let first_frame_seen = match shared.lock().remote_stream(ssrc, RemoteStreamKind::Video) {
+            Some(stream) => {
+                stream.packets += 1;
+                stream.bytes += packet.marshal_size() as u64;
+                stream.first_frame_at.is_some()
+            }
+            None => true,
+        };
         let pt = packet.header.payload_type;
         if decoder.as_ref().map(|(_, p)| *p) != Some(pt) && failed_pt != Some(pt) {
             decoder = None;
@@ -1044,7 +1197,7 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                 continue;
             };
             let sink = Arc::clone(&shared);
-            match VideoDecoder::start(codec, pt, move |frame| on_decoded_frame(&sink, frame)) {
+            match VideoDecoder::start(codec, pt, move |frame| on_decoded_frame(&sink, ssrc, frame)) {
                 Ok(d) => {
                     shared.lock().remote_video_codec = Some(d.codec());
                     decoder = Some((d, pt));
@@ -1068,12 +1221,10 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             }
             Err(e) => log::debug!("cannot re-marshal a received video packet: {e}"),
         }
-        // Until the first frame decodes, ask for a keyframe now and then (Janus videoroom forwards
+        // Until the stream's first frame decodes, ask for a keyframe now and then (Janus videoroom forwards
         // PLIs to the publisher; a SIP far end will send its own periodic keyframes).
         let now = Instant::now();
-        if shared.lock().first_remote_frame_at.is_none()
-            && last_pli.is_none_or(|t| now.duration_since(t) >= REMOTE_PLI_PERIOD)
-        {
+        if !first_frame_seen && last_pli.is_none_or(|t| now.duration_since(t) >= REMOTE_PLI_PERIOD) {
             last_pli = Some(now);
             if let Err(e) = send_pli(&shared, &track).await {
                 log::debug!("{e}");
@@ -1083,11 +1234,20 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
     log::debug!("remote video track ended");
 }
 
-fn on_decoded_frame(shared: &Shared, frame: VideoFrame) {
+fn on_decoded_frame(shared: &Shared, ssrc: u32, frame: VideoFrame) {
     shared.video_frames_decoded.fetch_add(1, Ordering::Relaxed);
     let counter = read_frame_counter(&frame);
     let first = {
         let mut st = shared.lock();
+        let now = Instant::now();
+        if let Some(stream) = st.remote_stream(ssrc, RemoteStreamKind::Video) {
+            stream.frames_decoded += 1;
+            stream.first_frame_at.get_or_insert(now);
+            stream.last_frame = Some(frame.clone());
+            if counter.is_some() {
+                stream.last_frame_counter = counter;
+            }
+        }
         st.last_remote_frame = Some(frame);
         if counter.is_some() {
             st.last_remote_frame_counter = counter;

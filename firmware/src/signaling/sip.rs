@@ -237,7 +237,10 @@ pub enum SipEvent {
         content: String,
         call_id: Option<String>,
     },
-    MessageSent,
+    /// A MESSAGE left (not yet delivered: see `MessageDelivery`); its SIP Call-ID.
+    MessageSent {
+        call_id: Option<String>,
+    },
     MessageDelivery {
         code: i64,
         reason: String,
@@ -366,7 +369,7 @@ impl SipEvent {
                 content: s(result, "content").unwrap_or_default(),
                 call_id,
             },
-            "messagesent" => SipEvent::MessageSent,
+            "messagesent" => SipEvent::MessageSent { call_id },
             "messagedelivery" => SipEvent::MessageDelivery {
                 code: int(result, "code"),
                 reason: s(result, "reason").unwrap_or_default(),
@@ -526,9 +529,24 @@ impl SipHandle {
 
     /// SIP MESSAGE: in dialog without `uri`, out of dialog (registered) with it.
     pub async fn message(&self, content_type: Option<&str>, content: &str, uri: Option<&str>) -> Result<SipEvent> {
+        self.message_with_call_id(content_type, content, uri, None).await
+    }
+
+    /// As `message`, with our own SIP Call-ID for it (the `messagedelivery` event names it: how replies are told
+    /// apart when several messages are out).
+    pub async fn message_with_call_id(
+        &self,
+        content_type: Option<&str>,
+        content: &str,
+        uri: Option<&str>,
+        call_id: Option<&str>,
+    ) -> Result<SipEvent> {
         let mut body = Map::new();
         body.insert("request".into(), json!("message"));
         body.insert("content".into(), json!(content));
+        if let Some(id) = call_id {
+            body.insert("call_id".into(), json!(id));
+        }
         if let Some(t) = content_type {
             body.insert("content_type".into(), json!(t));
         }

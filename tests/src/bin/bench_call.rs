@@ -70,14 +70,6 @@ impl Options {
     }
 }
 
-/// `WxH@FPS`.
-fn parse_video(v: &str) -> Option<(u32, u32, u32)> {
-    let (size, fps) = v.split_once('@')?;
-    let (w, h) = size.split_once('x')?;
-    let (w, h, fps) = (w.parse().ok()?, h.parse().ok()?, fps.parse().ok()?);
-    (w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0 && (1..=60).contains(&fps)).then_some((w, h, fps))
-}
-
 /// `Ok(None)` for `--help`.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut o = Options {
@@ -106,7 +98,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--screen" => o.screen = Some(value("--screen")?),
             "--video" => {
                 let v = value("--video")?;
-                o.video = parse_video(&v).ok_or(format!("--video: '{v}' is not WxH@FPS (even sizes, 1 to 60 fps)"))?;
+                o.video = callbox_tests::bench::parse_video(&v)
+                    .ok_or(format!("--video: '{v}' is not WxH@FPS (even sizes, 1 to 60 fps)"))?;
             }
             "--vp8" => o.vp8 = true,
             "--no-audio-processing" => o.no_audio_processing = true,
@@ -316,31 +309,12 @@ fn read_file(path: &Path) -> Result<String, BenchError> {
     std::fs::read_to_string(path).map_err(|source| BenchError::Io { what: "cannot read", path: path.into(), source })
 }
 
-/// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
-    let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let stat = read_file(&path)?;
-    // The command name (field 2) may contain spaces: fields are counted after its closing ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let (Some(utime), Some(stime)) = (field(11), field(12)) else {
-        return Err(BenchError::Failed(format!("{}: unexpected format", path.display())));
-    };
-    // SAFETY: sysconf only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Ok((utime + stime) as f64 / ticks)
+    Ok(callbox_tests::bench::cpu_seconds(pid)?)
 }
 
-/// VmHWM (peak resident set size) of a process, in kB.
 fn peak_rss_kb(pid: u32) -> Result<u64, BenchError> {
-    let path = PathBuf::from(format!("/proc/{pid}/status"));
-    read_file(&path)?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| BenchError::Failed(format!("{}: no VmHWM", path.display())))
+    Ok(callbox_tests::bench::peak_rss_kb(pid)?)
 }
 
 /// The callee's own report of its media: the `media: ...` line `callbox answer` prints, or the engine's
@@ -407,39 +381,18 @@ async fn bench_resources(
 ) -> Result<ResourceFigures, BenchError> {
     let program = callbox_path(o)?;
     let name = "monitor-proc";
-    let tmp = stack.dir().join("bench-callee");
-    std::fs::create_dir_all(&tmp).map_err(|source| BenchError::Io {
-        what: "cannot create",
-        path: tmp.clone(),
-        source,
-    })?;
-    let key_file = tmp.join("device-key");
-    let key = callbox_tests::appliance::provision_device(stack, name);
-    std::fs::write(&key_file, key.expose()).map_err(|source| BenchError::Io {
-        what: "cannot write",
-        path: key_file.clone(),
-        source,
-    })?;
-    let (out_path, err_path) = (tmp.join("stdout.log"), tmp.join("stderr.log"));
-    let open = |p: &Path| {
-        std::fs::File::create(p).map_err(|source| BenchError::Io { what: "cannot create", path: p.into(), source })
-    };
-    let mut child = tokio::process::Command::new(&program)
-        .args(["answer", "--janus", &stack.janus_ws_url(), "--token-url", &stack.token_url()])
-        .arg("--device-key-file")
-        .arg(&key_file)
-        .args(["--sim", "--video", &o.video_arg(), "--calls", "1"])
-        .args(if o.vp8 { &["--codec", "vp8"][..] } else { &[] })
-        .args(if o.no_audio_processing { &["--no-audio-processing"][..] } else { &[] })
-        .args(o.screen.iter().flat_map(|size| ["--screen", size.as_str()]))
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,callbox=info".into()))
-        .stdin(std::process::Stdio::null())
-        .stdout(open(&out_path)?)
-        .stderr(open(&err_path)?)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| BenchError::Io { what: "cannot start", path: program.clone(), source })?;
-    let pid = child.id().ok_or_else(|| BenchError::Failed("the callee exited at once".into()))?;
+    let mut extra = vec!["--video".to_string(), o.video_arg()];
+    if o.vp8 {
+        extra.extend(["--codec".into(), "vp8".into()]);
+    }
+    if o.no_audio_processing {
+        extra.push("--no-audio-processing".into());
+    }
+    if let Some(size) = &o.screen {
+        extra.extend(["--screen".into(), size.clone()]);
+    }
+    let callbox_tests::bench::AnswerProcess { mut child, pid, stdout: out_path, stderr: err_path } =
+        callbox_tests::bench::start_answer_process(stack, &program, name, 1, &extra)?;
     println!("callee process {} (pid {pid}) started", program.display());
 
     let result = measure(a, pid, name, seconds, &out_path, &mut child).await;

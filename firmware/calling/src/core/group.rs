@@ -7,8 +7,14 @@
 //! The call's owner created the room: it invites, removes (kicks) and ends the room. An invitee rings like an
 //! incoming 1:1 call and joins the room when it accepts. A member is known by its room feed id; members who
 //! name a callbox user (their publisher display) are matched with the invitations, others join as guests.
+//!
+//! Escalation: `add_participant` on a connected 1:1 call turns it into a group call (same `CallId`) that this
+//! client owns. Its peer is invited too, with an invitation marked `escalate` ([`CallingCore::invite_escalates`]);
+//! the peer's device finds the 1:1 call with the inviter and joins the room at once, without ringing
+//! (`incoming_invitation`). The peer stays Connected throughout; each side drops the 1:1 SIP leg
+//! (`Command::DropSipLeg`) once both are in the room, and until then the leg carries the conversation.
 
-use super::{CallEntry, CallingCore, CallingError, Command};
+use super::{CallEntry, CallingCore, CallingError, Command, SignalEvent};
 use crate::events::Event;
 use crate::identifier::Identifier;
 use crate::invitation::Invitation;
@@ -103,6 +109,20 @@ pub enum GroupSignal {
     Failed(CallEndReason),
 }
 
+/// A 1:1 call moved into the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Escalation {
+    /// The remote participant of the 1:1 call: for the owner the peer it moves into the room, for the invitee
+    /// the owner.
+    peer: ParticipantId,
+    /// The 1:1 SIP leg is still up (until `Command::DropSipLeg`); its media, audio level and SIP INFO state are
+    /// the peer's.
+    leg_up: bool,
+    /// The peer's video stream of the 1:1 leg, kept (unavailable) after the leg dropped, until the peer's camera
+    /// in the room takes it over: its renderers live on.
+    carried_stream: Option<StreamId>,
+}
+
 /// Which side of the room this client is on.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Role {
@@ -130,6 +150,8 @@ pub(super) struct GroupEntry {
     invitee_deadline: Option<Instant>,
     /// Why the participant who left last left (the call's reason when nobody ever joined).
     last_gone: Option<CallEndReason>,
+    /// Set when the call began as a 1:1 call and was moved into the room.
+    escalation: Option<Escalation>,
 }
 
 impl GroupEntry {
@@ -144,6 +166,7 @@ impl GroupEntry {
             subscribed: BTreeMap::new(),
             invitee_deadline: None,
             last_gone: None,
+            escalation: None,
         }
     }
 
@@ -162,6 +185,11 @@ impl GroupEntry {
             Role::Invitee(i) => Some(i),
             Role::Owner => None,
         }
+    }
+
+    /// The peer moved from the 1:1 call, if this is an escalated call.
+    fn escalated_peer(&self) -> Option<ParticipantId> {
+        self.escalation.map(|e| e.peer)
     }
 }
 
@@ -226,7 +254,19 @@ impl CallingCore {
     /// An invitation into a group call arrived. Like `incoming_call`: declined with 486 when another call is
     /// active, otherwise announced with `IncomingCall`; it rings until accepted, rejected or cancelled, and at
     /// most its ring time (plus a grace period) when the inviter's cancel is lost.
-    pub fn incoming_invitation(&mut self, invitation: Invitation, now: Instant) -> CallId {
+    ///
+    /// An invitation marked `escalate` moves the connected 1:1 call with its caller into the room instead: that
+    /// call (same id) becomes a group call, answered at once (`Command::Answer`: join the room), with no ringing
+    /// and no `IncomingCall`; its 1:1 leg is dropped (`Command::DropSipLeg`) once this client is in the room.
+    /// Without such a call the invitation is ignored (`None`: no call, no ringing, no reply): it reached another
+    /// device of the user (invitations fork to every device), or the call ended before it arrived.
+    ///
+    /// The caller is the invitation's own word: the engine must pass only invitations whose SIP MESSAGE came
+    /// (authenticated by the registrar) from `invitation.caller`, since an escalation joins the room unasked.
+    pub fn incoming_invitation(&mut self, invitation: Invitation, now: Instant) -> Option<CallId> {
+        if invitation.escalate {
+            return self.incoming_escalation(invitation, now);
+        }
         let busy = self.active_calls().next().is_some();
         let from = invitation.caller.clone();
         let display_name = invitation.caller_display_name.clone();
@@ -243,7 +283,44 @@ impl CallingCore {
         } else {
             self.events.push_back(Event::IncomingCall { call, from, display_name });
         }
-        call
+        Some(call)
+    }
+
+    /// The invitee's side of an escalation (see `incoming_invitation`).
+    fn incoming_escalation(&mut self, invitation: Invitation, now: Instant) -> Option<CallId> {
+        // The same move delivered twice (a retransmitted MESSAGE): nothing more to do.
+        let again = self.calls.values().find(|c| {
+            c.info.state.is_active()
+                && c.group.as_ref().is_some_and(|g| {
+                    g.escalation.is_some() && g.invitation().is_some_and(|i| i.call_id == invitation.call_id)
+                })
+        });
+        if let Some(c) = again {
+            return Some(c.info.id);
+        }
+        let found = self.calls.values().find_map(|c| {
+            if c.group.is_some() || c.info.state != CallState::Connected {
+                return None;
+            }
+            let peer = c.info.participants.first().copied()?;
+            let (_, p) = self.participants.get(&peer)?;
+            (p.identifier == invitation.caller).then_some((c.info.id, peer))
+        });
+        let Some((call, peer)) = found else {
+            log::info!("escalation {} ignored: no connected 1:1 call with its caller", invitation.call_id);
+            return None;
+        };
+        log::info!("{call}: moved into the room of {} by the peer", invitation.call_id);
+        // Bounded like a ringing invitation: the room must be joined within its ring time (plus the grace).
+        let join_by = now + Duration::from_secs(u64::from(invitation.ring_secs)) + INVITEE_RING_GRACE;
+        let mut group = GroupEntry::new(Role::Invitee(Box::new(invitation)));
+        group.escalation = Some(Escalation { peer, leg_up: true, carried_stream: None });
+        group.invitee_deadline = Some(join_by);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.group = Some(Box::new(group));
+        }
+        self.commands.push_back(Command::Answer { call });
+        Some(call)
     }
 
     /// The invitation an incoming group call came from (what the engine needs to join the room or decline).
@@ -256,8 +333,38 @@ impl CallingCore {
         self.calls.get(&call).is_some_and(|c| c.group.is_some())
     }
 
+    /// Whether the invitation of `participant` moves it from this client's 1:1 call into the room (an escalation):
+    /// the engine then marks it `escalate`. True for the peer of the 1:1 call this client escalated.
+    pub fn invite_escalates(&self, call: CallId, participant: ParticipantId) -> bool {
+        self.calls
+            .get(&call)
+            .and_then(|c| c.group.as_ref())
+            .is_some_and(|g| g.is_owner() && g.escalated_peer() == Some(participant))
+    }
+
+    /// The room source of a group call's video or screen stream: the member's feed and the mid of the stream in
+    /// its publication. `None` for a stream of a 1:1 call (or of an escalated call's 1:1 leg), or one unknown.
+    pub fn group_stream_source(&self, call: CallId, stream: StreamId) -> Option<(u64, String)> {
+        let g = self.calls.get(&call)?.group.as_ref()?;
+        g.stream_ids.iter().find(|(_, s)| **s == stream).map(|(key, _)| key.clone())
+    }
+
+    /// The room feed of a participant of a group call, while it is a member of the room.
+    pub fn group_member_feed(&self, call: CallId, participant: ParticipantId) -> Option<u64> {
+        let g = self.calls.get(&call)?.group.as_ref()?;
+        g.members.iter().find(|(_, p)| **p == participant).map(|(feed, _)| *feed)
+    }
+
     /// Invites one more target into a group call this client owns. The participant is returned at once, in
     /// Connecting; it is invited as soon as this client is in the room.
+    ///
+    /// On a connected 1:1 call this is an escalation: the call (same id) becomes a group call this client owns,
+    /// the room is created (`Command::CreateRoom`), and once this client is in it the target and the 1:1 peer
+    /// are invited, the peer's invitation marked as an escalation ([`CallingCore::invite_escalates`]). The peer
+    /// stays Connected (the 1:1 leg carries the conversation meanwhile); when it appears in the room the leg is
+    /// dropped (`Command::DropSipLeg`). If it declines, cannot be reached or does not join within the ring
+    /// timeout, it is Disconnected with that code like any invitee, and the leg is dropped too. A 1:1 call that
+    /// is not Connected (ringing, on hold) cannot be escalated.
     pub fn add_participant(&mut self, call: CallId, target: Identifier) -> Result<ParticipantId, CallingError> {
         let state = self.require(call, "add a participant to", |s| s.is_active() && s != CallState::Disconnecting)?;
         if state == CallState::Incoming {
@@ -265,7 +372,7 @@ impl CallingCore {
         }
         let group = self.calls.get(&call).and_then(|c| c.group.as_ref());
         match group {
-            None => return Err(CallingError::NotAGroupCall(call)),
+            None => return self.escalate(call, state, target),
             Some(g) if !g.is_owner() => return Err(CallingError::NotTheOwner(call)),
             Some(g) if g.pending.len() + g.members.len() >= MAX_INVITEES => {
                 return Err(CallingError::TooManyTargets(MAX_INVITEES))
@@ -286,6 +393,32 @@ impl CallingCore {
         if joined {
             self.commands.push_back(Command::Invite { call, participant: pid, target });
         }
+        Ok(pid)
+    }
+
+    /// The owner's side of an escalation (see `add_participant`).
+    fn escalate(&mut self, call: CallId, state: CallState, target: Identifier) -> Result<ParticipantId, CallingError> {
+        if state != CallState::Connected {
+            return Err(CallingError::InvalidState { call, state, action: "add a participant to" });
+        }
+        let peer = self.call(call).and_then(|c| c.participants.first().copied()).ok_or(CallingError::InvalidState {
+            call,
+            state,
+            action: "add a participant to",
+        })?;
+        log::info!("{call}: escalated into a group call");
+        let pid = ParticipantId(self.take_id());
+        self.participants.insert(pid, (call, participant(pid, target, None)));
+        let mut group = GroupEntry::new(Role::Owner);
+        group.pending.insert(peer, None);
+        group.pending.insert(pid, None);
+        group.escalation = Some(Escalation { peer, leg_up: true, carried_stream: None });
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.info.participants.push(pid);
+            c.group = Some(Box::new(group));
+        }
+        self.events.push_back(Event::RemoteParticipantsUpdated { call, added: vec![pid], removed: vec![] });
+        self.commands.push_back(Command::CreateRoom { call });
         Ok(pid)
     }
 
@@ -332,9 +465,14 @@ impl CallingCore {
             GroupSignal::Joined => self.on_joined(call, state, now),
             GroupSignal::InvitationDelivered { participant } => {
                 let ring = now + self.config.ring_timeout;
+                let escalated = self.escalated_peer(call) == Some(participant);
                 let pending = self.group_mut(call).and_then(|g| g.pending.get_mut(&participant));
                 if let Some(deadline) = pending {
                     *deadline = Some(ring);
+                    if escalated {
+                        // The peer does not ring: its device joins at once, still talking over the 1:1 leg.
+                        return;
+                    }
                     self.set_participant_state(call, participant, ParticipantState::Ringing);
                     if state == CallState::Connecting {
                         self.set_call_state(call, CallState::Ringing);
@@ -360,6 +498,10 @@ impl CallingCore {
             GroupSignal::InvitationCancelled => {
                 if state == CallState::Incoming {
                     self.end_call(call, CallEndReason::sip(487, "the invitation was withdrawn"));
+                } else if self.escalation_in_progress(call) {
+                    // The owner gave up moving this call (it hung up, removed us, or we were too slow to join).
+                    self.commands.push_back(Command::HangUp { call });
+                    self.end_call(call, CallEndReason::remote_hang_up());
                 }
             }
             GroupSignal::MemberJoined(member) => self.on_member_joined(call, state, member, now),
@@ -391,6 +533,7 @@ impl CallingCore {
                 self.end_call(call, CallEndReason::new(0, subcode::REMOVED, "removed from the call by its owner"))
             }
             GroupSignal::RoomClosed => self.end_call(call, CallEndReason::remote_hang_up()),
+            GroupSignal::Failed(reason) if self.escalation_revertible(call) => self.revert_escalation(call, reason),
             GroupSignal::Failed(reason) => {
                 if state != CallState::Disconnecting {
                     self.commands.push_back(Command::HangUp { call });
@@ -412,7 +555,14 @@ impl CallingCore {
             let Some(g) = self.group_mut(call) else { continue };
             if g.invitee_deadline.is_some_and(|d| d <= now) {
                 g.invitee_deadline = None;
-                self.end_call(call, CallEndReason::new(408, subcode::NO_ANSWER_TIMEOUT, "the invitation lapsed"));
+                if self.call(call).is_some_and(|c| c.state == CallState::Incoming) {
+                    self.end_call(call, CallEndReason::new(408, subcode::NO_ANSWER_TIMEOUT, "the invitation lapsed"));
+                } else {
+                    // An escalated call whose room was not joined in time.
+                    self.commands.push_back(Command::HangUp { call });
+                    let reason = CallEndReason::new(408, subcode::NO_ANSWER_TIMEOUT, "the room was not joined in time");
+                    self.end_call(call, reason);
+                }
                 continue;
             }
             let lapsed: Vec<ParticipantId> =
@@ -428,6 +578,133 @@ impl CallingCore {
             }
             self.end_if_alone(call);
         }
+    }
+
+    /// An accepted invitation no longer lapses (it stopped ringing; joining the room is the engine's to report).
+    pub(super) fn stop_invitation_lapse(&mut self, call: CallId) {
+        if let Some(g) = self.group_mut(call) {
+            g.invitee_deadline = None;
+        }
+    }
+
+    /// The participants whose media and SIP INFO the call's 1:1 SIP leg carries: every participant of a 1:1
+    /// call; the peer of an escalated call while its leg is up; nobody otherwise (a room's streams, talking and
+    /// mute states come from the room).
+    pub(super) fn sip_leg_participants(&self, call: CallId) -> Vec<ParticipantId> {
+        let Some(c) = self.calls.get(&call) else { return Vec::new() };
+        match &c.group {
+            // Once Disconnected, a participant is no longer on the leg (one added to an escalation that reverted).
+            None => c
+                .info
+                .participants
+                .iter()
+                .copied()
+                .filter(|p| self.participants.get(p).is_some_and(|(_, p)| p.state != ParticipantState::Disconnected))
+                .collect(),
+            Some(g) => g.escalation.filter(|e| e.leg_up).map(|e| vec![e.peer]).unwrap_or_default(),
+        }
+    }
+
+    /// The streams of a group call that come from the room (not from a 1:1 leg).
+    pub(super) fn room_stream_ids(&self, call: CallId) -> Vec<StreamId> {
+        let g = self.calls.get(&call).and_then(|c| c.group.as_ref());
+        g.map(|g| g.stream_ids.values().copied().collect()).unwrap_or_default()
+    }
+
+    /// The call ended and its streams were removed: the room's map of them goes too.
+    pub(super) fn forget_room_streams(&mut self, call: CallId) {
+        if let Some(g) = self.group_mut(call) {
+            g.stream_ids.clear();
+            if let Some(e) = g.escalation.as_mut() {
+                e.carried_stream = None;
+            }
+        }
+    }
+
+    /// Whether a SIP signal of the call's 1:1 leg is for the state machines of `core.rs`. A 1:1 call and a group
+    /// call that never was one: yes. An escalated call: its leg's end (a BYE: the peer dropped it after moving,
+    /// or hung up; a failure) only drops the leg, never the call, which lives on in the room; the peer stays
+    /// invited until it joins or its invitation fails or lapses. Only on the owner's side before any invitation
+    /// is out can the leg's end be nothing but the peer leaving: the peer is then out of the call at once. DTMF
+    /// and the peer's state still count while the leg is up; hold and everything after the leg dropped are
+    /// ignored. The confirmation of our own hang-up (the call Disconnecting) ends the call as usual.
+    pub(super) fn sip_signal_applies(&mut self, call: CallId, state: CallState, event: &SignalEvent) -> bool {
+        let Some(e) = self.calls.get(&call).and_then(|c| c.group.as_ref()).and_then(|g| g.escalation) else {
+            return true;
+        };
+        match event {
+            SignalEvent::Hangup { .. } | SignalEvent::Failed(_) if state == CallState::Disconnecting => true,
+            SignalEvent::Hangup { code, reason } if self.escalation_revertible(call) => {
+                // No invitation is out yet, so this is no move: the peer hung up.
+                let reason =
+                    if *code < 300 { CallEndReason::remote_hang_up() } else { CallEndReason::sip(*code, reason) };
+                self.peer_left_before_the_move(call, e.peer, reason);
+                false
+            }
+            SignalEvent::Failed(reason) if self.escalation_revertible(call) => {
+                self.peer_left_before_the_move(call, e.peer, reason.clone());
+                false
+            }
+            SignalEvent::Hangup { .. } | SignalEvent::Failed(_) => {
+                log::info!("{call}: the 1:1 leg ended ({event:?}); the call goes on in the room");
+                self.drop_sip_leg(call, true);
+                false
+            }
+            SignalEvent::Dtmf(_) | SignalEvent::PeerState { .. } if e.leg_up => true,
+            other => {
+                log::debug!("signal {other:?} of the 1:1 leg of escalated {call} ignored");
+                false
+            }
+        }
+    }
+
+    /// The owner's peer ended the 1:1 leg before it was invited into the room: it is out of the call (and is not
+    /// invited); the call goes on with the others, if any.
+    fn peer_left_before_the_move(&mut self, call: CallId, peer: ParticipantId, reason: CallEndReason) {
+        log::info!("{call}: the peer ended the 1:1 leg before the move ({})", reason.message);
+        if let Some(g) = self.group_mut(call) {
+            g.pending.remove(&peer);
+        }
+        self.participant_gone(call, peer, reason);
+        self.end_if_alone(call);
+    }
+
+    /// Drops the 1:1 SIP leg of an escalated call, once (`Command::DropSipLeg`): its video stream goes, or with
+    /// `carry` is kept unavailable for the peer's camera in the room to take over (unless that camera is already
+    /// there); the leg's speaking state and level meter stop.
+    pub(super) fn drop_sip_leg(&mut self, call: CallId, carry: bool) {
+        let Some(e) = self.group_mut(call).and_then(|g| g.escalation.as_mut()) else { return };
+        if !e.leg_up {
+            return;
+        }
+        e.leg_up = false;
+        let peer = e.peer;
+        let room_streams = self.room_stream_ids(call);
+        let (leg_stream, room_camera) = match self.participants.get(&peer) {
+            Some((_, p)) => (
+                p.streams.iter().find(|s| s.kind == StreamKind::Video && !room_streams.contains(&s.id)).copied(),
+                p.streams.iter().any(|s| s.kind == StreamKind::Video && room_streams.contains(&s.id)),
+            ),
+            None => (None, false),
+        };
+        if let Some(s) = leg_stream {
+            if carry && !room_camera {
+                if let Some(e) = self.group_mut(call).and_then(|g| g.escalation.as_mut()) {
+                    e.carried_stream = Some(s.id);
+                }
+                self.set_stream_available(call, peer, s.id, false);
+            } else {
+                self.remove_stream(call, peer, s.id);
+            }
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.video_negotiated = false;
+            c.remote_video_flowing = false;
+            c.quiet_since = None;
+        }
+        self.set_participant_speaking(call, peer, false);
+        self.refresh_renderers();
+        self.commands.push_back(Command::DropSipLeg { call });
     }
 
     /// Hanging up a group call this client owns withdraws the invitations still ringing.
@@ -447,6 +724,63 @@ impl CallingCore {
         self.calls.get_mut(&call).and_then(|c: &mut CallEntry| c.group.as_deref_mut())
     }
 
+    fn escalated_peer(&self, call: CallId) -> Option<ParticipantId> {
+        self.calls.get(&call)?.group.as_ref()?.escalated_peer()
+    }
+
+    /// An escalated call whose 1:1 leg is still up, or that this client has not joined the room of yet.
+    fn escalation_in_progress(&self, call: CallId) -> bool {
+        let g = self.calls.get(&call).and_then(|c| c.group.as_ref());
+        g.is_some_and(|g| g.escalation.is_some_and(|e| e.leg_up) || (g.escalation.is_some() && !g.joined))
+    }
+
+    /// An escalation this client owns whose room failed before anyone was invited: the 1:1 call is untouched.
+    fn escalation_revertible(&self, call: CallId) -> bool {
+        let g = self.calls.get(&call).and_then(|c| c.group.as_ref());
+        g.is_some_and(|g| g.is_owner() && !g.joined && g.escalation.is_some_and(|e| e.leg_up))
+    }
+
+    /// The room of an escalation could not be set up: the call goes back to the 1:1 call it was (the peer never
+    /// heard of the move), and the participants added meanwhile are Disconnected with the failure's reason.
+    fn revert_escalation(&mut self, call: CallId, reason: CallEndReason) {
+        log::warn!("{call}: the room failed ({}); back to the 1:1 call", reason.message);
+        let Some(peer) = self.escalated_peer(call) else { return };
+        let added: Vec<ParticipantId> = self.participant_ids(call).into_iter().filter(|p| *p != peer).collect();
+        for pid in added {
+            if self.participants.get(&pid).is_some_and(|(_, p)| p.state != ParticipantState::Disconnected) {
+                self.participant_gone(call, pid, reason.clone());
+            }
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.group = None;
+        }
+    }
+
+    fn set_stream_available(&mut self, call: CallId, pid: ParticipantId, sid: StreamId, available: bool) {
+        let Some((_, p)) = self.participants.get_mut(&pid) else { return };
+        if let Some(s) = p.streams.iter_mut().find(|s| s.id == sid) {
+            if s.is_available != available {
+                s.is_available = available;
+                self.events.push_back(Event::StreamIsAvailableChanged {
+                    call,
+                    participant: pid,
+                    stream: sid,
+                    is_available: available,
+                });
+            }
+        }
+    }
+
+    /// The stream the escalated `pid` brought from the 1:1 leg, handed over (once) to its camera in the room.
+    fn take_carried_stream(&mut self, call: CallId, pid: ParticipantId) -> Option<StreamId> {
+        let e = self.group_mut(call)?.escalation.as_mut()?;
+        if e.peer == pid {
+            e.carried_stream.take()
+        } else {
+            None
+        }
+    }
+
     fn member(&self, call: CallId, feed: u64) -> Option<ParticipantId> {
         self.calls.get(&call)?.group.as_ref()?.members.get(&feed).copied()
     }
@@ -463,13 +797,25 @@ impl CallingCore {
             return;
         }
         g.joined = true;
+        g.invitee_deadline = None;
         if g.is_owner() {
+            let escalated = g.escalated_peer();
             let pending: Vec<ParticipantId> = g.pending.keys().copied().collect();
+            let ring = now + self.config.ring_timeout;
             for pid in pending {
+                if Some(pid) == escalated {
+                    // The escalated peer joins by itself, without ringing: bounded from now, delivered or not.
+                    if let Some(deadline) = self.group_mut(call).and_then(|g| g.pending.get_mut(&pid)) {
+                        *deadline = Some(ring);
+                    }
+                }
                 if let Some(target) = self.participants.get(&pid).map(|(_, p)| p.identifier.clone()) {
                     self.commands.push_back(Command::Invite { call, participant: pid, target });
                 }
             }
+        } else if self.escalation_in_progress(call) {
+            // The invitee of an escalation is in the room, where the owner already is: the 1:1 leg can go.
+            self.drop_sip_leg(call, true);
         } else if state == CallState::Connecting {
             // An invitee is in the call once it is in the room.
             if let Some(c) = self.calls.get_mut(&call) {
@@ -529,6 +875,10 @@ impl CallingCore {
             g.members.insert(member.feed, pid);
         }
         self.set_participant_state(call, pid, ParticipantState::Connected);
+        if self.escalated_peer(call) == Some(pid) && self.group_is_owner(call) {
+            // The peer of the escalated 1:1 call is in the room with us: the 1:1 leg can go.
+            self.drop_sip_leg(call, true);
+        }
         // The owner's call is connected once somebody is in the room with it.
         if matches!(state, CallState::Connecting | CallState::Ringing) && self.group_is_owner(call) {
             if let Some(c) = self.calls.get_mut(&call) {
@@ -585,38 +935,25 @@ impl CallingCore {
             if let Some(g) = self.group_mut(call) {
                 g.stream_ids.remove(&key);
             }
-            let Some((_, p)) = self.participants.get_mut(&pid) else { continue };
-            let Some(i) = p.streams.iter().position(|s| s.id == sid) else { continue };
-            let s = p.streams.remove(i);
-            if s.is_available {
-                self.events.push_back(Event::StreamIsAvailableChanged {
-                    call,
-                    participant: pid,
-                    stream: sid,
-                    is_available: false,
-                });
-            }
-            self.push_streams_updated(call, pid, s.kind, vec![], vec![sid]);
+            self.remove_stream(call, pid, sid);
         }
         // New streams, and availability.
         for (mid, kind, active) in wanted {
             let key = (feed, mid);
-            let existing = self.calls.get(&call).and_then(|c| c.group.as_ref()).and_then(|g| g.stream_ids.get(&key));
-            match existing.copied() {
-                Some(sid) => {
-                    let Some((_, p)) = self.participants.get_mut(&pid) else { continue };
-                    if let Some(s) = p.streams.iter_mut().find(|s| s.id == sid) {
-                        if s.is_available != active {
-                            s.is_available = active;
-                            self.events.push_back(Event::StreamIsAvailableChanged {
-                                call,
-                                participant: pid,
-                                stream: sid,
-                                is_available: active,
-                            });
-                        }
-                    }
+            let existing =
+                self.calls.get(&call).and_then(|c| c.group.as_ref()).and_then(|g| g.stream_ids.get(&key)).copied();
+            let carried = match (existing, kind) {
+                (None, StreamKind::Video) => self.take_carried_stream(call, pid),
+                _ => None,
+            };
+            if let Some(sid) = carried {
+                // The escalated peer's camera in the room continues the 1:1 leg's video stream.
+                if let Some(g) = self.group_mut(call) {
+                    g.stream_ids.insert(key.clone(), sid);
                 }
+            }
+            match existing.or(carried) {
+                Some(sid) => self.set_stream_available(call, pid, sid, active),
                 None => {
                     let sid = StreamId(self.take_id());
                     if let Some(g) = self.group_mut(call) {
@@ -628,6 +965,10 @@ impl CallingCore {
                     self.push_streams_updated(call, pid, kind, vec![sid], vec![]);
                 }
             }
+        }
+        // The escalated peer has no camera in the room: the 1:1 leg's stream it brought ends.
+        if let Some(sid) = self.take_carried_stream(call, pid) {
+            self.remove_stream(call, pid, sid);
         }
         self.refresh_renderers();
     }
@@ -701,6 +1042,15 @@ impl CallingCore {
     fn participant_gone(&mut self, call: CallId, pid: ParticipantId, reason: CallEndReason) {
         if let Some(g) = self.group_mut(call) {
             g.last_gone = Some(reason.clone());
+        }
+        if self.escalated_peer(call) == Some(pid) {
+            // The peer of the escalated 1:1 call is out (declined, unreachable, lapsed, removed, left): so is the
+            // 1:1 leg, and the video stream it brought.
+            self.drop_sip_leg(call, false);
+            if let Some(sid) = self.take_carried_stream(call, pid) {
+                self.remove_stream(call, pid, sid);
+                self.refresh_renderers();
+            }
         }
         self.end_participant(call, pid, reason);
         self.set_participant_state(call, pid, ParticipantState::Disconnected);

@@ -282,14 +282,22 @@ fn group_operations_need_a_group_call_its_owner_and_bounds() {
     let (mut core, now) = ready();
     let one = core.start_call(&[user("bob")], now).unwrap();
     assert!(!core.is_group_call(one));
-    assert_eq!(core.add_participant(one, user("carol")), Err(CallingError::NotAGroupCall(one)));
+    assert_eq!(
+        core.add_participant(one, user("carol")),
+        Err(CallingError::InvalidState { call: one, state: CallState::Connecting, action: "add a participant to" }),
+        "only a connected 1:1 call can be escalated"
+    );
+    assert_eq!(
+        core.remove_participant(one, core.call(one).unwrap().participants[0]),
+        Err(CallingError::NotAGroupCall(one))
+    );
     core.hang_up(one, now).unwrap();
     core.on_signal(one, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
 
     let many: Vec<Identifier> = (0..17).map(|i| user(&format!("u{i}"))).collect();
     assert_eq!(core.start_call(&many, now), Err(CallingError::TooManyTargets(MAX_INVITEES)));
 
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     let caller = core.call(call).unwrap().participants[0];
     assert_eq!(
         core.add_participant(call, user("x")),
@@ -308,13 +316,14 @@ fn invitation() -> Invitation {
         caller_display_name: Some("Front door".into()),
         video: true,
         ring_secs: 30,
+        escalate: false,
     }
 }
 
 #[test]
 fn an_invitee_rings_joins_and_sees_the_room() {
     let (mut core, now) = ready();
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     let (_, events) = drain(&mut core);
     assert!(events.contains(&Event::IncomingCall {
         call,
@@ -346,19 +355,19 @@ fn an_invitee_is_declined_when_busy_stops_when_cancelled_or_lapsed_and_can_be_re
     // Busy.
     let (mut core, now) = ready();
     core.start_call(&[user("bob")], now).unwrap();
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     assert!(drain(&mut core).0.contains(&Command::Decline { call, code: 486 }));
     assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
 
     // Cancelled while ringing: 487.
     let (mut core, now) = ready();
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     core.on_group(call, GroupSignal::InvitationCancelled, now);
     assert_eq!(core.call(call).unwrap().end_reason.as_ref().map(|r| r.code), Some(487));
 
     // Never cancelled: it lapses after its ring time and a grace period.
     let (mut core, now) = ready();
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     let deadline = core.poll_timeout().unwrap();
     assert!(deadline > now + Duration::from_secs(30) && deadline <= now + Duration::from_secs(40));
     core.handle_timeout(deadline);
@@ -366,7 +375,7 @@ fn an_invitee_is_declined_when_busy_stops_when_cancelled_or_lapsed_and_can_be_re
 
     // Rejected: a decline goes back.
     let (mut core, now) = ready();
-    let call = core.incoming_invitation(invitation(), now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
     core.reject(call, 603).unwrap();
     assert!(drain(&mut core).0.contains(&Command::Decline { call, code: 603 }));
 
@@ -375,7 +384,7 @@ fn an_invitee_is_declined_when_busy_stops_when_cancelled_or_lapsed_and_can_be_re
         [(GroupSignal::Removed, subcode::REMOVED), (GroupSignal::RoomClosed, subcode::REMOTE_HANG_UP)]
     {
         let (mut core, now) = ready();
-        let call = core.incoming_invitation(invitation(), now);
+        let call = core.incoming_invitation(invitation(), now).unwrap();
         core.accept(call).unwrap();
         core.on_group(call, GroupSignal::Joined, now);
         core.on_group(call, signal, now);
@@ -404,4 +413,586 @@ fn signals_for_other_calls_or_after_the_end_are_ignored() {
         core.on_group(call, GroupSignal::MemberJoined(RoomMember { feed, identifier: None, display_name: None }), now);
     }
     assert!(core.call(call).unwrap().participants.len() <= MAX_MEMBERS + 2);
+}
+
+// ----- escalation: a 1:1 call moved into a room -----
+
+fn escalation() -> Invitation {
+    Invitation { escalate: true, ..invitation() }
+}
+
+/// A connected 1:1 call with `peer` whose video flows, rendered on a tile.
+fn one_to_one(core: &mut CallingCore, now: Instant, peer: &str) -> (CallId, ParticipantId, StreamId, RendererId) {
+    let call = core.start_call(&[user(peer)], now).unwrap();
+    core.on_signal(call, SignalEvent::Accepted, now);
+    core.on_media(call, MediaSignal::VideoNegotiated(true), now);
+    core.on_media(call, MediaSignal::RemoteVideo(true), now);
+    let p = core.call(call).unwrap().participants[0];
+    let stream = core.participant(p).unwrap().streams[0].id;
+    let renderer = core.add_renderer(stream, ScalingMode::Fit).unwrap();
+    drain(core);
+    (call, p, stream, renderer)
+}
+
+/// The same, answered on this side: `door` called.
+fn answered_one_to_one(core: &mut CallingCore, now: Instant) -> (CallId, ParticipantId) {
+    let call = core.incoming_call(user("door"), Some("Front door".into()), now);
+    core.accept(call).unwrap();
+    core.on_signal(call, SignalEvent::Accepted, now);
+    drain(core);
+    (call, core.call(call).unwrap().participants[0])
+}
+
+fn invites(commands: &[Command]) -> Vec<ParticipantId> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Invite { participant, .. } => Some(*participant),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events that would tell a subscriber something happened to `p` (it should not, while it moves).
+fn about(events: &[Event], p: ParticipantId) -> Vec<Event> {
+    events
+        .iter()
+        .filter(|e| match e {
+            Event::ParticipantStateChanged { participant, .. }
+            | Event::ParticipantCallEndReasonChanged { participant, .. } => *participant == p,
+            Event::RemoteParticipantsUpdated { added, removed, .. } => added.contains(&p) || removed.contains(&p),
+            _ => false,
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_owner_escalates_a_connected_call_into_a_room_without_dropping_its_peer() {
+    let (mut core, now) = ready();
+    let (call, bob, stream, renderer) = one_to_one(&mut core, now, "bob");
+    let mut seen = Vec::new();
+
+    // add_participant on the 1:1 call: same call, same peer, the new target at once in Connecting.
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    let (commands, events) = drain(&mut core);
+    assert_eq!(commands, vec![Command::CreateRoom { call }]);
+    assert_eq!(events, vec![Event::RemoteParticipantsUpdated { call, added: vec![carol], removed: vec![] }]);
+    assert!(core.is_group_call(call));
+    let info = core.call(call).unwrap();
+    assert_eq!((info.state, info.participants.clone()), (CallState::Connected, vec![bob, carol]));
+    assert_eq!(core.participant(carol).unwrap().state, ParticipantState::Connecting);
+    assert_eq!(core.participant(bob).unwrap().state, ParticipantState::Connected);
+    assert!(core.invite_escalates(call, bob));
+    assert!(!core.invite_escalates(call, carol));
+    assert!(!core.invite_escalates(CallId(999), bob));
+
+    // In the room: both are invited, the peer marked as an escalation; only carol rings.
+    core.on_group(call, GroupSignal::Joined, now);
+    let (commands, events) = drain(&mut core);
+    assert_eq!(invites(&commands), vec![bob, carol]);
+    assert!(commands.contains(&Command::Invite { call, participant: bob, target: user("bob") }));
+    seen.extend(events);
+    for participant in [bob, carol] {
+        core.on_group(call, GroupSignal::InvitationDelivered { participant }, now);
+    }
+    assert_eq!(core.participant(carol).unwrap().state, ParticipantState::Ringing);
+    assert_eq!(core.participant(bob).unwrap().state, ParticipantState::Connected);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+
+    // The peer appears in the room: a member, and the 1:1 leg goes (once). Its video stream is carried over.
+    core.on_group(call, member(11, "bob"), now);
+    let (commands, events) = drain(&mut core);
+    assert_eq!(commands, vec![Command::DropSipLeg { call }]);
+    seen.extend(events);
+    assert_eq!(core.group_member_feed(call, bob), Some(11));
+    assert_eq!(core.group_member_feed(call, carol), None, "carol is not in the room yet");
+    assert_eq!(core.participant(bob).unwrap().streams.len(), 1);
+    assert!(!core.participant(bob).unwrap().streams[0].is_available, "no frames between the leg and the room");
+    assert_eq!(core.group_stream_source(call, stream), None, "still the leg's stream");
+    core.on_group(call, GroupSignal::MemberStreams { feed: 11, streams: av(true) }, now);
+    let (commands, events) = drain(&mut core);
+    assert_eq!(commands, vec![Command::Subscribe { call, feed: 11, mids: vec!["0".into(), "1".into()] }]);
+    assert!(!events.iter().any(|e| matches!(e, Event::VideoStreamsUpdated { .. })), "the same stream: {events:?}");
+    seen.extend(events);
+    let streams = core.participant(bob).unwrap().streams.clone();
+    assert_eq!(streams, vec![StreamInfo { id: stream, kind: StreamKind::Video, is_available: true }]);
+    assert_eq!(core.group_stream_source(call, stream), Some((11, "1".to_string())));
+    assert!(core.renderer(renderer).is_some_and(|r| r.is_rendering), "its renderer lives on");
+
+    // The peer's BYE of the dropped leg does not end the call; nor does any later SIP signal.
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    core.on_signal(call, SignalEvent::RemoteHold(true), now);
+    let (commands, events) = drain(&mut core);
+    assert!(commands.is_empty(), "{commands:?}");
+    seen.extend(events);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+
+    core.on_group(call, member(12, "carol"), now);
+    assert_eq!(core.participant(carol).unwrap().state, ParticipantState::Connected);
+    assert_eq!(core.poll_timeout(), None, "nobody is pending");
+    seen.extend(drain(&mut core).1);
+    assert_eq!(about(&seen, bob), vec![], "the peer never left, rang or reconnected");
+    assert!(!seen.iter().any(|e| matches!(e, Event::CallStateChanged { .. } | Event::CallsUpdated { .. })));
+}
+
+#[test]
+fn the_invitee_side_moves_its_call_into_the_room_without_ringing() {
+    let (mut core, now) = ready();
+    let (call, door) = answered_one_to_one(&mut core, now);
+
+    // The escalation from the peer of the connected call: that call, answered at once, no ringing.
+    assert_eq!(core.incoming_invitation(escalation(), now), Some(call));
+    let (commands, events) = drain(&mut core);
+    assert_eq!(commands, vec![Command::Answer { call }]);
+    assert_eq!(events, vec![], "no IncomingCall, no new call, no state change");
+    assert!(core.is_group_call(call));
+    assert_eq!(core.invitation(call).map(|i| (i.room, i.escalate)), Some((4711, true)));
+    assert!(!core.invite_escalates(call, door), "an invitee invites nobody");
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    // The same MESSAGE again: nothing more.
+    assert_eq!(core.incoming_invitation(escalation(), now), Some(call));
+    assert_eq!(drain(&mut core), (vec![], vec![]));
+
+    // In the room, where the owner is: the leg goes; the owner is matched to the participant it was.
+    core.on_group(call, GroupSignal::Joined, now);
+    assert_eq!(drain(&mut core).0, vec![Command::DropSipLeg { call }]);
+    core.on_group(call, member(1, "door"), now);
+    core.on_group(call, member(2, "carol"), now);
+    let (commands, events) = drain(&mut core);
+    assert!(!commands.contains(&Command::DropSipLeg { call }), "dropped once");
+    let info = core.call(call).unwrap().clone();
+    assert_eq!(info.participants.len(), 2);
+    assert_eq!(info.participants[0], door);
+    assert_eq!(core.group_member_feed(call, door), Some(1));
+    assert_eq!(about(&events, door), vec![]);
+    assert_eq!(info.state, CallState::Connected);
+
+    // The owner's BYE of the leg; much later: still in the call (the invitation's lapse is over).
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    core.handle_timeout(now + Duration::from_secs(600));
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    assert!(drain(&mut core).0.is_empty());
+}
+
+#[test]
+fn an_escalation_without_a_connected_call_with_its_caller_is_ignored_and_ordinary_invitations_are_unaffected() {
+    // No call at all: another device of the user, or the call ended before the invitation arrived.
+    let (mut core, now) = ready();
+    assert_eq!(core.incoming_invitation(escalation(), now), None);
+    assert_eq!(drain(&mut core), (vec![], vec![]));
+    assert_eq!(core.active_calls().count(), 0);
+
+    // A connected call with someone else, or with the caller but not connected yet: not that call.
+    let (call, ..) = one_to_one(&mut core, now, "bob");
+    assert_eq!(core.incoming_invitation(escalation(), now), None);
+    assert!(!core.is_group_call(call));
+    let (mut core, now) = ready();
+    let ringing = core.start_call(&[user("door")], now).unwrap();
+    core.on_signal(ringing, SignalEvent::Ringing, now);
+    drain(&mut core);
+    assert_eq!(core.incoming_invitation(escalation(), now), None);
+    assert!(!core.is_group_call(ringing));
+    assert_eq!(drain(&mut core), (vec![], vec![]));
+
+    // An ordinary invitation from the peer of a connected call: busy, as before.
+    let (mut core, now) = ready();
+    let (one, _) = answered_one_to_one(&mut core, now);
+    let call = core.incoming_invitation(invitation(), now).unwrap();
+    assert_ne!(call, one);
+    assert!(drain(&mut core).0.contains(&Command::Decline { call, code: 486 }));
+    assert!(!core.is_group_call(one));
+    // And one to an idle device rings.
+    let (mut core, now) = ready();
+    let call = core.incoming_invitation(invitation(), now).unwrap();
+    assert!(drain(&mut core).1.iter().any(|e| matches!(e, Event::IncomingCall { .. })));
+    assert_eq!(core.call(call).unwrap().state, CallState::Incoming);
+}
+
+#[test]
+fn an_escalated_peer_that_does_not_join_in_time_is_disconnected_and_its_leg_dropped() {
+    let (mut core, now) = ready();
+    let (call, bob, stream, renderer) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    // The peer's invitation is bounded from the room's joining, delivered or not.
+    let ring = CoreConfig::default().ring_timeout;
+    assert_eq!(core.poll_timeout(), Some(now + ring));
+    core.handle_timeout(now + ring - Duration::from_millis(1));
+    assert_eq!(core.participant(bob).unwrap().state, ParticipantState::Connected);
+
+    core.handle_timeout(now + ring);
+    let (commands, events) = drain(&mut core);
+    assert_eq!(
+        commands,
+        vec![Command::CancelInvitation { call, target: user("bob") }, Command::DropSipLeg { call }],
+        "carol still rings: the call goes on"
+    );
+    let p = core.participant(bob).unwrap();
+    assert_eq!(p.state, ParticipantState::Disconnected);
+    assert_eq!(p.call_end_reason.as_ref().map(|r| (r.code, r.subcode)), Some((408, subcode::NO_ANSWER_TIMEOUT)));
+    assert!(p.streams.is_empty(), "the leg's stream ended with it");
+    assert!(events.contains(&Event::RemoteParticipantsUpdated { call, added: vec![], removed: vec![bob] }));
+    assert!(events.contains(&Event::VideoStreamsUpdated {
+        call,
+        participant: bob,
+        added: vec![],
+        removed: vec![stream]
+    }));
+    assert!(core.renderer(renderer).is_none());
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+
+    // Carol declines: nobody is left, the call ends; the leg is not dropped twice.
+    core.on_group(call, GroupSignal::Declined { from: user("carol"), code: 603 }, now);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::HangUp { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(core.participant(carol).unwrap().call_end_reason.as_ref().map(|r| r.code), Some(603));
+    assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
+}
+
+#[test]
+fn an_escalated_peer_that_declines_or_cannot_be_reached_is_disconnected_with_its_code() {
+    for (signal, code) in [
+        (GroupSignal::Declined { from: user("bob"), code: 486 }, 486),
+        (GroupSignal::InvitationFailed { participant: ParticipantId(2), code: 480 }, 480),
+    ] {
+        let (mut core, now) = ready();
+        let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+        assert_eq!(bob, ParticipantId(2), "the fixture's participant id");
+        core.add_participant(call, user("carol")).unwrap();
+        core.on_group(call, GroupSignal::Joined, now);
+        core.on_group(call, member(12, "carol"), now);
+        drain(&mut core);
+        core.on_group(call, signal, now);
+        let (commands, _) = drain(&mut core);
+        assert_eq!(commands, vec![Command::DropSipLeg { call }]);
+        let p = core.participant(bob).unwrap();
+        assert_eq!((p.state, p.call_end_reason.as_ref().map(|r| r.code)), (ParticipantState::Disconnected, Some(code)));
+        assert_eq!(core.call(call).unwrap().state, CallState::Connected, "carol is in the room");
+    }
+}
+
+#[test]
+fn a_sip_hangup_during_the_move_drops_only_the_leg() {
+    // Owner: the peer's BYE (it joined and dropped its leg) before the room says it joined.
+    let (mut core, now) = ready();
+    let (call, bob, stream, _) = one_to_one(&mut core, now, "bob");
+    core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    let (commands, events) = drain(&mut core);
+    assert_eq!(commands, vec![Command::DropSipLeg { call }]);
+    assert_eq!(about(&events, bob), vec![]);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    assert_eq!(core.participant(bob).unwrap().state, ParticipantState::Connected);
+    core.on_group(call, member(11, "bob"), now);
+    core.on_group(call, GroupSignal::MemberStreams { feed: 11, streams: av(true) }, now);
+    let (commands, _) = drain(&mut core);
+    assert!(!commands.contains(&Command::DropSipLeg { call }), "dropped once: {commands:?}");
+    assert_eq!(core.participant(bob).unwrap().streams[0].id, stream, "carried over all the same");
+
+    // Our own hang-up is still confirmed by the network as usual.
+    core.hang_up(call, now).unwrap();
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    assert_eq!(core.call(call).unwrap().end_reason, Some(CallEndReason::local_hang_up()));
+
+    // Owner: the peer hangs up before anyone is invited: it is out, and not invited; carol is.
+    let (mut core, now) = ready();
+    let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    drain(&mut core);
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::DropSipLeg { call }]);
+    let p = core.participant(bob).unwrap();
+    assert_eq!(
+        (p.state, p.call_end_reason.clone()),
+        (ParticipantState::Disconnected, Some(CallEndReason::remote_hang_up()))
+    );
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    core.on_group(call, GroupSignal::Joined, now);
+    assert_eq!(invites(&drain(&mut core).0), vec![carol]);
+    // ... and when nobody else is left, the call ends.
+    let (mut core, now) = ready();
+    let (call, ..) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    core.remove_participant(call, carol).unwrap();
+    drain(&mut core);
+    core.on_signal(call, SignalEvent::Failed(CallEndReason::new(500, subcode::MEDIA_FAILED, "leg")), now);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::DropSipLeg { call }, Command::HangUp { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
+
+    // Invitee: the owner's BYE (or a failure of the leg) before this side is in the room.
+    let (mut core, now) = ready();
+    let (call, _) = answered_one_to_one(&mut core, now);
+    core.incoming_invitation(escalation(), now);
+    drain(&mut core);
+    core.on_signal(call, SignalEvent::Failed(CallEndReason::new(500, subcode::MEDIA_FAILED, "leg")), now);
+    assert_eq!(drain(&mut core).0, vec![Command::DropSipLeg { call }]);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    core.on_group(call, GroupSignal::Joined, now);
+    assert!(drain(&mut core).0.is_empty(), "dropped once");
+}
+
+#[test]
+fn while_the_leg_is_up_its_audio_and_state_are_the_peers_only() {
+    let (mut core, now) = ready();
+    let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    core.on_media(call, MediaSignal::AudioLevel { dbfs: -20.0 }, now);
+    core.on_signal(call, SignalEvent::PeerState { muted: Some(true), video_on: None }, now);
+    core.on_signal(call, SignalEvent::Dtmf('5'), now);
+    core.on_media(call, MediaSignal::VideoNegotiated(true), now);
+    let (_, events) = drain(&mut core);
+    assert!(events.contains(&Event::DtmfReceived { call, digit: '5' }));
+    assert!(core.participant(bob).unwrap().is_speaking && core.participant(bob).unwrap().is_muted);
+    let c = core.participant(carol).unwrap();
+    assert!(!c.is_speaking && !c.is_muted && c.streams.is_empty(), "carol is not on the leg: {c:?}");
+    // Hold is not for a call on its way into a room.
+    core.on_signal(call, SignalEvent::RemoteHold(true), now);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    assert_eq!(core.participant(bob).unwrap().state, ParticipantState::Connected);
+
+    // The leg dropped: the peer stops speaking until the room says otherwise; the leg's meter is off.
+    core.on_group(call, GroupSignal::Joined, now);
+    core.on_group(call, member(11, "bob"), now);
+    assert!(!core.participant(bob).unwrap().is_speaking);
+    core.on_media(call, MediaSignal::AudioLevel { dbfs: -20.0 }, now);
+    assert!(!core.participant(bob).unwrap().is_speaking && !core.participant(carol).unwrap().is_speaking);
+    core.on_group(call, GroupSignal::MemberTalking { feed: 11, talking: true }, now);
+    assert!(core.participant(bob).unwrap().is_speaking);
+}
+
+#[test]
+fn a_room_that_fails_before_anyone_is_invited_leaves_the_one_to_one_call_as_it_was() {
+    let (mut core, now) = ready();
+    let (call, bob, stream, _) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    drain(&mut core);
+    let reason = CallEndReason::new(500, subcode::SETUP_FAILED, "no videoroom");
+    core.on_group(call, GroupSignal::Failed(reason.clone()), now);
+    let (commands, events) = drain(&mut core);
+    assert!(commands.is_empty(), "no hang-up: {commands:?}");
+    assert_eq!(about(&events, bob), vec![]);
+    assert!(events.contains(&Event::RemoteParticipantsUpdated { call, added: vec![], removed: vec![carol] }));
+    assert!(!core.is_group_call(call));
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    assert_eq!(core.participant(carol).unwrap().call_end_reason, Some(reason));
+    assert_eq!(core.participant(bob).unwrap().streams[0].id, stream);
+    // A 1:1 call again: the leg's signals count, and it can be escalated anew.
+    core.on_signal(call, SignalEvent::RemoteHold(true), now);
+    assert_eq!(core.call(call).unwrap().state, CallState::RemoteHold);
+    assert_eq!(core.participant(carol).unwrap().state, ParticipantState::Disconnected, "not on hold: gone");
+    core.on_signal(call, SignalEvent::RemoteHold(false), now);
+    core.add_participant(call, user("dave")).unwrap();
+    assert_eq!(drain(&mut core).0, vec![Command::CreateRoom { call }]);
+
+    // Once invitations are out, a failed room ends the call, its leg with it.
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    core.on_group(call, GroupSignal::Failed(CallEndReason::new(500, subcode::SETUP_FAILED, "gone")), now);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::HangUp { call }, Command::DropSipLeg { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
+}
+
+#[test]
+fn removing_the_moving_peer_or_hanging_up_drops_the_leg() {
+    // Removing the peer before it is in the room: its invitation withdrawn, the leg dropped.
+    let (mut core, now) = ready();
+    let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+    let carol = core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    core.remove_participant(call, bob).unwrap();
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::CancelInvitation { call, target: user("bob") }, Command::DropSipLeg { call }]);
+    assert_eq!(core.participant(bob).unwrap().call_end_reason.as_ref().map(|r| r.subcode), Some(subcode::REMOVED));
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected, "carol still rings");
+    core.remove_participant(call, carol).unwrap();
+    let (commands, _) = drain(&mut core);
+    assert_eq!(
+        commands,
+        vec![
+            Command::CancelInvitation { call, target: user("carol") },
+            Command::HangUp { call },
+            Command::ReleaseMedia { call }
+        ],
+        "nobody left: the call ends"
+    );
+
+    // Once the peer is in the room it is kicked like any member.
+    let (mut core, now) = ready();
+    let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+    core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    core.on_group(call, member(11, "bob"), now);
+    drain(&mut core);
+    core.remove_participant(call, bob).unwrap();
+    assert_eq!(drain(&mut core).0, vec![Command::Kick { call, feed: 11 }]);
+
+    // Hanging up while the peer moves: invitations withdrawn, the leg dropped, then the room left.
+    let (mut core, now) = ready();
+    let (call, ..) = one_to_one(&mut core, now, "bob");
+    core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    core.hang_up(call, now).unwrap();
+    let (commands, _) = drain(&mut core);
+    assert_eq!(
+        commands,
+        vec![
+            Command::CancelInvitation { call, target: user("bob") },
+            Command::CancelInvitation { call, target: user("carol") },
+            Command::DropSipLeg { call },
+            Command::HangUp { call }
+        ]
+    );
+    core.handle_timeout(now + CoreConfig::default().hang_up_timeout);
+    assert_eq!(drain(&mut core).0, vec![Command::ReleaseMedia { call }], "no second DropSipLeg");
+}
+
+#[test]
+fn the_invitee_of_an_escalation_gives_up_when_cancelled_or_not_in_the_room_in_time() {
+    // The owner withdraws the move (it hung up, or gave up on us): the call ends, the leg with it.
+    let (mut core, now) = ready();
+    let (call, _) = answered_one_to_one(&mut core, now);
+    core.incoming_invitation(escalation(), now);
+    drain(&mut core);
+    core.on_group(call, GroupSignal::InvitationCancelled, now);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::HangUp { call }, Command::DropSipLeg { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(core.call(call).unwrap().end_reason, Some(CallEndReason::remote_hang_up()));
+
+    // The room is not joined within the invitation's ring time (and grace): 408.
+    let (mut core, now) = ready();
+    let (call, _) = answered_one_to_one(&mut core, now);
+    core.incoming_invitation(escalation(), now);
+    drain(&mut core);
+    let deadline = core.poll_timeout().unwrap();
+    assert!(deadline > now + Duration::from_secs(30) && deadline <= now + Duration::from_secs(40));
+    core.handle_timeout(deadline);
+    let (commands, _) = drain(&mut core);
+    assert_eq!(commands, vec![Command::HangUp { call }, Command::DropSipLeg { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(core.call(call).unwrap().end_reason.as_ref().map(|r| r.code), Some(408));
+
+    // A cancel after this side is in the room is the room's business, not the invitation's.
+    let (mut core, now) = ready();
+    let (call, _) = answered_one_to_one(&mut core, now);
+    core.incoming_invitation(escalation(), now);
+    core.on_group(call, GroupSignal::Joined, now);
+    core.on_group(call, GroupSignal::InvitationCancelled, now);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+}
+
+#[test]
+fn escalation_needs_a_connected_call_and_the_escalated_call_is_a_group_call_like_any() {
+    let (mut core, now) = ready();
+    let (call, bob, ..) = one_to_one(&mut core, now, "bob");
+    core.on_signal(call, SignalEvent::LocalHold(true), now);
+    assert_eq!(
+        core.add_participant(call, user("carol")),
+        Err(CallingError::InvalidState { call, state: CallState::LocalHold, action: "add a participant to" })
+    );
+    core.on_signal(call, SignalEvent::LocalHold(false), now);
+    core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    drain(&mut core);
+    // More participants: ordinary invitations.
+    let dave = core.add_participant(call, user("dave")).unwrap();
+    assert_eq!(drain(&mut core).0, vec![Command::Invite { call, participant: dave, target: user("dave") }]);
+    assert!(!core.invite_escalates(call, dave) && core.invite_escalates(call, bob));
+
+    // The invitee of an escalation does not own the room.
+    let (mut core, now) = ready();
+    let (call, door) = answered_one_to_one(&mut core, now);
+    core.incoming_invitation(escalation(), now);
+    assert_eq!(core.add_participant(call, user("x")), Err(CallingError::NotTheOwner(call)));
+    assert_eq!(core.remove_participant(call, door), Err(CallingError::NotTheOwner(call)));
+}
+
+#[test]
+fn an_accepted_invitation_no_longer_lapses() {
+    let (mut core, now) = ready();
+    let call = core.incoming_invitation(invitation(), now).unwrap();
+    core.accept(call).unwrap();
+    // Joining the room may take a while: the engine reports success or failure, the ring time is over.
+    assert_eq!(core.poll_timeout(), None);
+    core.handle_timeout(now + Duration::from_secs(36));
+    assert_eq!(core.call(call).unwrap().state, CallState::Connecting);
+    core.on_group(call, GroupSignal::Joined, now);
+    core.on_group(call, member(1, "door"), now);
+    assert_eq!(core.poll_timeout(), None);
+    core.handle_timeout(now + Duration::from_secs(120));
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+}
+
+#[test]
+fn stream_sources_and_member_feeds_of_a_group_call() {
+    let (mut core, now) = ready();
+    let call = owner_call(&mut core, now);
+    core.on_group(call, member(11, "bob"), now);
+    let mut streams = av(true);
+    streams.push(RoomStream { mid: "2".into(), kind: RoomStreamKind::ScreenShare, active: true });
+    core.on_group(call, GroupSignal::MemberStreams { feed: 11, streams }, now);
+    let bob = participant_named(&core, call, "bob");
+    let carol = participant_named(&core, call, "carol").id;
+    let sources: Vec<Option<(u64, String)>> =
+        bob.streams.iter().map(|s| core.group_stream_source(call, s.id)).collect();
+    assert_eq!(sources, vec![Some((11, "1".into())), Some((11, "2".into()))]);
+    assert_eq!(core.group_stream_source(CallId(999), bob.streams[0].id), None);
+    assert_eq!(core.group_stream_source(call, StreamId(999)), None);
+    assert_eq!((core.group_member_feed(call, bob.id), core.group_member_feed(call, carol)), (Some(11), None));
+
+    // A 1:1 call's stream has no room source.
+    let (mut core, now) = ready();
+    let (one, p, stream, _) = one_to_one(&mut core, now, "bob");
+    assert_eq!((core.group_stream_source(one, stream), core.group_member_feed(one, p)), (None, None));
+
+    // The member leaves: no feed, no source; the call's end takes every stream with it.
+    let (mut core, now) = ready();
+    let call = owner_call(&mut core, now);
+    core.on_group(call, member(11, "bob"), now);
+    core.on_group(call, member(12, "carol"), now);
+    let mut streams = av(true);
+    streams.push(RoomStream { mid: "2".into(), kind: RoomStreamKind::ScreenShare, active: true });
+    core.on_group(call, GroupSignal::MemberStreams { feed: 12, streams }, now);
+    let carol = participant_named(&core, call, "carol");
+    core.on_group(call, GroupSignal::MemberLeft { feed: 11, kicked: false }, now);
+    assert_eq!(core.group_member_feed(call, participant_named(&core, call, "bob").id), None);
+    core.hang_up(call, now).unwrap();
+    core.on_signal(call, SignalEvent::Hangup { code: 200, reason: String::new() }, now);
+    assert!(core.participant(carol.id).unwrap().streams.is_empty(), "camera and screen share end with the call");
+    assert_eq!(core.group_stream_source(call, carol.streams[1].id), None);
+}
+
+#[test]
+fn a_peer_without_a_camera_in_the_room_loses_the_legs_stream_and_a_room_is_not_metered_as_a_leg() {
+    let (mut core, now) = ready();
+    let (call, bob, stream, renderer) = one_to_one(&mut core, now, "bob");
+    core.add_participant(call, user("carol")).unwrap();
+    core.on_group(call, GroupSignal::Joined, now);
+    core.on_group(call, member(11, "bob"), now);
+    drain(&mut core);
+    assert!(core.renderer(renderer).is_some(), "kept while the room's streams are unknown");
+    let audio_only = vec![RoomStream { mid: "0".into(), kind: RoomStreamKind::Audio, active: true }];
+    core.on_group(call, GroupSignal::MemberStreams { feed: 11, streams: audio_only }, now);
+    let (_, events) = drain(&mut core);
+    assert!(events.contains(&Event::VideoStreamsUpdated {
+        call,
+        participant: bob,
+        added: vec![],
+        removed: vec![stream]
+    }));
+    assert!(core.participant(bob).unwrap().streams.is_empty());
+    assert!(core.renderer(renderer).is_none());
+
+    // The call's audio level is the leg's: with the leg gone nothing is metered, and no quiet timer runs.
+    core.on_group(call, member(12, "carol"), now);
+    assert_eq!(core.poll_timeout(), None);
+    core.on_media(call, MediaSignal::AudioLevel { dbfs: -60.0 }, now);
+    assert_eq!(core.poll_timeout(), None);
 }

@@ -1,0 +1,793 @@
+//! The engine's side of group calls: a call held in a Janus videoroom room. For each group call it owns a
+//! publisher handle with its send-and-receive media session (our microphone and camera out; the room's voices
+//! mixed into our speaker), and a subscriber handle with a receive-only media session carrying the members'
+//! streams the core chose. It carries out the core's group commands (`CreateRoom`, `Invite`, `Subscribe`,
+//! `Kick`, ...), turns the room's events into `GroupSignal`s, and sends and takes in the invitation messages
+//! (SIP MESSAGE through the account's handle, `crate::calling::invitation`).
+
+use super::{Engine, GroupView, Shared};
+use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
+use crate::calling::{
+    subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, RoomMember, RoomStream, RoomStreamKind,
+    Secret, SignalEvent,
+};
+use crate::media::MediaSession;
+use crate::signaling::videoroom::{
+    room_id_from, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher, StreamKind,
+    SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent, VideoRoomEvents,
+    VideoRoomHandle, CAMERA_DESCRIPTION,
+};
+use crate::signaling::{JanusEvent, Jsep, SignalingError};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Room events waiting for the engine.
+pub(super) const ROOM_EVENT_QUEUE: usize = 256;
+/// Invitations whose delivery is awaited, at most (older ones are forgotten: they count as delivered).
+const MAX_INVITES_IN_FLIGHT: usize = 64;
+/// Length of the generated room secret and PIN.
+const SECRET_LEN: usize = 24;
+
+/// Which handle of a group call an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Publisher,
+    Subscriber,
+}
+
+/// An event of a group call's handle, tagged with the leg it belongs to.
+pub(super) struct RoomEvent {
+    pub call: CallId,
+    pub serial: u64,
+    pub side: Side,
+    /// `None`: the handle's event stream ended.
+    pub event: Option<VideoRoomEvent>,
+}
+
+/// A call's presence in its room.
+pub(super) struct GroupLeg {
+    serial: u64,
+    room: u64,
+    pin: Secret,
+    /// Only the owner holds it (kick, destroy).
+    secret: Option<Secret>,
+    call_id: GroupCallId,
+    publisher: VideoRoomHandle,
+    media: MediaSession,
+    feed: u64,
+    private_id: u32,
+    subscription: Option<Subscription>,
+    /// Each member's streams as the room last described them, and whether its display says muted.
+    members: HashMap<u64, (Vec<RoomStream>, bool)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Subscription {
+    handle: VideoRoomHandle,
+    media: MediaSession,
+}
+
+/// A random string of letters and digits (room secrets and PINs).
+fn random_secret() -> Secret {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let s: String = (0..SECRET_LEN).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    Secret::new(s)
+}
+
+/// Our publisher display: who we are, so the others can match us with their invitations, and whether our
+/// microphone is muted (Janus tells the others about a changed display; a paused stream it does not).
+fn display_of(user: &Identifier, name: Option<&str>, muted: bool) -> String {
+    let mut display = json!({ "id": user.as_str(), "name": name.unwrap_or("") });
+    if muted {
+        display["muted"] = json!(true);
+    }
+    display.to_string()
+}
+
+/// Whether a callbox member's display says its microphone is muted.
+fn display_muted(display: Option<&str>) -> bool {
+    display
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .and_then(|v| v.get("muted").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
+/// A member from its publisher display: a callbox user says who it is; anything else is a guest.
+fn member_of(feed: u64, display: Option<&str>) -> RoomMember {
+    let parsed = display.and_then(|d| serde_json::from_str::<Value>(d).ok());
+    let identifier =
+        parsed.as_ref().and_then(|v| v.get("id")).and_then(Value::as_str).and_then(|id| Identifier::user(id).ok());
+    let display_name = match (&identifier, &parsed) {
+        (Some(_), Some(v)) => v.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned),
+        _ => display.map(|d| d.chars().take(64).collect()),
+    };
+    RoomMember { feed, identifier, display_name }
+}
+
+/// A publisher's streams as the core sees them.
+fn streams_of(publisher: &Publisher) -> Vec<RoomStream> {
+    publisher
+        .streams
+        .iter()
+        .filter_map(|s| {
+            let kind = match s.kind {
+                StreamKind::Audio => RoomStreamKind::Audio,
+                StreamKind::Video if s.is_screen_share() => RoomStreamKind::ScreenShare,
+                StreamKind::Video => RoomStreamKind::Video,
+                StreamKind::Data => return None,
+            };
+            Some(RoomStream { mid: s.mid.clone(), kind, active: !s.disabled && !s.moderated })
+        })
+        .collect()
+}
+
+/// The mid of the first media section of `kind` ("audio", "video") in a session description.
+fn sdp_mid_of(sdp: &str, kind: &str) -> Option<String> {
+    let mut in_kind = false;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_kind = m.starts_with(kind);
+        } else if in_kind {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The reason a group call ends with when its room cannot be set up or joined.
+fn setup_failure(what: &str, e: &SignalingError) -> CallEndReason {
+    let code = match e {
+        // 426: no such room (the call is over), 433: wrong PIN.
+        SignalingError::Plugin { code: 426, .. } => 404,
+        SignalingError::Plugin { code: 433, .. } => 403,
+        _ => 500,
+    };
+    CallEndReason::new(code, subcode::SETUP_FAILED, format!("{what} failed: {e}"))
+}
+
+fn forward(
+    mut events: VideoRoomEvents,
+    tx: mpsc::Sender<RoomEvent>,
+    call: CallId,
+    serial: u64,
+    side: Side,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if tx.send(RoomEvent { call, serial, side, event: Some(event) }).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(RoomEvent { call, serial, side, event: None }).await;
+    })
+}
+
+impl Shared {
+    fn set_group_view(&self, call: CallId, f: impl FnOnce(&mut GroupView)) {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        f(groups.entry(call).or_default());
+    }
+}
+
+impl Engine {
+    pub(super) fn group_failed(&self, call: CallId, reason: CallEndReason) {
+        self.shared.engine_core(|core, now| core.on_group(call, GroupSignal::Failed(reason), now));
+    }
+
+    fn group(&self, call: CallId, signal: GroupSignal) {
+        self.shared.engine_core(|core, now| core.on_group(call, signal, now));
+    }
+
+    fn is_group(&self, call: CallId) -> bool {
+        self.shared.peek(|core| core.is_group_call(call))
+    }
+
+    /// Carries out a group command; `false` when `cmd` is not one (or not about a group call).
+    pub(super) async fn execute_group(&mut self, cmd: &crate::calling::Command) -> bool {
+        use crate::calling::Command;
+        match cmd {
+            Command::CreateRoom { call } => {
+                if let Err(reason) = self.join_room(*call, true).await {
+                    self.group_failed(*call, reason);
+                }
+            }
+            Command::Answer { call } if self.is_group(*call) => {
+                if let Err(reason) = self.join_room(*call, false).await {
+                    self.group_failed(*call, reason);
+                }
+            }
+            Command::Decline { call, code } if self.is_group(*call) => self.decline_invitation(*call, *code).await,
+            Command::HangUp { call } if self.is_group(*call) => {
+                self.leave_room(*call).await;
+                self.signal(*call, SignalEvent::Hangup { code: 200, reason: "left the room".into() });
+            }
+            Command::ReleaseMedia { call } if self.groups.contains_key(call) => {
+                self.leave_room(*call).await;
+                // A call escalated from 1:1 may still hold its SIP leg.
+                self.release(*call).await;
+            }
+            Command::Invite { call, participant, target } => self.invite(*call, *participant, target).await,
+            Command::CancelInvitation { call, target } => {
+                let Some(leg) = self.groups.get(call) else { return true };
+                let message = GroupMessage::Cancel { call_id: leg.call_id.clone() };
+                self.send_group_message(&message, target, None).await;
+            }
+            Command::Subscribe { call, feed, mids } => {
+                if let Err(e) = self.subscribe(*call, *feed, mids).await {
+                    log::warn!("{call}: subscribing to member {feed} failed: {e}");
+                }
+            }
+            Command::Unsubscribe { call, feed, mids } => {
+                let update = Update {
+                    subscribe: vec![],
+                    unsubscribe: mids
+                        .iter()
+                        .map(|m| UnsubscribeStream { feed: Some(*feed), mid: Some(m.clone()), sub_mid: None })
+                        .collect(),
+                };
+                if let Err(e) = self.update_subscription(*call, &update).await {
+                    log::warn!("{call}: unsubscribing from member {feed} failed: {e}");
+                }
+            }
+            Command::Kick { call, feed } => {
+                let Some(leg) = self.groups.get(call) else { return true };
+                let Some(secret) = leg.secret.clone() else {
+                    log::warn!("{call}: only the room's owner can remove a member");
+                    return true;
+                };
+                let kick = Kick { room: leg.room, secret, id: *feed };
+                match leg.publisher.kick(&kick).await {
+                    Ok(()) => log::info!("{call}: member {feed} removed from the room"),
+                    Err(e) => log::warn!("{call}: removing member {feed} failed: {e}"),
+                }
+            }
+            Command::SetMicrophoneMuted { call, muted } if self.groups.contains_key(call) => {
+                self.set_group_muted(*call, *muted).await
+            }
+            Command::SetVideoEnabled { call, enabled } if self.groups.contains_key(call) => {
+                if let Some(leg) = self.groups.get(call) {
+                    leg.media.set_video_enabled(*enabled);
+                }
+            }
+            // The room tells the others (its events), not a SIP INFO.
+            Command::SendState { call, .. } if self.is_group(*call) => {}
+            _ => return false,
+        }
+        true
+    }
+
+    /// Creates the room (owner) or takes the invitation's (invitee), joins it as a publisher and publishes our
+    /// microphone and camera; then tells the core who is already there.
+    async fn join_room(&mut self, call: CallId, create: bool) -> Result<(), CallEndReason> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            CallEndReason::new(500, subcode::SETUP_FAILED, format!("{what} failed: {e}"))
+        };
+        let session = self.conn.as_ref().map(|c| c.session.clone()).ok_or_else(|| fail("joining", &"not connected"))?;
+        let (room, pin, secret, call_id) = if create {
+            let room = room_id_from(rand::random());
+            let call_id = GroupCallId::new(format!("cbx-{room}")).map_err(|e| fail("the call id", &e))?;
+            (room, random_secret(), Some(random_secret()), call_id)
+        } else {
+            let invitation = self
+                .shared
+                .peek(|core| core.invitation(call).cloned())
+                .ok_or_else(|| fail("joining", &"no invitation"))?;
+            (invitation.room, invitation.pin, None, invitation.call_id)
+        };
+        let (publisher, events) = VideoRoomHandle::attach(&session).await.map_err(|e| setup_failure("attach", &e))?;
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let mut tasks = vec![forward(events, self.room_tx.clone(), call, serial, Side::Publisher)];
+        let result = async {
+            if let Some(secret) = &secret {
+                let video_codecs = match self.config().media.video.as_ref().and_then(|v| v.codecs.first()) {
+                    Some(crate::media::VideoCodec::H264) => "h264,vp8",
+                    _ => "vp8,h264",
+                };
+                let request = CreateRoom {
+                    room,
+                    description: format!("callbox group call {call_id}"),
+                    secret: secret.clone(),
+                    pin: pin.clone(),
+                    publishers: 16,
+                    audio_codecs: "opus".into(),
+                    video_codecs: video_codecs.into(),
+                    audiolevel_event: true,
+                    // Talking after 1 s above the threshold, as janus.js demos use.
+                    audio_active_packets: 50,
+                    audio_level_average: 40,
+                    notify_joining: true,
+                    require_pvtid: false,
+                };
+                publisher.create_room(&request).await.map_err(|e| setup_failure("creating the room", &e))?;
+                log::info!("{call}: room {room} created");
+            }
+            let muted = self.shared.peek(|core| core.call(call).is_some_and(|c| c.is_muted));
+            let display = display_of(&self.shared.local_user, self.config().display_name.as_deref(), muted);
+            let joined = publisher
+                .join_publisher(&JoinPublisher { room, pin: pin.clone(), display, id: None })
+                .await
+                .map_err(|e| setup_failure("joining the room", &e))?;
+            let media = MediaSession::new(self.config().media.clone()).await.map_err(|e| fail("media", &e))?;
+            let publish = async {
+                let offer = media.create_offer().await.map_err(|e| fail("the offer", &e))?;
+                let descriptions = sdp_mid_of(&offer, "video")
+                    .map(|mid| vec![(mid, CAMERA_DESCRIPTION.to_owned())])
+                    .unwrap_or_default();
+                let request = Publish { descriptions, ..Publish::default() };
+                let (answer, _) = publisher
+                    .publish(&request, Jsep::offer(offer))
+                    .await
+                    .map_err(|e| setup_failure("publishing", &e))?;
+                media.accept_answer(&answer.sdp).await.map_err(|e| fail("the room's answer", &e))?;
+                Ok::<_, CallEndReason>(())
+            };
+            if let Err(e) = publish.await {
+                media.close().await;
+                return Err(e);
+            }
+            Ok((joined, media))
+        }
+        .await;
+        let (joined, media) = match result {
+            Ok(ok) => ok,
+            Err(reason) => {
+                for t in tasks {
+                    t.abort();
+                }
+                let _ = publisher.detach().await;
+                return Err(reason);
+            }
+        };
+        tasks.push(self.forward_media(call, &media));
+        self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).insert(call, media.clone());
+        let access = crate::client::GuestAccess { room, pin: pin.clone() };
+        self.shared.set_group_view(call, |v| v.access = Some(access));
+        log::info!("{call}: in room {room} as member {} ({} others there)", joined.id, joined.publishers.len());
+        self.groups.insert(
+            call,
+            GroupLeg {
+                serial,
+                room,
+                pin,
+                secret,
+                call_id,
+                publisher,
+                media,
+                feed: joined.id,
+                private_id: joined.private_id,
+                subscription: None,
+                members: HashMap::new(),
+                tasks,
+            },
+        );
+        self.group(call, GroupSignal::Joined);
+        for attendee in joined.attendees {
+            self.group(call, GroupSignal::MemberJoined(member_of(attendee.id, attendee.display.as_deref())));
+        }
+        for p in joined.publishers {
+            self.publisher_seen(call, &p);
+        }
+        Ok(())
+    }
+
+    fn publisher_seen(&mut self, call: CallId, p: &Publisher) {
+        let Some(leg) = self.groups.get_mut(&call) else { return };
+        if leg.feed == p.id {
+            return;
+        }
+        leg.members.insert(p.id, (streams_of(p), display_muted(p.display.as_deref())));
+        self.group(call, GroupSignal::MemberJoined(member_of(p.id, p.display.as_deref())));
+        self.member_streams_changed(call, p.id);
+    }
+
+    /// Tells the core a member's streams; a member whose display says muted has its audio inactive.
+    fn member_streams_changed(&self, call: CallId, feed: u64) {
+        let Some((streams, muted)) = self.groups.get(&call).and_then(|l| l.members.get(&feed)) else { return };
+        let streams = streams
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                if s.kind == RoomStreamKind::Audio && *muted {
+                    s.active = false;
+                }
+                s
+            })
+            .collect();
+        self.group(call, GroupSignal::MemberStreams { feed, streams });
+    }
+
+    /// Our microphone: silence goes out, and the others learn it from our display.
+    async fn set_group_muted(&mut self, call: CallId, muted: bool) {
+        let Some(leg) = self.groups.get(&call) else { return };
+        leg.media.set_audio_muted(muted);
+        let display = display_of(&self.shared.local_user, self.config().display_name.as_deref(), muted);
+        if let Err(e) = leg.publisher.send(json!({ "request": "configure", "display": display }), None).await {
+            log::warn!("{call}: telling the room about our microphone failed: {e}");
+        }
+    }
+
+    /// Forwards a group media session's events to the engine, as for a 1:1 call.
+    fn forward_media(&self, call: CallId, media: &MediaSession) -> JoinHandle<()> {
+        let mut events = media.events();
+        let tx = self.media_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if tx.send((call, e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Leaves the room (the owner closes it for everyone) and closes the call's media. Idempotent.
+    async fn leave_room(&mut self, call: CallId) {
+        let Some(leg) = self.groups.remove(&call) else { return };
+        if let Some(secret) = leg.secret.clone() {
+            match leg.publisher.destroy(&Destroy { room: leg.room, secret }).await {
+                Ok(()) => log::info!("{call}: room {} closed", leg.room),
+                Err(e) => log::warn!("{call}: closing room {} failed: {e}", leg.room),
+            }
+        } else if let Err(e) = leg.publisher.leave().await {
+            log::debug!("{call}: leaving the room: {e}");
+        }
+        for t in &leg.tasks {
+            t.abort();
+        }
+        if let Some(sub) = leg.subscription {
+            let _ = sub.handle.detach().await;
+            sub.media.close().await;
+        }
+        let _ = leg.publisher.detach().await;
+        let media = self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
+        if let Some(media) = media {
+            self.shared.keep_final_stats(call, media.stats());
+        }
+        leg.media.close().await;
+        self.shared.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
+    }
+
+    async fn invite(&mut self, call: CallId, participant: ParticipantId, target: &Identifier) {
+        let Some(leg) = self.groups.get(&call) else { return };
+        let escalate = self.shared.peek(|core| core.invite_escalates(call, participant));
+        let invitation = Invitation {
+            call_id: leg.call_id.clone(),
+            room: leg.room,
+            pin: leg.pin.clone(),
+            server: self.conn.as_ref().map(|c| c.session.url().to_string()).unwrap_or_default(),
+            caller: self.shared.local_user.clone(),
+            caller_display_name: self.config().display_name.clone(),
+            video: self.config().media.video.is_some(),
+            ring_secs: u32::try_from(self.config().core.ring_timeout.as_secs()).unwrap_or(60),
+            escalate,
+        };
+        let sip_call_id = format!("cbxinv-{:016x}", rand::random::<u64>());
+        if !self.send_group_message(&GroupMessage::Invite(invitation), target, Some(&sip_call_id)).await {
+            self.group(call, GroupSignal::InvitationFailed { participant, code: 500 });
+            return;
+        }
+        log::info!("{call}: {target} invited");
+        if self.invites_in_flight.len() >= MAX_INVITES_IN_FLIGHT {
+            self.invites_in_flight.clear();
+        }
+        self.invites_in_flight.insert(sip_call_id, (call, participant));
+    }
+
+    /// Sends a message of the invitation protocol to `target` through the account's handle.
+    async fn send_group_message(&self, message: &GroupMessage, target: &Identifier, sip_call_id: Option<&str>) -> bool {
+        let body = match invitation::encode(message) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("group message to {target} not sent: {e}");
+                return false;
+            }
+        };
+        let (Some(conn), Ok(grant)) = (self.conn.as_ref(), self.token.sip()) else { return false };
+        let uri = target.sip_uri(&grant.realm);
+        match conn.slots[0].sip.message_with_call_id(Some(CONTENT_TYPE), &body, Some(&uri), sip_call_id).await {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("group message to {target} not sent: {e}");
+                false
+            }
+        }
+    }
+
+    async fn decline_invitation(&mut self, call: CallId, code: u16) {
+        let Some(invitation) = self.shared.peek(|core| core.invitation(call).cloned()) else { return };
+        let message = GroupMessage::Decline { call_id: invitation.call_id.clone(), code };
+        self.send_group_message(&message, &invitation.caller, None).await;
+    }
+
+    /// A SIP MESSAGE: an invitation-protocol message is taken in; anything else is logged and skipped.
+    pub(super) fn on_message(&mut self, sender: &str, content_type: Option<&str>, content: &str) {
+        if !content_type.is_some_and(|t| t.eq_ignore_ascii_case(CONTENT_TYPE)) {
+            log::info!("a SIP MESSAGE of another kind skipped");
+            return;
+        }
+        let from = match Identifier::from_sip_uri(sender) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("group message from an unusable identity skipped: {e}");
+                return;
+            }
+        };
+        let message = match invitation::decode(content) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("group message from {from} skipped: {e}");
+                return;
+            }
+        };
+        let invited_by = |core: &crate::calling::CallingCore, id: &GroupCallId| {
+            core.active_calls().map(|c| c.id).find(|c| core.invitation(*c).is_some_and(|i| &i.call_id == id))
+        };
+        match message {
+            GroupMessage::Invite(invitation) => {
+                if invitation.caller != from {
+                    log::warn!("invitation from {from} in the name of {} refused", invitation.caller);
+                    return;
+                }
+                if self.shared.peek(|core| invited_by(core, &invitation.call_id)).is_some() {
+                    log::debug!("invitation {} received again", invitation.call_id);
+                    return;
+                }
+                log::info!("invited by {from} into a group call ({})", invitation.call_id);
+                self.shared.engine_core(|core, now| core.incoming_invitation(invitation, now));
+            }
+            GroupMessage::Cancel { call_id } => {
+                let call = self.shared.peek(|core| {
+                    invited_by(core, &call_id).filter(|c| core.invitation(*c).is_some_and(|i| i.caller == from))
+                });
+                match call {
+                    Some(call) => self.group(call, GroupSignal::InvitationCancelled),
+                    None => log::debug!("cancel of an unknown invitation {call_id} skipped"),
+                }
+            }
+            GroupMessage::Decline { call_id, code } => {
+                let call = self.groups.iter().find(|(_, leg)| leg.call_id == call_id).map(|(c, _)| *c);
+                match call {
+                    Some(call) => {
+                        log::info!("{call}: {from} declined ({code})");
+                        self.group(call, GroupSignal::Declined { from, code });
+                    }
+                    None => log::debug!("decline of an unknown invitation {call_id} skipped"),
+                }
+            }
+        }
+    }
+
+    /// The fate of an invitation message (`messagedelivery`): delivered to a device, or not.
+    pub(super) fn on_message_delivery(&mut self, code: i64, sip_call_id: Option<&str>) {
+        let Some((call, participant)) = sip_call_id.and_then(|id| self.invites_in_flight.remove(id)) else { return };
+        if (200..300).contains(&code) {
+            self.group(call, GroupSignal::InvitationDelivered { participant });
+        } else {
+            let code = u16::try_from(code).unwrap_or(500);
+            log::info!("{call}: invitation not delivered ({code})");
+            self.group(call, GroupSignal::InvitationFailed { participant, code });
+        }
+    }
+
+    async fn subscribe(&mut self, call: CallId, feed: u64, mids: &[String]) -> Result<(), String> {
+        let streams: Vec<SubscribeStream> =
+            mids.iter().map(|m| SubscribeStream { feed, mid: Some(m.clone()) }).collect();
+        let Some(leg) = self.groups.get(&call) else { return Err("not in the room".into()) };
+        if leg.subscription.is_some() {
+            return self.update_subscription(call, &Update { subscribe: streams, unsubscribe: vec![] }).await;
+        }
+        let session = self.conn.as_ref().map(|c| c.session.clone()).ok_or("not connected")?;
+        let media =
+            MediaSession::new_receiver(self.config().media.clone(), &leg.media).await.map_err(|e| e.to_string())?;
+        let (handle, events) = match VideoRoomHandle::attach(&session).await {
+            Ok(h) => h,
+            Err(e) => {
+                media.close().await;
+                return Err(e.to_string());
+            }
+        };
+        let request =
+            JoinSubscriber { room: leg.room, pin: leg.pin.clone(), private_id: Some(leg.private_id), streams };
+        let serial = leg.serial;
+        let forwarder = forward(events, self.room_tx.clone(), call, serial, Side::Subscriber);
+        let joined = async {
+            let (streams, offer) = handle.join_subscriber(&request).await.map_err(|e| e.to_string())?;
+            let answer = media.accept_offer(&offer.sdp).await.map_err(|e| e.to_string())?;
+            handle.start(Jsep::answer(answer)).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(streams)
+        }
+        .await;
+        match joined {
+            Ok(streams) => {
+                let media_fwd = self.forward_media(call, &media);
+                self.shared.set_group_view(call, |v| {
+                    v.subscriber = Some(media.clone());
+                    v.set_streams(&streams);
+                });
+                if let Some(leg) = self.groups.get_mut(&call) {
+                    leg.tasks.push(forwarder);
+                    leg.tasks.push(media_fwd);
+                    leg.subscription = Some(Subscription { handle, media });
+                }
+                log::info!("{call}: receiving {} streams of the room", streams.len());
+                Ok(())
+            }
+            Err(e) => {
+                forwarder.abort();
+                let _ = handle.detach().await;
+                media.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn update_subscription(&mut self, call: CallId, update: &Update) -> Result<(), String> {
+        let Some(handle) = self.groups.get(&call).and_then(|l| l.subscription.as_ref()).map(|s| s.handle.clone())
+        else {
+            return Ok(());
+        };
+        match handle.update(update).await.map_err(|e| e.to_string())? {
+            UpdateOutcome::Offer { streams, jsep } => self.answer_subscription_offer(call, streams, jsep).await,
+            // The changes come later as an `updated` event with the offer.
+            UpdateOutcome::Postponed | UpdateOutcome::Unchanged => Ok(()),
+        }
+    }
+
+    async fn answer_subscription_offer(
+        &mut self,
+        call: CallId,
+        streams: Vec<SubscriberStream>,
+        offer: Jsep,
+    ) -> Result<(), String> {
+        let Some(sub) = self.groups.get(&call).and_then(|l| l.subscription.as_ref()) else { return Ok(()) };
+        let (handle, media) = (sub.handle.clone(), sub.media.clone());
+        let answer = media.accept_offer(&offer.sdp).await.map_err(|e| e.to_string())?;
+        handle.start(Jsep::answer(answer)).await.map_err(|e| e.to_string())?;
+        self.shared.set_group_view(call, |v| v.set_streams(&streams));
+        log::debug!("{call}: subscription renegotiated ({} streams)", streams.len());
+        Ok(())
+    }
+
+    /// An event of a group call's handle.
+    pub(super) async fn on_room(&mut self, ev: RoomEvent) {
+        let RoomEvent { call, serial, side, event } = ev;
+        let Some(leg) = self.groups.get(&call) else { return };
+        if leg.serial != serial {
+            return;
+        }
+        let Some(event) = event else {
+            if side == Side::Publisher {
+                self.group_failed(call, CallEndReason::new(500, subcode::SETUP_FAILED, "the room handle went away"));
+            }
+            return;
+        };
+        let own_feed = leg.feed;
+        match event {
+            VideoRoomEvent::Publishers { publishers, .. } => {
+                for p in &publishers {
+                    self.publisher_seen(call, p);
+                }
+            }
+            VideoRoomEvent::DisplayChanged { id, display } if id != own_feed => {
+                if let Some((_, muted)) = self.groups.get_mut(&call).and_then(|l| l.members.get_mut(&id)) {
+                    *muted = display_muted(Some(&display));
+                }
+                self.member_streams_changed(call, id);
+            }
+            VideoRoomEvent::Joining { id, display, .. } if id != own_feed => {
+                self.group(call, GroupSignal::MemberJoined(member_of(id, display.as_deref())));
+            }
+            VideoRoomEvent::Unpublished { id, .. } if id != own_feed => {
+                if let Some((streams, _)) = self.groups.get_mut(&call).and_then(|l| l.members.get_mut(&id)) {
+                    streams.clear();
+                }
+                self.group(call, GroupSignal::MemberStreams { feed: id, streams: vec![] });
+            }
+            VideoRoomEvent::Leaving { id, .. } | VideoRoomEvent::Kicked { id, .. } if id != own_feed => {
+                let kicked = matches!(event, VideoRoomEvent::Kicked { .. });
+                if let Some(leg) = self.groups.get_mut(&call) {
+                    leg.members.remove(&id);
+                }
+                self.group(call, GroupSignal::MemberLeft { feed: id, kicked });
+            }
+            VideoRoomEvent::LeavingOk { reason: Some(reason) } if reason == "kicked" => {
+                log::info!("{call}: removed from the room by its owner");
+                self.group(call, GroupSignal::Removed);
+            }
+            VideoRoomEvent::Talking { id, .. } if id != own_feed => {
+                self.group(call, GroupSignal::MemberTalking { feed: id, talking: true });
+            }
+            VideoRoomEvent::StoppedTalking { id, .. } if id != own_feed => {
+                self.group(call, GroupSignal::MemberTalking { feed: id, talking: false });
+            }
+            VideoRoomEvent::Destroyed { .. } => {
+                log::info!("{call}: the room was closed by its owner");
+                self.group(call, GroupSignal::RoomClosed);
+            }
+            VideoRoomEvent::Updated { streams, jsep: Some(offer), .. } if side == Side::Subscriber => {
+                if let Err(e) = self.answer_subscription_offer(call, streams, offer).await {
+                    log::warn!("{call}: the room's new subscription offer failed: {e}");
+                }
+            }
+            VideoRoomEvent::Janus(JanusEvent::Detached) if side == Side::Publisher => {
+                self.group_failed(call, CallEndReason::new(500, subcode::SETUP_FAILED, "the room handle was detached"));
+            }
+            VideoRoomEvent::Error { code, message } => log::warn!("{call}: room error {code}: {message}"),
+            VideoRoomEvent::Unknown(what) => log::debug!("{call}: room event skipped: {what}"),
+            other => log::debug!("{call}: room event {other:?}"),
+        }
+    }
+}
+
+impl GroupLeg {
+    /// Closes the media of a leg whose session is gone (nothing to tell Janus).
+    pub(super) async fn close_without_signaling(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(sub) = self.subscription {
+            sub.media.close().await;
+        }
+        self.media.close().await;
+    }
+}
+
+impl GroupView {
+    /// Records which subscription mid carries which member stream.
+    fn set_streams(&mut self, streams: &[SubscriberStream]) {
+        self.mids = streams
+            .iter()
+            .filter(|s| s.active)
+            .filter_map(|s| Some(((s.feed_id?, s.feed_mid.clone()?), s.mid.clone())))
+            .collect::<HashMap<_, _>>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_read_from_their_display() {
+        let m = member_of(7, Some(r#"{"id":"alice","name":"Front door"}"#));
+        assert_eq!(m.identifier, Identifier::user("alice").ok());
+        assert_eq!(m.display_name.as_deref(), Some("Front door"));
+        let guest = member_of(8, Some("Browser"));
+        assert_eq!(guest.identifier, None);
+        assert_eq!(guest.display_name.as_deref(), Some("Browser"));
+        let odd = member_of(9, Some(r#"{"id":"not a valid id!"}"#));
+        assert_eq!(odd.identifier, None, "an unusable id is a guest");
+        assert_eq!(member_of(10, None).display_name, None);
+    }
+
+    #[test]
+    fn our_display_names_us() {
+        let me = Identifier::user("door-1").unwrap();
+        let m = member_of(1, Some(&display_of(&me, Some("Door"), false)));
+        assert_eq!(m.identifier, Some(me.clone()));
+        assert_eq!(m.display_name.as_deref(), Some("Door"));
+        assert!(!display_muted(Some(&display_of(&me, Some("Door"), false))));
+        assert!(display_muted(Some(&display_of(&me, Some("Door"), true))));
+        assert!(!display_muted(Some("a browser")), "a guest's plain display says nothing");
+    }
+
+    #[test]
+    fn the_video_mid_is_read_from_our_offer() {
+        let sdp = "v=0\r\nm=audio 9 RTP 111\r\na=mid:0\r\nm=video 9 RTP 96\r\na=mid:1\r\n";
+        assert_eq!(sdp_mid_of(sdp, "video").as_deref(), Some("1"));
+        assert_eq!(sdp_mid_of(sdp, "audio").as_deref(), Some("0"));
+        assert_eq!(sdp_mid_of("v=0\r\nm=audio 9 RTP 111\r\na=mid:0\r\n", "video"), None);
+    }
+}

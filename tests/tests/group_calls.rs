@@ -1,0 +1,259 @@
+//! Group calls between callbox appliances on the real local stack (Janus videoroom, Kamailio carrying the
+//! invitation messages), inside the test namespace: invitations ring, joins connect, every member sees the others
+//! (roster, speaking, mute), decodes every other member's camera and hears them; removal, leaving, the room closing;
+//! a 1:1 call escalated to three.
+
+mod common;
+
+use callbox::calling::{subcode, CallState, ParticipantState};
+use callbox::client::{Call, CallClient};
+use callbox::media::{read_frame_counter, RemoteStreamKind};
+use callbox_tests::{Stack, StackOptions};
+use common::*;
+
+/// The identifiers of a call's remote participants in `state`, sorted.
+fn in_state(call: &Call, state: ParticipantState) -> Vec<String> {
+    let mut ids: Vec<String> = call
+        .remote_participants()
+        .into_iter()
+        .filter(|p| p.state() == state)
+        .filter_map(|p| p.identifier().map(|i| i.as_str().to_owned()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+async fn wait_connected_with(call: &Call, who: &str, others: &[&str]) {
+    let want = sorted(others);
+    eventually(&format!("{who} is connected with {want:?}"), || {
+        call.state() == CallState::Connected && in_state(call, ParticipantState::Connected) == want
+    })
+    .await;
+}
+
+/// Each connected remote participant's camera decodes at `who`, its test pattern's counter moving on; and the
+/// room's voices arrive, one audio stream per other member.
+async fn assert_media_from_everyone(call: &Call, who: &str, others: usize) {
+    for p in call.remote_participants().into_iter().filter(|p| p.state() == ParticipantState::Connected) {
+        let name = p.identifier().map(|i| i.as_str().to_owned()).unwrap_or_default();
+        let counter =
+            || p.video_streams().into_iter().find_map(|s| s.latest_frame().and_then(|f| read_frame_counter(&f)));
+        eventually(&format!("{who} decodes {name}'s camera"), || counter().is_some()).await;
+        let first = counter().unwrap_or(0);
+        eventually(&format!("{who} sees {name}'s frame counter move past {first}"), || {
+            counter().is_some_and(|c| c > first)
+        })
+        .await;
+    }
+    eventually(&format!("{who} receives the voices of {others} members"), || {
+        call.received_streams().iter().filter(|s| s.kind == RemoteStreamKind::Audio && s.packets > 0).count() >= others
+    })
+    .await;
+    eventually(&format!("{who} hears the room"), || {
+        call.media_stats().is_some_and(|s| s.remote_audio_level_dbfs > -40.0)
+    })
+    .await;
+}
+
+fn participant(call: &Call, name: &str) -> callbox::client::RemoteParticipant {
+    call.remote_participants()
+        .into_iter()
+        .find(|p| p.identifier().is_some_and(|i| i.as_str() == name) && p.state() != ParticipantState::Disconnected)
+        .unwrap_or_else(|| panic!("no participant {name}"))
+}
+
+async fn accept_next(client: &CallClient, events: &mut callbox::client::EventStream, from: &str) -> Call {
+    let incoming = next_incoming(client, events).await;
+    assert_eq!(incoming.from(), &user(from));
+    incoming.accept().await.expect("accept")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_appliances_ring_join_see_hear_mute_remove_and_leave() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "g3-door").await;
+    let a = appliance(&stack, "g3-a").await;
+    let b = appliance(&stack, "g3-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+
+    let call = door.call(&[user("g3-a"), user("g3-b")]).expect("group call placed");
+    assert!(call.is_group_call());
+    assert_eq!(call.remote_participants().len(), 2);
+    assert!(call.remote_participants().iter().all(|p| p.state() == ParticipantState::Connecting));
+
+    // Both invitations ring, with the same incoming-call API as a 1:1 call.
+    let a_in = next_incoming(&a, &mut a_events).await;
+    let b_in = next_incoming(&b, &mut b_events).await;
+    assert_eq!(a_in.from(), &user("g3-door"));
+    assert!(a_in.call().is_group_call());
+    eventually("both invitees ring at the door", || {
+        in_state(&call, ParticipantState::Ringing) == sorted(&["g3-a", "g3-b"])
+    })
+    .await;
+    let a_call = a_in.accept().await.expect("a accepts");
+    let b_call = b_in.accept().await.expect("b accepts");
+
+    // Everyone sees everyone.
+    wait_connected_with(&call, "door", &["g3-a", "g3-b"]).await;
+    wait_connected_with(&a_call, "a", &["g3-door", "g3-b"]).await;
+    wait_connected_with(&b_call, "b", &["g3-door", "g3-a"]).await;
+
+    // Media from every other member, at every member.
+    assert_media_from_everyone(&call, "door", 2).await;
+    assert_media_from_everyone(&a_call, "a", 2).await;
+    assert_media_from_everyone(&b_call, "b", 2).await;
+
+    // Every microphone plays a tone: the room's talk detection says everyone is speaking.
+    for (c, who) in [(&call, "door"), (&a_call, "a"), (&b_call, "b")] {
+        eventually(&format!("{who} sees both others speaking"), || {
+            c.remote_participants().iter().filter(|p| p.is_speaking()).count() == 2
+        })
+        .await;
+    }
+
+    // a mutes: the door and b see it; then unmutes.
+    a_call.mute().await.expect("mute");
+    eventually("the door sees a muted", || participant(&call, "g3-a").is_muted()).await;
+    eventually("b sees a muted", || participant(&b_call, "g3-a").is_muted()).await;
+    assert!(!participant(&call, "g3-b").is_muted());
+    a_call.unmute().await.expect("unmute");
+    eventually("the door sees a unmuted", || !participant(&call, "g3-a").is_muted()).await;
+
+    // The door removes b: b's call ends as removed; the others see b go.
+    let b_at_door = participant(&call, "g3-b");
+    call.remove_participant(&b_at_door).expect("remove b");
+    let mut b_call_events = b_call.events();
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+    assert_eq!(b_call.end_reason().map(|r| r.subcode), Some(subcode::REMOVED), "{:?}", b_call.end_reason());
+    eventually("the door sees b disconnected", || b_at_door.state() == ParticipantState::Disconnected).await;
+    eventually("a sees b gone", || in_state(&a_call, ParticipantState::Connected) == sorted(&["g3-door"])).await;
+    assert_eq!(call.state(), CallState::Connected);
+
+    // a leaves: the door is alone and its call ends.
+    a_call.hang_up().await.expect("a hangs up");
+    let mut door_events = call.events();
+    wait_state(&call, &mut door_events, CallState::Disconnected).await;
+    assert!(door.calls().is_empty() && a.calls().is_empty() && b.calls().is_empty());
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_appliances_each_decode_the_three_others_until_the_owner_ends_it() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "g4-door").await;
+    let names = ["g4-a", "g4-b", "g4-c"];
+    let mut members = Vec::new();
+    for n in names {
+        let client = appliance(&stack, n).await;
+        let events = client.events();
+        members.push((client, events));
+    }
+    let call = door.call(&names.iter().map(|n| user(n)).collect::<Vec<_>>()).expect("group call placed");
+    let mut calls = Vec::new();
+    for (client, events) in members.iter_mut() {
+        calls.push(accept_next(client, events, "g4-door").await);
+    }
+    wait_connected_with(&call, "door", &names).await;
+    assert_media_from_everyone(&call, "door", 3).await;
+    for (i, c) in calls.iter().enumerate() {
+        let mut others: Vec<&str> = names.iter().copied().filter(|n| *n != names[i]).collect();
+        others.push("g4-door");
+        wait_connected_with(c, names[i], &others).await;
+        assert_media_from_everyone(c, names[i], 3).await;
+    }
+    // The owner hangs up: the room closes and every member's call ends.
+    call.hang_up().await.expect("hang up");
+    for (i, c) in calls.iter().enumerate() {
+        let mut events = c.events();
+        if c.state() != CallState::Disconnected {
+            wait_state(c, &mut events, CallState::Disconnected).await;
+        }
+        assert!(c.end_reason().is_some(), "{} has an end reason", names[i]);
+    }
+    door.shutdown().await;
+    for (client, _) in &members {
+        client.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declined_invitation_disconnects_that_participant_with_603_and_the_call_goes_on() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "gd-door").await;
+    let a = appliance(&stack, "gd-a").await;
+    let b = appliance(&stack, "gd-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let call = door.call(&[user("gd-a"), user("gd-b"), user("gd-nobody")]).expect("group call placed");
+    let a_call = accept_next(&a, &mut a_events, "gd-door").await;
+    next_incoming(&b, &mut b_events).await.reject(603).await.expect("b declines");
+    let of = |name: &str| {
+        call.remote_participants().into_iter().find(|p| p.identifier().is_some_and(|i| i.as_str() == name))
+    };
+    eventually("b is disconnected with 603 at the door", || {
+        of("gd-b").is_some_and(|p| {
+            p.state() == ParticipantState::Disconnected && p.call_end_reason().is_some_and(|r| r.code == 603)
+        })
+    })
+    .await;
+    // Nobody is registered as gd-nobody: the invitation cannot be delivered.
+    eventually("the unknown user is disconnected with a 4xx at the door", || {
+        of("gd-nobody").is_some_and(|p| {
+            p.state() == ParticipantState::Disconnected
+                && p.call_end_reason().is_some_and(|r| (400..500).contains(&r.code))
+        })
+    })
+    .await;
+    wait_connected_with(&call, "door", &["gd-a"]).await;
+    wait_connected_with(&a_call, "a", &["gd-door"]).await;
+    assert_media_from_everyone(&a_call, "a", 1).await;
+    call.hang_up().await.expect("hang up");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_to_one_call_gets_a_third_participant_and_goes_on_in_a_room() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "ge-door").await;
+    let a = appliance(&stack, "ge-a").await;
+    let b = appliance(&stack, "ge-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let call = door.call(&[user("ge-a")]).expect("1:1 call placed");
+    let a_call = accept_next(&a, &mut a_events, "ge-door").await;
+    wait_connected_with(&call, "door", &["ge-a"]).await;
+    assert!(!call.is_group_call() && !a_call.is_group_call());
+    assert_video_advances(&a_call, "a (1:1)").await;
+    let mut a_call_events = a_call.events();
+
+    // The door adds b: b rings, a is moved into the room without ringing, and nobody's call drops.
+    let added = call.add_participant(&user("ge-b")).expect("add b");
+    assert_eq!(added.state(), ParticipantState::Connecting);
+    let b_call = accept_next(&b, &mut b_events, "ge-door").await;
+    wait_connected_with(&call, "door", &["ge-a", "ge-b"]).await;
+    wait_connected_with(&a_call, "a", &["ge-door", "ge-b"]).await;
+    wait_connected_with(&b_call, "b", &["ge-door", "ge-a"]).await;
+    assert!(call.is_group_call() && a_call.is_group_call());
+    assert_eq!(a.calls().len(), 1, "a's call is the same call, moved");
+    assert_media_from_everyone(&call, "door", 2).await;
+    assert_media_from_everyone(&a_call, "a", 2).await;
+    assert_media_from_everyone(&b_call, "b", 2).await;
+    // a's call never left Connected on the way.
+    while let Some(delivery) = a_call_events.try_next() {
+        if let callbox::calling::Delivery::Event(callbox::calling::Event::CallStateChanged { state, .. }) = delivery {
+            assert_eq!(state, CallState::Connected, "a's call changed state during the move");
+        }
+    }
+    call.hang_up().await.expect("hang up");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}
