@@ -56,7 +56,11 @@ pub fn start_answer_process(
         .kill_on_drop(true)
         .spawn()
         .map_err(io("cannot start", program))?;
-    let pid = child.id().ok_or_else(|| format_error(program.to_path_buf(), "the process exited at once"))?;
+    let pid = child.id().ok_or_else(|| HarnessError::Exited {
+        name: format!("callbox answer ({name})"),
+        status: "exited at once".into(),
+        log: stderr.clone(),
+    })?;
     Ok(AnswerProcess { child, pid, stdout, stderr })
 }
 

@@ -85,10 +85,10 @@ async fn a_browser_joins_the_group_call_shares_its_screen_and_everyone_decodes_e
             g.video_streams().iter().chain(g.screen_sharing_streams().iter()).all(|s| s.latest_frame().is_some())
         })
         .await;
-        eventually(&format!("{who} receives four videos and three voices"), || {
+        eventually(&format!("{who} decodes four videos and receives three voices, each in its own stream"), || {
             let streams = c.received_streams();
-            let decoding = |k| streams.iter().filter(|s| s.kind == k && s.packets > 0).count();
-            decoding(RemoteStreamKind::Video) >= 4 && decoding(RemoteStreamKind::Audio) >= 3
+            distinct_mids(&streams, RemoteStreamKind::Video, true) >= 4
+                && distinct_mids(&streams, RemoteStreamKind::Audio, false) >= 3
         })
         .await;
     }

@@ -5,9 +5,11 @@
 
 mod common;
 
-use callbox::calling::{subcode, CallState, ParticipantState};
+use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState, Secret};
 use callbox::client::{Call, CallClient};
 use callbox::media::{read_frame_counter, RemoteStreamKind};
+use callbox::signaling::videoroom::VideoRoomHandle;
+use callbox::signaling::{JanusConfig, JanusSession};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
@@ -51,8 +53,10 @@ async fn assert_media_from_everyone(call: &Call, who: &str, others: usize) {
         })
         .await;
     }
-    eventually(&format!("{who} receives the voices of {others} members"), || {
-        call.received_streams().iter().filter(|s| s.kind == RemoteStreamKind::Audio && s.packets > 0).count() >= others
+    eventually(&format!("{who} decodes {others} videos and receives {others} voices, each in its own stream"), || {
+        let streams = call.received_streams();
+        distinct_mids(&streams, RemoteStreamKind::Video, true) >= others
+            && distinct_mids(&streams, RemoteStreamKind::Audio, false) >= others
     })
     .await;
     eventually(&format!("{who} hears the room"), || {
@@ -66,6 +70,17 @@ fn participant(call: &Call, name: &str) -> callbox::client::RemoteParticipant {
         .into_iter()
         .find(|p| p.identifier().is_some_and(|i| i.as_str() == name) && p.state() != ParticipantState::Disconnected)
         .unwrap_or_else(|| panic!("no participant {name}"))
+}
+
+/// Whether Janus still has the room (asked on a session of the test's own).
+async fn room_exists(stack: &Stack, room: u64) -> bool {
+    let token = Secret::new(stack.janus_token(std::time::Duration::from_secs(600)));
+    let (session, _events) =
+        JanusSession::connect(JanusConfig::new(vec![stack.janus_ws_url()], token)).await.expect("Janus session");
+    let (handle, _) = VideoRoomHandle::attach(&session).await.expect("videoroom handle");
+    let exists = handle.exists(room).await.expect("exists");
+    let _ = session.destroy().await;
+    exists
 }
 
 async fn accept_next(client: &CallClient, events: &mut callbox::client::EventStream, from: &str) -> Call {
@@ -169,15 +184,18 @@ async fn four_appliances_each_decode_the_three_others_until_the_owner_ends_it() 
         wait_connected_with(c, names[i], &others).await;
         assert_media_from_everyone(c, names[i], 3).await;
     }
-    // The owner hangs up: the room closes and every member's call ends.
+    // The owner hangs up: the room closes on Janus and every member's call ends as hung up by the far end.
+    let room = call.guest_access().expect("the door is in its room").room;
+    assert!(room_exists(&stack, room).await);
     call.hang_up().await.expect("hang up");
     for (i, c) in calls.iter().enumerate() {
         let mut events = c.events();
         if c.state() != CallState::Disconnected {
             wait_state(c, &mut events, CallState::Disconnected).await;
         }
-        assert!(c.end_reason().is_some(), "{} has an end reason", names[i]);
+        assert_eq!(c.end_reason(), Some(CallEndReason::remote_hang_up()), "{}", names[i]);
     }
+    assert!(!room_exists(&stack, room).await, "the owner's hang-up closed the room");
     door.shutdown().await;
     for (client, _) in &members {
         client.shutdown().await;
@@ -192,7 +210,10 @@ async fn a_declined_invitation_disconnects_that_participant_with_603_and_the_cal
     let b = appliance(&stack, "gd-b").await;
     let (mut a_events, mut b_events) = (a.events(), b.events());
     let call = door.call(&[user("gd-a"), user("gd-b"), user("gd-nobody")]).expect("group call placed");
-    let a_call = accept_next(&a, &mut a_events, "gd-door").await;
+    // a mutes while it rings, then joins: muted in the room too (the door sees it and hears silence).
+    let a_in = next_incoming(&a, &mut a_events).await;
+    a_in.call().mute().await.expect("mute while ringing");
+    let a_call = a_in.accept().await.expect("a accepts");
     next_incoming(&b, &mut b_events).await.reject(603).await.expect("b declines");
     let of = |name: &str| {
         call.remote_participants().into_iter().find(|p| p.identifier().is_some_and(|i| i.as_str() == name))
@@ -213,8 +234,22 @@ async fn a_declined_invitation_disconnects_that_participant_with_603_and_the_cal
     .await;
     wait_connected_with(&call, "door", &["gd-a"]).await;
     wait_connected_with(&a_call, "a", &["gd-door"]).await;
+    eventually("the door sees a muted", || participant(&call, "gd-a").is_muted()).await;
+    eventually("the door receives a's (silent) audio", || {
+        distinct_mids(&call.received_streams(), RemoteStreamKind::Audio, false) == 1
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let level = call.media_stats().map(|s| s.remote_audio_level_dbfs).unwrap_or(0.0);
+    assert!(level < -60.0, "the door hears a's muted microphone at {level} dBFS");
+    a_call.unmute().await.expect("unmute");
+    eventually("the door sees a unmuted", || !participant(&call, "gd-a").is_muted()).await;
+    assert_media_from_everyone(&call, "door", 1).await;
     assert_media_from_everyone(&a_call, "a", 1).await;
     call.hang_up().await.expect("hang up");
+    let mut a_call_events = a_call.events();
+    wait_state(&a_call, &mut a_call_events, CallState::Disconnected).await;
+    assert_eq!(a_call.end_reason(), Some(CallEndReason::remote_hang_up()));
     for c in [&door, &a, &b] {
         c.shutdown().await;
     }

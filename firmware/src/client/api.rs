@@ -54,6 +54,14 @@ impl CallClient {
     /// a group call: a private room on Janus's videoroom plugin, each target invited into it (its participant
     /// rings, then joins).
     pub fn call(&self, targets: &[Identifier]) -> Result<Call, ClientError> {
+        // The same target twice is one target (a 1:1 call), not a room with one invitee.
+        let mut unique: Vec<Identifier> = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !unique.contains(t) {
+                unique.push(t.clone());
+            }
+        }
+        let targets = &unique[..];
         let id = self.shared.with_core(|core, now| core.start_call(targets, now))?;
         Ok(Call { id, shared: self.shared.clone() })
     }
@@ -411,7 +419,7 @@ impl RemoteVideoStream {
 
     /// The latest decoded frame of this stream.
     pub fn latest_frame(&self) -> Option<VideoFrame> {
-        self.shared.latest_frame(self.call, self.id)
+        self.shared.remote_video(self.call, self.id).1
     }
 
     /// Renders this stream into a new tile of `screen`.

@@ -100,35 +100,21 @@ impl Shared {
         }
     }
 
-    /// The receive-only session and mid that carry a group call's stream.
-    fn group_stream(&self, call: CallId, stream: StreamId) -> Option<(MediaSession, String)> {
-        let source = self.peek(|core| core.group_stream_source(call, stream))?;
-        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let view = groups.get(&call)?;
-        Some((view.subscriber.clone()?, view.mids.get(&source)?.clone()))
-    }
-
-    /// The latest decoded frame of a remote video stream (a 1:1 call has one).
-    pub(crate) fn latest_frame(&self, call: CallId, stream: StreamId) -> Option<VideoFrame> {
-        if self.peek(|core| core.is_group_call(call)) {
-            let (media, mid) = self.group_stream(call, stream)?;
-            return media.remote_frame_of(&mid);
+    /// The frames decoded so far of a remote video stream and its latest frame. A group call's stream is found in
+    /// its subscription (the mid that carries the member's stream); a 1:1 call's (also an escalated call's while
+    /// its SIP leg is up, before the room's camera takes the stream over) is the call's session's.
+    pub(crate) fn remote_video(&self, call: CallId, stream: StreamId) -> (u64, Option<VideoFrame>) {
+        if let Some(source) = self.peek(|core| core.group_stream_source(call, stream)) {
+            let found = {
+                let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+                groups.get(&call).and_then(|v| Some((v.subscriber.clone()?, v.mids.get(&source)?.clone())))
+            };
+            return found.and_then(|(media, mid)| media.remote_video_of(&mid)).unwrap_or((0, None));
         }
-        self.media(call).and_then(|m| m.last_remote_frame())
-    }
-
-    /// Frames decoded so far of a remote video stream (what tells a renderer a new frame is there).
-    pub(crate) fn frames_decoded(&self, call: CallId, stream: StreamId) -> u64 {
-        if self.peek(|core| core.is_group_call(call)) {
-            return self
-                .group_stream(call, stream)
-                .and_then(|(media, mid)| {
-                    media.remote_streams().into_iter().find(|s| s.mid.as_deref() == Some(mid.as_str()))
-                })
-                .map(|s| s.frames_decoded)
-                .unwrap_or(0);
+        match self.media(call) {
+            Some(m) => (m.stats().video_frames_decoded, m.last_remote_frame()),
+            None => (self.media_stats(call).map(|s| s.video_frames_decoded).unwrap_or(0), None),
         }
-        self.media_stats(call).map(|s| s.video_frames_decoded).unwrap_or(0)
     }
 
     pub(crate) fn guest_access(&self, call: CallId) -> Option<super::api::GuestAccess> {
@@ -175,6 +161,9 @@ struct Slot {
 /// "connection refused" and the call is torn down). Outgoing calls take the handle free the longest, and wait
 /// until it has been free this long.
 const HANDLE_REUSE_DELAY: Duration = Duration::from_millis(1200);
+
+/// How long dropping an escalated call's 1:1 leg may take (its handle is not reused before).
+const SIP_LEG_DROP_LIMIT: Duration = Duration::from_secs(3);
 
 /// Janus 1.1.2's sip plugin announces an incoming call before it stores the INVITE's handle, so an answer or a
 /// decline sent within that instant goes to no handle and is lost (the caller rings until it times out). Acting
@@ -258,7 +247,8 @@ pub(crate) async fn create_client(
         room_tx,
         room_rx,
         next_serial: 0,
-        invites_in_flight: HashMap::new(),
+        invites_in_flight: VecDeque::new(),
+        orphans: Vec::new(),
     };
     tokio::spawn(engine.run(shutdown_rx));
     let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
@@ -302,6 +292,8 @@ async fn wait_registered(events: &mut SipEvents, user: &str, limit: Duration) ->
                 Some(SipEvent::RegistrationFailed { code, reason }) => {
                     return Err(ClientError::Registration { user: user.to_string(), code, reason })
                 }
+                // Never its content: a MESSAGE may carry an invitation's PIN.
+                Some(SipEvent::Message { .. }) => log::info!("a MESSAGE arrived while registering: not taken in"),
                 Some(other) => log::debug!("while registering: {other:?}"),
                 None => return Err(ClientError::Closed),
             }
@@ -402,6 +394,28 @@ fn sdp_has_video(sdp: &str) -> bool {
     })
 }
 
+/// Forwards a media session's events to the engine's queue, tagged with its call.
+fn forward_media_events(
+    call: CallId,
+    media: &MediaSession,
+    tx: mpsc::Sender<(CallId, MediaEvent)>,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = media.events();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if tx.send((call, e)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => log::debug!("{call}: media events lagged by {n}"),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
 async fn next_conn_event(conn: &mut Option<Connection>) -> Option<ConnectionEvent> {
     match conn {
         Some(c) => c.conn_events.recv().await,
@@ -443,8 +457,11 @@ struct Engine {
     room_rx: mpsc::Receiver<group::RoomEvent>,
     /// Tells the events of a group call's handles from those of an earlier leg.
     next_serial: u64,
-    /// Invitations sent, by their MESSAGE's SIP Call-ID, until their delivery is known.
-    invites_in_flight: HashMap<String, (CallId, ParticipantId)>,
+    /// Invitations sent (their MESSAGE's SIP Call-ID, the call, the participant), oldest first, until their delivery
+    /// is known (at most `group::MAX_INVITES_IN_FLIGHT`).
+    invites_in_flight: VecDeque<(String, CallId, ParticipantId)>,
+    /// Rooms of ours a lost session left open (at most `group::MAX_ORPHANS`).
+    orphans: Vec<group::Orphan>,
 }
 
 impl Engine {
@@ -601,21 +618,7 @@ impl Engine {
     /// Creates the media session of `call` on handle `index`.
     async fn new_leg(&mut self, index: usize, call: CallId) -> Result<MediaSession, ClientError> {
         let media = MediaSession::new(self.config().media.clone()).await?;
-        let mut events = media.events();
-        let tx = self.media_tx.clone();
-        let forwarder = tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(e) => {
-                        if tx.send((call, e)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => log::debug!("{call}: media events lagged by {n}"),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        let forwarder = forward_media_events(call, &media, self.media_tx.clone());
         self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).insert(call, media.clone());
         let leg = Leg {
             media: media.clone(),
@@ -737,21 +740,32 @@ impl Engine {
         let Some(slot) = self.slot(index) else { return };
         slot.call = None;
         slot.pending_offer = None;
-        slot.released_at = Some(Instant::now());
+        // Not reused before the hang-up below is done or given up (plus the usual delay after a call).
+        slot.released_at = Some(Instant::now() + SIP_LEG_DROP_LIMIT);
         let leg = slot.leg.take();
         let sip = slot.sip.clone();
         if let Some(leg) = leg {
             leg.forwarder.abort();
             leg.media.close().await;
         }
-        // Both sides drop the leg at about the same time: a BYE crossing the other's may go unanswered until the
-        // request times out, which must not hold up the engine (the room's own setup is waiting behind it).
+        // The room's publisher now stands for the call's media.
+        if let Some(media) = self.groups.get(&call).map(|g| g.media()) {
+            self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).insert(call, media);
+        }
+        // Both sides drop the leg at about the same time: a BYE crossing the other's may go unanswered, which must
+        // not hold up the engine (the room's own setup is waiting behind it). Bounded, so that the handle is free
+        // for the next call by `released_at`.
         tokio::spawn(async move {
-            if let Err(e) = sip.hangup().await {
-                log::debug!("{call}: SIP leg hangup: {e}");
-            }
-            if let Err(e) = sip.handle().hangup().await {
-                log::debug!("{call}: SIP leg PeerConnection hangup: {e}");
+            let hang_up = async {
+                if let Err(e) = sip.hangup().await {
+                    log::debug!("{call}: SIP leg hangup: {e}");
+                }
+                if let Err(e) = sip.handle().hangup().await {
+                    log::debug!("{call}: SIP leg PeerConnection hangup: {e}");
+                }
+            };
+            if tokio::time::timeout(SIP_LEG_DROP_LIMIT, hang_up).await.is_err() {
+                log::debug!("{call}: SIP leg hangup unanswered within {SIP_LEG_DROP_LIMIT:?}");
             }
         });
         log::info!("{call}: the 1:1 leg is closed; the call goes on in its room");
@@ -917,7 +931,7 @@ impl Engine {
         if self.groups.contains_key(&call) {
             // A room's members are told apart by the room's events, not by the media of the call.
             match ev {
-                MediaEvent::Failed(why) => log::warn!("{call}: room media failed: {why}"),
+                MediaEvent::Failed(why) => self.room_media_lost(call, None, &why),
                 MediaEvent::Connected => log::info!("{call}: room media connected"),
                 other => log::trace!("{call}: room media {other:?}"),
             }
@@ -987,12 +1001,9 @@ impl Engine {
             core.on_session_lost();
             core.set_connection_state(ConnectionState::Reconnecting);
         });
-        // The rooms' handles died with the session: close their media without asking Janus.
-        for (call, leg) in self.groups.drain() {
-            log::info!("{call}: left its room with the session");
-            leg.close_without_signaling().await;
-        }
-        self.shared.groups.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // The rooms' handles died with the session: close their media without asking Janus (`lost` is set).
+        self.lost.get_or_insert_with(|| reason.to_string());
+        self.drop_rooms_with_session().await;
         while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
             self.execute(cmd).await;
         }
@@ -1020,8 +1031,10 @@ impl Engine {
                 Ok(conn) => {
                     self.token = token;
                     self.conn = Some(conn);
+                    self.lost = None;
                     self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
                     self.schedule_refresh().await;
+                    self.close_orphans().await;
                     return;
                 }
                 Err(e) => {

@@ -168,6 +168,8 @@ impl Screen {
             banner.get_or_insert((call_state, reason));
             let live = tile.video == VideoState::Live;
             if is_share && state.share.is_none() {
+                // Promoted to the large tile (a second share, once the first is gone): off the grid.
+                state.compositor.remove_participant(id.0);
                 state.share = Some(id);
             }
             if state.share == Some(id) {
@@ -178,9 +180,9 @@ impl Screen {
             if !live {
                 continue;
             }
-            let decoded = shared.frames_decoded(call, stream);
+            let (decoded, frame) = shared.remote_video(call, stream);
             if state.renderers.get(&id).is_some_and(|seen| *seen != decoded) {
-                if let Some(frame) = shared.latest_frame(call, stream) {
+                if let Some(frame) = frame {
                     let slot = state.slot_of(id);
                     state.compositor.submit_frame(slot, frame);
                     state.frames_submitted += 1;

@@ -32,23 +32,41 @@ pub struct Mixer {
     pub refused: u64,
 }
 
-/// Adds the counters of `b` into `a` (delays: the larger).
+/// Adds the counters of `b` into `a` (delays: the larger). Destructured, so that a counter added to
+/// `PlayoutStats` cannot be left out of the totals.
 fn accumulate(a: &mut PlayoutStats, b: &PlayoutStats) {
-    a.target_delay_ms = a.target_delay_ms.max(b.target_delay_ms);
-    a.playout_delay_ms = a.playout_delay_ms.max(b.playout_delay_ms);
-    a.buffered_ms = a.buffered_ms.max(b.buffered_ms);
-    a.decoded += b.decoded;
-    a.fec_recovered += b.fec_recovered;
-    a.concealed += b.concealed;
-    a.silence += b.silence;
-    a.frames_inserted += b.frames_inserted;
-    a.frames_dropped += b.frames_dropped;
-    a.late_dropped += b.late_dropped;
-    a.duplicates += b.duplicates;
-    a.future_dropped += b.future_dropped;
-    a.overflow_dropped += b.overflow_dropped;
-    a.invalid += b.invalid;
-    a.resyncs += b.resyncs;
+    let PlayoutStats {
+        target_delay_ms,
+        playout_delay_ms,
+        buffered_ms,
+        decoded,
+        fec_recovered,
+        concealed,
+        silence,
+        frames_inserted,
+        frames_dropped,
+        late_dropped,
+        duplicates,
+        future_dropped,
+        overflow_dropped,
+        invalid,
+        resyncs,
+    } = b;
+    a.target_delay_ms = a.target_delay_ms.max(*target_delay_ms);
+    a.playout_delay_ms = a.playout_delay_ms.max(*playout_delay_ms);
+    a.buffered_ms = a.buffered_ms.max(*buffered_ms);
+    a.decoded += decoded;
+    a.fec_recovered += fec_recovered;
+    a.concealed += concealed;
+    a.silence += silence;
+    a.frames_inserted += frames_inserted;
+    a.frames_dropped += frames_dropped;
+    a.late_dropped += late_dropped;
+    a.duplicates += duplicates;
+    a.future_dropped += future_dropped;
+    a.overflow_dropped += overflow_dropped;
+    a.invalid += invalid;
+    a.resyncs += resyncs;
 }
 
 impl Mixer {
@@ -72,6 +90,12 @@ impl Mixer {
             None => {
                 if self.sources.len() >= MAX_SOURCES {
                     self.refused += 1;
+                    if self.refused.is_power_of_two() {
+                        log::warn!(
+                            "mixer: {MAX_SOURCES} remote voices already mixed: {} packets refused",
+                            self.refused
+                        );
+                    }
                     return;
                 }
                 let playout = match Playout::new(self.config.clone()) {

@@ -607,7 +607,15 @@ impl MediaSession {
         let answer = self.inner.pc.create_answer(None).await.map_err(MediaError::webrtc("create answer"))?;
         self.inner.pc.set_local_description(answer).await.map_err(MediaError::webrtc("set local answer"))?;
         let sdp = self.local_sdp_after_gathering().await?;
-        self.inner.shared.lock().ssrc_mids = sdp_ssrc_mids(&desc_sdp);
+        let ssrc_mids = sdp_ssrc_mids(&desc_sdp);
+        {
+            let mut st = self.inner.shared.lock();
+            // Streams the new offer no longer announces are gone (a renegotiated subscription drops them).
+            if !ssrc_mids.is_empty() {
+                st.remote_streams.retain(|ssrc, _| ssrc_mids.contains_key(ssrc));
+            }
+            st.ssrc_mids = ssrc_mids;
+        }
         self.update_negotiated().await;
         Ok(sdp)
     }
@@ -756,21 +764,25 @@ impl MediaSession {
         out
     }
 
-    /// The latest decoded frame of the remote video stream with this mid (a group call's subscription).
-    pub fn remote_frame_of(&self, mid: &str) -> Option<VideoFrame> {
+    /// The frames decoded so far of the remote video stream with this mid (a group call's subscription), and its
+    /// latest frame. Of several SSRCs announced for the mid, the one that decoded last started.
+    pub fn remote_video_of(&self, mid: &str) -> Option<(u64, Option<VideoFrame>)> {
         let st = self.inner.shared.lock();
         st.ssrc_mids
             .iter()
             .filter(|(_, m)| m.as_str() == mid)
             .filter_map(|(ssrc, _)| st.remote_streams.get(ssrc))
-            .filter_map(|s| s.last_frame.as_ref().map(|f| (s.first_frame_at, f)))
-            .max_by_key(|(at, _)| *at)
-            .map(|(_, f)| f.clone())
+            .max_by_key(|s| (s.first_frame_at, s.frames_decoded))
+            .map(|s| (s.frames_decoded, s.last_frame.clone()))
     }
 
-    /// Remote audio streams being mixed into this session's speaker now.
-    pub fn mixed_audio_streams(&self) -> usize {
-        self.inner.shared.audio.playout().streams()
+    /// Forgets what the streams of this mid delivered (the far end gave the mid to another source).
+    pub fn forget_remote_mid(&self, mid: &str) {
+        let mut st = self.inner.shared.lock();
+        let ssrcs: Vec<u32> = st.ssrc_mids.iter().filter(|(_, m)| m.as_str() == mid).map(|(s, _)| *s).collect();
+        for ssrc in ssrcs {
+            st.remote_streams.remove(&ssrc);
+        }
     }
 
     /// Drains the remote audio played so far (48 kHz mono PCM, bounded by `max_buffered_pcm_samples`).

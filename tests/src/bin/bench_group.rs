@@ -189,12 +189,19 @@ async fn run(o: &Options) -> Result<(), BenchError> {
     }
     let streams = probe.received_streams();
     let frames: u64 = streams.iter().map(|s| s.frames_decoded).sum();
+    let codec = probe.media_stats().and_then(|s| s.video_codec);
     call.hang_up().await.map_err(|source| BenchError::Client { who: "door".into(), what: "hang up", source })?;
-    let _ = tokio::time::timeout(Duration::from_secs(15), process.child.wait()).await;
+    // The measured member answers one call and exits when it ends (the room closed).
+    match tokio::time::timeout(Duration::from_secs(15), process.child.wait()).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => log::warn!("the measured member exited with {status}"),
+        Ok(Err(e)) => log::warn!("the measured member: {e}"),
+        Err(_) => log::warn!("the measured member did not exit after the call (killed)"),
+    }
 
     let cpu = cpu_end - cpu_start;
     let downlink_kbps = (bytes_end - bytes_start) as f64 * 8.0 / elapsed / 1000.0;
-    println!("group call, {} parties, {video} each (H.264 by default), {elapsed:.1} s:", o.members);
+    println!("group call, {} parties, {video} each ({codec:?} sent), {elapsed:.1} s:", o.members);
     for j in &join_figures {
         println!(
             "  {:<16} accept -> first frame {:>7.1} ms, -> frames of all {others} {:>7.1} ms",
@@ -213,6 +220,7 @@ async fn run(o: &Options) -> Result<(), BenchError> {
     let bench = json!({
         "members": o.members,
         "video": video,
+        "codec": codec.map(|c| format!("{c:?}")),
         "seconds": (elapsed * 10.0).round() / 10.0,
         "join_to_first_frame_ms": join_figures.iter().map(|j| j.first_ms).collect::<Vec<_>>(),
         "join_to_all_frames_ms": join_figures.iter().map(|j| j.all_ms).collect::<Vec<_>>(),

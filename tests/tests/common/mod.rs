@@ -6,7 +6,7 @@
 
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox::client::{Call, CallClient, ClientConfig, EventStream, IncomingCall};
-use callbox::media::{AudioConfig, MediaConfig, VideoCodec, VideoConfig};
+use callbox::media::{AudioConfig, MediaConfig, RemoteStreamKind, RemoteStreamStats, VideoCodec, VideoConfig};
 use callbox_tests::Stack;
 use std::time::{Duration, Instant};
 
@@ -100,4 +100,17 @@ pub fn prefer(codec: VideoCodec, mut config: ClientConfig) -> ClientConfig {
         v.codecs = codec.preferred_first();
     }
     config
+}
+
+/// How many distinct media sections of a group call's subscription carry `kind` with packets (and decoded frames,
+/// with `decoded`): one per member stream, however many SSRCs a section saw.
+pub fn distinct_mids(streams: &[RemoteStreamStats], kind: RemoteStreamKind, decoded: bool) -> usize {
+    let mut mids: Vec<&str> = streams
+        .iter()
+        .filter(|s| s.kind == kind && s.packets > 0 && (!decoded || s.frames_decoded > 0))
+        .filter_map(|s| s.mid.as_deref())
+        .collect();
+    mids.sort_unstable();
+    mids.dedup();
+    mids.len()
 }

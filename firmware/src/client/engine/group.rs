@@ -6,6 +6,7 @@
 //! (SIP MESSAGE through the account's handle, `crate::calling::invitation`).
 
 use super::{Engine, GroupView, Shared};
+use crate::calling::core::{MAX_INVITEES, MAX_MEMBERS};
 use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
 use crate::calling::{
     subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, RoomMember, RoomStream, RoomStreamKind,
@@ -25,8 +26,10 @@ use tokio::task::JoinHandle;
 
 /// Room events waiting for the engine.
 pub(super) const ROOM_EVENT_QUEUE: usize = 256;
-/// Invitations whose delivery is awaited, at most (older ones are forgotten: they count as delivered).
-const MAX_INVITES_IN_FLIGHT: usize = 64;
+/// Invitations whose delivery is awaited, at most (past it, the oldest is given up: 408 for its participant).
+pub(super) const MAX_INVITES_IN_FLIGHT: usize = 64;
+/// Rooms of ours left behind by a lost session, to close once connected again (and cancellations to send).
+pub(super) const MAX_ORPHANS: usize = 16;
 /// Length of the generated room secret and PIN.
 const SECRET_LEN: usize = 24;
 
@@ -59,14 +62,27 @@ pub(super) struct GroupLeg {
     feed: u64,
     private_id: u32,
     subscription: Option<Subscription>,
-    /// Each member's streams as the room last described them, and whether its display says muted.
+    /// Each member's streams as the room last described them, and whether its display says muted (at most
+    /// `MAX_MEMBERS`).
     members: HashMap<u64, (Vec<RoomStream>, bool)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 struct Subscription {
+    /// Tells this subscription's events from those of an earlier one that failed.
+    serial: u64,
     handle: VideoRoomHandle,
     media: MediaSession,
+}
+
+/// A room we own whose session was lost: closed, and its invitations withdrawn, once connected again.
+pub(super) struct Orphan {
+    call: CallId,
+    room: u64,
+    secret: Secret,
+    call_id: GroupCallId,
+    /// Invitees to tell the call is off (the core withdraws its pending invitations when the call ends).
+    cancels: Vec<Identifier>,
 }
 
 /// A random string of letters and digits (room secrets and PINs).
@@ -214,9 +230,15 @@ impl Engine {
             }
             Command::Invite { call, participant, target } => self.invite(*call, *participant, target).await,
             Command::CancelInvitation { call, target } => {
-                let Some(leg) = self.groups.get(call) else { return true };
-                let message = GroupMessage::Cancel { call_id: leg.call_id.clone() };
-                self.send_group_message(&message, target, None).await;
+                if let Some(leg) = self.groups.get(call) {
+                    let message = GroupMessage::Cancel { call_id: leg.call_id.clone() };
+                    self.send_group_message(&message, target, None).await;
+                } else if let Some(orphan) = self.orphans.iter_mut().find(|o| o.call == *call) {
+                    // The session is being rebuilt: sent once connected again.
+                    if orphan.cancels.len() < MAX_INVITEES {
+                        orphan.cancels.push(target.clone());
+                    }
+                }
             }
             Command::Subscribe { call, feed, mids } => {
                 if let Err(e) = self.subscribe(*call, *feed, mids).await {
@@ -231,8 +253,9 @@ impl Engine {
                         .map(|m| UnsubscribeStream { feed: Some(*feed), mid: Some(m.clone()), sub_mid: None })
                         .collect(),
                 };
+                // A member that left is already gone from the subscription (Janus updates it by itself).
                 if let Err(e) = self.update_subscription(*call, &update).await {
-                    log::warn!("{call}: unsubscribing from member {feed} failed: {e}");
+                    log::debug!("{call}: unsubscribing from member {feed}: {e}");
                 }
             }
             Command::Kick { call, feed } => {
@@ -247,13 +270,16 @@ impl Engine {
                     Err(e) => log::warn!("{call}: removing member {feed} failed: {e}"),
                 }
             }
+            // The room's media, and then (`false`) the 1:1 leg's an escalated call may still have.
             Command::SetMicrophoneMuted { call, muted } if self.groups.contains_key(call) => {
-                self.set_group_muted(*call, *muted).await
+                self.set_group_muted(*call, *muted).await;
+                return false;
             }
             Command::SetVideoEnabled { call, enabled } if self.groups.contains_key(call) => {
                 if let Some(leg) = self.groups.get(call) {
                     leg.media.set_video_enabled(*enabled);
                 }
+                return false;
             }
             // The room tells the others (its events), not a SIP INFO.
             Command::SendState { call, .. } if self.is_group(*call) => {}
@@ -265,6 +291,10 @@ impl Engine {
     /// Creates the room (owner) or takes the invitation's (invitee), joins it as a publisher and publishes our
     /// microphone and camera; then tells the core who is already there.
     async fn join_room(&mut self, call: CallId, create: bool) -> Result<(), CallEndReason> {
+        if self.groups.contains_key(&call) {
+            log::debug!("{call}: already in its room");
+            return Ok(());
+        }
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             CallEndReason::new(500, subcode::SETUP_FAILED, format!("{what} failed: {e}"))
         };
@@ -295,7 +325,8 @@ impl Engine {
                     description: format!("callbox group call {call_id}"),
                     secret: secret.clone(),
                     pin: pin.clone(),
-                    publishers: 16,
+                    // Every member the core keeps (invitees, other devices, guests), and us.
+                    publishers: MAX_MEMBERS as u32 + 1,
                     audio_codecs: "opus".into(),
                     video_codecs: video_codecs.into(),
                     audiolevel_event: true,
@@ -308,13 +339,17 @@ impl Engine {
                 publisher.create_room(&request).await.map_err(|e| setup_failure("creating the room", &e))?;
                 log::info!("{call}: room {room} created");
             }
-            let muted = self.shared.peek(|core| core.call(call).is_some_and(|c| c.is_muted));
+            let (muted, video_on) =
+                self.shared.peek(|core| core.call(call).map(|c| (c.is_muted, c.is_video_on))).unwrap_or((false, true));
             let display = display_of(&self.shared.local_user, self.config().display_name.as_deref(), muted);
             let joined = publisher
                 .join_publisher(&JoinPublisher { room, pin: pin.clone(), display, id: None })
                 .await
                 .map_err(|e| setup_failure("joining the room", &e))?;
             let media = MediaSession::new(self.config().media.clone()).await.map_err(|e| fail("media", &e))?;
+            // What the user chose before the room (while ringing, or in the 1:1 call being moved) holds in it.
+            media.set_audio_muted(muted);
+            media.set_video_enabled(video_on);
             let publish = async {
                 let offer = media.create_offer().await.map_err(|e| fail("the offer", &e))?;
                 let descriptions = sdp_mid_of(&offer, "video")
@@ -341,12 +376,19 @@ impl Engine {
                 for t in tasks {
                     t.abort();
                 }
+                if let Some(secret) = secret {
+                    // Created but not joined: nobody else knows it yet; close it rather than leave it behind.
+                    if let Err(e) = publisher.destroy(&Destroy { room, secret }).await {
+                        log::warn!("{call}: closing room {room} after the failed join: {e}");
+                    }
+                }
                 let _ = publisher.detach().await;
                 return Err(reason);
             }
         };
-        tasks.push(self.forward_media(call, &media));
-        self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).insert(call, media.clone());
+        tasks.push(super::forward_media_events(call, &media, self.media_tx.clone()));
+        // An escalated call's 1:1 leg keeps its place until it is dropped (`drop_sip_leg` then puts this one there).
+        self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).entry(call).or_insert_with(|| media.clone());
         let access = crate::client::GuestAccess { room, pin: pin.clone() };
         self.shared.set_group_view(call, |v| v.access = Some(access));
         log::info!("{call}: in room {room} as member {} ({} others there)", joined.id, joined.publishers.len());
@@ -382,6 +424,10 @@ impl Engine {
         if leg.feed == p.id {
             return;
         }
+        if !leg.members.contains_key(&p.id) && leg.members.len() >= MAX_MEMBERS {
+            log::warn!("{call}: room member {} ignored: already {MAX_MEMBERS} members", p.id);
+            return;
+        }
         leg.members.insert(p.id, (streams_of(p), display_muted(p.display.as_deref())));
         self.group(call, GroupSignal::MemberJoined(member_of(p.id, p.display.as_deref())));
         self.member_streams_changed(call, p.id);
@@ -413,50 +459,79 @@ impl Engine {
         }
     }
 
-    /// Forwards a group media session's events to the engine, as for a 1:1 call.
-    fn forward_media(&self, call: CallId, media: &MediaSession) -> JoinHandle<()> {
-        let mut events = media.events();
-        let tx = self.media_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(e) => {
-                        if tx.send((call, e)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        })
-    }
-
-    /// Leaves the room (the owner closes it for everyone) and closes the call's media. Idempotent.
+    /// Leaves the room (the owner closes it for everyone) and closes the call's media. Idempotent. With the session
+    /// found lost, nothing is asked of Janus: an owned room is kept as an orphan, closed once connected again.
     async fn leave_room(&mut self, call: CallId) {
         let Some(leg) = self.groups.remove(&call) else { return };
-        if let Some(secret) = leg.secret.clone() {
-            match leg.publisher.destroy(&Destroy { room: leg.room, secret }).await {
-                Ok(()) => log::info!("{call}: room {} closed", leg.room),
-                Err(e) => log::warn!("{call}: closing room {} failed: {e}", leg.room),
+        self.invites_in_flight.retain(|(_, c, _)| *c != call);
+        if self.lost.is_some() {
+            self.adopt_orphan(call, &leg);
+        } else {
+            if let Some(secret) = leg.secret.clone() {
+                match leg.publisher.destroy(&Destroy { room: leg.room, secret }).await {
+                    Ok(()) => log::info!("{call}: room {} closed", leg.room),
+                    Err(e) => log::warn!("{call}: closing room {} failed: {e}", leg.room),
+                }
+            } else if let Err(e) = leg.publisher.leave().await {
+                log::debug!("{call}: leaving the room: {e}");
             }
-        } else if let Err(e) = leg.publisher.leave().await {
-            log::debug!("{call}: leaving the room: {e}");
+            if let Some(sub) = &leg.subscription {
+                let _ = sub.handle.detach().await;
+            }
+            let _ = leg.publisher.detach().await;
         }
-        for t in &leg.tasks {
-            t.abort();
-        }
-        if let Some(sub) = leg.subscription {
-            let _ = sub.handle.detach().await;
-            sub.media.close().await;
-        }
-        let _ = leg.publisher.detach().await;
         let media = self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
         if let Some(media) = media {
             self.shared.keep_final_stats(call, media.stats());
         }
-        leg.media.close().await;
         self.shared.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
+        leg.close_media(call).await;
+    }
+
+    /// Keeps what closing an owned room needs, for when the session is back.
+    fn adopt_orphan(&mut self, call: CallId, leg: &GroupLeg) {
+        let Some(secret) = leg.secret.clone() else { return };
+        if self.orphans.len() >= MAX_ORPHANS {
+            log::warn!("room {} of {call} is left to Janus: already {MAX_ORPHANS} rooms to close", leg.room);
+            return;
+        }
+        self.orphans.push(Orphan { call, room: leg.room, secret, call_id: leg.call_id.clone(), cancels: Vec::new() });
+    }
+
+    /// The session is lost: every room leg's media closed, nothing asked of Janus; owned rooms become orphans.
+    pub(super) async fn drop_rooms_with_session(&mut self) {
+        let calls: Vec<CallId> = self.groups.keys().copied().collect();
+        for call in calls {
+            log::info!("{call}: left its room with the session");
+            self.leave_room(call).await;
+        }
+        self.invites_in_flight.clear();
+    }
+
+    /// Once connected again: closes the rooms the lost session left and withdraws their invitations.
+    pub(super) async fn close_orphans(&mut self) {
+        let orphans = std::mem::take(&mut self.orphans);
+        if orphans.is_empty() {
+            return;
+        }
+        let Some(session) = self.conn.as_ref().map(|c| c.session.clone()) else { return };
+        for orphan in orphans {
+            for target in &orphan.cancels {
+                let message = GroupMessage::Cancel { call_id: orphan.call_id.clone() };
+                self.send_group_message(&message, target, None).await;
+            }
+            match VideoRoomHandle::attach(&session).await {
+                Ok((handle, _events)) => {
+                    match handle.destroy(&Destroy { room: orphan.room, secret: orphan.secret }).await {
+                        Ok(()) => log::info!("{}: room {} closed after the reconnection", orphan.call, orphan.room),
+                        // 426: Janus lost it too (restarted).
+                        Err(e) => log::info!("{}: room {} not closed: {e}", orphan.call, orphan.room),
+                    }
+                    let _ = handle.detach().await;
+                }
+                Err(e) => log::warn!("{}: room {} left open: {e}", orphan.call, orphan.room),
+            }
+        }
     }
 
     async fn invite(&mut self, call: CallId, participant: ParticipantId, target: &Identifier) {
@@ -480,9 +555,12 @@ impl Engine {
         }
         log::info!("{call}: {target} invited");
         if self.invites_in_flight.len() >= MAX_INVITES_IN_FLIGHT {
-            self.invites_in_flight.clear();
+            if let Some((_, old_call, old)) = self.invites_in_flight.pop_front() {
+                log::warn!("{old_call}: an invitation's delivery was never reported: given up");
+                self.group(old_call, GroupSignal::InvitationFailed { participant: old, code: 408 });
+            }
         }
-        self.invites_in_flight.insert(sip_call_id, (call, participant));
+        self.invites_in_flight.push_back((sip_call_id, call, participant));
     }
 
     /// Sends a message of the invitation protocol to `target` through the account's handle.
@@ -509,6 +587,19 @@ impl Engine {
         let Some(invitation) = self.shared.peek(|core| core.invitation(call).cloned()) else { return };
         let message = GroupMessage::Decline { call_id: invitation.call_id.clone(), code };
         self.send_group_message(&message, &invitation.caller, None).await;
+    }
+
+    /// A room handle or its PeerConnection is gone while the call is in the room: the call cannot go on (our voice
+    /// or the others' would be lost without anyone seeing it), so it ends with a reason. (Our own leaving, a
+    /// removal and the room's end come first and end the call before these.)
+    pub(super) fn room_media_lost(&self, call: CallId, side: Option<Side>, why: &str) {
+        let what = match side {
+            Some(Side::Publisher) => "what we send to the room",
+            Some(Side::Subscriber) => "what we receive from the room",
+            None => "the room's media",
+        };
+        log::warn!("{call}: {what} is lost: {why}");
+        self.group_failed(call, CallEndReason::new(500, subcode::MEDIA_FAILED, format!("{what} is lost: {why}")));
     }
 
     /// A SIP MESSAGE: an invitation-protocol message is taken in; anything else is logged and skipped.
@@ -571,7 +662,10 @@ impl Engine {
 
     /// The fate of an invitation message (`messagedelivery`): delivered to a device, or not.
     pub(super) fn on_message_delivery(&mut self, code: i64, sip_call_id: Option<&str>) {
-        let Some((call, participant)) = sip_call_id.and_then(|id| self.invites_in_flight.remove(id)) else { return };
+        let Some(index) = sip_call_id.and_then(|id| self.invites_in_flight.iter().position(|(i, _, _)| i == id)) else {
+            return;
+        };
+        let Some((_, call, participant)) = self.invites_in_flight.remove(index) else { return };
         if (200..300).contains(&code) {
             self.group(call, GroupSignal::InvitationDelivered { participant });
         } else {
@@ -600,7 +694,8 @@ impl Engine {
         };
         let request =
             JoinSubscriber { room: leg.room, pin: leg.pin.clone(), private_id: Some(leg.private_id), streams };
-        let serial = leg.serial;
+        self.next_serial += 1;
+        let serial = self.next_serial;
         let forwarder = forward(events, self.room_tx.clone(), call, serial, Side::Subscriber);
         let joined = async {
             let (streams, offer) = handle.join_subscriber(&request).await.map_err(|e| e.to_string())?;
@@ -611,15 +706,15 @@ impl Engine {
         .await;
         match joined {
             Ok(streams) => {
-                let media_fwd = self.forward_media(call, &media);
+                let media_fwd = super::forward_media_events(call, &media, self.media_tx.clone());
                 self.shared.set_group_view(call, |v| {
                     v.subscriber = Some(media.clone());
-                    v.set_streams(&streams);
+                    v.set_streams(&streams, &media);
                 });
                 if let Some(leg) = self.groups.get_mut(&call) {
                     leg.tasks.push(forwarder);
                     leg.tasks.push(media_fwd);
-                    leg.subscription = Some(Subscription { handle, media });
+                    leg.subscription = Some(Subscription { serial, handle, media });
                 }
                 log::info!("{call}: receiving {} streams of the room", streams.len());
                 Ok(())
@@ -655,7 +750,7 @@ impl Engine {
         let (handle, media) = (sub.handle.clone(), sub.media.clone());
         let answer = media.accept_offer(&offer.sdp).await.map_err(|e| e.to_string())?;
         handle.start(Jsep::answer(answer)).await.map_err(|e| e.to_string())?;
-        self.shared.set_group_view(call, |v| v.set_streams(&streams));
+        self.shared.set_group_view(call, |v| v.set_streams(&streams, &media));
         log::debug!("{call}: subscription renegotiated ({} streams)", streams.len());
         Ok(())
     }
@@ -664,13 +759,15 @@ impl Engine {
     pub(super) async fn on_room(&mut self, ev: RoomEvent) {
         let RoomEvent { call, serial, side, event } = ev;
         let Some(leg) = self.groups.get(&call) else { return };
-        if leg.serial != serial {
+        let current = match side {
+            Side::Publisher => leg.serial == serial,
+            Side::Subscriber => leg.subscription.as_ref().is_some_and(|s| s.serial == serial),
+        };
+        if !current {
             return;
         }
         let Some(event) = event else {
-            if side == Side::Publisher {
-                self.group_failed(call, CallEndReason::new(500, subcode::SETUP_FAILED, "the room handle went away"));
-            }
+            self.room_media_lost(call, Some(side), "its handle's events ended");
             return;
         };
         let own_feed = leg.feed;
@@ -721,8 +818,11 @@ impl Engine {
                     log::warn!("{call}: the room's new subscription offer failed: {e}");
                 }
             }
-            VideoRoomEvent::Janus(JanusEvent::Detached) if side == Side::Publisher => {
-                self.group_failed(call, CallEndReason::new(500, subcode::SETUP_FAILED, "the room handle was detached"));
+            VideoRoomEvent::Janus(JanusEvent::Detached) => {
+                self.room_media_lost(call, Some(side), "its handle was detached")
+            }
+            VideoRoomEvent::Janus(JanusEvent::Hangup { reason }) => {
+                self.room_media_lost(call, Some(side), &format!("Janus closed its PeerConnection ({reason})"))
             }
             VideoRoomEvent::Error { code, message } => log::warn!("{call}: room error {code}: {message}"),
             VideoRoomEvent::Unknown(what) => log::debug!("{call}: room event skipped: {what}"),
@@ -732,26 +832,48 @@ impl Engine {
 }
 
 impl GroupLeg {
-    /// Closes the media of a leg whose session is gone (nothing to tell Janus).
-    pub(super) async fn close_without_signaling(self) {
+    /// The room's publisher session (our microphone and camera; the room's voices on our speaker).
+    pub(super) fn media(&self) -> MediaSession {
+        self.media.clone()
+    }
+
+    /// Stops the leg's tasks and closes its media sessions (after its handles were dealt with).
+    async fn close_media(self, call: CallId) {
         for t in &self.tasks {
             t.abort();
         }
+        let s = self.media.stats();
+        let mut received = Vec::new();
         if let Some(sub) = self.subscription {
+            received = sub.media.remote_streams();
             sub.media.close().await;
         }
         self.media.close().await;
+        let frames: u64 = received.iter().map(|r| r.frames_decoded).sum();
+        log::info!(
+            "{call}: room media closed: audio {} / video {} frames sent; {} streams received, {frames} frames decoded",
+            s.audio_packets_sent,
+            s.video_frames_sent,
+            received.len()
+        );
     }
 }
 
 impl GroupView {
-    /// Records which subscription mid carries which member stream.
-    fn set_streams(&mut self, streams: &[SubscriberStream]) {
-        self.mids = streams
+    /// Records which subscription mid carries which member stream. A mid Janus gave to another member's stream
+    /// forgets what it received so far (no old picture in the new member's tile; a keyframe is asked for).
+    fn set_streams(&mut self, streams: &[SubscriberStream], media: &MediaSession) {
+        let mids: HashMap<(u64, String), String> = streams
             .iter()
             .filter(|s| s.active)
             .filter_map(|s| Some(((s.feed_id?, s.feed_mid.clone()?), s.mid.clone())))
-            .collect::<HashMap<_, _>>();
+            .collect();
+        for (source, mid) in &self.mids {
+            if mids.get(source) != Some(mid) {
+                media.forget_remote_mid(mid);
+            }
+        }
+        self.mids = mids;
     }
 }
 
