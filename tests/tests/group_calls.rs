@@ -292,3 +292,58 @@ async fn a_one_to_one_call_gets_a_third_participant_and_goes_on_in_a_room() {
         c.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owners_dropped_janus_connection_is_reclaimed_and_the_group_call_goes_on() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let janus = stack.janus_ws_url().trim_start_matches("ws://").parse().expect("Janus address");
+    let proxy = callbox_tests::CuttableProxy::start(janus).await.expect("proxy");
+    let mut config = client_config(&stack);
+    config.janus_urls = vec![proxy.ws_url()];
+    let door = appliance_with(&stack, "gr-door", config).await;
+    let a = appliance(&stack, "gr-a").await;
+    let b = appliance(&stack, "gr-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let call = door.call(&[user("gr-a"), user("gr-b")]).expect("group call placed");
+    let a_call = accept_next(&a, &mut a_events, "gr-door").await;
+    let b_call = accept_next(&b, &mut b_events, "gr-door").await;
+    wait_connected_with(&call, "door", &["gr-a", "gr-b"]).await;
+    assert_media_from_everyone(&call, "door", 2).await;
+
+    // The door's WebSocket to Janus is cut; it reconnects and claims its session: the rooms' handles live on.
+    let mut door_events = door.events();
+    assert_eq!(proxy.cut(), 1);
+    // b mutes while the door's socket is down: the room's event for it cannot reach the door; the door asks the
+    // room who is there once it is back.
+    b_call.mute().await.expect("mute");
+    tokio::time::timeout(WAIT, async {
+        while let Some(delivery) = door_events.next().await {
+            if let callbox::calling::Delivery::Event(callbox::calling::Event::ConnectionStateChanged {
+                state: callbox::calling::ConnectionState::Ready,
+            }) = delivery
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the door is back within the bound");
+    eventually("the door sees b muted after the reconnection", || participant(&call, "gr-b").is_muted()).await;
+    // The room still works through the new socket: b unmutes (its event reaches the door), the door removes a.
+    b_call.unmute().await.expect("unmute");
+    eventually("the door sees b unmuted", || !participant(&call, "gr-b").is_muted()).await;
+    let a_at_door = participant(&call, "gr-a");
+    call.remove_participant(&a_at_door).expect("remove a");
+    let mut a_call_events = a_call.events();
+    wait_state(&a_call, &mut a_call_events, CallState::Disconnected).await;
+    assert_eq!(a_call.end_reason().map(|r| r.subcode), Some(subcode::REMOVED));
+    eventually("the door sees a disconnected", || a_at_door.state() == ParticipantState::Disconnected).await;
+    assert_media_from_everyone(&call, "door", 1).await;
+    assert_eq!(call.state(), CallState::Connected);
+    let room = call.guest_access().expect("in the room").room;
+    call.hang_up().await.expect("hang up");
+    assert!(!room_exists(&stack, room).await, "the room is closed");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}

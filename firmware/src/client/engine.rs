@@ -985,6 +985,8 @@ impl Engine {
             ConnectionEvent::Reclaimed { url, session_id } => {
                 log::info!("Janus session {session_id} reclaimed on {url}");
                 self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+                // Room events sent while the socket was down are lost: ask the rooms who is there now.
+                self.resync_rooms().await;
             }
             ConnectionEvent::Unauthorized { request } => {
                 log::warn!("Janus refused '{request}' as unauthorized: refreshing the token now");

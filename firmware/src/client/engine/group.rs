@@ -589,6 +589,48 @@ impl Engine {
         self.send_group_message(&message, &invitation.caller, None).await;
     }
 
+    /// After the session was reclaimed on a new socket: the room events Janus sent meanwhile went nowhere, so each
+    /// room is asked who is in it now (`listparticipants`): members that left are gone, newcomers join, each
+    /// member's display (mute) and whether it still publishes are brought up to date. (A newcomer's streams come
+    /// with its next `publishers` event.)
+    pub(super) async fn resync_rooms(&mut self) {
+        let calls: Vec<CallId> = self.groups.keys().copied().collect();
+        for call in calls {
+            let Some(leg) = self.groups.get(&call) else { continue };
+            let (publisher, room, own) = (leg.publisher.clone(), leg.room, leg.feed);
+            let listed = match publisher.list_participants(room).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    log::warn!("{call}: the room's participants after the reconnection: {e}");
+                    continue;
+                }
+            };
+            let Some(leg) = self.groups.get_mut(&call) else { continue };
+            let gone: Vec<u64> = leg.members.keys().copied().filter(|f| !listed.iter().any(|p| p.id == *f)).collect();
+            for feed in &gone {
+                leg.members.remove(feed);
+            }
+            for feed in gone {
+                self.group(call, GroupSignal::MemberLeft { feed, kicked: false });
+            }
+            for p in listed.iter().filter(|p| p.id != own) {
+                let muted = display_muted(p.display.as_deref());
+                let Some(leg) = self.groups.get_mut(&call) else { break };
+                if let Some((streams, was_muted)) = leg.members.get_mut(&p.id) {
+                    *was_muted = muted;
+                    if !p.publisher {
+                        streams.clear();
+                    }
+                    self.member_streams_changed(call, p.id);
+                } else if leg.members.len() < MAX_MEMBERS {
+                    leg.members.insert(p.id, (Vec::new(), muted));
+                    self.group(call, GroupSignal::MemberJoined(member_of(p.id, p.display.as_deref())));
+                }
+            }
+            log::info!("{call}: room {room} resynchronised after the reconnection ({} there)", listed.len());
+        }
+    }
+
     /// A room handle or its PeerConnection is gone while the call is in the room: the call cannot go on (our voice
     /// or the others' would be lost without anyone seeing it), so it ends with a reason. (Our own leaving, a
     /// removal and the room's end come first and end the call before these.)
