@@ -6,6 +6,24 @@ use std::path::{Path, PathBuf};
 
 use crate::{HarnessError, Stack};
 
+/// An in-process appliance for a benchmark, provisioned at `stack`: the default client configuration with the
+/// test-pattern camera at `video` (width, height, fps), VP8 preferred with `vp8`.
+pub async fn appliance(
+    stack: &Stack,
+    name: &str,
+    video: (u32, u32, u32),
+    vp8: bool,
+) -> Result<callbox::client::CallClient, callbox::client::ClientError> {
+    let mut config = callbox::client::ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..Default::default() };
+    if let Some(v) = config.media.video.as_mut() {
+        (v.width, v.height, v.fps) = video;
+        if vp8 {
+            v.codecs = callbox::media::VideoCodec::Vp8.preferred_first();
+        }
+    }
+    crate::appliance::appliance(stack, name, config).await
+}
+
 /// `WxH@FPS` (even sizes of at least 16, 1 to 60 frames per second).
 pub fn parse_video(v: &str) -> Option<(u32, u32, u32)> {
     let (size, fps) = v.split_once('@')?;

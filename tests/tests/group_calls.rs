@@ -59,8 +59,10 @@ async fn assert_media_from_everyone(call: &Call, who: &str, others: usize) {
             && distinct_mids(&streams, RemoteStreamKind::Audio, false) >= others
     })
     .await;
-    eventually(&format!("{who} hears the room"), || {
-        call.media_stats().is_some_and(|s| s.remote_audio_level_dbfs > -40.0)
+    eventually(&format!("{who} hears the room, and its call's figures count what the room sent"), || {
+        call.media_stats().is_some_and(|s| {
+            s.remote_audio_level_dbfs > -40.0 && s.audio_packets_received > 0 && s.video_frames_decoded > 0
+        })
     })
     .await;
 }

@@ -85,8 +85,23 @@ impl Shared {
     }
 
     /// Live figures while the call has media, then its last figures.
+    /// In a group call: what the publisher sends and plays, with what the subscription receives and decodes.
     pub(crate) fn media_stats(&self, call: CallId) -> Option<MediaStats> {
-        self.media(call).map(|m| m.stats()).or_else(|| {
+        let live = self.media(call).map(|m| {
+            let mut stats = m.stats();
+            if let Some(received) = self.group_subscriber(call).map(|s| s.stats()) {
+                stats.audio_packets_received += received.audio_packets_received;
+                stats.video_packets_received += received.video_packets_received;
+                stats.video_frames_decoded += received.video_frames_decoded;
+                stats.max_audio_gap_ms = stats.max_audio_gap_ms.max(received.max_audio_gap_ms);
+                stats.remote_video_codec = stats.remote_video_codec.or(received.remote_video_codec);
+                stats.last_remote_frame_counter =
+                    received.last_remote_frame_counter.or(stats.last_remote_frame_counter);
+                stats.first_remote_frame_at = stats.first_remote_frame_at.or(received.first_remote_frame_at);
+            }
+            stats
+        });
+        live.or_else(|| {
             let kept = self.final_stats.lock().unwrap_or_else(|p| p.into_inner());
             kept.iter().find(|(c, _)| *c == call).map(|(_, s)| s.clone())
         })

@@ -4,8 +4,8 @@
 //! and prints them as a table plus one machine-readable JSON line (prefixed `BENCH_JSON `).
 
 use callbox::calling::{CallEndReason, CallState, Identifier};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError, EventStream, IncomingCall};
-use callbox::media::{MediaStats, VideoCodec};
+use callbox::client::{Call, CallClient, ClientError, EventStream, IncomingCall};
+use callbox::media::MediaStats;
 use callbox_tests::{HarnessError, Stack, StackOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -113,16 +113,8 @@ fn user(name: &str) -> Result<Identifier, BenchError> {
     Identifier::user(name).map_err(|e| BenchError::Failed(format!("user id {name}: {e}")))
 }
 
-/// An in-process appliance provisioned at the stack's token endpoint (test-pattern video as the options say).
 async fn appliance(stack: &Stack, name: &str, o: &Options) -> Result<CallClient, BenchError> {
-    let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
-    if let Some(v) = config.media.video.as_mut() {
-        (v.width, v.height, v.fps) = o.video;
-        if o.vp8 {
-            v.codecs = VideoCodec::Vp8.preferred_first();
-        }
-    }
-    callbox_tests::appliance::appliance(stack, name, config).await.map_err(client_err(name, "could not start"))
+    callbox_tests::bench::appliance(stack, name, o.video, o.vp8).await.map_err(client_err(name, "could not start"))
 }
 
 async fn wait_for(call: &Call, events: &mut EventStream, want: CallState, who: &str) -> Result<Instant, BenchError> {

@@ -6,7 +6,7 @@
 //! (every RTP byte it received from the room over the call); then one `BENCH_JSON {...}` line.
 
 use callbox::calling::{CallState, Identifier, ParticipantState};
-use callbox::client::{Call, CallClient, ClientConfig, ClientError};
+use callbox::client::{Call, CallClient, ClientError};
 use callbox::media::RemoteStreamKind;
 use callbox_tests::bench::{cpu_seconds, peak_rss_kb, start_answer_process};
 use callbox_tests::{HarnessError, Stack, StackOptions};
@@ -75,11 +75,7 @@ fn user(name: &str) -> Result<Identifier, BenchError> {
 }
 
 async fn appliance(stack: &Stack, name: &str, o: &Options) -> Result<CallClient, BenchError> {
-    let mut config = ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..ClientConfig::default() };
-    if let Some(v) = config.media.video.as_mut() {
-        (v.width, v.height, v.fps) = o.video;
-    }
-    callbox_tests::appliance::appliance(stack, name, config).await.map_err(|source| BenchError::Client {
+    callbox_tests::bench::appliance(stack, name, o.video, false).await.map_err(|source| BenchError::Client {
         who: name.into(),
         what: "cannot start",
         source,

@@ -480,10 +480,10 @@ impl Engine {
             }
             let _ = leg.publisher.detach().await;
         }
-        let media = self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
-        if let Some(media) = media {
-            self.shared.keep_final_stats(call, media.stats());
+        if let Some(stats) = self.shared.media_stats(call) {
+            self.shared.keep_final_stats(call, stats);
         }
+        self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
         self.shared.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(&call);
         leg.close_media(call).await;
     }
