@@ -349,3 +349,35 @@ async fn the_owners_dropped_janus_connection_is_reclaimed_and_the_group_call_goe
         c.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unanswered_invitation_ends_with_408_and_stops_ringing_at_the_invitee() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let mut config = client_config(&stack);
+    config.core.ring_timeout = std::time::Duration::from_secs(3);
+    let door = appliance_with(&stack, "gt-door", config).await;
+    let a = appliance(&stack, "gt-a").await;
+    let b = appliance(&stack, "gt-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let call = door.call(&[user("gt-a"), user("gt-b")]).expect("group call placed");
+    let a_call = accept_next(&a, &mut a_events, "gt-door").await;
+    // b rings and never answers: 408 at the door, and the invitation is withdrawn (b's call ends, 487).
+    let b_ringing = next_incoming(&b, &mut b_events).await;
+    let b_call = b_ringing.call().clone();
+    let of_b = || call.remote_participants().into_iter().find(|p| p.identifier() == Some(user("gt-b")));
+    eventually("b is disconnected with 408 at the door", || {
+        of_b().is_some_and(|p| {
+            p.state() == ParticipantState::Disconnected && p.call_end_reason().is_some_and(|r| r.code == 408)
+        })
+    })
+    .await;
+    let mut b_call_events = b_call.events();
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+    assert_eq!(b_call.end_reason().map(|r| r.code), Some(487), "{:?}", b_call.end_reason());
+    wait_connected_with(&call, "door", &["gt-a"]).await;
+    wait_connected_with(&a_call, "a", &["gt-door"]).await;
+    call.hang_up().await.expect("hang up");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}
