@@ -195,6 +195,10 @@ async fn run(o: &Options) -> Result<(), BenchError> {
         Err(_) => log::warn!("the measured member did not exit after the call (killed)"),
     }
 
+    // Its own report of the call (what it sent, received and decoded), printed when the call ended.
+    let own_report = std::fs::read_to_string(&process.stdout)
+        .ok()
+        .and_then(|out| out.lines().rev().find(|l| l.starts_with("media:")).map(str::to_owned));
     let cpu = cpu_end - cpu_start;
     let downlink_kbps = (bytes_end - bytes_start) as f64 * 8.0 / elapsed / 1000.0;
     println!("group call, {} parties, {video} each ({codec:?} sent), {elapsed:.1} s:", o.members);
@@ -209,6 +213,7 @@ async fn run(o: &Options) -> Result<(), BenchError> {
         100.0 * cpu / elapsed,
         peak as f64 / 1024.0
     );
+    println!("  measured member's own report: {}", own_report.as_deref().unwrap_or("(none printed)"));
     println!(
         "  downlink of {probe_name}: {downlink_kbps:.0} kbit/s from {} streams ({frames} frames decoded in all)",
         streams.len()
