@@ -1,7 +1,9 @@
-//! `CuttableProxy`: a TCP forwarder whose connections a test can cut, to drop a live WebSocket under a client
-//! (reconnect and session-claim tests); also the way a QEMU guest on the test's tap device reaches the stack.
+//! `CuttableProxy`: a TCP forwarder whose connections a test can cut, and which it can hold closed for a while
+//! (new connections dropped at once), to drop a live WebSocket under a client (reconnect, session-claim and
+//! session-loss tests); also the way a QEMU guest on the test's tap device reaches the stack.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -9,6 +11,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 pub struct CuttableProxy {
     addr: SocketAddr,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
+    closed: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -25,8 +28,14 @@ impl CuttableProxy {
         let addr = listener.local_addr()?;
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let registry = conns.clone();
+        let closed: Arc<AtomicBool> = Arc::default();
+        let held = closed.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if held.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -35,7 +44,7 @@ impl CuttableProxy {
                 crate::baresip_lock(&registry).push(task.abort_handle());
             }
         });
-        Ok(CuttableProxy { addr, conns, accept })
+        Ok(CuttableProxy { addr, conns, closed, accept })
     }
 
     /// The address it listens on.
@@ -46,6 +55,11 @@ impl CuttableProxy {
     /// `ws://ADDR:PORT`, for a WebSocket client.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// Holds the way closed (`true`: every new connection is dropped at once) or opens it again.
+    pub fn hold_closed(&self, closed: bool) {
+        self.closed.store(closed, Ordering::SeqCst);
     }
 
     /// Cuts every connection open now (new ones are still accepted); returns how many were cut.

@@ -381,3 +381,44 @@ async fn an_unanswered_invitation_ends_with_408_and_stops_ringing_at_the_invitee
         c.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owners_lost_session_ends_its_call_and_once_back_it_closes_the_room_and_withdraws_invitations() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let janus = stack.janus_ws_url().trim_start_matches("ws://").parse().expect("Janus address");
+    let proxy = callbox_tests::CuttableProxy::start(janus).await.expect("proxy");
+    let mut config = client_config(&stack);
+    config.janus_urls = vec![proxy.ws_url()];
+    // The session counts as lost after 2 s without it (Janus itself would keep it 30 s).
+    config.reclaim_window = std::time::Duration::from_secs(2);
+    let door = appliance_with(&stack, "gl-door", config).await;
+    let a = appliance(&stack, "gl-a").await;
+    let b = appliance(&stack, "gl-b").await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    let call = door.call(&[user("gl-a"), user("gl-b")]).expect("group call placed");
+    let a_call = accept_next(&a, &mut a_events, "gl-door").await;
+    // b rings and is left ringing; its invitation lapses only after the door's 45 s ring time.
+    let b_call = next_incoming(&b, &mut b_events).await.call().clone();
+    wait_connected_with(&call, "door", &["gl-a"]).await;
+    let room = call.guest_access().expect("in the room").room;
+
+    // The door loses its session: the way to Janus held closed past its reclaim window.
+    proxy.hold_closed(true);
+    assert_eq!(proxy.cut(), 1);
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Disconnected).await;
+    assert_eq!(call.end_reason().map(|r| r.subcode), Some(subcode::SIGNALING_LOST), "{:?}", call.end_reason());
+    proxy.hold_closed(false);
+
+    // Once connected again, the door closes the room (a's call ends) and withdraws b's invitation (487 at b).
+    let mut b_call_events = b_call.events();
+    wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+    assert_eq!(b_call.end_reason().map(|r| r.code), Some(487), "{:?}", b_call.end_reason());
+    let mut a_call_events = a_call.events();
+    wait_state(&a_call, &mut a_call_events, CallState::Disconnected).await;
+    assert_eq!(a_call.end_reason(), Some(CallEndReason::remote_hang_up()));
+    assert!(!room_exists(&stack, room).await, "the room is closed");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}

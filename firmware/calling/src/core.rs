@@ -972,6 +972,8 @@ impl CallingCore {
         c.info.end_reason = Some(reason.clone());
         // An escalated call whose 1:1 leg is still up: that leg goes too.
         self.drop_sip_leg(call, false);
+        // However the owner's group call ends (hang-up, lost session, failed room), nobody keeps ringing for it.
+        self.cancel_pending_invitations(call);
         // Every stream ends with the call: the 1:1 video, a group call's cameras and screen shares.
         for pid in self.participant_ids(call) {
             let streams: Vec<StreamId> =

@@ -328,6 +328,7 @@ async fn open_connection(
     jc.request_timeout = config.request_timeout;
     jc.tls = config.janus_tls.clone();
     jc.keepalive_interval = config.keepalive_interval;
+    jc.reclaim_window = config.reclaim_window;
     let (session, conn_events) = JanusSession::connect(jc).await?;
     let result = async {
         let user = token.sip()?.uri.clone();

@@ -41,6 +41,9 @@ pub struct ClientConfig {
     /// is in progress (to be declined busy by the core) or while Janus still tears the previous call down (its
     /// SIP-side relay thread lingers up to about a second after a call, and the handle answers 486 meanwhile).
     pub helper_handles: usize,
+    /// How long the client tries to get its Janus session back after the connection dropped (it must stay below
+    /// the server's `reclaim_session_timeout`); past it the session counts as lost: calls end, a new one is made.
+    pub reclaim_window: Duration,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +60,7 @@ impl Default for ClientConfig {
             display_name: None,
             keepalive_interval: Duration::from_secs(15),
             helper_handles: 2,
+            reclaim_window: crate::signaling::JanusConfig::DEFAULT_RECLAIM_WINDOW,
         }
     }
 }

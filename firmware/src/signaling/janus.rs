@@ -55,6 +55,10 @@ pub struct JanusConfig {
 }
 
 impl JanusConfig {
+    /// How long a dropped connection's session is tried for by default: below our Janus's
+    /// `reclaim_session_timeout` (30 s).
+    pub const DEFAULT_RECLAIM_WINDOW: Duration = Duration::from_secs(25);
+
     /// Defaults matched to our Janus configuration (session_timeout 60 s, reclaim_session_timeout 30 s).
     pub fn new(urls: Vec<String>, token: Secret) -> Self {
         JanusConfig {
@@ -64,7 +68,7 @@ impl JanusConfig {
             connect_timeout: Duration::from_secs(5),
             tls: None,
             keepalive_interval: Duration::from_secs(15),
-            reclaim_window: Duration::from_secs(25),
+            reclaim_window: Self::DEFAULT_RECLAIM_WINDOW,
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(4),
             event_buffer: 64,

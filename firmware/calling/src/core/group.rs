@@ -707,7 +707,8 @@ impl CallingCore {
         self.commands.push_back(Command::DropSipLeg { call });
     }
 
-    /// Hanging up a group call this client owns withdraws the invitations still ringing.
+    /// The end of a group call this client owns (its hang-up, a lost session, a failed room) withdraws the
+    /// invitations still ringing.
     pub(super) fn cancel_pending_invitations(&mut self, call: CallId) {
         let Some(g) = self.group_mut(call) else { return };
         let pending: Vec<ParticipantId> = std::mem::take(&mut g.pending).into_keys().collect();

@@ -790,12 +790,21 @@ fn a_room_that_fails_before_anyone_is_invited_leaves_the_one_to_one_call_as_it_w
     core.add_participant(call, user("dave")).unwrap();
     assert_eq!(drain(&mut core).0, vec![Command::CreateRoom { call }]);
 
-    // Once invitations are out, a failed room ends the call, its leg with it.
+    // Once invitations are out, a failed room ends the call, its leg with it, and withdraws them.
     core.on_group(call, GroupSignal::Joined, now);
     drain(&mut core);
     core.on_group(call, GroupSignal::Failed(CallEndReason::new(500, subcode::SETUP_FAILED, "gone")), now);
     let (commands, _) = drain(&mut core);
-    assert_eq!(commands, vec![Command::HangUp { call }, Command::DropSipLeg { call }, Command::ReleaseMedia { call }]);
+    assert_eq!(
+        commands,
+        vec![
+            Command::HangUp { call },
+            Command::DropSipLeg { call },
+            Command::CancelInvitation { call, target: user("bob") },
+            Command::CancelInvitation { call, target: user("dave") },
+            Command::ReleaseMedia { call }
+        ]
+    );
     assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
 }
 
@@ -995,4 +1004,29 @@ fn a_peer_without_a_camera_in_the_room_loses_the_legs_stream_and_a_room_is_not_m
     assert_eq!(core.poll_timeout(), None);
     core.on_media(call, MediaSignal::AudioLevel { dbfs: -60.0 }, now);
     assert_eq!(core.poll_timeout(), None);
+}
+
+#[test]
+fn a_lost_session_or_a_failed_room_withdraws_the_invitations_still_ringing() {
+    for end in ["session", "room"] {
+        let (mut core, now) = ready();
+        let call = owner_call(&mut core, now);
+        // bob joined; carol still rings.
+        core.on_group(call, member(11, "bob"), now);
+        drain(&mut core);
+        match end {
+            "session" => core.on_session_lost(),
+            _ => core.on_group(call, GroupSignal::Failed(CallEndReason::new(500, subcode::MEDIA_FAILED, "x")), now),
+        }
+        let (commands, _) = drain(&mut core);
+        let cancelled: Vec<&Identifier> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::CancelInvitation { target, .. } => Some(target),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancelled, vec![&user("carol")], "{end}: {commands:?}");
+        assert_eq!(core.call(call).unwrap().state, CallState::Disconnected, "{end}");
+    }
 }
