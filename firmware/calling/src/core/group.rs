@@ -17,7 +17,7 @@
 use super::{CallEntry, CallingCore, CallingError, Command, SignalEvent};
 use crate::events::Event;
 use crate::identifier::Identifier;
-use crate::invitation::Invitation;
+use crate::invitation::{GroupCallId, Invitation};
 use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
     StreamId, StreamInfo, StreamKind,
@@ -264,6 +264,11 @@ impl CallingCore {
     /// The caller is the invitation's own word: the engine must pass only invitations whose SIP MESSAGE came
     /// (authenticated by the registrar) from `invitation.caller`, since an escalation joins the room unasked.
     pub fn incoming_invitation(&mut self, invitation: Invitation, now: Instant) -> Option<CallId> {
+        // The same invitation delivered twice (a retransmitted or forked MESSAGE): nothing more to do.
+        if let Some(call) = self.invited_call(&invitation.call_id) {
+            log::debug!("{call}: invitation {} received again", invitation.call_id);
+            return Some(call);
+        }
         if invitation.escalate {
             return self.incoming_escalation(invitation, now);
         }
@@ -288,16 +293,6 @@ impl CallingCore {
 
     /// The invitee's side of an escalation (see `incoming_invitation`).
     fn incoming_escalation(&mut self, invitation: Invitation, now: Instant) -> Option<CallId> {
-        // The same move delivered twice (a retransmitted MESSAGE): nothing more to do.
-        let again = self.calls.values().find(|c| {
-            c.info.state.is_active()
-                && c.group.as_ref().is_some_and(|g| {
-                    g.escalation.is_some() && g.invitation().is_some_and(|i| i.call_id == invitation.call_id)
-                })
-        });
-        if let Some(c) = again {
-            return Some(c.info.id);
-        }
         let found = self.calls.values().find_map(|c| {
             if c.group.is_some() || c.info.state != CallState::Connected {
                 return None;
@@ -321,6 +316,17 @@ impl CallingCore {
         }
         self.commands.push_back(Command::Answer { call });
         Some(call)
+    }
+
+    /// The active call that came from the invitation `call_id` (what a withdrawal or a repeated delivery is about).
+    pub fn invited_call(&self, call_id: &GroupCallId) -> Option<CallId> {
+        self.calls
+            .values()
+            .find(|c| {
+                c.info.state.is_active()
+                    && c.group.as_ref().and_then(|g| g.invitation()).is_some_and(|i| &i.call_id == call_id)
+            })
+            .map(|c| c.info.id)
     }
 
     /// The invitation an incoming group call came from (what the engine needs to join the room or decline).

@@ -332,6 +332,11 @@ fn an_invitee_rings_joins_and_sees_the_room() {
     }));
     assert!(core.is_group_call(call));
     assert_eq!(core.invitation(call).map(|i| i.room), Some(4711));
+    assert_eq!(core.invited_call(&invitation().call_id), Some(call));
+    // The same invitation delivered again (forked or retransmitted): the same call, not a second one declined busy.
+    assert_eq!(core.incoming_invitation(invitation(), now), Some(call));
+    assert_eq!(drain(&mut core), (vec![], vec![]));
+    assert_eq!(core.invited_call(&GroupCallId::new("other").unwrap()), None);
 
     core.accept(call).unwrap();
     assert_eq!(drain(&mut core).0, vec![Command::Answer { call }]);

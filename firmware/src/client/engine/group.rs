@@ -664,25 +664,19 @@ impl Engine {
                 return;
             }
         };
-        let invited_by = |core: &crate::calling::CallingCore, id: &GroupCallId| {
-            core.active_calls().map(|c| c.id).find(|c| core.invitation(*c).is_some_and(|i| &i.call_id == id))
-        };
         match message {
             GroupMessage::Invite(invitation) => {
                 if invitation.caller != from {
                     log::warn!("invitation from {from} in the name of {} refused", invitation.caller);
                     return;
                 }
-                if self.shared.peek(|core| invited_by(core, &invitation.call_id)).is_some() {
-                    log::debug!("invitation {} received again", invitation.call_id);
-                    return;
-                }
                 log::info!("invited by {from} into a group call ({})", invitation.call_id);
+                // The core takes a repeated delivery as the call it already has.
                 self.shared.engine_core(|core, now| core.incoming_invitation(invitation, now));
             }
             GroupMessage::Cancel { call_id } => {
                 let call = self.shared.peek(|core| {
-                    invited_by(core, &call_id).filter(|c| core.invitation(*c).is_some_and(|i| i.caller == from))
+                    core.invited_call(&call_id).filter(|c| core.invitation(*c).is_some_and(|i| i.caller == from))
                 });
                 match call {
                     Some(call) => self.group(call, GroupSignal::InvitationCancelled),
