@@ -13,7 +13,7 @@ use crate::calling::{
     subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, ParticipantId,
     SignalEvent, StreamId,
 };
-use crate::media::{MediaEvent, MediaSession, MediaStats, VideoFrame};
+use crate::media::{sdp, MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
     registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SipEvent, SipEvents,
     SipHandle,
@@ -379,37 +379,6 @@ async fn open_connection(
     }
 }
 
-/// The SDP direction of the first audio section: the far end holds us when it only receives or is inactive.
-fn offer_holds_us(sdp: &str) -> bool {
-    let mut in_audio = false;
-    for line in sdp.lines() {
-        let line = line.trim();
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_audio {
-                break;
-            }
-            in_audio = m.starts_with("audio");
-        } else if in_audio {
-            match line {
-                "a=sendonly" | "a=inactive" => return true,
-                "a=sendrecv" | "a=recvonly" => return false,
-                _ => {}
-            }
-        }
-    }
-    false
-}
-
-/// Whether a session description carries video (a video section with a non-zero port).
-fn sdp_has_video(sdp: &str) -> bool {
-    sdp.lines().any(|l| {
-        l.trim()
-            .strip_prefix("m=video ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|port| port != "0")
-    })
-}
-
 /// Forwards a media session's events to the engine's queue, tagged with its call.
 fn forward_media_events(
     call: CallId,
@@ -696,7 +665,7 @@ impl Engine {
         if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
             leg.remote_sdp_applied = true;
         }
-        let has_video = sdp_has_video(&offer) && sdp_has_video(&answer);
+        let has_video = sdp::has_video(&offer) && sdp::has_video(&answer);
         let reply = sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
         self.media_signal(call, MediaSignal::VideoNegotiated(has_video));
         self.on_sip(index, reply).await;
@@ -806,7 +775,7 @@ impl Engine {
         match leg.media.accept_answer(&jsep.sdp).await {
             Ok(()) => {
                 leg.remote_sdp_applied = true;
-                self.media_signal(call, MediaSignal::VideoNegotiated(sdp_has_video(&jsep.sdp)));
+                self.media_signal(call, MediaSignal::VideoNegotiated(sdp::has_video(&jsep.sdp)));
             }
             Err(e) => {
                 log::warn!("{call}: the far end's answer is unusable: {e}");
@@ -929,7 +898,7 @@ impl Engine {
         if !jsep.is_offer() {
             return;
         }
-        let held = offer_holds_us(&jsep.sdp);
+        let held = sdp::holds_us(&jsep.sdp);
         let sip = slot.sip.clone();
         match leg.media.accept_offer(&jsep.sdp).await {
             Ok(answer) => {
@@ -1133,30 +1102,5 @@ impl Engine {
             core.set_connection_state(ConnectionState::Disconnected);
         });
         self.shared.bus.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hold_is_read_from_the_audio_direction_of_an_offer() {
-        let held = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP 96\r\na=sendrecv\r\n";
-        // Janus relays the far end's sendonly as what it offers us: we would only receive.
-        let sendonly = "v=0\r\nm=audio 9 RTP 111\r\na=sendonly\r\n";
-        let resumed = "v=0\r\nm=audio 9 RTP 111\r\na=sendrecv\r\n";
-        let inactive = "v=0\r\nm=audio 9 RTP 111\r\na=inactive\r\n";
-        assert!(!offer_holds_us(held));
-        assert!(offer_holds_us(sendonly));
-        assert!(offer_holds_us(inactive));
-        assert!(!offer_holds_us(resumed));
-    }
-
-    #[test]
-    fn video_is_read_from_the_video_section_port() {
-        assert!(sdp_has_video("m=audio 5000 RTP 0\r\nm=video 5002 RTP 96\r\n"));
-        assert!(!sdp_has_video("m=audio 5000 RTP 0\r\nm=video 0 RTP 96\r\n"));
-        assert!(!sdp_has_video("m=audio 5000 RTP 0\r\n"));
     }
 }

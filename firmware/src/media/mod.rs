@@ -13,6 +13,7 @@ pub mod mixer;
 pub mod pattern;
 pub mod playout;
 mod rtcp;
+pub(crate) mod sdp;
 mod session;
 pub mod video;
 

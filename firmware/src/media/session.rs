@@ -124,36 +124,6 @@ impl Mutable {
     }
 }
 
-/// The SSRCs each media section of a session description announces (`a=ssrc:` lines), with the section's mid.
-pub(super) fn sdp_ssrc_mids(sdp: &str) -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    let mut mid: Option<String> = None;
-    let mut ssrcs: Vec<u32> = Vec::new();
-    let mut flush = |mid: &mut Option<String>, ssrcs: &mut Vec<u32>| {
-        if let Some(m) = mid.take() {
-            for ssrc in ssrcs.drain(..) {
-                out.insert(ssrc, m.clone());
-            }
-        }
-        ssrcs.clear();
-    };
-    for line in sdp.lines().map(str::trim) {
-        if line.starts_with("m=") {
-            flush(&mut mid, &mut ssrcs);
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid = Some(m.trim().to_owned());
-        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
-            if let Some(ssrc) = rest.split_whitespace().next().and_then(|v| v.parse::<u32>().ok()) {
-                if !ssrcs.contains(&ssrc) {
-                    ssrcs.push(ssrc);
-                }
-            }
-        }
-    }
-    flush(&mut mid, &mut ssrcs);
-    out
-}
-
 /// State shared by the session handle, the event handler and the tasks.
 struct Shared {
     config: MediaConfig,
@@ -600,14 +570,13 @@ impl MediaSession {
     /// our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
-        let desc_sdp = sdp.to_owned();
+        let ssrc_mids = super::sdp::ssrc_mids(sdp);
         let desc = RTCSessionDescription::offer(sdp.to_owned())
             .map_err(|e| MediaError::Sdp { what: "offer", detail: e.to_string() })?;
         self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote offer"))?;
         let answer = self.inner.pc.create_answer(None).await.map_err(MediaError::webrtc("create answer"))?;
         self.inner.pc.set_local_description(answer).await.map_err(MediaError::webrtc("set local answer"))?;
-        let sdp = self.local_sdp_after_gathering().await?;
-        let ssrc_mids = sdp_ssrc_mids(&desc_sdp);
+        let answer = self.local_sdp_after_gathering().await?;
         {
             let mut st = self.inner.shared.lock();
             // Streams the new offer no longer announces are gone (a renegotiated subscription drops them).
@@ -617,7 +586,7 @@ impl MediaSession {
             st.ssrc_mids = ssrc_mids;
         }
         self.update_negotiated().await;
-        Ok(sdp)
+        Ok(answer)
     }
 
     async fn update_negotiated(&self) {

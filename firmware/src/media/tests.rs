@@ -217,17 +217,3 @@ async fn the_offer_negotiates_the_audio_level_extension() {
     offerer.close().await;
     answerer.close().await;
 }
-
-#[test]
-fn the_ssrcs_of_each_media_section_are_mapped_to_its_mid() {
-    // The shape of a Janus videoroom subscriber offer: per m-line a mid and the SSRCs it will send.
-    let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:111 cname:janus\r\n\
-               m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=ssrc-group:FID 222 223\r\n\
-               a=ssrc:222 cname:janus\r\na=ssrc:223 cname:janus\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n\
-               a=inactive\r\n";
-    let map = super::session::sdp_ssrc_mids(sdp);
-    assert_eq!(map.get(&111).map(String::as_str), Some("0"));
-    assert_eq!(map.get(&222).map(String::as_str), Some("1"));
-    assert_eq!(map.get(&223).map(String::as_str), Some("1"));
-    assert_eq!(map.len(), 3, "an inactive section without SSRCs adds nothing: {map:?}");
-}

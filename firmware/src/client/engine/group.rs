@@ -141,21 +141,6 @@ fn streams_of(publisher: &Publisher) -> Vec<RoomStream> {
         .collect()
 }
 
-/// The mid of the first media section of `kind` ("audio", "video") in a session description.
-fn sdp_mid_of(sdp: &str, kind: &str) -> Option<String> {
-    let mut in_kind = false;
-    for line in sdp.lines().map(str::trim) {
-        if let Some(m) = line.strip_prefix("m=") {
-            in_kind = m.starts_with(kind);
-        } else if in_kind {
-            if let Some(mid) = line.strip_prefix("a=mid:") {
-                return Some(mid.trim().to_owned());
-            }
-        }
-    }
-    None
-}
-
 /// The reason a group call ends with when its room cannot be set up or joined.
 fn setup_failure(what: &str, e: &SignalingError) -> CallEndReason {
     let code = match e {
@@ -352,7 +337,7 @@ impl Engine {
             media.set_video_enabled(video_on);
             let publish = async {
                 let offer = media.create_offer().await.map_err(|e| fail("the offer", &e))?;
-                let descriptions = sdp_mid_of(&offer, "video")
+                let descriptions = crate::media::sdp::mid_of(&offer, "video")
                     .map(|mid| vec![(mid, CAMERA_DESCRIPTION.to_owned())])
                     .unwrap_or_default();
                 let request = Publish { descriptions, ..Publish::default() };
@@ -939,13 +924,5 @@ mod tests {
         assert!(!display_muted(Some(&display_of(&me, Some("Door"), false))));
         assert!(display_muted(Some(&display_of(&me, Some("Door"), true))));
         assert!(!display_muted(Some("a browser")), "a guest's plain display says nothing");
-    }
-
-    #[test]
-    fn the_video_mid_is_read_from_our_offer() {
-        let sdp = "v=0\r\nm=audio 9 RTP 111\r\na=mid:0\r\nm=video 9 RTP 96\r\na=mid:1\r\n";
-        assert_eq!(sdp_mid_of(sdp, "video").as_deref(), Some("1"));
-        assert_eq!(sdp_mid_of(sdp, "audio").as_deref(), Some("0"));
-        assert_eq!(sdp_mid_of("v=0\r\nm=audio 9 RTP 111\r\na=mid:0\r\n", "video"), None);
     }
 }
