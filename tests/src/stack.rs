@@ -218,6 +218,19 @@ impl Stack {
         janus_signed_token(&self.secrets.janus_secret, now_unix() + ttl.as_secs(), &plugins)
     }
 
+    /// A Janus session of the test's own on this stack (a token valid for ten minutes), as a client or a room's
+    /// owner would have: for tests that drive the signaling directly or ask Janus what it holds.
+    pub async fn janus_session(
+        &self,
+    ) -> Result<
+        (callbox::signaling::JanusSession, tokio::sync::mpsc::Receiver<callbox::signaling::ConnectionEvent>),
+        callbox::signaling::SignalingError,
+    > {
+        let token = Secret::new(self.janus_token(Duration::from_secs(600)));
+        let config = callbox::signaling::JanusConfig::new(vec![self.janus_ws_url()], token);
+        callbox::signaling::JanusSession::connect(config).await
+    }
+
     /// Ephemeral SIP credentials of `user` valid for `ttl`.
     pub fn sip_credentials(&self, user: &str, ttl: Duration) -> SipCredentials {
         sip_ephemeral_credentials(&self.secrets.sip_secret, user, now_unix() + ttl.as_secs())

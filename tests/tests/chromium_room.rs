@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use callbox::calling::Secret;
 use callbox::signaling::videoroom::{room_id_from, CreateRoom, Destroy, VideoRoomHandle};
-use callbox::signaling::{JanusConfig, JanusSession};
 use callbox_tests::{ChromiumOptions, ChromiumPage, MediaKind, PagePhase, Stack, StackOptions};
 
 /// Bound on each wait for a browser: a cold Chromium start on a loaded 2-core machine is slow; only there so
@@ -72,9 +71,7 @@ async fn two_chromium_pages_see_and_hear_each_other_in_a_pin_room_and_see_one_le
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
 
     // The room: created through the typed VideoRoom signaling, with a PIN and a secret, as a group call's owner does.
-    let token = Secret::new(stack.janus_token(Duration::from_secs(600)));
-    let (session, _connection) =
-        JanusSession::connect(JanusConfig::new(vec![stack.janus_ws_url()], token)).await.expect("Janus session");
+    let (session, _connection) = stack.janus_session().await.expect("Janus session");
     let (owner, _owner_events) = VideoRoomHandle::attach(&session).await.expect("attach");
     let room = room_id_from(rand::random());
     let pin = Secret::new(format!("{:06}", rand::random::<u32>() % 1_000_000));

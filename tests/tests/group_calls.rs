@@ -5,11 +5,10 @@
 
 mod common;
 
-use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState, Secret};
+use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState};
 use callbox::client::{Call, CallClient};
 use callbox::media::{read_frame_counter, RemoteStreamKind};
 use callbox::signaling::videoroom::VideoRoomHandle;
-use callbox::signaling::{JanusConfig, JanusSession};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
@@ -76,9 +75,7 @@ fn participant(call: &Call, name: &str) -> callbox::client::RemoteParticipant {
 
 /// Whether Janus still has the room (asked on a session of the test's own).
 async fn room_exists(stack: &Stack, room: u64) -> bool {
-    let token = Secret::new(stack.janus_token(std::time::Duration::from_secs(600)));
-    let (session, _events) =
-        JanusSession::connect(JanusConfig::new(vec![stack.janus_ws_url()], token)).await.expect("Janus session");
+    let (session, _events) = stack.janus_session().await.expect("Janus session");
     let (handle, _) = VideoRoomHandle::attach(&session).await.expect("videoroom handle");
     let exists = handle.exists(room).await.expect("exists");
     let _ = session.destroy().await;

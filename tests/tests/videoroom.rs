@@ -12,7 +12,7 @@ use callbox::signaling::videoroom::{
     room_id_from, Attendee, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Moderate, SubscribeStream,
     VideoRoomEvent, VideoRoomEvents, VideoRoomHandle, MAX_ID,
 };
-use callbox::signaling::{JanusConfig, JanusSession, SignalingError};
+use callbox::signaling::SignalingError;
 use callbox_tests::{Stack, StackOptions};
 use common::WAIT;
 
@@ -68,9 +68,7 @@ async fn videoroom_rooms_joins_kick_and_destroy_against_janus() {
     callbox_tests::init_logging();
     let started = Instant::now();
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
-    let token = Secret::new(stack.janus_token(Duration::from_secs(600)));
-    let (session, _connection) =
-        JanusSession::connect(JanusConfig::new(vec![stack.janus_ws_url()], token)).await.expect("Janus session");
+    let (session, _connection) = stack.janus_session().await.expect("Janus session");
     let (a, a_events) = VideoRoomHandle::attach(&session).await.expect("attach a");
     let (b, b_events) = VideoRoomHandle::attach(&session).await.expect("attach b");
     let (c, c_events) = VideoRoomHandle::attach(&session).await.expect("attach c");
