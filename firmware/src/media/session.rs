@@ -379,7 +379,7 @@ impl MediaSession {
     /// A session that only receives (a group call's subscription: Janus offers the members' streams): no
     /// microphone, camera or speaker of its own; its remote audio is mixed into `speaker_of`'s speaker, so one
     /// sound card plays every member and the echo canceller hears all of them. Remote video is decoded per
-    /// stream (`remote_frame_of`).
+    /// stream (`remote_video_of`).
     pub async fn new_receiver(config: MediaConfig, speaker_of: &MediaSession) -> Result<MediaSession, MediaError> {
         Self::build(config, Role::ReceiveOnly(Arc::clone(&speaker_of.inner.shared.audio))).await
     }
