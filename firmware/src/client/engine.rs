@@ -1070,7 +1070,22 @@ impl Engine {
     }
 
     async fn shutdown(&mut self) {
-        log::info!("shutting down: hanging up, unregistering");
+        log::info!("shutting down: unregistering, hanging up");
+        // Unreachable first: no new call reaches a client that is going away, and a far end that sees our hang-up
+        // can no longer ring us (its call back ends 404/480 at the registrar, not at a handle being torn down).
+        let account = self.conn.as_ref().map(|c| (c.slots[0].sip.clone(), c.generation));
+        if let Some((sip, generation)) = account {
+            if sip.unregister().await.is_ok() {
+                let wait = async {
+                    while let Some(ev) = self.sip_rx.recv().await {
+                        if ev.generation == generation && matches!(ev.event, Some(SipEvent::Unregistered { .. })) {
+                            return;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+            }
+        }
         let active: Vec<CallId> = self.shared.engine_core(|core, _| core.active_calls().map(|c| c.id).collect());
         for call in active {
             let _ = self.shared.engine_core(|core, now| core.hang_up(call, now));
@@ -1084,17 +1099,6 @@ impl Engine {
             self.release(call).await;
         }
         if let Some(conn) = self.conn.take() {
-            if conn.slots[0].sip.unregister().await.is_ok() {
-                let generation = conn.generation;
-                let wait = async {
-                    while let Some(ev) = self.sip_rx.recv().await {
-                        if ev.generation == generation && matches!(ev.event, Some(SipEvent::Unregistered { .. })) {
-                            return;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
-            }
             let _ = conn.session.destroy().await;
         }
         self.shared.engine_core(|core, _| {
