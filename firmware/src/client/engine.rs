@@ -13,7 +13,7 @@ use crate::calling::{
     subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, ParticipantId,
     SignalEvent, StreamId,
 };
-use crate::media::{sdp, MediaEvent, MediaSession, MediaStats, VideoFrame};
+use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
     registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SipEvent, SipEvents,
     SipHandle,
@@ -571,9 +571,23 @@ impl Engine {
                 }
             }
             Command::SendDtmf { call, digit } => {
+                // RFC 4733 in the audio stream where the far end negotiated it (what PSTN gateways and SIP phones
+                // understand), else, or when configured so, SIP INFO. Digits are door codes: never logged above
+                // trace.
+                if self.config().media.dtmf.send == DtmfSendMode::TelephoneEvent {
+                    if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_ref()) {
+                        match leg.media.send_dtmf(digit) {
+                            Ok(()) => {
+                                log::debug!("{call}: DTMF digit queued as a telephone-event");
+                                return;
+                            }
+                            Err(e) => log::debug!("{call}: DTMF digit goes as SIP INFO ({e})"),
+                        }
+                    }
+                }
                 if let Some(sip) = self.sip_for(call) {
                     if let Err(e) = sip.dtmf_info(digit, None).await {
-                        log::warn!("{call}: DTMF '{digit}' not sent: {e}");
+                        log::warn!("{call}: DTMF digit not sent: {e}");
                     }
                 }
             }
@@ -933,6 +947,11 @@ impl Engine {
             }
             MediaEvent::Failed(why) => self.media_signal(call, MediaSignal::Failed(why)),
             MediaEvent::Connected => log::info!("{call}: media connected"),
+            MediaEvent::Dtmf { digit, kind } => {
+                log::debug!("{call}: DTMF digit received ({kind:?})");
+                log::trace!("{call}: DTMF '{digit}'");
+                self.signal(call, SignalEvent::Dtmf(digit));
+            }
             other => log::debug!("{call}: media {other:?}"),
         }
     }

@@ -96,6 +96,10 @@ pub struct BoardAudio {
     /// The ALSA configuration this profile's PCM names need (a file under `board/alsa/`, installed as
     /// `/etc/alsa/conf.d/50-callbox.conf`).
     pub alsa_config: Option<String>,
+    /// Detect DTMF tones in received audio (installations behind gateways that send DTMF as sound rather than
+    /// RFC 4733 events); `callbox.toml`'s `audio.dtmf_in_band` overrides it.
+    #[serde(default)]
+    pub dtmf_in_band: bool,
 }
 
 /// `[camera]`: the board's camera.

@@ -39,7 +39,7 @@ use crate::calling::{Identifier, Secret};
 use crate::client::ClientConfig;
 use crate::credentials::{read_secret_file, CredentialSource, EndpointConfig};
 use crate::devices::audio::alsa::{AlsaConfig, Pacing};
-use crate::media::{CodecPolicy, VideoConfig};
+use crate::media::{CodecPolicy, DtmfConfig, VideoConfig};
 use spans::SpanIndex;
 
 /// Where the service reads its configuration.
@@ -402,6 +402,10 @@ impl Config {
         });
         c.media.audio.fec = self.audio.fec;
         c.media.audio.dtx = self.audio.dtx;
+        c.media.dtmf = DtmfConfig {
+            send: self.audio.dtmf_send.mode(),
+            detect_in_band: self.audio.dtmf_in_band.or(board.map(|b| b.audio.dtmf_in_band)).unwrap_or(false),
+        };
         if !self.audio.processing {
             c.media.audio.processing = None;
         }

@@ -285,11 +285,38 @@ pub struct AudioSection {
     /// Opus discontinuous transmission.
     #[serde(default)]
     pub dtx: bool,
+    /// How DTMF digits are sent.
+    #[serde(default)]
+    pub dtmf_send: DtmfSendName,
+    /// Detect DTMF tones in the received audio; unset: the board profile's `audio.dtmf_in_band`.
+    pub dtmf_in_band: Option<bool>,
 }
 
 impl Default for AudioSection {
     fn default() -> Self {
-        AudioSection { processing: true, fec: true, dtx: false }
+        AudioSection { processing: true, fec: true, dtx: false, dtmf_send: DtmfSendName::default(), dtmf_in_band: None }
+    }
+}
+
+/// `audio.dtmf_send`: how the appliance sends DTMF digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum DtmfSendName {
+    /// RFC 4733 telephone-events in the audio stream where the far end negotiated them, else SIP INFO.
+    #[default]
+    #[serde(rename = "rfc4733")]
+    Rfc4733,
+    /// SIP INFO (`application/dtmf-relay`) always.
+    #[serde(rename = "sip-info")]
+    SipInfo,
+}
+
+impl DtmfSendName {
+    /// The media layer's mode.
+    pub fn mode(self) -> crate::media::DtmfSendMode {
+        match self {
+            DtmfSendName::Rfc4733 => crate::media::DtmfSendMode::TelephoneEvent,
+            DtmfSendName::SipInfo => crate::media::DtmfSendMode::SipInfo,
+        }
     }
 }
 

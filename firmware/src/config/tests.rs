@@ -513,3 +513,29 @@ fn oversized_files_are_refused() {
     let big = format!("{MINIMAL}\n#{}\n", "x".repeat(MAX_FILE_BYTES as usize));
     assert!(matches!(parse(&big), Err(ConfigError::Read { .. })));
 }
+
+#[test]
+fn dtmf_is_sent_as_rfc4733_and_in_band_detection_follows_the_board_unless_the_file_says() {
+    use crate::media::DtmfSendMode;
+    let b = board();
+    let default = parse(MINIMAL).unwrap().client_config(Some(&b));
+    assert_eq!(default.media.dtmf.send, DtmfSendMode::TelephoneEvent);
+    assert!(!default.media.dtmf.detect_in_band);
+    let info = parse(&with("[audio]\ndtmf_send = \"sip-info\"\ndtmf_in_band = true\n")).unwrap();
+    let client = info.client_config(Some(&b));
+    assert_eq!(client.media.dtmf.send, DtmfSendMode::SipInfo);
+    assert!(client.media.dtmf.detect_in_band);
+    // A board whose installations get in-band DTMF turns detection on; the file can still turn it off.
+    let tones = BoardProfile::parse(
+        &BOARD.replace("[audio]\n", "[audio]\ndtmf_in_band = true\n"),
+        Path::new("/usr/share/callbox/board/testboard.toml"),
+    )
+    .unwrap();
+    assert!(parse(MINIMAL).unwrap().client_config(Some(&tones)).media.dtmf.detect_in_band);
+    let off = parse(&with("[audio]\ndtmf_in_band = false\n")).unwrap();
+    assert!(!off.client_config(Some(&tones)).media.dtmf.detect_in_band);
+    // A mode that does not exist names the key.
+    let (key, message) = problem(&with("[audio]\ndtmf_send = \"inband\"\n"));
+    assert_eq!(key, "audio.dtmf_send");
+    assert!(message.contains("rfc4733") && message.contains("sip-info"), "{message}");
+}

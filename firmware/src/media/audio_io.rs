@@ -40,6 +40,8 @@ pub(crate) struct EncodedAudio {
 pub(crate) trait PlayoutObserver: Send + Sync + 'static {
     /// A 100 ms level window completed (RMS dBFS of what was played).
     fn level(&self, dbfs: f32);
+    /// A 10 ms frame was played (48 kHz mono).
+    fn frame(&self, pcm: &[i16]);
 }
 
 /// State shared between the session and its audio threads.
@@ -334,6 +336,7 @@ fn playout_loop(
         if let Some(dbfs) = meter.push(&frame) {
             observer.level(dbfs);
         }
+        observer.frame(&frame);
         {
             let mut played = shared.played.lock().unwrap_or_else(|p| p.into_inner());
             played.extend(frame.iter().copied());

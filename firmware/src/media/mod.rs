@@ -8,6 +8,7 @@
 mod audio;
 mod audio_io;
 pub mod bitrate;
+pub mod dtmf;
 pub mod echo;
 pub mod mixer;
 pub mod pattern;
@@ -16,6 +17,7 @@ mod rtcp;
 pub(crate) mod sdp;
 mod session;
 pub mod video;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -174,6 +176,27 @@ pub struct MediaConfig {
     pub gather_timeout: Duration,
     /// Played remote PCM kept in memory for inspection (samples at 48 kHz mono; older ones dropped).
     pub max_buffered_pcm_samples: usize,
+    /// How DTMF digits are sent and received.
+    pub dtmf: DtmfConfig,
+}
+
+/// How DTMF digits are sent, and whether tones in the audio count as digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DtmfConfig {
+    pub send: DtmfSendMode,
+    /// Detect DTMF tones in the received audio (gateways that send DTMF as sound; off by default, since a far
+    /// end that sends both telephone-events and tones would type every digit twice).
+    pub detect_in_band: bool,
+}
+
+/// How the appliance sends DTMF digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DtmfSendMode {
+    /// RFC 4733 telephone-events in the audio stream where negotiated, else SIP INFO.
+    #[default]
+    TelephoneEvent,
+    /// SIP INFO `application/dtmf-relay` always.
+    SipInfo,
 }
 
 impl Default for MediaConfig {
@@ -191,6 +214,7 @@ impl Default for MediaConfig {
             startup_keyframe_period: Duration::from_millis(500),
             gather_timeout: Duration::from_secs(5),
             max_buffered_pcm_samples: audio::SAMPLE_RATE as usize * 5,
+            dtmf: DtmfConfig::default(),
         }
     }
 }
@@ -206,13 +230,16 @@ pub struct MediaStats {
     pub video_encoder: Option<String>,
     /// The video codec of the remote stream being decoded.
     pub remote_video_codec: Option<VideoCodec>,
-    /// Opus packets sent.
+    /// Audio RTP packets that left for the transport (Opus and telephone-events; counted at the wire-most
+    /// interceptor, so a packet webrtc-rs refused is not counted).
     pub audio_packets_sent: u64,
+    /// Telephone-event packets (RFC 4733 DTMF) that left for the transport.
+    pub telephone_events_sent: u64,
     /// Opus packets received.
     pub audio_packets_received: u64,
     /// Video frames encoded and sent.
     pub video_frames_sent: u64,
-    /// Video RTP packets sent.
+    /// Video RTP packets that left for the transport (counted as `audio_packets_sent` is).
     pub video_packets_sent: u64,
     /// Video RTP packets received.
     pub video_packets_received: u64,
@@ -293,8 +320,19 @@ pub enum MediaEvent {
         /// RMS level in dBFS.
         dbfs: f32,
     },
+    /// A DTMF digit arrived in the audio stream.
+    Dtmf { digit: char, kind: DtmfKind },
     /// The session was closed.
     Closed,
+}
+
+/// How a DTMF digit travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfKind {
+    /// RFC 4733 telephone-event packets in the audio stream.
+    TelephoneEvent,
+    /// Tones in the audio itself (detected by `dtmf::ToneDetector`).
+    InBand,
 }
 
 /// Errors of the media subsystem.
@@ -332,6 +370,9 @@ pub enum MediaError {
     /// The audio codec failed.
     #[error("audio: {0}")]
     Audio(String),
+    /// A DTMF digit cannot be sent in the audio stream.
+    #[error("DTMF: {0}")]
+    Dtmf(String),
     /// The session is closed.
     #[error("media session is closed")]
     Closed,

@@ -14,10 +14,9 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
-use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -38,19 +37,33 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::audio::{OpusEncoder, FRAME_SAMPLES, SILENCE_DBFS};
 use super::audio_io::{AudioIo, AudioIoShared, EncodedAudio, PlayoutObserver, ENCODED_QUEUE};
 use super::bitrate::BitrateController;
+use super::dtmf::{EventReceiver, EventSender, ToneDetector};
 use super::echo::AudioProcessor;
 use super::mixer::Mixer;
 use super::pattern::{read_frame_counter, VideoFrame};
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, VideoDecoder, VideoEncoder};
-use super::{MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamKind, RemoteStreamStats, VideoCodec};
+use super::wire::{WireCounter, WireCounters, WIRE_SLOT};
+use super::{
+    DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamKind, RemoteStreamStats, VideoCodec,
+};
 use crate::devices::CameraFeed;
 use std::collections::HashMap;
 
 const OPUS_PT: u8 = 111;
 const H264_PT: u8 = 102;
+/// H.264 baseline (42001f) besides constrained baseline (42e01f): browsers list it first, and an answer must name
+/// the far end's first usable H.264 format (see `sdp::normalize_offer`); our constrained-baseline stream is valid
+/// baseline.
+const H264_BASELINE_PT: u8 = 100;
 const VP8_PT: u8 = 96;
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+const H264_BASELINE_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f";
+/// RFC 4733 telephone-events at 8 kHz, what every SIP phone and PSTN gateway has. Only one rate is registered:
+/// webrtc-rs 0.21 matches telephone-event formats without their clock rate, and two registered rates make an offer
+/// name one payload type twice (seen: `m=audio ... 111 110 110`), which foreign ends refuse. An offer at 48 kHz
+/// (browsers list both) is answered at the offer's rate, as webrtc-rs keeps the far end's format.
+const TELEPHONE_EVENT_PT: u8 = 101;
 const EVENT_CAPACITY: usize = 64;
 const VIDEO_RTP_QUEUE: usize = 512;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,6 +82,13 @@ const REMOTE_PLI_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Negotiated {
     audio_pt: Option<u8>,
+    /// The id of the audio level header extension, when the far end negotiated it (plain SIP endpoints do not:
+    /// a packet carrying an extension that was not negotiated is dropped by webrtc-rs).
+    audio_level_id: Option<u8>,
+    /// The telephone-event payload type and its clock rate (RFC 4733) we send with, when negotiated.
+    telephone_event: Option<(u8, u32)>,
+    /// Every telephone-event payload type negotiated (what the far end may send).
+    telephone_event_pts: [Option<u8>; 2],
     video: Option<(VideoCodec, u8)>,
 }
 
@@ -138,9 +158,13 @@ struct Shared {
     gathering: watch::Sender<RTCIceGatheringState>,
     feedback: Arc<FeedbackCounters>,
     encoder_counters: Arc<EncoderCounters>,
-    audio_packets_sent: AtomicU64,
+    /// Packets of ours that left for the transport (counted at the wire-most interceptor).
+    wire: Arc<WireCounters>,
+    /// Digits waiting to go out as telephone-events (created at the negotiated clock rate).
+    dtmf_out: Mutex<Option<EventSender>>,
+    /// In-band DTMF detection on what is played (`DtmfConfig::detect_in_band`).
+    tone_detector: Option<Mutex<ToneDetector>>,
     audio_packets_received: AtomicU64,
-    video_packets_sent: AtomicU64,
     video_packets_received: AtomicU64,
     video_frames_decoded: AtomicU64,
     video_ssrc: u32,
@@ -163,6 +187,15 @@ impl PlayoutObserver for LevelObserver {
         }
         shared.lock().remote_audio_level_dbfs = Some(dbfs);
         shared.emit(MediaEvent::RemoteAudioLevel { dbfs });
+    }
+
+    fn frame(&self, pcm: &[i16]) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(detector) = &shared.tone_detector else { return };
+        for digit in lock(detector).push(pcm) {
+            log::debug!("DTMF digit detected in the audio");
+            shared.emit(MediaEvent::Dtmf { digit, kind: DtmfKind::InBand });
+        }
     }
 }
 
@@ -288,20 +321,37 @@ fn video_feedback() -> Vec<RTCPFeedback> {
         .collect()
 }
 
-fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
-    let (payload_type, fmtp) = match codec {
-        VideoCodec::H264 => (H264_PT, H264_FMTP),
-        VideoCodec::Vp8 => (VP8_PT, ""),
+/// The formats of a codec, preferred first: H.264 constrained baseline, then baseline; VP8.
+fn video_codec_parameters(codec: VideoCodec) -> Vec<RTCRtpCodecParameters> {
+    let formats: &[(u8, &str)] = match codec {
+        VideoCodec::H264 => &[(H264_PT, H264_FMTP), (H264_BASELINE_PT, H264_BASELINE_FMTP)],
+        VideoCodec::Vp8 => &[(VP8_PT, "")],
     };
+    formats
+        .iter()
+        .map(|(payload_type, fmtp)| RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: codec.mime_type().to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: (*fmtp).to_owned(),
+                rtcp_feedback: video_feedback(),
+            },
+            payload_type: *payload_type,
+        })
+        .collect()
+}
+
+fn telephone_event_codec() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: codec.mime_type().to_owned(),
-            clock_rate: 90_000,
+            mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+            clock_rate: 8_000,
             channels: 0,
-            sdp_fmtp_line: fmtp.to_owned(),
-            rtcp_feedback: video_feedback(),
+            sdp_fmtp_line: "0-15".to_owned(),
+            rtcp_feedback: vec![],
         },
-        payload_type,
+        payload_type: TELEPHONE_EVENT_PT,
     }
 }
 
@@ -391,13 +441,16 @@ impl MediaSession {
         }
         let mut media_engine = MediaEngine::default();
         if let Some(video) = &config.video {
-            for codec in dedup(&video.codecs) {
+            for parameters in dedup(&video.codecs).into_iter().flat_map(video_codec_parameters) {
                 media_engine
-                    .register_codec(video_codec_parameters(codec), RtpCodecKind::Video)
+                    .register_codec(parameters, RtpCodecKind::Video)
                     .map_err(MediaError::webrtc("register video codec"))?;
             }
         }
         media_engine.register_codec(opus_codec(), RtpCodecKind::Audio).map_err(MediaError::webrtc("register opus"))?;
+        media_engine
+            .register_codec(telephone_event_codec(), RtpCodecKind::Audio)
+            .map_err(MediaError::webrtc("register telephone-event"))?;
         media_engine
             .register_header_extension(
                 RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_string() },
@@ -405,16 +458,18 @@ impl MediaSession {
                 None,
             )
             .map_err(MediaError::webrtc("register the audio level extension"))?;
+        let video_ssrc = rand::random::<u32>();
+        let audio_ssrc = rand::random::<u32>();
         let feedback = Arc::new(FeedbackCounters::default());
+        let wire = Arc::new(WireCounters::new(audio_ssrc, video_ssrc));
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(MediaError::webrtc("register interceptors"))?
-            .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)));
+            .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)))
+            .with(Slot::from(WIRE_SLOT), WireCounter::new(Arc::clone(&wire)));
         let setting_engine = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build();
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (gathering, _) = watch::channel(RTCIceGatheringState::New);
-        let video_ssrc = rand::random::<u32>();
-        let audio_ssrc = rand::random::<u32>();
         let (audio, processor) = match &role {
             Role::SendReceive => {
                 let mixer = Mixer::new(config.audio.playout.clone())?;
@@ -427,6 +482,8 @@ impl MediaSession {
             Role::ReceiveOnly(audio) => (Arc::clone(audio), None),
         };
         let start_kbps = config.video.as_ref().map(|v| u64::from(v.bitrate_kbps)).unwrap_or(0);
+        let tone_detector = (config.dtmf.detect_in_band && matches!(role, Role::SendReceive))
+            .then(|| Mutex::new(ToneDetector::new(super::audio::SAMPLE_RATE)));
         let shared = Arc::new(Shared {
             audio: Arc::clone(&audio),
             audio_io: Mutex::new(None),
@@ -444,9 +501,10 @@ impl MediaSession {
             gathering,
             feedback,
             encoder_counters: Arc::new(EncoderCounters::default()),
-            audio_packets_sent: AtomicU64::new(0),
+            wire,
+            dtmf_out: Mutex::new(None),
+            tone_detector,
             audio_packets_received: AtomicU64::new(0),
-            video_packets_sent: AtomicU64::new(0),
             video_packets_received: AtomicU64::new(0),
             video_frames_decoded: AtomicU64::new(0),
             video_ssrc,
@@ -473,12 +531,18 @@ impl MediaSession {
             .add_track(Arc::clone(&audio_track) as Arc<dyn TrackLocal>)
             .await
             .map_err(MediaError::webrtc("add audio track"))?;
+        // Opus, then the telephone-events that ride in the same stream.
+        let audio_preferences: Vec<RTCRtpCodecParameters> = vec![opus_codec(), telephone_event_codec()];
+        set_codec_preferences(&pc, &audio_sender, audio_preferences, "set audio codec preferences").await?;
         let mut video_sender = None;
         if let Some(video) = &shared.config.video {
             // The track's own codec is the preferred one; the codec actually sent is read back from
             // the sender's negotiated parameters (any negotiated payload type is accepted).
             let first = video.codecs.first().copied().unwrap_or(VideoCodec::H264);
-            let track = local_track(RtpCodecKind::Video, video_codec_parameters(first).rtp_codec, video_ssrc);
+            let Some(track_codec) = video_codec_parameters(first).into_iter().next() else {
+                return Err(MediaError::Config("no video codec configured".into()));
+            };
+            let track = local_track(RtpCodecKind::Video, track_codec.rtp_codec, video_ssrc);
             let sender = pc
                 .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
                 .await
@@ -486,16 +550,8 @@ impl MediaSession {
             // The track's codec alone would restrict the offer to that codec: offer every
             // configured codec, in preference order, through the transceiver's preferences.
             let preferences: Vec<RTCRtpCodecParameters> =
-                dedup(&video.codecs).into_iter().map(video_codec_parameters).collect();
-            for transceiver in pc.get_transceivers().await {
-                let is_video = matches!(transceiver.sender().await, Ok(Some(s)) if s.id() == sender.id());
-                if is_video {
-                    transceiver
-                        .set_codec_preferences(preferences.clone())
-                        .await
-                        .map_err(MediaError::webrtc("set video codec preferences"))?;
-                }
-            }
+                dedup(&video.codecs).into_iter().flat_map(video_codec_parameters).collect();
+            set_codec_preferences(&pc, &sender, preferences, "set video codec preferences").await?;
             let (rtp_tx, rtp_rx) = mpsc::channel::<Bytes>(VIDEO_RTP_QUEUE);
             shared.spawn(video_source_task(Arc::clone(&shared), rtp_tx));
             shared.spawn(video_rtp_task(Arc::clone(&shared), Arc::clone(&track), rtp_rx));
@@ -553,12 +609,15 @@ impl MediaSession {
         self.check_open()?;
         let offer = self.inner.pc.create_offer(None).await.map_err(MediaError::webrtc("create offer"))?;
         self.inner.pc.set_local_description(offer).await.map_err(MediaError::webrtc("set local offer"))?;
-        self.local_sdp_after_gathering().await
+        let sdp = self.local_sdp_after_gathering().await?;
+        log::trace!("local offer:\n{sdp}");
+        Ok(sdp)
     }
 
     /// Applies the far end's answer to our offer; the video encoder follows the answer's codec.
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
         self.check_open()?;
+        log::trace!("remote answer:\n{sdp}");
         let desc = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::Sdp { what: "answer", detail: e.to_string() })?;
         self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote answer"))?;
@@ -570,8 +629,9 @@ impl MediaSession {
     /// our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
+        log::trace!("remote offer:\n{sdp}");
         let ssrc_mids = super::sdp::ssrc_mids(sdp);
-        let desc = RTCSessionDescription::offer(sdp.to_owned())
+        let desc = RTCSessionDescription::offer(super::sdp::normalize_offer(sdp))
             .map_err(|e| MediaError::Sdp { what: "offer", detail: e.to_string() })?;
         self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote offer"))?;
         let answer = self.inner.pc.create_answer(None).await.map_err(MediaError::webrtc("create answer"))?;
@@ -591,15 +651,34 @@ impl MediaSession {
 
     async fn update_negotiated(&self) {
         let mut audio_pt = None;
+        let mut audio_level_id = None;
+        let mut telephone_event = None;
+        let mut telephone_event_pts = [None; 2];
         if let Some(sender) = &self.inner.audio_sender {
             match sender.get_parameters().await {
                 Ok(p) => {
-                    audio_pt = p
-                        .rtp_parameters
-                        .codecs
+                    let codecs = &p.rtp_parameters.codecs;
+                    audio_pt = codecs
                         .iter()
                         .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-                        .map(|c| c.payload_type)
+                        .map(|c| c.payload_type);
+                    // Opus's own clock first (one clock on the stream), else whichever rate was negotiated.
+                    let events: Vec<(u8, u32)> = codecs
+                        .iter()
+                        .filter(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_TELEPHONE_EVENT))
+                        .map(|c| (c.payload_type, c.rtp_codec.clock_rate))
+                        .collect();
+                    telephone_event =
+                        events.iter().find(|(_, rate)| *rate == 48_000).or_else(|| events.first()).copied();
+                    for (slot, (pt, _)) in telephone_event_pts.iter_mut().zip(&events) {
+                        *slot = Some(*pt);
+                    }
+                    audio_level_id = p
+                        .rtp_parameters
+                        .header_extensions
+                        .iter()
+                        .find(|e| e.uri == AUDIO_LEVEL_URI)
+                        .and_then(|e| u8::try_from(e.id).ok());
                 }
                 Err(e) => log::warn!("cannot read audio sender parameters: {e}"),
             }
@@ -621,7 +700,7 @@ impl MediaSession {
                         if !allowed.contains(&codec) {
                             return None;
                         }
-                        if codec == VideoCodec::H264 && !h264_fmtp_usable(&c.rtp_codec.sdp_fmtp_line) {
+                        if codec == VideoCodec::H264 && !super::sdp::h264_fmtp_usable(&c.rtp_codec.sdp_fmtp_line) {
                             return None;
                         }
                         Some((codec, c.payload_type))
@@ -630,10 +709,32 @@ impl MediaSession {
                 Err(e) => log::warn!("cannot read video sender parameters: {e}"),
             }
         }
-        let negotiated = Negotiated { audio_pt, video };
+        let negotiated = Negotiated { audio_pt, audio_level_id, telephone_event, telephone_event_pts, video };
         log::info!("negotiated: {negotiated:?}");
+        self.inner.shared.wire.set_telephone_event_pt(telephone_event.map(|(pt, _)| pt));
         self.inner.shared.lock().negotiated = negotiated;
         self.inner.shared.wake_video.notify_one();
+    }
+
+    /// Sends a DTMF digit as RFC 4733 telephone-events in the audio stream (queued behind digits still being sent,
+    /// 100 ms each with 60 ms between). Fails when the far end did not negotiate telephone-event: the caller then
+    /// signals the digit another way (SIP INFO).
+    pub fn send_dtmf(&self, digit: char) -> Result<(), MediaError> {
+        self.check_open()?;
+        let Some((_, rate)) = self.inner.shared.lock().negotiated.telephone_event else {
+            return Err(MediaError::Dtmf("the far end did not negotiate telephone-event".into()));
+        };
+        let mut out = lock(&self.inner.shared.dtmf_out);
+        let sender = match out.as_mut() {
+            Some(s) if s.clock_rate() == rate => s,
+            _ => out.insert(EventSender::new(rate)),
+        };
+        sender.push(digit).map_err(|e| MediaError::Dtmf(e.to_string()))
+    }
+
+    /// Whether telephone-events were negotiated (digits go in the audio stream).
+    pub fn has_telephone_events(&self) -> bool {
+        self.inner.shared.lock().negotiated.telephone_event.is_some()
     }
 
     /// Stops (or resumes) sending the microphone: while muted, Opus-encoded silence is sent so the RTP
@@ -679,10 +780,11 @@ impl MediaSession {
             video_codec: st.negotiated.video.map(|(c, _)| c),
             video_encoder: st.video_encoder.clone(),
             remote_video_codec: st.remote_video_codec,
-            audio_packets_sent: shared.audio_packets_sent.load(Ordering::Relaxed),
+            audio_packets_sent: shared.wire.audio_packets.load(Ordering::Relaxed),
+            telephone_events_sent: shared.wire.telephone_events.load(Ordering::Relaxed),
             audio_packets_received: shared.audio_packets_received.load(Ordering::Relaxed),
             video_frames_sent: shared.encoder_counters.frames_encoded.load(Ordering::Relaxed),
-            video_packets_sent: shared.video_packets_sent.load(Ordering::Relaxed),
+            video_packets_sent: shared.wire.video_packets.load(Ordering::Relaxed),
             video_packets_received: shared.video_packets_received.load(Ordering::Relaxed),
             video_frames_decoded: shared.video_frames_decoded.load(Ordering::Relaxed),
             last_remote_frame_counter: st.last_remote_frame_counter,
@@ -790,23 +892,6 @@ impl MediaSession {
     }
 }
 
-/// Whether an H.264 fmtp line is something we can send (packetization-mode 1, baseline family).
-fn h264_fmtp_usable(fmtp: &str) -> bool {
-    let mut mode1 = false;
-    let mut baseline = true;
-    for param in fmtp.split(';') {
-        let mut kv = param.trim().splitn(2, '=');
-        let key = kv.next().unwrap_or("").trim().to_ascii_lowercase();
-        let value = kv.next().unwrap_or("").trim().to_ascii_lowercase();
-        match key.as_str() {
-            "packetization-mode" => mode1 = value == "1",
-            "profile-level-id" => baseline = value.starts_with("42"),
-            _ => {}
-        }
-    }
-    mode1 && baseline
-}
-
 async fn send_pli(shared: &Shared, track: &Arc<dyn TrackRemote>) -> Result<(), MediaError> {
     let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
         return Err(MediaError::Config("remote video track has no SSRC yet".into()));
@@ -855,35 +940,58 @@ async fn audio_rtp_task(
             }
         };
         timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        let Some(pt) = shared.lock().negotiated.audio_pt else {
+        let negotiated = shared.lock().negotiated;
+        let Some(pt) = negotiated.audio_pt else {
             continue;
         };
         if !shared.connected.load(Ordering::Relaxed) {
             continue;
         }
-        let rtp = rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: pt,
-                sequence_number: seq,
-                timestamp,
-                ssrc,
-                ..Default::default()
-            },
-            payload: packet.payload,
+        // A digit being sent takes this frame's place (RFC 4733: the events ride in the audio stream's sequence
+        // and timing; audio resumes between digits).
+        let event = match negotiated.telephone_event {
+            Some((event_pt, _)) => {
+                lock(&shared.dtmf_out).as_mut().and_then(|s| s.next_frame(timestamp)).map(|e| (event_pt, e))
+            }
+            None => None,
+        };
+        let mut header = rtc::rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        };
+        let payload = match event {
+            Some((event_pt, e)) => {
+                header.payload_type = event_pt;
+                header.marker = e.marker;
+                header.timestamp = e.timestamp;
+                Bytes::copy_from_slice(&e.payload)
+            }
+            None => {
+                // The level rides in the ssrc-audio-level header extension only where the far end negotiated it
+                // (Janus's videoroom tells who is talking from it; plain SIP endpoints do not negotiate it, and
+                // webrtc-rs drops a packet that carries an extension not negotiated).
+                if let Some(id) = negotiated.audio_level_id {
+                    let level =
+                        AudioLevelExtension { level: packet.level.min(127), voice: packet.level < SPEECH_LEVEL };
+                    match level.marshal() {
+                        Ok(bytes) => {
+                            if let Err(e) = header.set_extension(id, bytes.freeze()) {
+                                log::debug!("audio level extension not set: {e}");
+                            }
+                        }
+                        Err(e) => log::debug!("audio level extension not encoded: {e}"),
+                    }
+                }
+                packet.payload
+            }
         };
         seq = seq.wrapping_add(1);
-        // The level rides in the ssrc-audio-level header extension when the far end negotiated it (Janus's
-        // videoroom tells who is talking from it); otherwise the track leaves it out.
-        let level = AudioLevelExtension { level: packet.level, voice: packet.level < SPEECH_LEVEL };
-        match tokio::time::timeout(
-            WRITE_TIMEOUT,
-            track.write_rtp_with_extensions(rtp, &[HeaderExtension::AudioLevel(level)]),
-        )
-        .await
-        {
+        match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(rtc::rtp::Packet { header, payload })).await {
             Ok(Ok(())) => {
-                shared.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
                 let us = u64::try_from(packet.captured_at.elapsed().as_micros()).unwrap_or(u64::MAX);
                 shared.audio_capture_to_send_us.store(us, Ordering::Relaxed);
             }
@@ -896,6 +1004,26 @@ async fn audio_rtp_task(
             Err(_) => log::warn!("audio RTP write timed out"),
         }
     }
+}
+
+/// Sets the codec preferences of the transceiver that carries `sender` (a track's own codec alone would restrict
+/// offers to that codec).
+async fn set_codec_preferences(
+    pc: &Arc<dyn PeerConnection>,
+    sender: &Arc<dyn RtpSender>,
+    preferences: Vec<RTCRtpCodecParameters>,
+    op: &'static str,
+) -> Result<(), MediaError> {
+    for transceiver in pc.get_transceivers().await {
+        if matches!(transceiver.sender().await, Ok(Some(s)) if s.id() == sender.id()) {
+            transceiver.set_codec_preferences(preferences.clone()).await.map_err(MediaError::webrtc(op))?;
+        }
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Waits up to `period` for the session to wake the video task (settings changed).
@@ -1087,9 +1215,7 @@ async fn video_rtp_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>, mu
             continue;
         }
         match tokio::time::timeout(WRITE_TIMEOUT, track.write_rtp(packet)).await {
-            Ok(Ok(())) => {
-                shared.video_packets_sent.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 errors += 1;
                 if errors.is_power_of_two() {
@@ -1113,9 +1239,19 @@ async fn video_feedback_task(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP
 }
 
 async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
+    let mut dtmf = EventReceiver::new();
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
+                // Telephone-events share the audio stream (RFC 4733): they are digits, not sound.
+                let events = shared.lock().negotiated.telephone_event_pts;
+                if events.contains(&Some(packet.header.payload_type)) {
+                    if let Some(digit) = dtmf.on_packet(packet.header.timestamp, &packet.payload) {
+                        log::debug!("DTMF digit received as a telephone-event");
+                        shared.emit(MediaEvent::Dtmf { digit, kind: DtmfKind::TelephoneEvent });
+                    }
+                    continue;
+                }
                 shared.audio_packets_received.fetch_add(1, Ordering::Relaxed);
                 let now = Instant::now();
                 if shared.connected.load(Ordering::Relaxed) {

@@ -217,3 +217,117 @@ async fn the_offer_negotiates_the_audio_level_extension() {
     offerer.close().await;
     answerer.close().await;
 }
+
+/// Drops the lines of `sdp` that contain `what` (a far end that does not offer or answer it).
+fn without_lines(sdp: &str, what: &str) -> String {
+    sdp.split("\r\n").filter(|l| !l.contains(what)).collect::<Vec<_>>().join("\r\n")
+}
+
+/// A plain SIP endpoint (behind Janus's sip plugin) negotiates no audio level extension: audio must still leave,
+/// and "sent" must count what left. Before the fix every audio packet of the side that answered such an offer
+/// was dropped inside webrtc-rs while the session counted it as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_where_the_audio_level_extension_is_not_negotiated() {
+    let a = MediaSession::new(config(vec![VideoCodec::Vp8])).await.unwrap();
+    let b = MediaSession::new(config(vec![VideoCodec::Vp8])).await.unwrap();
+    let offer = without_lines(&a.create_offer().await.unwrap(), "ssrc-audio-level");
+    let answer = b.accept_offer(&offer).await.unwrap();
+    assert!(!answer.contains("ssrc-audio-level"), "nothing to answer it with:\n{answer}");
+    a.accept_answer(&answer).await.unwrap();
+    // B answered without the extension: what B sends must reach A.
+    let heard =
+        wait_for(&a, "A hears B's tone", |s| s.audio_packets_received > 50 && s.remote_audio_level_dbfs > -30.0).await;
+    let sent = b.stats().audio_packets_sent;
+    assert!(sent >= heard.audio_packets_received, "B sent {sent}, A received {}", heard.audio_packets_received);
+    a.close().await;
+    b.close().await;
+}
+
+/// Collects the DTMF digits a session reports until `n` arrived.
+async fn digits(events: &mut tokio::sync::broadcast::Receiver<MediaEvent>, n: usize) -> (String, Vec<DtmfKind>) {
+    let mut got = String::new();
+    let mut kinds = Vec::new();
+    tokio::time::timeout(LONG, async {
+        while got.len() < n {
+            match events.recv().await {
+                Ok(MediaEvent::Dtmf { digit, kind }) => {
+                    got.push(digit);
+                    kinds.push(kind);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {got:?} of {n} digits arrived"));
+    (got, kinds)
+}
+
+/// RFC 4733 both ways: digits queued on one side arrive once each, in order, at the other, at the Opus clock
+/// (the offer lists telephone-event at 48 and 8 kHz; the answer keeps one), and they count as sent on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_digits_travel_as_telephone_events_both_ways() {
+    let (a, b) = connected_pair(config(vec![VideoCodec::Vp8]), config(vec![VideoCodec::Vp8])).await;
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    assert!(a.has_telephone_events() && b.has_telephone_events());
+    for d in "1234#".chars() {
+        a.send_dtmf(d).unwrap();
+    }
+    let (got, kinds) = digits(&mut b_events, 5).await;
+    assert_eq!(got, "1234#");
+    assert!(kinds.iter().all(|k| *k == DtmfKind::TelephoneEvent));
+    b.send_dtmf('*').unwrap();
+    assert_eq!(digits(&mut a_events, 1).await.0, "*");
+    // 5 digits of 5 tone + 3 end packets each.
+    wait_for(&a, "A's events on the wire", |s| s.telephone_events_sent == 40).await;
+    assert!(matches!(a.send_dtmf('x'), Err(MediaError::Dtmf(_))));
+    a.close().await;
+    b.close().await;
+}
+
+/// A far end without telephone-event: sending a digit in the stream is refused (the caller falls back to SIP
+/// INFO), and in-band detection, when configured, hears the tones of a far end that sends DTMF as sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_telephone_events_digits_are_refused_and_tones_are_detected_in_band() {
+    let mut listener = config(vec![VideoCodec::Vp8]);
+    listener.dtmf.detect_in_band = true;
+    let mut tones = config(vec![VideoCodec::Vp8]);
+    // The far end's microphone plays DTMF '5' (770 + 1336 Hz, 100 ms, then 400 ms of silence) as audio.
+    let rate = audio::SAMPLE_RATE as f32;
+    let samples: Vec<i16> = (0..audio::SAMPLE_RATE as usize / 2)
+        .map(|i| {
+            let t = i as f32 / rate;
+            if t >= 0.1 {
+                return 0;
+            }
+            let w = |f: f32| (2.0 * std::f32::consts::PI * f * t).sin();
+            (6000.0 * (w(770.0) + w(1336.0))) as i16
+        })
+        .collect();
+    let backend = std::sync::Arc::new(crate::devices::audio::sim::SimAudioBackend::new());
+    assert!(backend.add_microphone(
+        "sim:dtmf",
+        "DTMF 5",
+        crate::devices::audio::sim::SimSource::Samples(samples.into())
+    ));
+    tones.devices = crate::devices::DeviceManager::new(
+        backend,
+        std::sync::Arc::new(crate::devices::video::sim::SimVideoBackend::new()),
+        crate::devices::DevicePreferences::in_memory(),
+    );
+    tones.microphone = Some("sim:dtmf".into());
+    let a = MediaSession::new(listener).await.unwrap();
+    let b = MediaSession::new(tones).await.unwrap();
+    let offer = without_lines(&a.create_offer().await.unwrap(), "telephone-event");
+    let answer = b.accept_offer(&offer).await.unwrap();
+    a.accept_answer(&answer).await.unwrap();
+    wait_for(&a, "A connected", |s| s.ice_connected).await;
+    assert!(!a.has_telephone_events());
+    assert!(matches!(b.send_dtmf('1'), Err(MediaError::Dtmf(_))));
+    let mut events = a.events();
+    let (got, kinds) = digits(&mut events, 1).await;
+    assert_eq!((got.as_str(), kinds[0]), ("5", DtmfKind::InBand));
+    a.close().await;
+    b.close().await;
+}
