@@ -1,7 +1,9 @@
 //! baresip as a test peer: a PSTN trunk stand-in (answers E.164 calls that Kamailio routes to it, sends a sine
 //! tone and fake video) or a SIP phone registered at Kamailio with ephemeral credentials. Driven through its
-//! `ctrl_tcp` module (JSON in netstrings): commands `uanew`, `dial`, `accept`, `hangup`; events kept in a
-//! bounded log that `wait_for` consumes.
+//! `ctrl_tcp` module (JSON in netstrings): commands `uanew`, `dial`, `accept`, `hangup`, `sndcode` (RFC 4733
+//! digits), `snapshot_recv` (the next decoded video frame as PNG); events kept in a bounded log that `wait_for`
+//! consumes. What it hears is checked at its end: its `sndfile` module records each call's decoded audio
+//! ([`Baresip::received_audio`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -205,6 +207,9 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
          module\tausine.so\n\
          module\taubridge.so\n\
          module\tfakevideo.so\n\
+         module\tsndfile.so\n\
+         module\tsnapshot.so\n\
+         snd_path\t{dir}\n\
          module_app\tmenu.so\n\
          module_app\tctrl_tcp.so\n\
          ctrl_tcp_listen\t127.0.0.1:{ctrl}\n",
@@ -213,6 +218,7 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
         hi = l.rtp_range.1,
         tone = opts.tone_hz,
         ctrl = l.ctrl_port,
+        dir = l.dir.display(),
     );
     for (name, text) in [("config", config.as_str()), ("accounts", ""), ("contacts", "")] {
         let p = l.dir.join(name);
@@ -357,6 +363,68 @@ impl Baresip {
         self.command("hangup", None).await.map(|_| ())
     }
 
+    /// Sends DTMF digits in the current call, as RFC 4733 telephone-events (baresip's way when negotiated).
+    pub async fn send_digits(&self, digits: &str) -> Result<(), HarnessError> {
+        self.command("sndcode", Some(digits)).await.map(|_| ())
+    }
+
+    /// Saves the next video frame baresip decodes as a PNG at `path` and waits for the file (up to `timeout`).
+    pub async fn snapshot_received(&self, path: &Path, timeout: Duration) -> Result<(), HarnessError> {
+        let _ = std::fs::remove_file(path);
+        self.command("snapshot_recv", Some(&path.display().to_string())).await?;
+        let deadline = Instant::now() + timeout;
+        // The module writes the file from its video thread once a frame is decoded; a non-empty file is complete
+        // once its size stops changing.
+        let mut last = 0;
+        loop {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if size > 0 && size == last {
+                return Ok(());
+            }
+            last = size;
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Command {
+                    name: self.name.clone(),
+                    command: "snapshot_recv".into(),
+                    reason: format!("no decoded frame saved at {} within {timeout:?}", path.display()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The audio baresip decoded in its calls so far (its `sndfile` recordings, `dump-*-dec.wav`), newest call
+    /// last, as mono samples with their rate. Read after the call ended: the recorder writes as it goes.
+    pub fn received_audio(&self) -> Result<Vec<Recording>, HarnessError> {
+        let dir = self.process.log_path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let io = |source| HarnessError::Io { what: "cannot read", path: dir.clone(), source };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let bytes = std::fs::read(&path).map_err(|source| HarnessError::Io {
+                    what: "cannot read",
+                    path: path.clone(),
+                    source,
+                })?;
+                Recording::from_wav(&bytes).ok_or_else(|| HarnessError::Command {
+                    name: self.name.clone(),
+                    command: "sndfile".into(),
+                    reason: format!("{} is not 16-bit PCM WAV", path.display()),
+                })
+            })
+            .collect()
+    }
+
     /// Wait for an event of `kind`, consuming it and every event before it. Events that arrived before the call
     /// count (nothing is missed between a command and the wait).
     pub async fn wait_for(&self, kind: BaresipEvent, timeout: Duration) -> Result<BaresipEventRecord, HarnessError> {
@@ -407,6 +475,50 @@ impl Baresip {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Audio a foreign endpoint recorded: mono (the first channel), 16-bit.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub rate: u32,
+    pub samples: Vec<i16>,
+}
+
+impl Recording {
+    /// Reads a RIFF/WAVE file of 16-bit PCM (any chunk order; a data chunk still being written, whose size field
+    /// is not final, is read to the end of the file).
+    pub fn from_wav(bytes: &[u8]) -> Option<Recording> {
+        if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
+            return None;
+        }
+        let mut pos = 12;
+        let (mut channels, mut rate, mut bits) = (0u16, 0u32, 0u16);
+        while pos + 8 <= bytes.len() {
+            let id = &bytes[pos..pos + 4];
+            let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().ok()?) as usize;
+            let body = pos + 8;
+            if id == b"fmt " {
+                let f = bytes.get(body..body + 16)?;
+                let format = u16::from_le_bytes([f[0], f[1]]);
+                channels = u16::from_le_bytes([f[2], f[3]]);
+                rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+                bits = u16::from_le_bytes([f[14], f[15]]);
+                if format != 1 && format != 0xfffe {
+                    return None;
+                }
+            } else if id == b"data" {
+                if channels == 0 || bits != 16 {
+                    return None;
+                }
+                let end = if size == 0 || body + size > bytes.len() { bytes.len() } else { body + size };
+                let frame = 2 * usize::from(channels);
+                let samples = bytes[body..end].chunks_exact(frame).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+                return Some(Recording { rate, samples });
+            }
+            pos = body + size + (size & 1);
+        }
+        None
     }
 }
 
@@ -495,6 +607,26 @@ async fn read_loop<R: AsyncReadExt + Unpin>(mut r: R, shared: Arc<Shared>, name:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wav_recordings_are_read_as_mono() {
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF\0\0\0\0WAVE");
+        wav.extend_from_slice(b"fmt \x10\0\0\0");
+        wav.extend_from_slice(&[1, 0, 2, 0]); // PCM, 2 channels
+        wav.extend_from_slice(&48_000u32.to_le_bytes());
+        wav.extend_from_slice(&[0; 6]);
+        wav.extend_from_slice(&[16, 0]);
+        wav.extend_from_slice(b"data\0\0\0\0"); // size not written yet
+        for (l, r) in [(1i16, -1i16), (2, -2), (3, -3)] {
+            wav.extend_from_slice(&l.to_le_bytes());
+            wav.extend_from_slice(&r.to_le_bytes());
+        }
+        let rec = Recording::from_wav(&wav).expect("a recording");
+        assert_eq!((rec.rate, rec.samples), (48_000, vec![1, 2, 3]));
+        assert!(Recording::from_wav(b"RIFF....WAVEjunk").is_none());
+        assert!(Recording::from_wav(b"not a wav").is_none());
+    }
 
     #[tokio::test]
     async fn netstrings_parse_and_reject_garbage() {

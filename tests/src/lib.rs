@@ -18,7 +18,7 @@ pub mod proxy;
 pub mod qemu;
 pub mod stack;
 
-pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole};
+pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, Recording};
 pub use chromium::{
     ChromiumError, ChromiumOptions, ChromiumPage, FakeAudio, FakeVideo, InboundStats, MediaFlow, MediaKind,
     OutboundStats, PagePhase, PageStats, RoomPublisher, VideoProbe,

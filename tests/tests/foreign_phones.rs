@@ -1,0 +1,201 @@
+//! Foreign SIP endpoints against a running appliance, each checked at the foreign end: baresip as a resident's
+//! registered SIP phone and as the PSTN trunk. The foreign end records what it decoded (its `sndfile` module: the
+//! appliance's 440 Hz tone, at a level), saves a decoded video frame (its `snapshot` module: the appliance's test
+//! pattern), receives the appliance's DTMF as RFC 4733 events, and its RFC 4733 digits open the door relay.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use callbox::appliance::Behaviour;
+use callbox::calling::{CallState, Identifier, Secret};
+use callbox::client::Call;
+use callbox::devices::audio::{tone_power, tone_share};
+use callbox_tests::appliance::RunningAppliance;
+use callbox_tests::{Baresip, BaresipEvent, BaresipOptions, Stack, StackOptions};
+use common::*;
+
+const CODE: &str = "2468";
+/// The appliance's simulated microphone (`SimAudioBackend::new`).
+const APPLIANCE_TONE_HZ: f64 = 440.0;
+/// The foreign end's own tone, distinct from the appliance's so that nothing it sends can pass for what it heard.
+const FOREIGN_TONE_HZ: u32 = 1000;
+
+fn door(stack: &Stack, user: &str, behaviour: Behaviour) -> RunningAppliance {
+    RunningAppliance::start(
+        stack,
+        user,
+        client_config(stack),
+        Behaviour { door_code: Some(Secret::new(CODE)), relay_pulse: Duration::from_millis(500), ..behaviour },
+        None,
+    )
+    .expect("sim buttons")
+}
+
+/// What the foreign end heard in its latest call: the appliance's tone must dominate most 100 ms windows (a
+/// window where a digit replaced the audio, or the first packets, may not), well above silence. Returns (seconds
+/// recorded, level dBFS, share of windows the tone dominates).
+fn assert_heard_the_appliance(phone: &Baresip) -> (f64, f64, f64) {
+    let recordings = phone.received_audio().expect("the foreign end's recordings");
+    let rec = recordings.last().unwrap_or_else(|| panic!("{} recorded no call", phone.name()));
+    // tone_share measures at 48 kHz, the rate baresip decodes Opus at.
+    assert_eq!(rec.rate, 48_000, "{} decoded at {} Hz", phone.name(), rec.rate);
+    let audio = &rec.samples[..];
+    let seconds = audio.len() as f64 / f64::from(rec.rate);
+    let mean_square = audio.iter().map(|&v| (f64::from(v) / 32_768.0).powi(2)).sum::<f64>() / audio.len().max(1) as f64;
+    let level = 10.0 * mean_square.max(1e-12).log10();
+    let windows: Vec<f64> = audio.chunks_exact(4_800).map(|w| tone_share(w, APPLIANCE_TONE_HZ)).collect();
+    let toned = windows.iter().filter(|s| **s > 0.8).count();
+    let share = toned as f64 / windows.len().max(1) as f64;
+    assert!(seconds >= 1.0, "{} recorded only {seconds:.2} s", phone.name());
+    assert!(
+        level > -40.0 && share >= 0.8,
+        "{} heard {level:.1} dBFS over {seconds:.1} s; the appliance's {APPLIANCE_TONE_HZ} Hz tone dominates {toned} of {} \
+         windows of 100 ms (its own {FOREIGN_TONE_HZ} Hz tone power {:.2e}): {windows:.2?}",
+        phone.name(),
+        windows.len(),
+        tone_power(audio, f64::from(FOREIGN_TONE_HZ))
+    );
+    (seconds, level, share)
+}
+
+/// A frame the foreign end decoded: the appliance's test pattern at the size it sends (320x240 in the tests),
+/// not a flat picture.
+fn assert_decoded_the_appliance(png_path: &Path) -> (u32, u32) {
+    let file = std::fs::File::open(png_path).expect("the snapshot");
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let pixels = &buf[..info.buffer_size()];
+    let mean = pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / pixels.len() as f64;
+    let spread = (pixels.iter().map(|&p| (f64::from(p) - mean).powi(2)).sum::<f64>() / pixels.len() as f64).sqrt();
+    assert_eq!((info.width, info.height), (320, 240), "the foreign end decoded another size");
+    assert!(spread > 20.0, "the decoded frame is flat (spread {spread:.1})");
+    (info.width, info.height)
+}
+
+async fn wait_pulses(outputs: &callbox::input::SimOutputs, n: usize) -> Duration {
+    let start = Instant::now();
+    eventually(&format!("{n} relay pulse(s)"), || outputs.pulses("relay").len() >= n).await;
+    start.elapsed()
+}
+
+/// Digits the foreign end received (CALL_DTMF_START events), until `n` arrived.
+async fn digits_received(phone: &Baresip, n: usize) -> String {
+    let mut got = String::new();
+    while got.len() < n {
+        let e = phone.wait_for(BaresipEvent::DtmfReceived, WAIT).await.expect("a DTMF digit at the foreign end");
+        got.push_str(e.param.as_deref().unwrap_or("?"));
+    }
+    got
+}
+
+async fn the_call(door: &RunningAppliance) -> (callbox::client::CallClient, Call) {
+    let client = door.client(WAIT).await.expect("the appliance registers");
+    eventually("the door is in a call", || client.calls().len() == 1).await;
+    let call = client.calls().remove(0);
+    (client, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_residents_sip_phone_hears_and_sees_the_door_and_its_digits_open_it() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let phone = stack
+        .start_baresip(BaresipOptions::registered_user("resident-p").tone_hz(FOREIGN_TONE_HZ))
+        .await
+        .expect("the resident's phone");
+    let door = door(&stack, "door-p", Behaviour { targets: vec![user("resident-p")], ..Behaviour::default() });
+    let client = door.client(WAIT).await.expect("the door registers");
+
+    // The doorbell rings the resident's phone, which answers.
+    door.buttons.press("call").expect("press");
+    phone.wait_for(BaresipEvent::CallIncoming, WAIT).await.expect("the phone rings");
+    phone.accept().await.expect("the resident answers");
+    let (_, call) = the_call(&door).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    phone.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("established at the phone");
+
+    // The phone decodes the door's camera.
+    let png = stack.dir().join("resident-p-frame.png");
+    phone.snapshot_received(&png, WAIT).await.expect("the phone decodes the door's video");
+    assert_decoded_the_appliance(&png);
+
+    // The resident types the code (RFC 4733 from baresip): the relay pulses once.
+    phone.send_digits(&format!("{CODE}#")).await.expect("digits");
+    wait_pulses(&door.outputs, 1).await;
+
+    // The appliance's digits reach the phone as telephone-events.
+    for d in "19#".chars() {
+        call.send_dtmf(d).await.expect("dtmf");
+    }
+    assert_eq!(digits_received(&phone, 3).await, "19#");
+    // Each digit: 5 tone packets and 3 end packets, counted as they left.
+    eventually("the digits' telephone-events on the wire", || {
+        call.media_stats().is_some_and(|s| s.telephone_events_sent == 3 * 8)
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    door.buttons.press("hang_up").expect("press");
+    phone.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("the phone sees the hang-up");
+    assert_heard_the_appliance(&phone);
+    assert_eq!(door.outputs.pulses("relay").len(), 1);
+    drop(client);
+    door.stop().await.expect("the door stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_residents_sip_phone_calls_the_door_and_hears_it() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let phone = stack
+        .start_baresip(BaresipOptions::registered_user("resident-q").tone_hz(FOREIGN_TONE_HZ))
+        .await
+        .expect("the resident's phone");
+    let door = door(&stack, "door-q", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let client = door.client(WAIT).await.expect("the door registers");
+    phone.dial(&format!("sip:door-q@{}", stack.sip_domain())).await.expect("dial");
+    phone.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the door answers");
+    let (_, call) = the_call(&door).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    let png = stack.dir().join("resident-q-frame.png");
+    phone.snapshot_received(&png, WAIT).await.expect("the phone decodes the door's video");
+    assert_decoded_the_appliance(&png);
+    phone.send_digits(&format!("{CODE}#")).await.expect("digits");
+    wait_pulses(&door.outputs, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    phone.hangup().await.expect("the resident hangs up");
+    wait_state(&call, &mut events, CallState::Disconnected).await;
+    phone.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("closed at the phone");
+    assert_heard_the_appliance(&phone);
+    drop(client);
+    door.stop().await.expect("the door stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pstn_trunk_hears_the_door_and_digits_from_the_trunk_open_it() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let trunk = stack
+        .start_baresip(BaresipOptions::pstn_trunk("+15551234567").tone_hz(FOREIGN_TONE_HZ))
+        .await
+        .expect("the trunk");
+    let number = Identifier::parse("+15551234567", None).expect("a phone number");
+    let door = door(&stack, "door-t", Behaviour { targets: vec![number], ..Behaviour::default() });
+    let client = door.client(WAIT).await.expect("the door registers");
+    door.buttons.press("call").expect("press");
+    trunk.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the trunk answers");
+    let (_, call) = the_call(&door).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    // A mobile's keypad, through the gateway: RFC 4733.
+    trunk.send_digits(&format!("{CODE}#")).await.expect("digits");
+    wait_pulses(&door.outputs, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    door.buttons.press("hang_up").expect("press");
+    trunk.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("the trunk sees the hang-up");
+    assert_heard_the_appliance(&trunk);
+    drop(client);
+    door.stop().await.expect("the door stops");
+}
