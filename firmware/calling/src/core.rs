@@ -33,6 +33,9 @@ pub struct CoreConfig {
     pub speaking_hangover: Duration,
     /// Ended calls kept readable through their handles (the oldest are forgotten first).
     pub ended_calls_kept: usize,
+    /// While an outgoing call is in early media (the far end's 183: ringback, or a resident's monitor watching
+    /// the door before answering), our microphone is muted until the far end answers; our video goes on.
+    pub mute_microphone_in_early_media: bool,
 }
 
 impl Default for CoreConfig {
@@ -44,6 +47,7 @@ impl Default for CoreConfig {
             speaking_off_dbfs: -48.0,
             speaking_hangover: Duration::from_millis(600),
             ended_calls_kept: 16,
+            mute_microphone_in_early_media: true,
         }
     }
 }
@@ -88,8 +92,16 @@ pub enum Command {
         call: CallId,
         target: Identifier,
     },
-    /// Answer the incoming call.
+    /// Answer the incoming call (with the media of an earlier `AnswerEarly`, if any).
     Answer {
+        call: CallId,
+    },
+    /// Set up media for the incoming call and send it as early media (SIP 183 with our answer) without answering:
+    /// the caller's video reaches us while the call rings. The media starts with our microphone muted and our
+    /// camera off (nothing of the resident leaves before they answer); the core gives back the user's own choice
+    /// when the call connects (`SetMicrophoneMuted`, `SetVideoEnabled`). Report `SignalEvent::EarlyMedia` once
+    /// the 183 went out.
+    AnswerEarly {
         call: CallId,
     },
     /// Refuse the incoming call with a SIP code.
@@ -236,6 +248,9 @@ struct CallEntry {
     remote_video_flowing: bool,
     remote_video_on: bool,
     quiet_since: Option<Instant>,
+    /// Media flows before the call is answered (an outgoing call's EarlyMedia, or an incoming call we answered
+    /// early); what early media held back of our own is given back when the call connects.
+    early_media: bool,
 }
 
 /// The calling core.
@@ -476,6 +491,22 @@ impl CallingCore {
         id
     }
 
+    /// Sends early media for an incoming call while it keeps ringing (SIP 183): the caller's media (a door's
+    /// camera) reaches us before the resident answers; our microphone stays muted and our camera off until
+    /// `accept`. Once per call.
+    pub fn answer_early(&mut self, call: CallId) -> Result<(), CallingError> {
+        self.require(call, "answer early", |s| s == CallState::Incoming)?;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(CallingError::NoSuchCall(call));
+        };
+        if c.group.is_some() || c.early_media {
+            return Err(CallingError::InvalidState { call, action: "answer early", state: CallState::Incoming });
+        }
+        c.early_media = true;
+        self.commands.push_back(Command::AnswerEarly { call });
+        Ok(())
+    }
+
     pub fn accept(&mut self, call: CallId) -> Result<(), CallingError> {
         self.require(call, "accept", |s| s == CallState::Incoming)?;
         self.stop_invitation_lapse(call);
@@ -583,15 +614,39 @@ impl CallingCore {
                 self.set_participants_state(call, ParticipantState::Ringing);
             }
             SignalEvent::EarlyMedia if matches!(state, CallState::Connecting | CallState::Ringing) => {
+                let mute = self.config.mute_microphone_in_early_media;
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.early_media = true;
+                }
+                if mute {
+                    self.commands.push_back(Command::SetMicrophoneMuted { call, muted: true });
+                }
                 self.set_call_state(call, CallState::EarlyMedia);
                 self.set_participants_state(call, ParticipantState::EarlyMedia);
+                self.refresh_streams(call);
+            }
+            // Our own early media is up (the 183 went out): the call rings on, the caller is in early media.
+            SignalEvent::EarlyMedia
+                if state == CallState::Incoming && self.calls.get(&call).is_some_and(|c| c.early_media) =>
+            {
+                self.set_participants_state(call, ParticipantState::EarlyMedia);
+                self.refresh_streams(call);
             }
             SignalEvent::Accepted
                 if matches!(state, CallState::Connecting | CallState::Ringing | CallState::EarlyMedia) =>
             {
+                let mut restore = None;
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.ring_deadline = None;
                     c.info.connected_at = Some(now);
+                    if std::mem::take(&mut c.early_media) {
+                        restore = Some((c.info.is_muted, c.info.is_video_on));
+                    }
+                }
+                // What early media held back is the user's own choice again.
+                if let Some((muted, video_on)) = restore {
+                    self.commands.push_back(Command::SetMicrophoneMuted { call, muted });
+                    self.commands.push_back(Command::SetVideoEnabled { call, enabled: video_on });
                 }
                 self.set_call_state(call, CallState::Connected);
                 self.set_participants_state(call, ParticipantState::Connected);
@@ -770,6 +825,7 @@ impl CallingCore {
                 remote_video_flowing: false,
                 remote_video_on: true,
                 quiet_since: None,
+                early_media: false,
             },
         );
         self.events.push_back(Event::CallsUpdated { added: vec![id], removed: vec![] });
@@ -890,7 +946,7 @@ impl CallingCore {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let established = c.info.state.is_established();
+        let established = c.info.state.is_established() || c.early_media;
         let has_stream = established && c.video_negotiated;
         let available = has_stream
             && c.remote_video_flowing

@@ -16,6 +16,8 @@ pub enum Action {
     PlaceCall(Vec<Identifier>),
     /// Answer the ringing incoming call.
     Answer(CallId),
+    /// Receive the ringing incoming call's media before answering (early media: the caller's video shows).
+    AnswerEarly(CallId),
     /// Decline the ringing incoming call (486 when busy, 603 when the user rejects).
     Reject(CallId, u16),
     /// Hang up the call.
@@ -39,6 +41,9 @@ pub struct Behaviour {
     pub targets: Vec<Identifier>,
     /// Answer incoming calls on our own after this long (indoor monitors); `None`: never.
     pub auto_answer_after: Option<Duration>,
+    /// Show an incoming call's video while it rings (early media; our microphone and camera stay off until
+    /// answered): an indoor monitor shows who is at the door before the resident answers.
+    pub early_video: bool,
     /// The door code (digits), if the door relay is configured.
     pub door_code: Option<Secret>,
     /// How long the relay is energised.
@@ -54,6 +59,7 @@ impl Default for Behaviour {
         Behaviour {
             targets: Vec::new(),
             auto_answer_after: None,
+            early_video: false,
             door_code: None,
             relay_pulse: Duration::from_secs(3),
             max_code_attempts_per_minute: 3,
@@ -220,6 +226,9 @@ impl ApplianceLogic {
             video: true,
             rang_at: Some(now),
         });
+        if self.behaviour.early_video {
+            self.actions.push_back(Action::AnswerEarly(call));
+        }
         self.update_outputs();
     }
 

@@ -176,3 +176,24 @@ fn typed_digits_are_forgotten_after_a_pause_and_bounded() {
     l.on_ready(false);
     assert_eq!(drain(&mut l), vec![Action::Led(LedState::Fault)]);
 }
+
+#[test]
+fn a_monitor_with_early_video_shows_a_ringing_call_but_not_a_busy_one() {
+    let mut l = ApplianceLogic::new(Behaviour { early_video: true, ..Behaviour::default() });
+    l.on_ready(true);
+    drain(&mut l);
+    let call = CallId(3);
+    l.on_incoming_call(call, ms(0));
+    let actions = drain(&mut l);
+    assert!(actions.contains(&Action::AnswerEarly(call)), "{actions:?}");
+    assert!(!actions.contains(&Action::Answer(call)), "early media is not an answer");
+    // A second call while busy is declined, not shown.
+    l.on_incoming_call(CallId(4), ms(10));
+    assert_eq!(drain(&mut l), vec![Action::Reject(CallId(4), 486)]);
+    // Without the setting, a ringing call is not shown early.
+    let mut plain = ApplianceLogic::new(Behaviour::default());
+    plain.on_ready(true);
+    drain(&mut plain);
+    plain.on_incoming_call(call, ms(0));
+    assert!(!drain(&mut plain).contains(&Action::AnswerEarly(call)));
+}

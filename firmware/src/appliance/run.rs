@@ -383,12 +383,12 @@ pub async fn run(
 /// The renderers of the remote streams shown, by call and stream.
 type Renderers = HashMap<(CallId, StreamId), VideoRenderer>;
 
-/// Renders each stream of the connected calls' participants not rendered yet, and drops the renderers of streams
-/// that went away.
+/// Renders each stream of the connected calls' participants (and early video of calls still ringing) not
+/// rendered yet, and drops the renderers of streams that went away.
 fn show_remote_streams(screen: &Screen, calls: &HashMap<CallId, Call>, renderers: &mut Renderers) {
     let mut wanted = Vec::new();
     for (id, call) in calls {
-        if call.state() != CallState::Connected {
+        if !matches!(call.state(), CallState::Connected | CallState::EarlyMedia | CallState::Incoming) {
             continue;
         }
         for p in call.remote_participants() {
@@ -545,6 +545,10 @@ async fn apply(
             },
             Action::Answer(id) => match call_of(id) {
                 Some(call) => call.accept().await,
+                None => Ok(()),
+            },
+            Action::AnswerEarly(id) => match call_of(id) {
+                Some(call) => call.answer_early().await,
                 None => Ok(()),
             },
             Action::Reject(id, code) => match (call_of(id), client.and_then(|c| c.call_by_id(id))) {

@@ -135,6 +135,7 @@ pub fn setup(
     let behaviour = Behaviour {
         targets: config.targets().to_vec(),
         auto_answer_after: config.auto_answer_after(),
+        early_video: config.call.early_video,
         door_code: config.door_code()?,
         relay_pulse: door.map(|d| Duration::from_millis(u64::from(d.pulse_ms))).unwrap_or(Duration::from_secs(1)),
         max_code_attempts_per_minute: door.map(|d| d.max_attempts_per_minute).unwrap_or(5),

@@ -203,6 +203,13 @@ impl Call {
         Ok(self.shared.with_core(|core, _| core.accept(self.id))?)
     }
 
+    /// While this incoming call rings, receives the caller's media as early media (SIP 183): the caller's video
+    /// becomes a stream to render before anyone answers; our microphone stays muted and our camera off until
+    /// `accept`. An indoor monitor shows the door this way while it rings.
+    pub async fn answer_early(&self) -> Result<(), ClientError> {
+        Ok(self.shared.with_core(|core, _| core.answer_early(self.id))?)
+    }
+
     /// Declines this call while it rings, with a SIP code (603 Decline, 486 Busy Here, ...).
     pub async fn reject(&self, code: u16) -> Result<(), ClientError> {
         Ok(self.shared.with_core(|core, _| core.reject(self.id, code))?)
@@ -320,6 +327,11 @@ impl IncomingCall {
 
     pub fn call(&self) -> &Call {
         &self.call
+    }
+
+    /// Early media while it rings (see `Call::answer_early`); answer or decline later.
+    pub async fn answer_early(&self) -> Result<(), ClientError> {
+        self.call.answer_early().await
     }
 
     /// Answers; the call goes Connecting, then Connected.

@@ -15,8 +15,8 @@ use crate::calling::{
 };
 use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
-    registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SipEvent, SipEvents,
-    SipHandle,
+    registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SignalingError, SipEvent,
+    SipEvents, SipHandle,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -200,6 +200,8 @@ struct Leg {
     forwarder: tokio::task::JoinHandle<()>,
     /// The far end's session description has been applied.
     remote_sdp_applied: bool,
+    /// Our answer, sent as early media (183) and not yet in a 200 OK.
+    early_answer: Option<String>,
     established: bool,
     remote_video_flowing: bool,
     frames_seen: u64,
@@ -264,6 +266,7 @@ pub(crate) async fn create_client(
         next_serial: 0,
         invites_in_flight: VecDeque::new(),
         orphans: Vec::new(),
+        early_media_unsupported: false,
     };
     tokio::spawn(engine.run(shutdown_rx));
     let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
@@ -447,6 +450,15 @@ struct Engine {
     invites_in_flight: VecDeque<(String, CallId, ParticipantId)>,
     /// Rooms of ours a lost session left open (at most `group::MAX_ORPHANS`).
     orphans: Vec<group::Orphan>,
+    /// Janus answered a `progress` request as unknown (older than 1.3.1): incoming calls get no early media.
+    early_media_unsupported: bool,
+}
+
+/// Why an incoming call got no early media.
+enum EarlyMediaError {
+    /// The server cannot send 183 with SDP.
+    Unsupported,
+    Failed(String),
 }
 
 impl Engine {
@@ -544,6 +556,23 @@ impl Engine {
                     self.signal(call, SignalEvent::Failed(reason));
                 }
             }
+            Command::AnswerEarly { call } => {
+                // Without early media the call simply rings on; answering builds the media then (the session built
+                // for it is kept and answered with).
+                match self.answer_early(call).await {
+                    Ok(()) => {}
+                    Err(EarlyMediaError::Unsupported) => {
+                        if !self.early_media_unsupported {
+                            log::warn!(
+                                "Janus's sip plugin has no 'progress' request (Janus older than 1.3.1): incoming calls \
+                                 ring without early video"
+                            );
+                        }
+                        self.early_media_unsupported = true;
+                    }
+                    Err(EarlyMediaError::Failed(e)) => log::warn!("{call}: early media not sent: {e}"),
+                }
+            }
             Command::Decline { call, code } => {
                 let Some(slot) = self.slot_for_call(call) else { return };
                 slot.pending_offer = None;
@@ -623,6 +652,7 @@ impl Engine {
             media: media.clone(),
             forwarder,
             remote_sdp_applied: false,
+            early_answer: None,
             established: false,
             remote_video_flowing: false,
             frames_seen: 0,
@@ -668,9 +698,50 @@ impl Engine {
         Ok(())
     }
 
+    /// Early media for an incoming call: its media is built (microphone muted, camera off: nothing of ours leaves
+    /// before the user answers) and the answer goes out as 183 Session Progress; `answer` later reuses it.
+    async fn answer_early(&mut self, call: CallId) -> Result<(), EarlyMediaError> {
+        if self.early_media_unsupported {
+            return Err(EarlyMediaError::Unsupported);
+        }
+        let failed = |e: &dyn std::fmt::Display| EarlyMediaError::Failed(e.to_string());
+        let index = self.slot_of(call).ok_or_else(|| failed(&"the incoming call is no longer offered"))?;
+        let slot = self.slot(index).ok_or_else(|| failed(&"not connected"))?;
+        let offer = slot.pending_offer.clone().ok_or_else(|| failed(&"the INVITE carried no offer"))?;
+        let sip = slot.sip.clone();
+        settle(slot.offered_at.take()).await;
+        let media = self.new_leg(index, call).await.map_err(|e| failed(&e))?;
+        media.set_audio_muted(true);
+        media.set_video_enabled(false);
+        let answer = media.accept_offer(&offer).await.map_err(|e| failed(&e))?;
+        let has_video = sdp::has_video(&offer) && sdp::has_video(&answer);
+        if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
+            leg.remote_sdp_applied = true;
+            leg.early_answer = Some(answer.clone());
+        }
+        match sip.progress(Jsep::answer(answer)).await {
+            Ok(_) => {}
+            // Janus 1.1.2 (Debian 12) answers 442 "Unknown request (progress)": the media built stays for `answer`.
+            Err(SignalingError::Plugin { code: 442, .. }) => return Err(EarlyMediaError::Unsupported),
+            Err(e) => return Err(failed(&e)),
+        }
+        log::info!("{call}: early media sent (183 Session Progress)");
+        self.media_signal(call, MediaSignal::VideoNegotiated(has_video));
+        self.signal(call, SignalEvent::EarlyMedia);
+        Ok(())
+    }
+
     async fn answer(&mut self, call: CallId) -> Result<(), String> {
         let index = self.slot_of(call).ok_or("the incoming call is no longer offered")?;
         let slot = self.slot(index).ok_or("not connected")?;
+        if let Some(answer) = slot.leg.as_mut().and_then(|l| l.early_answer.take()) {
+            // Answered after early media: the same session, the same answer, now in the 200 OK.
+            slot.pending_offer = None;
+            let sip = slot.sip.clone();
+            let reply = sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
+            self.on_sip(index, reply).await;
+            return Ok(());
+        }
         let offer = slot.pending_offer.take().ok_or("the INVITE carried no offer")?;
         let sip = slot.sip.clone();
         settle(slot.offered_at.take()).await;

@@ -389,6 +389,7 @@ impl Config {
             ..ClientConfig::default()
         };
         c.core.ring_timeout = self.ring_timeout();
+        c.core.mute_microphone_in_early_media = self.call.mute_in_early_media;
         if let Some(ip) = self.media_ip {
             c.media.bind_ip = ip;
         }

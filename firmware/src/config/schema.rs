@@ -67,6 +67,12 @@ pub struct CallSection {
     /// Offer video in calls (false: an audio-only appliance).
     #[serde(default = "yes")]
     pub video: bool,
+    /// Show an incoming call's video while it rings (early media; indoor monitors).
+    #[serde(default)]
+    pub early_video: bool,
+    /// Keep the microphone muted while an outgoing call is in early media (until the far end answers).
+    #[serde(default = "yes")]
+    pub mute_in_early_media: bool,
 }
 
 impl Default for CallSection {
@@ -77,6 +83,8 @@ impl Default for CallSection {
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             auto_answer_after_secs: None,
             video: true,
+            early_video: false,
+            mute_in_early_media: true,
         }
     }
 }

@@ -174,6 +174,10 @@ pub enum SipEvent {
     Accepting {
         call_id: Option<String>,
     },
+    /// Our `progress` is out: the caller got 183 Session Progress with our answer (early media).
+    Progressed {
+        call_id: Option<String>,
+    },
     /// 200 OK: the call is up. `jsep` is the answer unless a `Progress` already carried it.
     Accepted {
         username: Option<String>,
@@ -321,6 +325,7 @@ impl SipEvent {
             "proceeding" => SipEvent::Proceeding { code: int(result, "code"), call_id },
             "progress" => SipEvent::Progress { username: s(result, "username").unwrap_or_default(), call_id, jsep },
             "accepting" => SipEvent::Accepting { call_id },
+            "progressed" => SipEvent::Progressed { call_id },
             "accepted" => SipEvent::Accepted { username: s(result, "username"), call_id, jsep },
             "incomingcall" => SipEvent::IncomingCall {
                 username: s(result, "username").unwrap_or_default(),
@@ -481,6 +486,12 @@ impl SipHandle {
             obj.insert("autoaccept_reinvites".into(), json!(v));
         }
         self.send(body, Some(jsep)).await
+    }
+
+    /// Sends early media for the incoming call without answering it: 183 Session Progress with our answer. The
+    /// call is answered later with `accept_with` and the same answer (Janus's sip plugin wants the SDP again).
+    pub async fn progress(&self, jsep: Jsep) -> Result<SipEvent> {
+        self.send(json!({ "request": "progress" }), Some(jsep)).await
     }
 
     /// Declines the incoming call with a SIP code (Janus default 486).

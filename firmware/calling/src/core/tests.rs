@@ -535,3 +535,91 @@ fn is_rendering_follows_pause_and_the_stream_and_ends_with_the_call() {
         removed: vec![r]
     }));
 }
+
+#[test]
+fn outgoing_early_media_mutes_the_microphone_until_answered_and_shows_video_early() {
+    let (mut core, now) = ready_core();
+    let call = core.start_call(&[bob()], now).unwrap();
+    core.on_signal(call, SignalEvent::Ringing, now);
+    core.on_media(call, MediaSignal::VideoNegotiated(true), now);
+    core.on_media(call, MediaSignal::RemoteVideo(true), now);
+    drain_commands(&mut core);
+    let p = pid(&core, call);
+    assert!(core.participant(p).unwrap().streams.is_empty(), "no video stream while only ringing");
+    core.on_signal(call, SignalEvent::EarlyMedia, now);
+    assert_eq!(drain_commands(&mut core), vec![Command::SetMicrophoneMuted { call, muted: true }]);
+    assert!(!core.call(call).unwrap().is_muted, "not the user's mute");
+    let streams = &core.participant(p).unwrap().streams;
+    assert_eq!(streams.len(), 1, "the far end's early video is a stream to render");
+    assert!(streams[0].is_available);
+    // Answered: the user's choices come back (here: microphone on, camera on).
+    core.on_signal(call, SignalEvent::Accepted, now);
+    assert_eq!(
+        drain_commands(&mut core),
+        vec![Command::SetMicrophoneMuted { call, muted: false }, Command::SetVideoEnabled { call, enabled: true }]
+    );
+    assert_eq!(core.participant(p).unwrap().streams.len(), 1, "the same stream goes on: no gap");
+}
+
+#[test]
+fn a_user_muted_during_early_media_stays_muted_once_answered() {
+    let (mut core, now) = ready_core();
+    let call = core.start_call(&[bob()], now).unwrap();
+    core.on_signal(call, SignalEvent::EarlyMedia, now);
+    core.set_muted(call, true).unwrap();
+    drain_commands(&mut core);
+    core.on_signal(call, SignalEvent::Accepted, now);
+    let commands = drain_commands(&mut core);
+    assert!(commands.contains(&Command::SetMicrophoneMuted { call, muted: true }), "{commands:?}");
+}
+
+#[test]
+fn early_media_can_leave_the_microphone_on_when_configured() {
+    let mut core = CallingCore::new(CoreConfig { mute_microphone_in_early_media: false, ..CoreConfig::default() });
+    core.set_connection_state(ConnectionState::Ready);
+    let now = Instant::now();
+    let call = core.start_call(&[bob()], now).unwrap();
+    drain_commands(&mut core);
+    core.on_signal(call, SignalEvent::EarlyMedia, now);
+    assert_eq!(drain_commands(&mut core), vec![]);
+}
+
+#[test]
+fn an_incoming_call_answered_early_rings_on_with_the_callers_video_then_connects() {
+    let (mut core, now) = ready_core();
+    let call = core.incoming_call(bob(), None, now);
+    drain_events(&mut core);
+    core.answer_early(call).unwrap();
+    assert_eq!(drain_commands(&mut core), vec![Command::AnswerEarly { call }]);
+    assert!(core.answer_early(call).is_err(), "once per call");
+    core.on_media(call, MediaSignal::VideoNegotiated(true), now);
+    core.on_media(call, MediaSignal::RemoteVideo(true), now);
+    core.on_signal(call, SignalEvent::EarlyMedia, now);
+    let p = pid(&core, call);
+    assert_eq!(core.call(call).unwrap().state, CallState::Incoming, "still ringing");
+    assert_eq!(core.participant(p).unwrap().state, ParticipantState::EarlyMedia);
+    assert!(core.participant(p).unwrap().streams.iter().any(|s| s.is_available), "the caller's video shows");
+    // Answered: the engine answers with the early media's session, and our microphone and camera come on.
+    core.accept(call).unwrap();
+    assert_eq!(drain_commands(&mut core), vec![Command::Answer { call }]);
+    core.on_signal(call, SignalEvent::Accepted, now);
+    assert_eq!(core.call(call).unwrap().state, CallState::Connected);
+    assert_eq!(
+        drain_commands(&mut core),
+        vec![Command::SetMicrophoneMuted { call, muted: false }, Command::SetVideoEnabled { call, enabled: true }]
+    );
+}
+
+#[test]
+fn an_incoming_call_answered_early_can_still_be_declined() {
+    let (mut core, now) = ready_core();
+    let call = core.incoming_call(bob(), None, now);
+    core.answer_early(call).unwrap();
+    drain_commands(&mut core);
+    core.reject(call, 603).unwrap();
+    assert_eq!(drain_commands(&mut core)[0], Command::Decline { call, code: 603 });
+    assert_eq!(core.call(call).unwrap().state, CallState::Disconnected);
+    // Early media is only for a ringing incoming call.
+    let out = core.start_call(&[bob()], now).unwrap();
+    assert!(core.answer_early(out).is_err());
+}
