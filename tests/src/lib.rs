@@ -16,6 +16,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod qemu;
+pub mod sipp;
 pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, Recording};

@@ -132,6 +132,12 @@ impl ServerProcess {
         }
     }
 
+    /// The exit status once the process ended by itself (`None` while it runs).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.try_wait().ok().flatten()
+    }
+
     /// The last `max_bytes` of the log (lossy UTF-8).
     pub fn log_tail(&self, max_bytes: u64) -> String {
         tail(&self.log, max_bytes)
