@@ -8,6 +8,7 @@ pub mod appliance;
 pub mod baresip;
 pub mod bench;
 pub mod chromium;
+pub mod compat;
 pub mod error;
 pub mod janus;
 pub mod kamailio;

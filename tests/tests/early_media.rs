@@ -12,6 +12,7 @@ use std::time::Duration;
 use callbox::appliance::Behaviour;
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox_tests::appliance::RunningAppliance;
+use callbox_tests::compat::{Direction, Verified};
 use callbox_tests::sipp::{opus_tone_pcap, Sipp, SippOptions};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
@@ -157,6 +158,10 @@ async fn a_trunks_early_media_is_heard_before_it_answers_and_the_call_connects_w
     door.buttons.press("hang_up").expect("press");
     wait_state(&call, &mut events, CallState::Disconnected).await;
     trunk.wait(WAIT).await.expect("the trunk's scenario ran to its end (183, 200, ACK, BYE)");
+    Verified::new("SIPp 3.6 (PSTN trunk, scripted)", Direction::ApplianceCalls, "early_media::a_trunks_early_media")
+        .audio("trunk → appliance, Opus")
+        .early_media("183 with SDP heard before the answer; no gap at the 200 OK")
+        .record();
     drop(client);
     door.stop().await.expect("the door stops");
 }

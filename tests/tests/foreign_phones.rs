@@ -13,10 +13,13 @@ use callbox::calling::{CallState, Identifier, Secret};
 use callbox::client::Call;
 use callbox::devices::audio::{tone_power, tone_share};
 use callbox_tests::appliance::RunningAppliance;
+use callbox_tests::compat::{Direction, Verified};
 use callbox_tests::{Baresip, BaresipEvent, BaresipOptions, Stack, StackOptions};
 use common::*;
 
 const CODE: &str = "2468";
+const PHONE: &str = "baresip 1.0 (registered SIP phone)";
+const TRUNK: &str = "baresip 1.0 (PSTN trunk stand-in)";
 /// The appliance's simulated microphone (`SimAudioBackend::new`).
 const APPLIANCE_TONE_HZ: f64 = 440.0;
 /// The foreign end's own tone, distinct from the appliance's so that nothing it sends can pass for what it heard.
@@ -117,10 +120,13 @@ async fn a_residents_sip_phone_hears_and_sees_the_door_and_its_digits_open_it() 
     wait_state(&call, &mut events, CallState::Connected).await;
     phone.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("established at the phone");
 
-    // The phone decodes the door's camera.
+    // The phone decodes the door's camera; the door hears and decodes the phone.
     let png = stack.dir().join("resident-p-frame.png");
     phone.snapshot_received(&png, WAIT).await.expect("the phone decodes the door's video");
     assert_decoded_the_appliance(&png);
+    assert_audio_level(&call, "the door", -40.0).await;
+    eventually("the door decodes the phone's video", || call.media_stats().is_some_and(|s| s.video_frames_decoded > 5))
+        .await;
 
     // The resident types the code (RFC 4733 from baresip): the relay pulses once.
     phone.send_digits(&format!("{CODE}#")).await.expect("digits");
@@ -142,6 +148,11 @@ async fn a_residents_sip_phone_hears_and_sees_the_door_and_its_digits_open_it() 
     phone.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("the phone sees the hang-up");
     assert_heard_the_appliance(&phone);
     assert_eq!(door.outputs.pulses("relay").len(), 1);
+    Verified::new(PHONE, Direction::ApplianceCalls, "foreign_phones::a_residents_sip_phone_hears_and_sees_the_door")
+        .audio("both ways (the door's tone recorded at the phone)")
+        .video("both ways, VP8 (the door's test pattern decoded at the phone)")
+        .dtmf("RFC 4733 both ways; the phone's code opens the door")
+        .record();
     drop(client);
     door.stop().await.expect("the door stops");
 }
@@ -170,6 +181,11 @@ async fn a_residents_sip_phone_calls_the_door_and_hears_it() {
     wait_state(&call, &mut events, CallState::Disconnected).await;
     phone.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("closed at the phone");
     assert_heard_the_appliance(&phone);
+    Verified::new(PHONE, Direction::ItCallsTheAppliance, "foreign_phones::a_residents_sip_phone_calls_the_door")
+        .audio("appliance → phone (recorded at the phone)")
+        .video("appliance → phone, VP8 (decoded at the phone)")
+        .dtmf("RFC 4733 from the phone opens the door")
+        .record();
     drop(client);
     door.stop().await.expect("the door stops");
 }
@@ -196,6 +212,45 @@ async fn the_pstn_trunk_hears_the_door_and_digits_from_the_trunk_open_it() {
     door.buttons.press("hang_up").expect("press");
     trunk.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("the trunk sees the hang-up");
     assert_heard_the_appliance(&trunk);
+    Verified::new(TRUNK, Direction::ApplianceCalls, "foreign_phones::the_pstn_trunk_hears_the_door")
+        .audio("appliance → trunk (recorded at the trunk)")
+        .dtmf("RFC 4733 from the trunk opens the door")
+        .record();
+    drop(client);
+    door.stop().await.expect("the door stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_from_the_pstn_reaches_the_door_which_the_caller_hears_and_opens() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let trunk = stack
+        .start_baresip(BaresipOptions::pstn_trunk("+15557654321").tone_hz(FOREIGN_TONE_HZ))
+        .await
+        .expect("the trunk");
+    let door = door(&stack, "door-i", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let client = door.client(WAIT).await.expect("the door registers");
+    // A mobile calls in through the gateway: the trunk is trusted by Kamailio without credentials.
+    trunk.dial(&format!("sip:door-i@{}", stack.sip_domain())).await.expect("dial");
+    trunk.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the door answers");
+    let (_, call) = the_call(&door).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    assert_eq!(
+        call.remote_participants()[0].identifier(),
+        Some(Identifier::parse("+15557654321", None).expect("a number")),
+        "the caller is known by its E.164 number"
+    );
+    trunk.send_digits(&format!("{CODE}#")).await.expect("digits");
+    wait_pulses(&door.outputs, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trunk.hangup().await.expect("the caller hangs up");
+    wait_state(&call, &mut events, CallState::Disconnected).await;
+    trunk.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("closed at the trunk");
+    assert_heard_the_appliance(&trunk);
+    Verified::new(TRUNK, Direction::ItCallsTheAppliance, "foreign_phones::a_call_from_the_pstn_reaches_the_door")
+        .audio("appliance → trunk (recorded at the trunk)")
+        .dtmf("RFC 4733 from the trunk opens the door")
+        .record();
     drop(client);
     door.stop().await.expect("the door stops");
 }
