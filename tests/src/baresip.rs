@@ -486,6 +486,28 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// Its length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.rate.max(1))
+    }
+
+    /// RMS level of the whole recording, dBFS (-120 for silence or nothing).
+    pub fn level_dbfs(&self) -> f64 {
+        let n = self.samples.len().max(1) as f64;
+        let mean_square = self.samples.iter().map(|&v| (f64::from(v) / 32_768.0).powi(2)).sum::<f64>() / n;
+        10.0 * mean_square.max(1e-12).log10()
+    }
+
+    /// Of its 100 ms windows, how many a tone of `hz` dominates (over 80 % of the window's power): (dominated,
+    /// windows). Whole-recording measures would punish the phase jumps of a real call (a concealed packet, a digit
+    /// sent in place of audio); windows judge what was heard most of the time.
+    pub fn tone_windows(&self, hz: f64) -> (usize, usize) {
+        let window = (self.rate / 10).max(1) as usize;
+        let shares: Vec<f64> =
+            self.samples.chunks_exact(window).map(|w| callbox::devices::audio::tone_share(w, hz)).collect();
+        (shares.iter().filter(|s| **s > 0.8).count(), shares.len())
+    }
+
     /// Reads a RIFF/WAVE file of 16-bit PCM (any chunk order; a data chunk still being written, whose size field
     /// is not final, is read to the end of the file).
     pub fn from_wav(bytes: &[u8]) -> Option<Recording> {

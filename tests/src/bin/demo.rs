@@ -30,6 +30,8 @@ Runs inside the test network namespace: launch it through scripts/demo (or tests
 
 /// Bound on every wait for the far end or the servers (only there so that a broken run fails instead of hanging).
 const WAIT: Duration = Duration::from_secs(30);
+/// The simulated microphone's tone (`SimAudioBackend::new`).
+const DOOR_TONE_HZ: f64 = 440.0;
 const DOOR_CODE: &str = "1234";
 const PSTN_NUMBER: &str = "+15551234567";
 
@@ -219,8 +221,11 @@ fn row(label: &str, value: impl std::fmt::Display) {
     println!("  {label:<44} {value}");
 }
 
-/// The phone call through the trunk: (connected, level heard in dBFS).
-async fn pstn_call(stack: &Stack, door: &CallClient) -> Result<(bool, f32), DemoError> {
+/// What the trunk recorded of the door: (seconds, level dBFS, 100 ms windows the door's tone dominates, windows).
+type TrunkHeard = (f64, f64, usize, usize);
+
+/// The phone call through the trunk: (connected, level heard in dBFS, what the trunk heard of the door).
+async fn pstn_call(stack: &Stack, door: &CallClient) -> Result<(bool, f32, Option<TrunkHeard>), DemoError> {
     let trunk = stack.start_baresip(BaresipOptions::pstn_trunk(PSTN_NUMBER)).await?;
     let number = Identifier::parse(PSTN_NUMBER, None).map_err(|e| DemoError::Failed(format!("{PSTN_NUMBER}: {e}")))?;
     println!("front-door calls {number} (baresip PSTN trunk)");
@@ -229,7 +234,7 @@ async fn pstn_call(stack: &Stack, door: &CallClient) -> Result<(bool, f32), Demo
     let mut events = call.events();
     if let Err(e) = call.wait_state(&mut events, |s| s == CallState::Connected, WAIT).await {
         println!("  PSTN call did not connect: {e}; end reason {}", reason(call.end_reason()));
-        return Ok((false, -100.0));
+        return Ok((false, -100.0, None));
     }
     println!("  connected after {} ms", placed.elapsed().as_millis());
     if let Err(e) = trunk.wait_for(BaresipEvent::CallEstablished, WAIT).await {
@@ -248,7 +253,18 @@ async fn pstn_call(stack: &Stack, door: &CallClient) -> Result<(bool, f32), Demo
     if let Err(e) = trunk.wait_for(BaresipEvent::CallClosed, WAIT).await {
         log::warn!("the trunk did not report the hang-up: {e}");
     }
-    Ok((true, best))
+    // What the far end heard: the trunk's own recording of the call (baresip's sndfile module).
+    let heard = match trunk.received_audio() {
+        Ok(recordings) => recordings.last().map(|r| {
+            let (toned, windows) = r.tone_windows(DOOR_TONE_HZ);
+            (r.seconds(), r.level_dbfs(), toned, windows)
+        }),
+        Err(e) => {
+            log::warn!("the trunk's recording cannot be read: {e}");
+            None
+        }
+    };
+    Ok((true, best, heard))
 }
 
 async fn run(o: Options) -> Result<(), DemoError> {
@@ -316,15 +332,30 @@ async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
     outcome?;
     match pstn {
         None => Ok(()),
-        Some(Ok((true, level))) => {
-            println!("PSTN call to {PSTN_NUMBER}: connected, level heard {level:.1} dBFS");
-            if level > -60.0 {
-                Ok(())
-            } else {
+        Some(Ok((true, level, heard))) => {
+            println!("PSTN call to {PSTN_NUMBER}: connected, the door heard the trunk at {level:.1} dBFS");
+            let trunk_heard_the_door = match heard {
+                Some((seconds, dbfs, toned, windows)) => {
+                    println!(
+                        "  the trunk recorded {seconds:.1} s at {dbfs:.1} dBFS; the door's {DOOR_TONE_HZ} Hz tone \
+                         dominates {toned} of {windows} windows of 100 ms"
+                    );
+                    dbfs > -40.0 && toned * 5 >= windows * 4 && windows > 0
+                }
+                None => {
+                    println!("  the trunk recorded nothing");
+                    false
+                }
+            };
+            if level <= -60.0 {
                 Err(DemoError::Failed(format!("PSTN call: no audio heard from the trunk ({level:.1} dBFS)")))
+            } else if !trunk_heard_the_door {
+                Err(DemoError::Failed("PSTN call: the trunk did not hear the door".into()))
+            } else {
+                Ok(())
             }
         }
-        Some(Ok((false, _))) => Err(DemoError::Failed(format!("the PSTN call to {PSTN_NUMBER} did not connect"))),
+        Some(Ok((false, _, _))) => Err(DemoError::Failed(format!("the PSTN call to {PSTN_NUMBER} did not connect"))),
         Some(Err(e)) => Err(e),
     }
 }
