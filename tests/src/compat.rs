@@ -94,23 +94,30 @@ pub fn results_path() -> PathBuf {
     target.join("compat").join("verified.jsonl")
 }
 
+/// One row of the table: (endpoint, direction), the texts of each column, the tests behind it.
+struct Row {
+    key: (String, String),
+    cells: Vec<Vec<String>>,
+    tests: Vec<String>,
+}
+
 /// The Markdown table of the records in `jsonl` (rows sorted by endpoint and direction; cells of several records
 /// joined; unreadable lines skipped).
 pub fn table(jsonl: &str) -> String {
-    let mut rows: Vec<((String, String), Vec<Vec<String>>, Vec<String>)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for line in jsonl.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
         let endpoint = v["endpoint"].as_str().unwrap_or("?").to_string();
         let direction = v["direction"].as_str().unwrap_or("?").to_string();
         let key = (endpoint, direction);
-        let i = match rows.iter().position(|(k, _, _)| *k == key) {
+        let i = match rows.iter().position(|r| r.key == key) {
             Some(i) => i,
             None => {
-                rows.push((key, vec![Vec::new(); COLUMNS.len()], Vec::new()));
+                rows.push(Row { key, cells: vec![Vec::new(); COLUMNS.len()], tests: Vec::new() });
                 rows.len() - 1
             }
         };
-        let (_, cells, tests) = &mut rows[i];
+        let Row { cells, tests, .. } = &mut rows[i];
         if let Some(t) = v["test"].as_str() {
             if !tests.iter().any(|x| x == t) {
                 tests.push(t.to_string());
@@ -125,13 +132,13 @@ pub fn table(jsonl: &str) -> String {
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out = format!(
         "| endpoint | direction | {} | tests |\n|---|---|{}---|\n",
         COLUMNS.join(" | "),
         "---|".repeat(COLUMNS.len())
     );
-    for ((endpoint, direction), cells, tests) in rows {
+    for Row { key: (endpoint, direction), cells, tests } in rows {
         let cells: Vec<String> =
             cells.iter().map(|c| if c.is_empty() { "not tested".to_string() } else { c.join("; ") }).collect();
         out.push_str(&format!("| {endpoint} | {direction} | {} | {} |\n", cells.join(" | "), tests.join(", ")));
