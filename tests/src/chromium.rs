@@ -1,10 +1,13 @@
-//! `ChromiumPage`: a foreign WebRTC client in a videoroom of a test stack — headless Chromium (Debian's
-//! `/usr/bin/chromium`) on the janus.js page `tests/chromium/room.html` + `room.js` (the recipe and its pitfalls:
-//! `tests/chromium/NOTES.md`). A page owns its temp dir (a copy of the page with Debian's janus.js and adapter.js,
-//! a fresh profile and home, the generated fake media, Chromium's log), Chromium's process group (killed on
-//! `stop` and on drop, also in a panicking test; the harness's reaper kills it if the test process dies), and a
-//! reader thread that turns the page's `CALLBOX_STATS {json}` console lines on Chromium's stderr into typed
-//! `PageStats` snapshots, keeping the page's own event lines and a bounded tail of the rest for failure messages.
+//! `ChromiumPage`: a foreign WebRTC client of a test stack — headless Chromium (Debian's `/usr/bin/chromium`) on a
+//! janus.js page: `tests/chromium/room.html` + `room.js`, a participant of a videoroom, or (`PageKind::Sip`)
+//! `sip.html` + `sip.js`, a SIP user registered at the stack's Kamailio through Janus's SIP plugin that calls and
+//! answers (the recipe and its pitfalls: `tests/chromium/NOTES.md`). A page owns its temp dir (a copy of the page
+//! with Debian's janus.js and adapter.js, a fresh profile and home, the generated fake media, Chromium's log),
+//! Chromium's process group (killed on `stop` and on drop, also in a panicking test; the harness's reaper kills it
+//! if the test process dies), and a reader thread that turns the page's `CALLBOX_STATS {json}` console lines on
+//! Chromium's stderr into typed `PageStats` snapshots, keeping the page's own event lines and a bounded tail of the
+//! rest for failure messages. Commands reach the page through a control file beside it (`request_leave`, and for
+//! the SIP page `request_call`, `request_answer`, `request_hangup`).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use callbox::signaling::SipRegister;
 use callbox_calling::Secret;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
@@ -69,7 +73,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 static PAGE_COUNT: AtomicU32 = AtomicU32::new(0);
 
-/// The folder holding `room.html` and `room.js` in the repository.
+/// The folder holding the pages (`room.html`, `room.js`, `sip.html`, `sip.js`) in the repository.
 pub fn page_source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("chromium")
 }
@@ -82,6 +86,8 @@ pub enum ChromiumError {
     Harness { name: String, source: HarnessError },
     #[error("chromium page {name}: {path} is missing (Debian package {package}; scripts/install-deps installs it)")]
     Missing { name: String, path: PathBuf, package: &'static str },
+    #[error("chromium page {name}: no SIP registration for the page: {reason}")]
+    Registration { name: String, reason: String },
     #[error("chromium page {name}: must start inside a tokio runtime (its log watchdog is a tokio task)")]
     NoRuntime { name: String },
     #[error("chromium page {name}: the page failed: {error}\n{context}")]
@@ -116,6 +122,52 @@ pub enum FakeAudio {
     Off,
 }
 
+/// Which page a `ChromiumPage` runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PageKind {
+    /// `room.html`: a publisher and subscriber in the videoroom `ChromiumOptions::room`.
+    Room,
+    /// `sip.html`: a SIP user on Janus's SIP plugin, registered with this account; it calls
+    /// (`ChromiumPage::request_call`) and answers (`ChromiumPage::request_answer`) with one PeerConnection.
+    Sip(SipAccount),
+}
+
+/// The `register` request of a SIP page: what Janus's SIP plugin needs to register a user at the stack's Kamailio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SipAccount {
+    /// The SIP URI registered (`sip:browser-user@callbox.test`).
+    pub uri: String,
+    /// The digest user when it is not the URI's (callbox's ephemeral `<expiry>:<user>`, with the `:` as `%3A`:
+    /// sofia-sip takes no `:` there).
+    pub authuser: Option<String>,
+    /// Hex MD5 of `<auth user>:<realm>:<password>` (`ha1_secret`).
+    pub ha1: Secret,
+    /// Registrar, `sip:127.0.0.1:PORT`.
+    pub proxy: String,
+    /// Outbound proxy: always sent (without it Janus's SIP plugin resolves the domain and spins).
+    pub outbound_proxy: String,
+    /// Registration expiry (s).
+    pub register_ttl: Option<u32>,
+    /// The page answers incoming calls at once (default false: the test answers with `request_answer`).
+    pub auto_answer: bool,
+}
+
+impl SipAccount {
+    /// The account of a `register` request as callbox builds it (`Stack::janus_sip_registration`). `None` when it
+    /// has no pre-hashed password, registrar or outbound proxy.
+    pub fn from_register(register: &SipRegister) -> Option<SipAccount> {
+        Some(SipAccount {
+            uri: register.username.clone(),
+            authuser: register.authuser.clone(),
+            ha1: register.ha1_secret.clone()?,
+            proxy: register.proxy.clone()?,
+            outbound_proxy: register.outbound_proxy.clone()?,
+            register_ttl: register.register_ttl,
+            auto_answer: false,
+        })
+    }
+}
+
 /// How to start a page. `ChromiumOptions::for_stack` fills in the stack's Janus URL and a fresh Janus token.
 #[derive(Clone, Debug)]
 pub struct ChromiumOptions {
@@ -129,7 +181,8 @@ pub struct ChromiumOptions {
     pub pin: Secret,
     /// The display the page publishes (a browser is a guest: any plain name; appliances publish JSON there).
     pub display: String,
-    /// The page leaves the room by itself this long after loading (rounded up to whole seconds).
+    /// The page leaves the room (the SIP page: its Janus session) by itself this long after loading (rounded up
+    /// to whole seconds).
     pub leave_after: Option<Duration>,
     /// The page `create`s the room first (427 "already exists" is fine). Default false: the test creates it.
     pub create_room: bool,
@@ -145,6 +198,8 @@ pub struct ChromiumOptions {
     pub extra_args: Vec<String>,
     /// Also publish a second video (the fake camera again) described as a screen share (`"screen"`).
     pub screen_share: bool,
+    /// The page: the videoroom page (`new`, `for_stack`) or the SIP page (`sip_for_stack`).
+    pub page: PageKind,
 }
 
 impl ChromiumOptions {
@@ -172,6 +227,7 @@ impl ChromiumOptions {
             keep_dir: std::env::var("CALLBOX_KEEP_STACK").as_deref() == Ok("1"),
             extra_args: Vec::new(),
             screen_share: false,
+            page: PageKind::Room,
         }
     }
 
@@ -186,8 +242,32 @@ impl ChromiumOptions {
         )
     }
 
-    /// The page's `file://` URL for a page folder `dir` (contains the token and the PIN: do not log it).
+    /// A SIP page for `stack`: `user` registered at its Kamailio with ephemeral credentials valid for an hour
+    /// (derived as callbox derives them: `Stack::janus_sip_registration`), colour bars and a 700 Hz tone, stats
+    /// each second; `display` (the page's name in logs) is `user`.
+    pub fn sip_for_stack(stack: &Stack, user: &str) -> Result<Self, ChromiumError> {
+        let registration = |reason: String| ChromiumError::Registration { name: user.to_string(), reason };
+        let register = stack.janus_sip_registration(user, PAGE_TOKEN_TTL).map_err(|e| registration(e.to_string()))?;
+        let account = SipAccount::from_register(&register)
+            .ok_or_else(|| registration("no ha1_secret, proxy or outbound_proxy in the register request".into()))?;
+        let mut opts = ChromiumOptions::for_stack(stack, 0, &Secret::new(""), user);
+        opts.page = PageKind::Sip(account);
+        Ok(opts)
+    }
+
+    /// The page's HTML and script file names.
+    fn page_files(&self) -> (&'static str, &'static str) {
+        match self.page {
+            PageKind::Room => ("room.html", "room.js"),
+            PageKind::Sip(_) => ("sip.html", "sip.js"),
+        }
+    }
+
+    /// The page's `file://` URL for a page folder `dir` (contains the token, PIN or SIP secret: do not log it).
     fn page_url(&self, dir: &Path) -> String {
+        if let PageKind::Sip(account) = &self.page {
+            return self.sip_page_url(dir, account);
+        }
         let mut query: Vec<(&str, String)> = vec![
             ("server", self.janus_url.clone()),
             ("room", self.room.to_string()),
@@ -218,6 +298,44 @@ impl ChromiumOptions {
         let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v, false))).collect();
         format!("file://{}?{}", percent_encode(&dir.join("room.html").display().to_string(), true), query.join("&"))
     }
+
+    /// `page_url` of the SIP page (see sip.js's header for the parameters).
+    fn sip_page_url(&self, dir: &Path, account: &SipAccount) -> String {
+        let mut query: Vec<(&str, String)> = vec![
+            ("server", self.janus_url.clone()),
+            ("display", self.display.clone()),
+            ("logstats", self.stats_interval.as_millis().max(100).to_string()),
+            ("control", CONTROL_FILE.into()),
+            ("sipuser", account.uri.clone()),
+            ("ha1", account.ha1.expose().to_string()),
+            ("proxy", account.proxy.clone()),
+            ("outboundproxy", account.outbound_proxy.clone()),
+        ];
+        if let Some(authuser) = &account.authuser {
+            query.push(("authuser", authuser.clone()));
+        }
+        if let Some(ttl) = account.register_ttl {
+            query.push(("regttl", ttl.to_string()));
+        }
+        if account.auto_answer {
+            query.push(("autoanswer", "1".into()));
+        }
+        if !self.token.is_empty() {
+            query.push(("token", self.token.expose().to_string()));
+        }
+        if let Some(after) = self.leave_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            query.push(("leaveafter", secs.max(1).to_string()));
+        }
+        if self.video == FakeVideo::Off {
+            query.push(("video", "0".into()));
+        }
+        if self.audio == FakeAudio::Off {
+            query.push(("audio", "0".into()));
+        }
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v, false))).collect();
+        format!("file://{}?{}", percent_encode(&dir.join("sip.html").display().to_string(), true), query.join("&"))
+    }
 }
 
 /// The control file beside the page (see room.js `control`).
@@ -236,12 +354,16 @@ fn percent_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// Where the page is (`phase` of room.js).
+/// Where the page is (`phase` of room.js and sip.js).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PagePhase {
     Init,
     /// Janus session up.
     Connected,
+    /// SIP page: the `register` request is out.
+    Registering,
+    /// SIP page: registered (calls are in `PageStats::sip`).
+    Registered,
     /// Joined the room as a publisher.
     Joined,
     /// Offer sent, publisher PeerConnection not up yet.
@@ -260,6 +382,8 @@ impl PagePhase {
         match s {
             "init" => PagePhase::Init,
             "connected" => PagePhase::Connected,
+            "registering" => PagePhase::Registering,
+            "registered" => PagePhase::Registered,
             "joined" => PagePhase::Joined,
             "publishing" => PagePhase::Publishing,
             "published" => PagePhase::Published,
@@ -316,6 +440,48 @@ pub struct OutboundStats {
     pub frames_per_second: Option<f64>,
     pub encoder_implementation: Option<String>,
     pub quality_limitation_reason: Option<String>,
+    /// The codec getStats reports for it (SIP page only): `mimeType`, `payloadType`, `sdpFmtpLine`.
+    pub rtp_codec: RtpCodec,
+}
+
+/// A getStats `codec` entry: what an RTP stream is really sent or received with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RtpCodec {
+    /// `video/H264`, `video/VP8`, `audio/opus`.
+    pub mime_type: Option<String>,
+    pub payload_type: Option<u64>,
+    /// `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f`.
+    pub sdp_fmtp_line: Option<String>,
+}
+
+impl RtpCodec {
+    fn parse(v: &Value) -> RtpCodec {
+        RtpCodec {
+            mime_type: text(v, "codecMime"),
+            payload_type: uint(v, "payloadType"),
+            sdp_fmtp_line: text(v, "sdpFmtpLine"),
+        }
+    }
+
+    /// The H.264 `profile-level-id` of the fmtp line, lower case.
+    pub fn profile_level_id(&self) -> Option<String> {
+        self.sdp_fmtp_line
+            .as_deref()?
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("profile-level-id=").map(|id| id.trim().to_ascii_lowercase()))
+    }
+
+    /// `video/H264 PT 102 42e01f` (what a failure message or the test's log shows).
+    pub fn describe(&self) -> String {
+        let mut s = self.mime_type.clone().unwrap_or_else(|| "?".into());
+        if let Some(pt) = self.payload_type {
+            s.push_str(&format!(" PT {pt}"));
+        }
+        if let Some(fmtp) = &self.sdp_fmtp_line {
+            s.push_str(&format!(" [{fmtp}]"));
+        }
+        s
+    }
 }
 
 /// `inbound-rtp` of one subscribed remote track, labelled with its feed (from the subscriber's stream list).
@@ -345,6 +511,8 @@ pub struct InboundStats {
     pub total_samples_received: Option<u64>,
     pub concealed_samples: Option<u64>,
     pub decoder_implementation: Option<String>,
+    /// The codec getStats reports for it (SIP page only; the room page labels `codec` from Janus's stream list).
+    pub rtp_codec: RtpCodec,
 }
 
 impl InboundStats {
@@ -382,7 +550,129 @@ impl VideoProbe {
     }
 }
 
-/// One `CALLBOX_STATS` line of the page (room.js `callboxStats()` plus `probe`).
+/// Where a SIP page's call is (`call.state` of sip.js).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SipCallState {
+    /// Our INVITE is out (made by `request_call`).
+    Calling,
+    /// 180 from the far end.
+    Ringing,
+    /// A call came in and waits for `request_answer`.
+    Incoming,
+    /// Our answer is being made and sent.
+    Answering,
+    /// 200 OK: the SIP dialog is up (the PeerConnection is up when `SipCall::pc_up`).
+    Accepted,
+    /// Our hang-up (or decline) is out.
+    HangingUp,
+    /// The call is over (`SipCall::hangup_code` says how).
+    HungUp,
+    Other(String),
+}
+
+impl SipCallState {
+    fn parse(s: &str) -> SipCallState {
+        match s {
+            "calling" => SipCallState::Calling,
+            "ringing" => SipCallState::Ringing,
+            "incoming" => SipCallState::Incoming,
+            "answering" => SipCallState::Answering,
+            "accepted" => SipCallState::Accepted,
+            "hangingup" | "declining" => SipCallState::HangingUp,
+            "hungup" => SipCallState::HungUp,
+            other => SipCallState::Other(other.to_string()),
+        }
+    }
+}
+
+/// A SIP page's current or last call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SipCall {
+    /// 1 for the page's first call (made or received), then 2, ...
+    pub seq: u64,
+    /// True when the page made it.
+    pub outgoing: bool,
+    /// The far end's URI: what the page called, or the caller as the plugin reports it.
+    pub peer: String,
+    pub state: SipCallState,
+    /// The PeerConnection to Janus is up (ICE and DTLS).
+    pub pc_up: bool,
+    /// The PeerConnection's last ICE state.
+    pub ice: Option<String>,
+    pub hangup_code: Option<u64>,
+    pub hangup_reason: Option<String>,
+    /// The video formats of the page's own SDP (offer or answer), `"PT NAME[ profile-level-id][ pmN]"` joined by
+    /// `, ` (no rtx, red, FEC).
+    pub local_video: Option<String>,
+    /// The same of the far end's SDP (as Janus gave it to the page).
+    pub remote_video: Option<String>,
+}
+
+/// The SIP page's registration and call (`sip` of sip.js's stats).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SipPageState {
+    pub registered: bool,
+    /// The registered URI as the plugin reports it.
+    pub username: Option<String>,
+    /// Calls started so far (made or received).
+    pub calls: u64,
+    /// Calls Janus's SIP plugin turned away itself (486) because the page's handle was still busy: the plugin
+    /// stays busy for up to about a second after a call ended (its media relay thread polls once a second).
+    pub missed_calls: u64,
+    pub call: Option<SipCall>,
+    /// Selected ICE pair of the call's PeerConnection, `"addr:port type -> addr:port type"`.
+    pub path: Option<String>,
+}
+
+impl SipPageState {
+    fn parse(v: &Value) -> SipPageState {
+        let call = v.get("call").filter(|c| c.is_object()).map(|c| SipCall {
+            seq: uint(c, "seq").unwrap_or(0),
+            outgoing: text(c, "direction").as_deref() == Some("outgoing"),
+            peer: text(c, "peer").unwrap_or_default(),
+            state: SipCallState::parse(&text(c, "state").unwrap_or_default()),
+            pc_up: flag(c, "pcUp"),
+            ice: text(c, "ice"),
+            hangup_code: uint(c, "hangupCode"),
+            hangup_reason: text(c, "hangupReason"),
+            local_video: text(c, "localVideo"),
+            remote_video: text(c, "remoteVideo"),
+        });
+        SipPageState {
+            registered: flag(v, "registered"),
+            username: text(v, "username"),
+            calls: uint(v, "calls").unwrap_or(0),
+            missed_calls: uint(v, "missedCalls").unwrap_or(0),
+            call,
+            path: text(v, "path"),
+        }
+    }
+
+    /// Call number `seq`, when it is the page's current or last call.
+    pub fn call_number(&self, seq: u64) -> Option<&SipCall> {
+        self.call.as_ref().filter(|c| c.seq == seq)
+    }
+
+    /// The call's PeerConnection is up on a selected pair whose addresses are both in 127.0.0.0/8.
+    pub fn ice_on_loopback(&self) -> bool {
+        pair_on_loopback(self.path.as_deref())
+    }
+}
+
+/// A selected pair `"addr:port type -> addr:port type"` joins two addresses in 127.0.0.0/8.
+fn pair_on_loopback(path: Option<&str>) -> bool {
+    path.is_some_and(|p| {
+        let addrs: Vec<&str> = p
+            .split_whitespace()
+            .filter(|w| w.contains(':'))
+            .filter_map(|w| w.rsplit_once(':'))
+            .map(|(a, _)| a)
+            .collect();
+        addrs.len() == 2 && addrs.iter().all(|a| a.starts_with("127."))
+    })
+}
+
+/// One `CALLBOX_STATS` line of the page (room.js's or sip.js's `callboxStats()` plus `probe`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageStats {
     /// The page's clock (ms since the epoch).
@@ -402,18 +692,34 @@ pub struct PageStats {
     pub publisher_path: Option<String>,
     pub subscriber_path: Option<String>,
     pub probe: Vec<VideoProbe>,
+    /// The SIP page's registration and call (`None` for the room page).
+    pub sip: Option<SipPageState>,
 }
 
 /// Whether a videoroom display names `who`: the plain display (a browser's), or the `id` or `name` of the JSON
-/// display callbox appliances publish (`{"id":"<user>","name":"<display>"}`).
+/// display callbox appliances publish (`{"id":"<user>","name":"<display>"}`); for the SIP page's streams, labelled
+/// with the far end's URI, the URI's user (`sip:door-b@callbox.test`, also `"Door" <sip:door-b@...>`).
 pub fn display_names(display: &str, who: &str) -> bool {
     if display == who {
         return true;
+    }
+    if let Some(user) = sip_uri_user(display) {
+        return user == who;
     }
     match serde_json::from_str::<Value>(display) {
         Ok(v) => [v.get("id"), v.get("name")].into_iter().flatten().any(|x| x.as_str() == Some(who)),
         Err(_) => false,
     }
+}
+
+/// The user part of a SIP URI, also inside `<...>` with a display name before it.
+fn sip_uri_user(s: &str) -> Option<&str> {
+    let uri = match (s.find('<'), s.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &s[open + 1..close],
+        _ => s.trim(),
+    };
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    rest.split_once('@').map(|(user, _)| user)
 }
 
 impl PageStats {
@@ -451,24 +757,28 @@ impl PageStats {
         self.outbound.iter().find(|s| s.kind == kind)
     }
 
-    /// Both PeerConnections are up and every address of their selected ICE pairs is in 127.0.0.0/8.
+    /// Both PeerConnections are up and every address of their selected ICE pairs is in 127.0.0.0/8 (the SIP
+    /// page: its one PeerConnection).
     pub fn ice_on_loopback(&self) -> bool {
-        let loopback = |path: &Option<String>| {
-            path.as_deref().is_some_and(|p| {
-                let addrs: Vec<&str> = p
-                    .split_whitespace()
-                    .filter(|w| w.contains(':'))
-                    .filter_map(|w| w.rsplit_once(':'))
-                    .map(|(a, _)| a)
-                    .collect();
-                addrs.len() == 2 && addrs.iter().all(|a| a.starts_with("127."))
-            })
-        };
-        loopback(&self.publisher_path) && loopback(&self.subscriber_path)
+        match &self.sip {
+            Some(sip) => sip.ice_on_loopback(),
+            None => {
+                pair_on_loopback(self.publisher_path.as_deref()) && pair_on_loopback(self.subscriber_path.as_deref())
+            }
+        }
     }
 
-    /// One line for failure messages: phase, publishers, and per inbound stream its counters.
+    /// The SIP page's call number `seq`, when it is its current or last call.
+    pub fn sip_call(&self, seq: u64) -> Option<&SipCall> {
+        self.sip.as_ref().and_then(|s| s.call_number(seq))
+    }
+
+    /// One line for failure messages: phase, publishers (SIP page: registration and call), and per inbound stream
+    /// its counters.
     pub fn summary(&self) -> String {
+        if let Some(sip) = &self.sip {
+            return self.sip_summary(sip);
+        }
         let mut s = format!(
             "phase {:?}{} my_id {:?} publisher_up {} subscriber_up {}; publishers [{}]; inbound [",
             self.phase,
@@ -511,6 +821,75 @@ impl PageStats {
         s
     }
 
+    fn sip_summary(&self, sip: &SipPageState) -> String {
+        let call = sip
+            .call
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "call {} {} {:?} {:?} pc_up {} ice {:?} hangup {:?} {:?}; local video [{}]; remote video [{}]",
+                    c.seq,
+                    if c.outgoing { "to" } else { "from" },
+                    c.peer,
+                    c.state,
+                    c.pc_up,
+                    c.ice,
+                    c.hangup_code,
+                    c.hangup_reason,
+                    c.local_video.as_deref().unwrap_or("-"),
+                    c.remote_video.as_deref().unwrap_or("-"),
+                )
+            })
+            .unwrap_or_else(|| "no call".into());
+        let streams = |dir: &str, list: Vec<String>| format!("{dir} [{}]", list.join(", "));
+        let outbound = self
+            .outbound
+            .iter()
+            .map(|o| {
+                format!(
+                    "{:?} {} pkts {} frames {}",
+                    o.kind,
+                    o.packets_sent,
+                    o.frames_encoded.unwrap_or(0),
+                    o.rtp_codec.describe()
+                )
+            })
+            .collect();
+        let inbound = self
+            .inbound
+            .iter()
+            .map(|i| match i.kind {
+                MediaKind::Video => format!(
+                    "video {} pkts {} frames {}x{} {}",
+                    i.packets_received,
+                    i.frames_decoded.unwrap_or(0),
+                    i.frame_width.unwrap_or(0),
+                    i.frame_height.unwrap_or(0),
+                    i.rtp_codec.describe()
+                ),
+                _ => format!(
+                    "{:?} {} pkts {} samples energy {:.3} {}",
+                    i.kind,
+                    i.packets_received,
+                    i.total_samples_received.unwrap_or(0),
+                    i.total_audio_energy.unwrap_or(0.0),
+                    i.rtp_codec.describe()
+                ),
+            })
+            .collect();
+        format!(
+            "phase {:?}{} registered {} ({} calls, {} missed); {call}; {}; {}; path {:?}",
+            self.phase,
+            self.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            sip.registered,
+            sip.calls,
+            sip.missed_calls,
+            streams("outbound", outbound),
+            streams("inbound", inbound),
+            sip.path
+        )
+    }
+
     /// Parses the JSON of a stats line (`None` if it is not one: no `phase`).
     pub fn from_json(v: &Value) -> Option<PageStats> {
         let phase = PagePhase::parse(v.get("phase")?.as_str()?);
@@ -547,6 +926,7 @@ impl PageStats {
                     frames_per_second: float(o, "framesPerSecond"),
                     encoder_implementation: text(o, "encoderImplementation"),
                     quality_limitation_reason: text(o, "qualityLimitationReason"),
+                    rtp_codec: RtpCodec::parse(o),
                 })
                 .collect(),
             inbound: list("inbound")
@@ -573,6 +953,7 @@ impl PageStats {
                     total_samples_received: uint(i, "totalSamplesReceived"),
                     concealed_samples: uint(i, "concealedSamples"),
                     decoder_implementation: text(i, "decoderImplementation"),
+                    rtp_codec: RtpCodec::parse(i),
                 })
                 .collect(),
             publisher_path: text(v, "publisherPath"),
@@ -592,6 +973,7 @@ impl PageStats {
                         .unwrap_or_default(),
                 })
                 .collect(),
+            sip: v.get("sip").filter(|x| x.is_object()).map(SipPageState::parse),
         })
     }
 }
@@ -758,12 +1140,13 @@ impl ChromiumPage {
             return Err(ChromiumError::NoRuntime { name });
         }
         let src = page_source_dir();
+        let (html, script) = opts.page_files();
         for (path, package) in [
             (PathBuf::from(CHROMIUM), "chromium"),
             (PathBuf::from(JANUS_JS), "libjs-janus-gateway"),
             (PathBuf::from(ADAPTER_JS), "libjs-webrtc-adapter"),
-            (src.join("room.html"), "(this repository)"),
-            (src.join("room.js"), "(this repository)"),
+            (src.join(html), "(this repository)"),
+            (src.join(script), "(this repository)"),
         ] {
             if !path.exists() {
                 return Err(ChromiumError::Missing { name, path, package });
@@ -788,8 +1171,8 @@ impl ChromiumPage {
                 .map(|_| ())
                 .map_err(|source| harness(HarnessError::Io { what: "cannot copy", path: from, source }))
         };
-        copy(src.join("room.html"), "room.html")?;
-        copy(src.join("room.js"), "room.js")?;
+        copy(src.join(html), html)?;
+        copy(src.join(script), script)?;
         copy(PathBuf::from(JANUS_JS), "janus.js")?;
         copy(PathBuf::from(ADAPTER_JS), "adapter.js")?;
         write_file(&dir.join(CONTROL_FILE), br#"{"seq":0}"#).map_err(harness)?;
@@ -828,7 +1211,11 @@ impl ChromiumPage {
                 .spawn(move || follow_log(&path, &seen, &stop))
                 .map_err(|source| harness(HarnessError::Io { what: "cannot start the reader of", path: log, source }))?
         };
-        log::info!("chromium page {name}: pid {}, room {}, dir {}", process.pid(), opts.room, dir.display());
+        let on = match &opts.page {
+            PageKind::Room => format!("room {}", opts.room),
+            PageKind::Sip(account) => format!("SIP user {}", account.uri),
+        };
+        log::info!("chromium page {name}: pid {}, {on}, dir {}", process.pid(), dir.display());
         Ok(ChromiumPage {
             name,
             dir,
@@ -1024,8 +1411,53 @@ impl ChromiumPage {
 
     /// Asks the page to leave the room (destroy its Janus session) through its control file; returns at once.
     pub fn request_leave(&self) -> Result<(), ChromiumError> {
+        self.command(serde_json::json!({ "command": "leave" }))
+    }
+
+    /// SIP page: asks it to call `uri` (a SIP URI) with its camera and microphone; returns at once. See
+    /// `wait_sip_call`.
+    pub fn request_call(&self, uri: &str) -> Result<(), ChromiumError> {
+        self.command(serde_json::json!({ "command": "call", "uri": uri }))
+    }
+
+    /// SIP page: asks it to answer its incoming call with its camera and microphone; returns at once.
+    pub fn request_answer(&self) -> Result<(), ChromiumError> {
+        self.command(serde_json::json!({ "command": "answer" }))
+    }
+
+    /// SIP page: asks it to hang up (or decline) its call; returns at once.
+    pub fn request_hangup(&self) -> Result<(), ChromiumError> {
+        self.command(serde_json::json!({ "command": "hangup" }))
+    }
+
+    /// SIP page: waits until it is registered.
+    pub async fn wait_registered(&self, timeout: Duration) -> Result<PageStats, ChromiumError> {
+        self.wait_until("registered at the SIP registrar", timeout, |s| {
+            s.phase == PagePhase::Registered && s.sip.as_ref().is_some_and(|sip| sip.registered)
+        })
+        .await
+    }
+
+    /// SIP page: waits until its call number `seq` exists and `pred` accepts it (`what` names the wait).
+    pub async fn wait_sip_call(
+        &self,
+        seq: u64,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&SipCall) -> bool,
+    ) -> Result<PageStats, ChromiumError> {
+        self.wait_until(&format!("call {seq}: {what}"), timeout, |s| s.sip_call(seq).is_some_and(&mut pred)).await
+    }
+
+    /// Writes a command (`body` plus the next `seq`) into the page's control file, atomically (see room.js and
+    /// sip.js `control`). The page reads the file every 250 ms: a command written before it read the previous
+    /// one replaces it, so wait for a command's effect before sending the next.
+    fn command(&self, mut body: Value) -> Result<(), ChromiumError> {
         let seq = self.control_seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let body = serde_json::json!({ "seq": seq, "command": "leave" }).to_string();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("seq".into(), Value::from(seq));
+        }
+        let body = body.to_string();
         let tmp = self.dir.join(format!("{CONTROL_FILE}.tmp"));
         write_file(&tmp, body.as_bytes())
             .and_then(|()| {
@@ -1236,6 +1668,66 @@ mod tests {
         assert!(url.contains("&pin=12%2034") && url.contains("&leaveafter=3"), "{url}");
         assert!(!url.contains("video=0") && !url.contains("audio=0"), "{url}");
         assert!(!format!("{o:?}").contains("ab+c"), "the token must not show in Debug");
+    }
+
+    const SIP_LINE: &str = r#"[1:1:1207/111049.5:INFO:CONSOLE:380] "CALLBOX_STATS {"t":1765105849500,"phase":"registered","error":null,"display":"browser-user","outbound":[{"mid":"1","kind":"video","packetsSent":46,"bytesSent":40000,"framesEncoded":24,"encoderImplementation":"OpenH264","codecMime":"video/H264","payloadType":102,"sdpFmtpLine":"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}],"inbound":[{"mid":"0","kind":"audio","display":"sip:door-b@callbox.test","active":true,"codec":"opus","packetsReceived":82,"totalAudioEnergy":0.017,"totalSamplesReceived":78240,"codecMime":"audio/opus","payloadType":111,"sdpFmtpLine":"minptime=10;useinbandfec=1"},{"mid":"1","kind":"video","display":"sip:door-b@callbox.test","active":true,"codec":"h264","packetsReceived":103,"framesDecoded":21,"frameWidth":320,"frameHeight":240,"codecMime":"video/H264","payloadType":102,"sdpFmtpLine":"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42E01F"}],"sip":{"registered":true,"username":"sip:browser-user@callbox.test","calls":2,"missedCalls":1,"path":"127.0.0.1:46584 host -> 127.0.0.1:20122 host","call":{"seq":2,"direction":"incoming","peer":"sip:door-b@callbox.test","state":"accepted","pcUp":true,"ice":"connected","hangupCode":null,"hangupReason":null,"localVideo":"102 H264 42e01f pm1, 96 VP8","remoteVideo":"102 H264 42e01f pm1, 100 H264 42001f pm1, 96 VP8"}},"probe":[]}", source: file:///tmp/x/sip.js (380)"#;
+
+    #[test]
+    fn a_sip_stats_line_parses_with_its_call_and_codecs() {
+        let mut seen = Seen::default();
+        seen.line(SIP_LINE);
+        let s = seen.latest.expect("parsed");
+        assert_eq!(s.phase, PagePhase::Registered);
+        let sip = s.sip.as_ref().expect("sip state");
+        assert!(sip.registered && sip.calls == 2 && sip.missed_calls == 1 && sip.ice_on_loopback());
+        assert!(s.ice_on_loopback());
+        let call = s.sip_call(2).expect("call 2");
+        assert!(s.sip_call(1).is_none());
+        assert_eq!((call.outgoing, call.state.clone(), call.pc_up), (false, SipCallState::Accepted, true));
+        assert_eq!(call.local_video.as_deref(), Some("102 H264 42e01f pm1, 96 VP8"));
+        let v = s.video_from("door-b").expect("video labelled with the caller's URI");
+        assert_eq!((v.frames_decoded, v.rtp_codec.payload_type), (Some(21), Some(102)));
+        assert_eq!(v.rtp_codec.mime_type.as_deref(), Some("video/H264"));
+        assert_eq!(v.rtp_codec.profile_level_id().as_deref(), Some("42e01f"));
+        assert!(s.audio_from("door-b").is_some_and(|a| a.packets_received == 82));
+        let out = s.outbound(MediaKind::Video).expect("outbound video");
+        assert!(out.rtp_codec.describe().starts_with("video/H264 PT 102 ["), "{}", out.rtp_codec.describe());
+        assert!(s.summary().contains("call 2 from \"sip:door-b@callbox.test\" Accepted"), "{}", s.summary());
+    }
+
+    #[test]
+    fn sip_uris_name_their_user() {
+        assert!(display_names("sip:door-b@callbox.test", "door-b"));
+        assert!(display_names("\"Front door\" <sip:door-b@callbox.test;transport=udp>", "door-b"));
+        assert!(!display_names("sip:door-b@callbox.test", "door"));
+        assert!(!display_names("sip:callbox.test", "callbox.test"));
+    }
+
+    #[test]
+    fn the_sip_page_url_carries_the_account() {
+        let mut o =
+            ChromiumOptions::new("ws://127.0.0.1:18188", Secret::new("tok"), 0, Secret::new(""), "browser-user");
+        o.page = PageKind::Sip(SipAccount {
+            uri: "sip:browser-user@callbox.test".into(),
+            authuser: Some("1765109999%3Abrowser-user".into()),
+            ha1: Secret::new("0123abcd"),
+            proxy: "sip:127.0.0.1:5060".into(),
+            outbound_proxy: "sip:127.0.0.1:5060".into(),
+            register_ttl: Some(3600),
+            auto_answer: false,
+        });
+        assert_eq!(o.page_files(), ("sip.html", "sip.js"));
+        let url = o.page_url(Path::new("/tmp/p"));
+        assert!(
+            url.starts_with("file:///tmp/p/sip.html?server=ws%3A%2F%2F127.0.0.1%3A18188&display=browser-user&"),
+            "{url}"
+        );
+        assert!(url.contains("&sipuser=sip%3Abrowser-user%40callbox.test&ha1=0123abcd&"), "{url}");
+        assert!(url.contains("&outboundproxy=sip%3A127.0.0.1%3A5060&"), "{url}");
+        // the page gets the literal "%3A" the plugin needs (URLSearchParams decodes one level)
+        assert!(url.contains("&authuser=1765109999%253Abrowser-user&regttl=3600&token=tok"), "{url}");
+        assert!(!url.contains("room=") && !url.contains("autoanswer"), "{url}");
+        assert!(!format!("{o:?}").contains("0123abcd"), "the HA1 must not show in Debug");
     }
 
     #[test]
