@@ -742,7 +742,18 @@ impl Engine {
             self.on_sip(index, reply).await;
             return Ok(());
         }
-        let offer = slot.pending_offer.take().ok_or("the INVITE carried no offer")?;
+        let Some(offer) = slot.pending_offer.take() else {
+            // An offerless INVITE (late offer, what some PBXs and gateways send): our offer goes in the 200 OK,
+            // and the far end's answer comes in the ACK, which Janus reports as `accepted` with it (`on_sip`).
+            let sip = slot.sip.clone();
+            settle(slot.offered_at.take()).await;
+            let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
+            let offer = media.create_offer().await.map_err(|e| e.to_string())?;
+            log::info!("{call}: answering an offerless INVITE with our offer");
+            let reply = sip.accept_with(Jsep::offer(offer), Some(false)).await.map_err(|e| e.to_string())?;
+            self.on_sip(index, reply).await;
+            return Ok(());
+        };
         let sip = slot.sip.clone();
         settle(slot.offered_at.take()).await;
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
