@@ -20,8 +20,10 @@ pub struct SippOptions {
     pub scenario: String,
     /// Files placed beside the scenario (a pcap to play, ...): name and contents.
     pub files: Vec<(String, Vec<u8>)>,
-    /// Listen on the stack's trunk address (Kamailio routes E.164 numbers there).
+    /// Listen on the stack's trunk address (Kamailio routes E.164 numbers there, and trusts what comes from it).
     pub as_trunk: bool,
+    /// Run as a UAC sending its first request here (Kamailio: `Stack::kamailio_addr`); `None`: a UAS.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// A running SIPp; dropping it kills the process.
@@ -31,7 +33,8 @@ pub struct Sipp {
 }
 
 impl Sipp {
-    /// Starts SIPp as a UAS for one call (`-m 1`), its SIP on the trunk address, its media on 127.0.0.1.
+    /// Starts SIPp for one call (`-m 1`): a UAS, or a UAC towards `remote`; its SIP on the trunk address (or a
+    /// port of its own), its media on 127.0.0.1.
     pub fn start(stack: &Stack, opts: SippOptions) -> Result<Sipp, HarnessError> {
         let dir = stack.dir().join(format!("sipp-{}", opts.name));
         let io = |path: PathBuf| move |source| HarnessError::Io { what: "cannot write", path, source };
@@ -44,7 +47,7 @@ impl Sipp {
         }
         let port = if opts.as_trunk { stack.trunk_addr().port() } else { crate::ports::reserve_block(1)? };
         let media = crate::ports::reserve_block(4)?;
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "-sf",
             &scenario.display().to_string(),
             "-i",
@@ -66,6 +69,9 @@ impl Sipp {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(remote) = opts.remote {
+            args.push(remote.to_string());
+        }
         let log = dir.join("sipp.log");
         let process =
             Arc::new(ServerProcess::spawn(&format!("sipp-{}", opts.name), "sipp", &args, &dir, log, 64 << 20)?);

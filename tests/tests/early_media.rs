@@ -126,6 +126,7 @@ async fn a_trunks_early_media_is_heard_before_it_answers_and_the_call_connects_w
             scenario: EARLY_TRUNK.into(),
             files: vec![("ringback.pcap".into(), ringback)],
             as_trunk: true,
+            remote: None,
         },
     )
     .expect("SIPp as the trunk");
