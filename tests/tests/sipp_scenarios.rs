@@ -7,6 +7,7 @@
 //! - hold and resume from the far end (re-INVITE sendonly, then sendrecv): answered recvonly, then sendrecv;
 //! - INFO with a malformed DTMF body and INFO of an unknown content type: 200, no digit; a valid one still counts;
 //! - CANCEL while ringing: 487 for the INVITE, the appliance's call ends;
+//! - an UPDATE refreshing the session: 200, and the call goes on;
 //! - (the appliance calling) 183 without SDP then 200: Ringing, not early media, then connected with audio.
 
 mod common;
@@ -340,4 +341,27 @@ async fn a_183_without_sdp_rings_and_the_200_connects() {
     Verified::new(ENDPOINT, Direction::ApplianceCalls, "sipp_scenarios::a_183_without_sdp_rings")
         .early_media("183 without SDP rings (no early media), the 200 connects")
         .record();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_in_the_call_is_answered_and_the_call_goes_on() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "door-u").await;
+    let mut door_events = door.events();
+    // A session refresh by UPDATE (RFC 3311, what session timers send), with the same session description.
+    let refresh = OFFER.replace("o=sipp 1 1", "o=sipp 1 2");
+    let steps = format!(
+        "{}<pause milliseconds=\"1500\"/>\n{}<recv response=\"200\"/>\n<pause milliseconds=\"1500\"/>\n{}",
+        set_up(Some(OFFER), None),
+        request("UPDATE", 2, true, Some(&refresh)),
+        bye(3)
+    );
+    let sipp = start_uac(&stack, "update", &steps, "door-u");
+    let call = answer_next(&door, &mut door_events).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    wait_state(&call, &mut events, CallState::Disconnected).await;
+    assert_eq!(call.end_reason().map(|r| r.code), Some(0), "ended by the far end's BYE, not by the UPDATE");
+    sipp.wait(WAIT).await.expect("the scenario: UPDATE answered 200, BYE");
+    still_works(&stack, &door, "door-u").await;
 }
