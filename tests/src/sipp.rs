@@ -121,6 +121,47 @@ impl Sipp {
     }
 }
 
+/// What a SIPp trunk answers an appliance's offer with: Opus (the offer's payload type 111) and telephone-event on
+/// audio, video refused (a trunk carries none).
+pub const TRUNK_ANSWER_SDP: &str = "v=0
+o=trunk 1 1 IN IP[local_ip_type] [media_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 111 101
+a=rtpmap:111 opus/48000/2
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+m=video 0 RTP/AVP 96
+";
+
+/// A UAS scenario step: the response `status` ("183 Session Progress", "200 OK") to the INVITE just received, in
+/// the dialog SIPp's tag opens (Record-Route echoed), carrying `sdp` if given; a 2xx is retransmitted until ACKed.
+pub fn uas_response(status: &str, sdp: Option<&str>) -> String {
+    let retrans = if status.starts_with('2') { " retrans=\"500\"" } else { "" };
+    let (content_type, body) = match sdp {
+        Some(sdp) => ("Content-Type: application/sdp\n", sdp),
+        None => ("", ""),
+    };
+    format!(
+        "<send{retrans}><![CDATA[\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n\
+         [last_Call-ID:]\n[last_CSeq:]\n[last_Record-Route:]\n\
+         Contact: <sip:trunk@[local_ip]:[local_port];transport=[transport]>\n{content_type}Content-Length: [len]\n\n{body}\n\
+         ]]></send>\n"
+    )
+}
+
+/// The end of a UAS scenario: the caller's BYE answered 200.
+pub const UAS_BYE_ANSWERED: &str =
+    "<recv request=\"BYE\"/>\n<send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n\
+                                    [last_To:]\n[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n";
+
+/// A whole scenario named `name` of these steps.
+pub fn scenario(name: &str, steps: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{steps}</scenario>\n")
+}
+
 /// A pcap (Ethernet, IPv4, UDP) of an RTP stream of `secs` seconds of a `hz` sine at -12 dBFS, Opus-encoded in
 /// 20 ms frames at 48 kHz with payload type `pt`, timed 20 ms apart: what SIPp's `play_pcap_audio` replays
 /// towards the far end's media address.

@@ -13,7 +13,9 @@ use callbox::appliance::Behaviour;
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::compat::{Direction, Verified};
-use callbox_tests::sipp::{opus_tone_pcap, Sipp, SippOptions};
+use callbox_tests::sipp::{
+    opus_tone_pcap, scenario, uas_response, Sipp, SippOptions, TRUNK_ANSWER_SDP, UAS_BYE_ANSWERED,
+};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
@@ -27,93 +29,15 @@ const MAX_GAP_MS: u64 = 400;
 
 /// A PSTN trunk that answers with early media: 183 Session Progress with Opus, its ringback tone played (SIPp
 /// replaying an Opus pcap), 200 OK after four seconds, then a BYE from the caller is answered.
-const EARLY_TRUNK: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="PSTN trunk with early media">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 100 Trying
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 183 Session Progress
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:trunk@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 1 1 IN IP[local_ip_type] [media_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 111 101
-      a=rtpmap:111 opus/48000/2
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv
-      m=video 0 RTP/AVP 96
-
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="ringback.pcap"/></action></nop>
-  <pause milliseconds="4000"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:trunk@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=trunk 1 1 IN IP[local_ip_type] [media_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 111 101
-      a=rtpmap:111 opus/48000/2
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=sendrecv
-      m=video 0 RTP/AVP 96
-
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"#;
+fn early_trunk() -> String {
+    let steps = format!(
+        "<recv request=\"INVITE\"/>\n{}<nop><action><exec play_pcap_audio=\"ringback.pcap\"/></action></nop>\n\
+         <pause milliseconds=\"4000\"/>\n{}<recv request=\"ACK\"/>\n{UAS_BYE_ANSWERED}",
+        uas_response("183 Session Progress", Some(TRUNK_ANSWER_SDP)),
+        uas_response("200 OK", Some(TRUNK_ANSWER_SDP)),
+    );
+    scenario("PSTN trunk with early media", &steps)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_trunks_early_media_is_heard_before_it_answers_and_the_call_connects_without_a_gap() {
@@ -123,7 +47,7 @@ async fn a_trunks_early_media_is_heard_before_it_answers_and_the_call_connects_w
         &stack,
         SippOptions {
             name: "early-trunk".into(),
-            scenario: EARLY_TRUNK.into(),
+            scenario: early_trunk(),
             files: vec![("ringback.pcap".into(), ringback)],
             as_trunk: true,
             remote: None,
