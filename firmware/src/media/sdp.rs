@@ -13,6 +13,8 @@ use std::collections::HashMap;
 struct Section<'a> {
     media: &'a str,
     port: &'a str,
+    /// The payload types of its `m=` line.
+    formats: Vec<&'a str>,
     attributes: Vec<&'a str>,
 }
 
@@ -32,7 +34,8 @@ fn sections(sdp: &str) -> Vec<Section<'_>> {
             let mut fields = m.split_whitespace();
             let media = fields.next().unwrap_or("");
             let port = fields.next().unwrap_or("");
-            out.push(Section { media, port, attributes: Vec::new() });
+            let formats = fields.skip(1).collect();
+            out.push(Section { media, port, formats, attributes: Vec::new() });
         } else if line.starts_with("a=") {
             if let Some(section) = out.last_mut() {
                 section.attributes.push(line);
@@ -120,6 +123,18 @@ fn formats<'a>(section: &Section<'a>) -> Vec<Format<'a>> {
         .collect()
 }
 
+/// The static payload types a section lists on its `m=` line without an `a=rtpmap`, with their RFC 3551 encoding.
+fn static_formats_without_rtpmap<'a>(section: &Section<'a>) -> Vec<(u8, &'static str)> {
+    let mapped: Vec<&str> = section.values("rtpmap").filter_map(|v| v.split_whitespace().next()).collect();
+    section
+        .formats
+        .iter()
+        .filter(|f| !mapped.contains(f))
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|pt| static_encoding(pt).map(|e| (pt, e)))
+        .collect()
+}
+
 /// The payload types of a section to drop: all telephone-events but one (the one at the clock rate of the
 /// section's first codec, else the first), all H.264 formats but the first usable one, and the retransmission
 /// formats (`apt=`) of those dropped.
@@ -149,9 +164,42 @@ fn formats_to_drop(section: &Section<'_>) -> Vec<String> {
     drop
 }
 
+/// The encoding of a static payload type (RFC 3551 tables 4 and 5), for an offer that lists one without `a=rtpmap`.
+fn static_encoding(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU/8000",
+        3 => "GSM/8000",
+        4 => "G723/8000",
+        5 => "DVI4/8000",
+        6 => "DVI4/16000",
+        7 => "LPC/8000",
+        8 => "PCMA/8000",
+        9 => "G722/8000",
+        10 => "L16/44100/2",
+        11 => "L16/44100",
+        12 => "QCELP/8000",
+        13 => "CN/8000",
+        14 => "MPA/90000",
+        15 => "G728/8000",
+        16 => "DVI4/11025",
+        17 => "DVI4/22050",
+        18 => "G729/8000",
+        25 => "CelB/90000",
+        26 => "JPEG/90000",
+        28 => "nv/90000",
+        31 => "H261/90000",
+        32 => "MPV/90000",
+        33 => "MP2T/90000",
+        34 => "H263/90000",
+        _ => return None,
+    })
+}
+
 /// The far end's offer as it is applied: each audio section keeps one telephone-event format and each video
 /// section one H.264 format (the first that is packetization-mode 1 and baseline), their other formats dropped
-/// from the `m=` line and from the `rtpmap`, `fmtp` and `rtcp-fb` lines. Two reasons, both seen:
+/// from the `m=` line and from the `rtpmap`, `fmtp` and `rtcp-fb` lines; a static payload type listed without an
+/// `a=rtpmap` gets the one RFC 3551 gives it (webrtc-rs 0.21 refuses such an offer, "payload type not found": seen
+/// with linphone's PCMA 8 and G729 18). Two reasons for the dropping, both seen:
 /// - webrtc-rs 0.21 matches telephone-event formats without their clock rate: an offer of both 48000 and 8000 Hz
 ///   (browsers) gets an answer naming one payload type twice;
 /// - Janus's sip plugin maps an answer's H.264 onto the *first* H.264 payload type of the SIP offer, keeping our
@@ -163,7 +211,8 @@ fn formats_to_drop(section: &Section<'_>) -> Vec<String> {
 pub(crate) fn normalize_offer(sdp: &str) -> String {
     let parsed = sections(sdp);
     let drops: Vec<Vec<String>> = parsed.iter().map(formats_to_drop).collect();
-    if drops.iter().all(Vec::is_empty) {
+    let missing: Vec<Vec<(u8, &str)>> = parsed.iter().map(static_formats_without_rtpmap).collect();
+    if drops.iter().all(Vec::is_empty) && missing.iter().all(Vec::is_empty) {
         return sdp.to_owned();
     }
     let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
@@ -175,17 +224,22 @@ pub(crate) fn normalize_offer(sdp: &str) -> String {
             index = Some(index.map_or(0, |i| i + 1));
         }
         let drop = index.and_then(|i| drops.get(i)).map(Vec::as_slice).unwrap_or(&[]);
-        if drop.is_empty() {
-            out.push_str(line);
-            out.push_str(eol);
-            continue;
-        }
         if let Some(m) = trimmed.strip_prefix("m=") {
             // m=<media> <port> <proto> <fmt> ...
             let fields: Vec<&str> = m.split_whitespace().collect();
             let (head, fmts) = fields.split_at(fields.len().min(3));
             let kept: Vec<&str> = fmts.iter().copied().filter(|f| !drop.iter().any(|d| d == f)).collect();
             out.push_str(&format!("m={} {}", head.join(" "), kept.join(" ")));
+            out.push_str(eol);
+            // The rtpmap lines a static payload type went without, right after its m= line.
+            for (pt, encoding) in index.and_then(|i| missing.get(i)).map(Vec::as_slice).unwrap_or(&[]) {
+                out.push_str(&format!("a=rtpmap:{pt} {encoding}"));
+                out.push_str(eol);
+            }
+            continue;
+        }
+        if drop.is_empty() {
+            out.push_str(line);
             out.push_str(eol);
             continue;
         }
@@ -298,7 +352,8 @@ mod tests {
     fn a_plain_sip_offer_is_left_as_it_is() {
         // baresip through Janus: one telephone-event at 8 kHz next to Opus, VP8 only; LF line endings too.
         let sdp = "v=0\r\nm=audio 9 RTP/SAVPF 111 0 8 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n\
-                   a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\nm=video 9 RTP/SAVPF 96\r\n\
+                   a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n\
+                   m=video 9 RTP/SAVPF 96\r\n\
                    a=rtpmap:96 VP8/90000\r\n";
         assert_eq!(normalize_offer(sdp), sdp);
         let lf = sdp.replace("\r\n", "\n");
@@ -320,5 +375,23 @@ mod tests {
         assert!(h264_fmtp_usable("profile-level-id=42001f; packetization-mode=1"));
         assert!(!h264_fmtp_usable("packetization-mode=0;profile-level-id=42e01f"));
         assert!(!h264_fmtp_usable("packetization-mode=1;profile-level-id=640c1f"));
+    }
+
+    #[test]
+    fn static_payload_types_without_rtpmap_get_theirs() {
+        // linphone's offer: PCMA and G729 by number alone.
+        let sdp = "v=0\r\nm=audio 7078 RTP/AVP 96 0 8 18 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n\
+                   a=rtpmap:101 telephone-event/8000\r\nm=video 9078 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let out = normalize_offer(sdp);
+        assert!(
+            out.contains("m=audio 7078 RTP/AVP 96 0 8 18 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("a=rtpmap:0 ").count(), 1, "a mapped one is left alone");
+        assert!(out.contains("m=video 9078 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"));
+        assert_eq!(normalize_offer(&out), out);
+        // A dynamic payload type without rtpmap has no standard meaning: left as it is.
+        let dynamic = "v=0\r\nm=audio 1 RTP/AVP 97\r\n";
+        assert_eq!(normalize_offer(dynamic), dynamic);
     }
 }
