@@ -12,6 +12,7 @@ pub mod compat;
 pub mod error;
 pub mod janus;
 pub mod kamailio;
+pub mod linphone;
 pub mod netns;
 pub mod ports;
 pub mod process;
