@@ -201,8 +201,7 @@ impl PlayoutObserver for LevelObserver {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Mutable> {
-        // A poisoned lock only means a panic elsewhere; the data is plain counters and handles.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn emit(&self, event: MediaEvent) {
@@ -575,7 +574,7 @@ impl MediaSession {
             encoded_tx,
             observer,
         )?;
-        *shared.audio_io.lock().unwrap_or_else(|p| p.into_inner()) = Some(audio_io);
+        *lock(&shared.audio_io) = Some(audio_io);
         shared.spawn(audio_rtp_task(Arc::clone(&shared), audio_track, audio_ssrc, encoded_rx));
 
         Ok(MediaSession { inner: Arc::new(Inner { pc, shared, audio_sender: Some(audio_sender), video_sender }) })
@@ -609,15 +608,12 @@ impl MediaSession {
         self.check_open()?;
         let offer = self.inner.pc.create_offer(None).await.map_err(MediaError::webrtc("create offer"))?;
         self.inner.pc.set_local_description(offer).await.map_err(MediaError::webrtc("set local offer"))?;
-        let sdp = self.local_sdp_after_gathering().await?;
-        log::trace!("local offer:\n{sdp}");
-        Ok(sdp)
+        self.local_sdp_after_gathering().await
     }
 
     /// Applies the far end's answer to our offer; the video encoder follows the answer's codec.
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
         self.check_open()?;
-        log::trace!("remote answer:\n{sdp}");
         let desc = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::Sdp { what: "answer", detail: e.to_string() })?;
         self.inner.pc.set_remote_description(desc).await.map_err(MediaError::webrtc("set remote answer"))?;
@@ -629,7 +625,6 @@ impl MediaSession {
     /// our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
-        log::trace!("remote offer:\n{sdp}");
         let ssrc_mids = super::sdp::ssrc_mids(sdp);
         let desc = RTCSessionDescription::offer(super::sdp::normalize_offer(sdp))
             .map_err(|e| MediaError::Sdp { what: "offer", detail: e.to_string() })?;
@@ -879,7 +874,7 @@ impl MediaSession {
         for task in tasks {
             let _ = task.await;
         }
-        let audio_io = shared.audio_io.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let audio_io = lock(&shared.audio_io).take();
         if let Some(audio_io) = audio_io {
             audio_io.stop().await;
         }
@@ -1022,6 +1017,8 @@ async fn set_codec_preferences(
     Ok(())
 }
 
+/// Locks `m`; a poisoned lock only means a panic elsewhere (the data behind these locks is plain counters, handles
+/// and queues), so its data is taken as it is.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
