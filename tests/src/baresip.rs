@@ -503,6 +503,8 @@ impl Recording {
     /// sent in place of audio); windows judge what was heard most of the time.
     pub fn tone_windows(&self, hz: f64) -> (usize, usize) {
         let window = (self.rate / 10).max(1) as usize;
+        // tone_share measures at 48 kHz: at another rate the same normalised frequency is asked for.
+        let hz = hz * 48_000.0 / f64::from(self.rate.max(1));
         let shares: Vec<f64> =
             self.samples.chunks_exact(window).map(|w| callbox::devices::audio::tone_share(w, hz)).collect();
         (shares.iter().filter(|s| **s > 0.8).count(), shares.len())

@@ -114,3 +114,40 @@ pub fn distinct_mids(streams: &[RemoteStreamStats], kind: RemoteStreamKind, deco
     mids.dedup();
     mids.len()
 }
+
+/// The appliance's simulated microphone tone (`SimAudioBackend::new`), what foreign ends must hear.
+pub const APPLIANCE_TONE_HZ: f64 = 440.0;
+
+/// What a foreign end recorded of a call (`who`, `what` for the message): the appliance's tone must dominate at least
+/// 80 % of its 100 ms windows (the first packets may not, nor a window where a digit replaced the audio or the phone
+/// played its own key tones into the file), above -40 dBFS, over at least a second.
+pub fn assert_heard_the_appliance(who: &str, rec: &callbox_tests::Recording) {
+    let (toned, windows) = rec.tone_windows(APPLIANCE_TONE_HZ);
+    let (level, seconds) = (rec.level_dbfs(), rec.seconds());
+    eprintln!(
+        "{who}: {seconds:.1} s at {} Hz, {level:.1} dBFS; the {APPLIANCE_TONE_HZ} Hz tone dominates {toned} of {windows} \
+         windows of 100 ms",
+        rec.rate
+    );
+    assert!(seconds >= 1.0, "{who} recorded only {seconds:.2} s");
+    assert!(
+        level > -40.0 && toned * 5 >= windows * 4,
+        "{who} heard {level:.1} dBFS over {seconds:.1} s; the appliance's {APPLIANCE_TONE_HZ} Hz tone dominates only \
+         {toned} of {windows} windows of 100 ms"
+    );
+}
+
+/// Waits for the `n`th pulse of a running appliance's relay; how long it took.
+pub async fn wait_pulses(outputs: &callbox::input::SimOutputs, n: usize) -> Duration {
+    let start = Instant::now();
+    eventually(&format!("{n} relay pulse(s)"), || outputs.pulses("relay").len() >= n).await;
+    start.elapsed()
+}
+
+/// A running appliance's client and its one call, once it has one.
+pub async fn the_call(door: &callbox_tests::appliance::RunningAppliance) -> (CallClient, Call) {
+    let client = door.client(WAIT).await.expect("the appliance registers");
+    eventually("the door is in a call", || client.calls().len() == 1).await;
+    let call = client.calls().remove(0);
+    (client, call)
+}
