@@ -241,22 +241,35 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
     screen.snapshot_png(&png).expect("resident snapshot");
 
     // ... and hears the tone played into the board's loopback card. Emulated audio has gaps (a stalled vCPU, the
-    // player's restarts): the tone must dominate most 100 ms windows, not every sample.
-    speaker.clear();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let heard = speaker.take_samples();
-    let tail = &heard[heard.len().saturating_sub(3 * 48_000)..];
-    let windows: Vec<f64> = tail.chunks_exact(4_800).map(|w| tone_share(w, GUEST_TONE_HZ)).collect();
-    let toned = windows.iter().filter(|s| **s > 0.5).count();
-    log::info!(
-        "resident heard {} samples; {GUEST_TONE_HZ} Hz dominates {toned} of {} windows of 100 ms",
-        heard.len(),
-        windows.len()
-    );
+    // player's restarts): the tone must dominate most 100 ms windows of a 3 s stretch, not every sample. The first
+    // seconds of the emulated board's call can stall for half a second at a time (seen once in CI: silent windows
+    // then the tone): up to three stretches are listened to, and one must meet the bound.
+    let mut stretches = Vec::new();
+    for _ in 0..3 {
+        speaker.clear();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let heard = speaker.take_samples();
+        let tail = &heard[heard.len().saturating_sub(3 * 48_000)..];
+        let windows: Vec<f64> = tail.chunks_exact(4_800).map(|w| tone_share(w, GUEST_TONE_HZ)).collect();
+        let toned = windows.iter().filter(|s| **s > 0.5).count();
+        log::info!(
+            "resident heard {} samples; {GUEST_TONE_HZ} Hz dominates {toned} of {} windows of 100 ms",
+            heard.len(),
+            windows.len()
+        );
+        let met = windows.len() >= 20 && toned * 2 >= windows.len();
+        stretches.push((toned, windows));
+        if met {
+            break;
+        }
+    }
+    let (toned, windows) = stretches.last().cloned().unwrap_or_default();
     assert!(
         windows.len() >= 20 && toned * 2 >= windows.len(),
-        "the board's microphone tone dominates only {toned} of {} windows: {windows:.2?}",
-        windows.len()
+        "the board's microphone tone dominates only {toned} of {} windows in each of {} stretches of 3 s: \
+         {stretches:.2?}",
+        windows.len(),
+        stretches.len()
     );
 
     // The board's screen shows the resident's pattern, its frame counter advancing; the in-call LED is lit.
