@@ -9,28 +9,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use callbox::appliance::Behaviour;
-use callbox::calling::{CallState, Identifier, Secret};
-use callbox_tests::appliance::RunningAppliance;
+use callbox::calling::{CallState, Identifier};
 use callbox_tests::compat::{Direction, Verified};
 use callbox_tests::{Baresip, BaresipEvent, BaresipOptions, Stack, StackOptions};
 use common::*;
 
-const CODE: &str = "2468";
 const PHONE: &str = "baresip 1.0 (registered SIP phone)";
 const TRUNK: &str = "baresip 1.0 (PSTN trunk stand-in)";
 /// The foreign end's own tone, distinct from the appliance's so that nothing it sends can pass for what it heard.
 const FOREIGN_TONE_HZ: u32 = 1000;
-
-fn door(stack: &Stack, user: &str, behaviour: Behaviour) -> RunningAppliance {
-    RunningAppliance::start(
-        stack,
-        user,
-        client_config(stack),
-        Behaviour { door_code: Some(Secret::new(CODE)), relay_pulse: Duration::from_millis(500), ..behaviour },
-        None,
-    )
-    .expect("sim buttons")
-}
 
 /// What the foreign end heard in its latest call (see `common::assert_heard_the_appliance`).
 fn assert_heard_in_its_last_call(phone: &Baresip) {
@@ -71,7 +58,8 @@ async fn a_residents_sip_phone_hears_and_sees_the_door_and_its_digits_open_it() 
         .start_baresip(BaresipOptions::registered_user("resident-p").tone_hz(FOREIGN_TONE_HZ))
         .await
         .expect("the resident's phone");
-    let door = door(&stack, "door-p", Behaviour { targets: vec![user("resident-p")], ..Behaviour::default() });
+    let door =
+        door_with_code(&stack, "door-p", Behaviour { targets: vec![user("resident-p")], ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
 
     // The doorbell rings the resident's phone, which answers.
@@ -127,7 +115,8 @@ async fn a_residents_sip_phone_calls_the_door_and_hears_it() {
         .start_baresip(BaresipOptions::registered_user("resident-q").tone_hz(FOREIGN_TONE_HZ))
         .await
         .expect("the resident's phone");
-    let door = door(&stack, "door-q", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let door =
+        door_with_code(&stack, "door-q", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
     phone.dial(&format!("sip:door-q@{}", stack.sip_domain())).await.expect("dial");
     phone.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the door answers");
@@ -161,7 +150,7 @@ async fn the_pstn_trunk_hears_the_door_and_digits_from_the_trunk_open_it() {
         .await
         .expect("the trunk");
     let number = Identifier::parse("+15551234567", None).expect("a phone number");
-    let door = door(&stack, "door-t", Behaviour { targets: vec![number], ..Behaviour::default() });
+    let door = door_with_code(&stack, "door-t", Behaviour { targets: vec![number], ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
     door.buttons.press("call").expect("press");
     trunk.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the trunk answers");
@@ -190,7 +179,8 @@ async fn a_call_from_the_pstn_reaches_the_door_which_the_caller_hears_and_opens(
         .start_baresip(BaresipOptions::pstn_trunk("+15557654321").tone_hz(FOREIGN_TONE_HZ))
         .await
         .expect("the trunk");
-    let door = door(&stack, "door-i", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let door =
+        door_with_code(&stack, "door-i", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
     // A mobile calls in through the gateway: the trunk is trusted by Kamailio without credentials.
     trunk.dial(&format!("sip:door-i@{}", stack.sip_domain())).await.expect("dial");

@@ -10,30 +10,17 @@ mod common;
 use std::time::Duration;
 
 use callbox::appliance::Behaviour;
-use callbox::calling::{CallState, Secret};
+use callbox::calling::CallState;
 use callbox::client::Call;
 use callbox::media::VideoCodec;
-use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::compat::{Direction, Verified};
 use callbox_tests::linphone::{decode_jpeg, Linphone, LinphoneEvent, LinphoneOptions};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
-const CODE: &str = "2468";
 const ENDPOINT: &str = "linphonec (liblinphone 5.1)";
 /// linphone's own tone, distinct from the appliance's so that nothing it sends can pass for what it heard.
 const LINPHONE_TONE_HZ: u32 = 1000;
-
-fn door(stack: &Stack, user: &str, behaviour: Behaviour) -> RunningAppliance {
-    RunningAppliance::start(
-        stack,
-        user,
-        client_config(stack),
-        Behaviour { door_code: Some(Secret::new(CODE)), relay_pulse: Duration::from_millis(500), ..behaviour },
-        None,
-    )
-    .expect("sim buttons")
-}
 
 async fn linphone(stack: &Stack, user: &str) -> Linphone {
     Linphone::start(stack, LinphoneOptions::registered_user(user).tone_hz(LINPHONE_TONE_HZ)).await.unwrap_or_else(|e| {
@@ -91,7 +78,8 @@ fn assert_only_loopback(phone: &Linphone) {
 async fn the_door_rings_linphone_which_hears_it_opens_it_with_rfc4733_and_holds() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let phone = linphone(&stack, "resident-l").await;
-    let door = door(&stack, "door-l", Behaviour { targets: vec![user("resident-l")], ..Behaviour::default() });
+    let door =
+        door_with_code(&stack, "door-l", Behaviour { targets: vec![user("resident-l")], ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
 
     // The doorbell rings linphone, which answers.
@@ -153,7 +141,8 @@ async fn the_door_rings_linphone_which_hears_it_opens_it_with_rfc4733_and_holds(
 async fn linphone_calls_the_door_and_hears_it() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let phone = linphone(&stack, "resident-m").await;
-    let door = door(&stack, "door-m", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let door =
+        door_with_code(&stack, "door-m", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
     let client = door.client(WAIT).await.expect("the door registers");
 
     phone.call(&format!("sip:door-m@{}", stack.sip_domain())).expect("call");

@@ -151,3 +151,26 @@ pub async fn the_call(door: &callbox_tests::appliance::RunningAppliance) -> (Cal
     let call = client.calls().remove(0);
     (client, call)
 }
+
+/// The door code of the door appliances the interop tests run.
+pub const CODE: &str = "2468";
+
+/// A door appliance's main loop for `user` on the stack, with the door code `CODE` and a 500 ms relay pulse.
+pub fn door_with_code(
+    stack: &Stack,
+    user: &str,
+    behaviour: callbox::appliance::Behaviour,
+) -> callbox_tests::appliance::RunningAppliance {
+    callbox_tests::appliance::RunningAppliance::start(
+        stack,
+        user,
+        client_config(stack),
+        callbox::appliance::Behaviour {
+            door_code: Some(callbox::calling::Secret::new(CODE)),
+            relay_pulse: Duration::from_millis(500),
+            ..behaviour
+        },
+        None,
+    )
+    .expect("sim buttons")
+}
