@@ -5,7 +5,7 @@
 //! consumes. What it hears is checked at its end: its `sndfile` module records each call's decoded audio
 //! ([`Baresip::received_audio`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::error::HarnessError;
+use crate::event_log::EventLog;
 use crate::process::ServerProcess;
 
-const MAX_EVENTS: usize = 2000;
 const MAX_NETSTRING: usize = 1 << 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -153,9 +153,8 @@ pub struct BaresipEventRecord {
 
 #[derive(Default)]
 struct Shared {
-    events: Mutex<VecDeque<BaresipEventRecord>>,
+    events: EventLog<BaresipEventRecord>,
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    notify: Notify,
     closed: Mutex<Option<String>>,
 }
 
@@ -429,46 +428,35 @@ impl Baresip {
     /// count (nothing is missed between a command and the wait).
     pub async fn wait_for(&self, kind: BaresipEvent, timeout: Duration) -> Result<BaresipEventRecord, HarnessError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut events = lock(&self.shared.events);
-                if let Some(i) = events.iter().position(|e| e.kind == kind) {
-                    let found = events.remove(i);
-                    events.drain(..i);
-                    if let Some(found) = found {
-                        return Ok(found);
-                    }
-                }
-            }
-            if let Some(reason) = lock(&self.shared.closed).clone() {
+        let alive = || match lock(&self.shared.closed).clone() {
+            Some(reason) => {
                 self.process.check()?;
-                return Err(HarnessError::Control { name: self.name.clone(), reason });
+                Err(HarnessError::Control { name: self.name.clone(), reason })
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(HarnessError::EventTimeout {
-                    name: self.name.clone(),
-                    wanted: format!("{kind:?}"),
-                    timeout,
-                    recent: self.recent_events(12),
-                });
-            }
+            None => Ok(()),
+        };
+        // The reader wakes the wait when the control connection ends: no need to look more often.
+        match self.shared.events.wait_for(|e| e.kind == kind, deadline, timeout, alive).await? {
+            Some(found) => Ok(found),
+            None => Err(HarnessError::EventTimeout {
+                name: self.name.clone(),
+                wanted: format!("{kind:?}"),
+                timeout,
+                recent: self.recent_events(12),
+            }),
         }
     }
 
     /// The events not consumed yet.
     pub fn pending_events(&self) -> Vec<BaresipEventRecord> {
-        lock(&self.shared.events).iter().cloned().collect()
+        self.shared.events.pending()
     }
 
     fn recent_events(&self, n: usize) -> String {
-        let events = lock(&self.shared.events);
-        let skip = events.len().saturating_sub(n);
-        events
+        self.shared
+            .events
+            .recent(n)
             .iter()
-            .skip(skip)
             .map(|e| match &e.param {
                 Some(p) => format!("{}({p})", e.kind_name),
                 None => e.kind_name.clone(),
@@ -613,19 +601,13 @@ async fn read_loop<R: AsyncReadExt + Unpin>(mut r: R, shared: Arc<Shared>, name:
                 raw: v,
             };
             log::info!("{name}: event {} {:?}", record.kind_name, record.param);
-            let mut events = lock(&shared.events);
-            if events.len() >= MAX_EVENTS {
-                events.pop_front();
-            }
-            events.push_back(record);
-            drop(events);
-            shared.notify.notify_waiters();
+            shared.events.push([record]);
         }
     };
     log::info!("{name}: control connection ended: {reason}");
     *lock(&shared.closed) = Some(reason);
     lock(&shared.pending).clear();
-    shared.notify.notify_waiters();
+    shared.events.wake();
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod chromium;
 pub mod compat;
 pub mod error;
+mod event_log;
 pub mod janus;
 pub mod kamailio;
 pub mod linphone;

@@ -13,7 +13,6 @@
 //! picture, or one set with `staticpic set`), its display the `MSExtDisplay` filter (no window, no X server), and
 //! `snapshot FILE` saves the next decoded frame as JPEG ([`Linphone::snapshot_received`]).
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,10 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
 use crate::baresip::Recording;
 use crate::error::HarnessError;
+use crate::event_log::EventLog;
 use crate::ports;
 use crate::process::ServerProcess;
 use crate::stack::Stack;
@@ -34,7 +32,6 @@ use crate::stack::Stack;
 /// linphonec's stdout (its events) is killed past this size (a runaway loop).
 const LOG_LIMIT: u64 = 20 * 1024 * 1024;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-const MAX_EVENTS: usize = 2000;
 const POLL: Duration = Duration::from_millis(50);
 /// linphonec's prompt, printed before each command is read (also at the start of lines it prints later).
 const PROMPT: &str = "linphonec> ";
@@ -223,8 +220,7 @@ pub fn parse_line(raw: &str) -> Option<LinphoneEventRecord> {
 
 #[derive(Default)]
 struct Shared {
-    events: Mutex<VecDeque<LinphoneEventRecord>>,
-    notify: Notify,
+    events: EventLog<LinphoneEventRecord>,
 }
 
 /// A running linphonec. Dropping it kills the process (its files stay in the stack's dir).
@@ -644,43 +640,26 @@ impl Linphone {
     /// count (nothing is missed between a command and the wait).
     pub async fn wait_for(&self, kind: LinphoneEvent, timeout: Duration) -> Result<LinphoneEventRecord, HarnessError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut events = lock(&self.shared.events);
-                if let Some(i) = events.iter().position(|e| e.kind == kind) {
-                    let found = events.remove(i);
-                    events.drain(..i);
-                    if let Some(found) = found {
-                        return Ok(found);
-                    }
-                }
-            }
-            self.process.check()?;
-            // The reader polls the log: wake up at least that often to notice the process ending.
-            let wake = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
-            if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
-                return Err(HarnessError::EventTimeout {
-                    name: self.name.clone(),
-                    wanted: format!("{kind:?}"),
-                    timeout,
-                    recent: self.recent_events(12),
-                });
-            }
+        // The reader polls the log: look at least that often whether the process ended.
+        let alive = || self.process.check();
+        match self.shared.events.wait_for(|e| e.kind == kind, deadline, Duration::from_millis(500), alive).await? {
+            Some(found) => Ok(found),
+            None => Err(HarnessError::EventTimeout {
+                name: self.name.clone(),
+                wanted: format!("{kind:?}"),
+                timeout,
+                recent: self.recent_events(12),
+            }),
         }
     }
 
     /// The events not consumed yet.
     pub fn pending_events(&self) -> Vec<LinphoneEventRecord> {
-        lock(&self.shared.events).iter().cloned().collect()
+        self.shared.events.pending()
     }
 
     fn recent_events(&self, n: usize) -> String {
-        let events = lock(&self.shared.events);
-        let skip = events.len().saturating_sub(n);
-        let list: Vec<String> = events.iter().skip(skip).map(|e| e.line.clone()).collect();
+        let list: Vec<String> = self.shared.events.recent(n).into_iter().map(|e| e.line).collect();
         if list.is_empty() {
             format!("none pending; stdout tail: {}", self.log_tail(600).replace('\n', " | "))
         } else {
@@ -706,10 +685,6 @@ impl Drop for Linphone {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Follows linphonec's stdout log, turning complete lines into events.
 async fn read_loop(log: PathBuf, shared: Arc<Shared>, name: String) {
     let mut offset = 0u64;
@@ -729,21 +704,11 @@ async fn read_loop(log: PathBuf, shared: Arc<Shared>, name: String) {
         partial.push_str(&String::from_utf8_lossy(&buf));
         let Some(end) = partial.rfind('\n') else { continue };
         let complete: String = partial.drain(..=end).collect();
-        let mut found = false;
-        for line in complete.lines() {
-            if let Some(record) = parse_line(line) {
-                log::info!("{name}: {:?} {}", record.kind, record.line);
-                let mut events = lock(&shared.events);
-                if events.len() >= MAX_EVENTS {
-                    events.pop_front();
-                }
-                events.push_back(record);
-                found = true;
-            }
+        let records: Vec<LinphoneEventRecord> = complete.lines().filter_map(parse_line).collect();
+        for record in &records {
+            log::info!("{name}: {:?} {}", record.kind, record.line);
         }
-        if found {
-            shared.notify.notify_waiters();
-        }
+        shared.events.push(records);
     }
 }
 
