@@ -328,6 +328,11 @@ impl JanusSession {
         }
     }
 
+    /// Why the session was lost, once it is: every handle's event stream then ends too.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.shared.lost.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The error for a request made after the driver ended.
     pub(crate) fn ended_error(&self) -> SignalingError {
         let lost = self.shared.lost.read().unwrap_or_else(|e| e.into_inner());

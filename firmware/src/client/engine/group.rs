@@ -788,6 +788,11 @@ impl Engine {
             return;
         }
         let Some(event) = event else {
+            // A lost session ends every handle's events: that is the signaling lost, not the room's media.
+            if let Some(reason) = self.conn.as_ref().and_then(|c| c.session.lost_reason()) {
+                self.lost.get_or_insert(reason);
+                return;
+            }
             self.room_media_lost(call, Some(side), "its handle's events ended");
             return;
         };
