@@ -3,7 +3,7 @@
 
 mod common;
 
-use callbox::calling::{CallState, ConnectionState, Delivery, Event};
+use callbox::calling::{subcode, CallState, ConnectionState, Delivery, Event};
 use callbox_tests::{CuttableProxy, Stack, StackOptions};
 use common::*;
 
@@ -61,4 +61,35 @@ async fn a_dropped_janus_connection_is_reclaimed_and_the_call_goes_on() {
     call.hang_up().await.expect("hang up");
     let mut b_call_events = b_call.events();
     wait_state(&b_call, &mut b_call_events, CallState::Disconnected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_a_lost_connection_is_rebuilt_shutdown_is_served() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let janus = stack.janus_ws_url().trim_start_matches("ws://").parse().expect("Janus address");
+    let proxy = CuttableProxy::start(janus).await.expect("proxy");
+    let mut config = client_config(&stack);
+    config.janus_urls = vec![proxy.ws_url()];
+    config.reclaim_window = std::time::Duration::from_secs(2);
+    let door = appliance_with(&stack, "door-w", config).await;
+    let monitor = appliance(&stack, "monitor-w").await;
+    let mut monitor_events = monitor.events();
+    let call = door.call(&[user("monitor-w")]).expect("call");
+    let _monitor_call = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+
+    // The way to Janus stays closed: the session is lost (the call ends with it) and every attempt at a new one
+    // fails, with backoff.
+    proxy.hold_closed(true);
+    assert_eq!(proxy.cut(), 1);
+    wait_state(&call, &mut call_events, CallState::Disconnected).await;
+    assert_eq!(call.end_reason().map(|r| r.subcode), Some(subcode::SIGNALING_LOST), "{:?}", call.end_reason());
+    assert_eq!(door.connection_state(), ConnectionState::Reconnecting);
+    assert!(door.call(&[user("monitor-w")]).is_err(), "no call is placed without a connection");
+
+    // The engine is not stuck in its reconnect loop: it shuts down and says so.
+    door.shutdown().await;
+    assert_eq!(door.connection_state(), ConnectionState::Disconnected);
+    monitor.shutdown().await;
 }

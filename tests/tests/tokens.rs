@@ -126,3 +126,43 @@ async fn a_token_endpoint_outage_is_retried_with_backoff_and_survived() {
     assert!(err.to_string().contains("401") || err.to_string().contains("refused"), "{err}");
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalling_token_endpoint_freezes_neither_calling_nor_shutdown() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let key = provision_device(&stack, "door-s");
+    let url = stack.token_url();
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = fetches.clone();
+    // The first fetch gets a token; every later one is accepted by the endpoint and never answered.
+    let stalling = TokenCredential::with_refresher(
+        move || {
+            let (url, key, n) = (url.clone(), key.clone(), counter.fetch_add(1, Ordering::SeqCst));
+            async move {
+                if n > 0 {
+                    std::future::pending::<()>().await;
+                }
+                callbox_tokensvc::fetch_token(&url, &key, Duration::from_secs(5)).await.map_err(|e| e.to_string())
+            }
+        },
+        // Due at once: the refresh is under way from the client's first moment.
+        RefreshPolicy { margin: Duration::from_secs(3600), min_lifetime_fraction: 0.0, ..RefreshPolicy::default() },
+    );
+    let door = CallClient::create(stalling, client_config(&stack)).await.expect("door starts");
+    let monitor = appliance(&stack, "monitor-s").await;
+    let mut monitor_events = monitor.events();
+
+    let call = door.call(&[user("monitor-s")]).expect("call placed");
+    let monitor_call = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "the refresh was under way (and stalled) during the call");
+    // What the far end received: the door's video, decoded at the monitor.
+    assert_video_advances(&monitor_call, "monitor").await;
+    call.hang_up().await.expect("hang up");
+
+    // Shutdown is served too: the engine unregisters and reports itself disconnected.
+    door.shutdown().await;
+    assert_eq!(door.connection_state(), ConnectionState::Disconnected);
+    monitor.shutdown().await;
+}

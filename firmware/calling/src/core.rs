@@ -182,6 +182,33 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The call the command is about.
+    pub fn call(&self) -> CallId {
+        match self {
+            Command::PlaceCall { call, .. }
+            | Command::Answer { call }
+            | Command::AnswerEarly { call }
+            | Command::Decline { call, .. }
+            | Command::HangUp { call }
+            | Command::Hold { call }
+            | Command::Resume { call }
+            | Command::SendDtmf { call, .. }
+            | Command::SetMicrophoneMuted { call, .. }
+            | Command::SetVideoEnabled { call, .. }
+            | Command::SendState { call, .. }
+            | Command::ReleaseMedia { call }
+            | Command::CreateRoom { call }
+            | Command::Invite { call, .. }
+            | Command::CancelInvitation { call, .. }
+            | Command::Subscribe { call, .. }
+            | Command::Unsubscribe { call, .. }
+            | Command::Kick { call, .. }
+            | Command::DropSipLeg { call } => *call,
+        }
+    }
+}
+
 /// What the signaling layer reports about a call, normalised from the plugin's events.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignalEvent {

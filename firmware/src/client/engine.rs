@@ -3,6 +3,7 @@
 //! commands. `Shared` is the state the API handles and the engine both reach: the core (behind a mutex, never
 //! held across an await), the event bus and the media sessions.
 
+mod deferred;
 mod group;
 
 use super::credential::{unix_now, TokenCredential};
@@ -164,26 +165,15 @@ struct Slot {
     call: Option<CallId>,
     /// The offer of the incoming call that rings on this handle.
     pending_offer: Option<String>,
-    /// When the incoming call was announced (see `JANUS_INVITE_SETTLE`).
+    /// When the incoming call was announced (see `deferred::JANUS_INVITE_SETTLE`).
     offered_at: Option<Instant>,
-    /// When this handle's last call was released (see `HANDLE_REUSE_DELAY`).
+    /// When this handle's last call was released (see `deferred::HANDLE_REUSE_DELAY`).
     released_at: Option<Instant>,
     leg: Option<Leg>,
 }
 
-/// After a call, Janus's sip plugin keeps the handle's SIP-side relay thread for up to about a second; a new call
-/// placed on the handle meanwhile has its RTP sockets closed under it by the old thread (seen: the far end gets
-/// "connection refused" and the call is torn down). Outgoing calls take the handle free the longest, and wait
-/// until it has been free this long.
-const HANDLE_REUSE_DELAY: Duration = Duration::from_millis(1200);
-
 /// How long dropping an escalated call's 1:1 leg may take (its handle is not reused before).
 const SIP_LEG_DROP_LIMIT: Duration = Duration::from_secs(3);
-
-/// Janus 1.1.2's sip plugin announces an incoming call before it stores the INVITE's handle, so an answer or a
-/// decline sent within that instant goes to no handle and is lost (the caller rings until it times out). Acting
-/// on an incoming call waits until this long after the announcement.
-const JANUS_INVITE_SETTLE: Duration = Duration::from_millis(50);
 
 /// The connection to the servers: a Janus session with a registered SIP handle and its helpers.
 struct Connection {
@@ -238,6 +228,8 @@ pub(crate) async fn create_client(
     let (sip_tx, sip_rx) = mpsc::channel(64);
     let (media_tx, media_rx) = mpsc::channel(64);
     let (room_tx, room_rx) = mpsc::channel(group::ROOM_EVENT_QUEUE);
+    let (refreshed_tx, refreshed_rx) = mpsc::channel(1);
+    let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
     shared.with_core(|core, _| core.set_connection_state(ConnectionState::Connecting));
     let conn = match open_connection(&config, &token, &sip_tx, 1).await {
         Ok(c) => c,
@@ -267,6 +259,13 @@ pub(crate) async fn create_client(
         invites_in_flight: VecDeque::new(),
         orphans: Vec::new(),
         early_media_unsupported: false,
+        deferred: deferred::Deferred::default(),
+        refreshing: None,
+        refreshed_tx,
+        refreshed_rx,
+        reconnect: Reconnect::default(),
+        reconnected_tx,
+        reconnected_rx,
     };
     tokio::spawn(engine.run(shutdown_rx));
     let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
@@ -411,14 +410,8 @@ async fn next_conn_event(conn: &mut Option<Connection>) -> Option<ConnectionEven
     }
 }
 
-/// Waits out `JANUS_INVITE_SETTLE` after an incoming call was announced.
-async fn settle(offered_at: Option<Instant>) {
-    if let Some(at) = offered_at {
-        tokio::time::sleep_until((at + JANUS_INVITE_SETTLE).into()).await;
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
+/// Waits for the engine's next deadline of one kind (never, without one).
+async fn deadline(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => pending().await,
@@ -452,6 +445,40 @@ struct Engine {
     orphans: Vec<group::Orphan>,
     /// Janus answered a `progress` request as unknown (older than 1.3.1): incoming calls get no early media.
     early_media_unsupported: bool,
+    /// Commands waiting for a Janus timing rule (handle reuse, invite settle), each call's in order.
+    deferred: deferred::Deferred,
+    /// The token fetch running beside the engine (a slow token endpoint must not freeze calling).
+    refreshing: Option<tokio::task::JoinHandle<()>>,
+    refreshed_tx: mpsc::Sender<Refreshed>,
+    refreshed_rx: mpsc::Receiver<Refreshed>,
+    /// The rebuilding of a lost connection: its attempt running beside the engine, or the time of the next one.
+    reconnect: Reconnect,
+    reconnected_tx: mpsc::Sender<Reconnected>,
+    reconnected_rx: mpsc::Receiver<Reconnected>,
+}
+
+/// What a token fetch beside the engine brought back, and when the next one is due.
+struct Refreshed {
+    result: Result<AccessToken, crate::calling::TokenError>,
+    due_in: Option<Duration>,
+}
+
+/// What a reconnection attempt beside the engine brought back.
+struct Reconnected {
+    generation: u64,
+    result: Result<(Connection, AccessToken), ClientError>,
+    refresh_due_in: Option<Duration>,
+}
+
+/// Where the rebuilding of a lost connection stands.
+#[derive(Default)]
+struct Reconnect {
+    /// Failed attempts so far (the backoff's exponent).
+    attempt: u32,
+    /// When the next attempt starts.
+    next_at: Option<Instant>,
+    /// The attempt under way.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Why an incoming call got no early media.
@@ -502,14 +529,21 @@ impl Engine {
                 },
                 Some((call, ev)) = self.media_rx.recv() => self.on_media(call, ev),
                 Some(ev) = self.room_rx.recv() => self.on_room(ev).await,
-                _ = sleep_until_opt(core_deadline) => {
+                _ = deadline(core_deadline) => {
                     self.shared.engine_core(|core, now| core.handle_timeout(now));
                 }
-                _ = sleep_until_opt(self.next_refresh) => self.refresh_token().await,
+                _ = deadline(self.deferred.poll_timeout()) => self.run_due_commands().await,
+                _ = deadline(self.next_refresh) => self.start_refresh(),
+                Some(refreshed) = self.refreshed_rx.recv() => self.on_refreshed(refreshed).await,
+                _ = deadline(self.reconnect.next_at) => self.start_reconnect(),
+                Some(reconnected) = self.reconnected_rx.recv() => self.on_reconnected(reconnected).await,
                 _ = tick.tick() => self.watch_video(),
             }
-            if let Some(reason) = self.lost.take() {
-                self.on_session_lost(&reason).await;
+            // While reconnecting there is no connection: the loss is already being dealt with.
+            if self.conn.is_some() {
+                if let Some(reason) = self.lost.clone() {
+                    self.on_session_lost(&reason).await;
+                }
             }
         }
     }
@@ -536,7 +570,69 @@ impl Engine {
 
     // ----- commands of the core -----
 
+    /// A command of the core: run now, or kept until a Janus timing rule lets it go (`deferred`); a command of a
+    /// call that has one waiting queues behind it.
     async fn execute(&mut self, cmd: Command) {
+        let now = Instant::now();
+        let wait_until = if self.deferred.holds(cmd.call()) { Some(now) } else { self.must_wait_until(&cmd, now) };
+        let Some(at) = wait_until else { return self.run_command(cmd).await };
+        log::debug!("{}: command deferred {} ms", cmd.call(), at.saturating_duration_since(now).as_millis());
+        if let Err(cmd) = self.deferred.push(at, cmd) {
+            log::warn!("{}: too many commands waiting ({}): this one runs now", cmd.call(), self.deferred.len());
+            self.run_command(cmd).await;
+        }
+    }
+
+    /// The deferred commands whose time has come. One whose rule still says wait (its handle was taken meanwhile)
+    /// goes back to the head of its call's queue.
+    async fn run_due_commands(&mut self) {
+        while let Some(cmd) = self.deferred.poll_due(Instant::now()) {
+            match self.must_wait_until(&cmd, Instant::now()) {
+                Some(at) => {
+                    self.deferred.requeue(at, cmd);
+                    return;
+                }
+                None => self.run_command(cmd).await,
+            }
+        }
+    }
+
+    /// When a Janus timing rule lets `cmd` go, if that is later than `now`. An outgoing call that must wait has
+    /// its handle reserved meanwhile (bound to the call, with no media yet).
+    fn must_wait_until(&mut self, cmd: &Command, now: Instant) -> Option<Instant> {
+        let at = match cmd {
+            Command::PlaceCall { call, .. } => {
+                let index = match self.slot_of(*call) {
+                    Some(index) => index,
+                    None => self.free_slot_for_outgoing()?,
+                };
+                let slot = self.slot(index)?;
+                let at = deferred::reuse_allowed_at(slot.released_at).filter(|&at| at > now)?;
+                slot.call = Some(*call);
+                at
+            }
+            Command::Answer { call } | Command::AnswerEarly { call } | Command::Decline { call, .. } => {
+                let slot = self.slot_for_call(*call)?;
+                deferred::settled_at(slot.offered_at)?
+            }
+            _ => return None,
+        };
+        (at > now).then_some(at)
+    }
+
+    /// The free handle released the longest ago (one never used first): Janus lets go of a handle's previous
+    /// call slowly (`deferred::HANDLE_REUSE_DELAY`).
+    fn free_slot_for_outgoing(&self) -> Option<usize> {
+        let conn = self.conn.as_ref()?;
+        conn.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.call.is_none())
+            .min_by_key(|(_, s)| s.released_at)
+            .map(|(i, _)| i)
+    }
+
+    async fn run_command(&mut self, cmd: Command) {
         log::debug!("command {cmd:?}");
         if self.execute_group(&cmd).await {
             return;
@@ -576,8 +672,8 @@ impl Engine {
             Command::Decline { call, code } => {
                 let Some(slot) = self.slot_for_call(call) else { return };
                 slot.pending_offer = None;
+                slot.offered_at = None;
                 let sip = slot.sip.clone();
-                settle(slot.offered_at.take()).await;
                 if let Err(e) = sip.decline(Some(code)).await {
                     log::warn!("{call}: decline failed: {e}");
                 }
@@ -676,19 +772,12 @@ impl Engine {
     async fn place_call(&mut self, call: CallId, target: &Identifier) -> Result<(), String> {
         let domain = self.token.sip().map_err(|e| e.to_string())?.realm.clone();
         let uri = target.sip_uri(&domain);
-        let conn = self.conn.as_ref().ok_or("not connected")?;
-        // The free handle released the longest ago (never used first).
-        let (index, slot) = conn
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.call.is_none())
-            .min_by_key(|(_, s)| s.released_at)
-            .ok_or("every SIP handle is busy")?;
-        let sip = slot.sip.clone();
-        if let Some(released) = slot.released_at {
-            tokio::time::sleep_until((released + HANDLE_REUSE_DELAY).into()).await;
+        if self.conn.is_none() {
+            return Err("not connected".into());
         }
+        // The handle reserved while the call waited for it, else the free one released the longest ago.
+        let index = self.slot_of(call).or_else(|| self.free_slot_for_outgoing()).ok_or("every SIP handle is busy")?;
+        let sip = self.slot(index).map(|s| s.sip.clone()).ok_or("not connected")?;
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let offer = media.create_offer().await.map_err(|e| e.to_string())?;
         let options = CallOptions { autoaccept_reinvites: Some(false), ..CallOptions::default() };
@@ -709,7 +798,7 @@ impl Engine {
         let slot = self.slot(index).ok_or_else(|| failed(&"not connected"))?;
         let offer = slot.pending_offer.clone().ok_or_else(|| failed(&"the INVITE carried no offer"))?;
         let sip = slot.sip.clone();
-        settle(slot.offered_at.take()).await;
+        slot.offered_at = None;
         let media = self.new_leg(index, call).await.map_err(|e| failed(&e))?;
         media.set_audio_muted(true);
         media.set_video_enabled(false);
@@ -746,7 +835,7 @@ impl Engine {
             // An offerless INVITE (late offer, what some PBXs and gateways send): our offer goes in the 200 OK,
             // and the far end's answer comes in the ACK, which Janus reports as `accepted` with it (`on_sip`).
             let sip = slot.sip.clone();
-            settle(slot.offered_at.take()).await;
+            slot.offered_at = None;
             let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
             let offer = media.create_offer().await.map_err(|e| e.to_string())?;
             log::info!("{call}: answering an offerless INVITE with our offer");
@@ -755,7 +844,7 @@ impl Engine {
             return Ok(());
         };
         let sip = slot.sip.clone();
-        settle(slot.offered_at.take()).await;
+        slot.offered_at = None;
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let answer = media.accept_offer(&offer).await.map_err(|e| e.to_string())?;
         if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
@@ -1082,7 +1171,8 @@ impl Engine {
         }
     }
 
-    /// The session is gone: end the calls and build a new connection, with backoff.
+    /// The session is gone: end the calls, close their media, and start building a new connection (beside the
+    /// engine, with backoff: the API and shutdown are served meanwhile).
     async fn on_session_lost(&mut self, reason: &str) {
         log::error!("Janus session lost: {reason}");
         self.shared.engine_core(|core, _| {
@@ -1091,9 +1181,14 @@ impl Engine {
         });
         // The rooms' handles died with the session: close their media without asking Janus (`lost` is set).
         self.lost.get_or_insert_with(|| reason.to_string());
+        // The calls that waited for a handle or a settle ended with the session.
+        let dropped = self.deferred.clear();
+        if dropped > 0 {
+            log::debug!("{dropped} waiting commands dropped with the session");
+        }
         self.drop_rooms_with_session().await;
         while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
-            self.execute(cmd).await;
+            self.run_command(cmd).await;
         }
         if let Some(conn) = self.conn.take() {
             for slot in conn.slots {
@@ -1104,42 +1199,77 @@ impl Engine {
             }
         }
         self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let backoff = self.config().refresh.retry;
-        let mut attempt = 0u32;
-        loop {
-            let token = match self.credential.get().await {
+        self.next_refresh = None;
+        self.reconnect = Reconnect { attempt: 0, next_at: Some(Instant::now()), task: None };
+    }
+
+    /// One attempt at a new connection, beside the engine: a token (the held one while it is valid), a session,
+    /// the registration and the helper handles.
+    fn start_reconnect(&mut self) {
+        self.reconnect.next_at = None;
+        self.generation += 1;
+        let (config, credential, held) = (self.config().clone(), self.credential.clone(), self.token.clone());
+        let (sip_tx, tx, generation) = (self.sip_tx.clone(), self.reconnected_tx.clone(), self.generation);
+        self.reconnect.task = Some(tokio::spawn(async move {
+            let token = match credential.get().await {
                 Ok(t) => t,
                 Err(e) => {
                     log::warn!("reconnect: no token ({e})");
-                    self.token.clone()
+                    held
                 }
             };
-            self.generation += 1;
-            match open_connection(self.config(), &token, &self.sip_tx, self.generation).await {
-                Ok(conn) => {
-                    self.token = token;
-                    self.conn = Some(conn);
-                    self.lost = None;
-                    self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
-                    self.schedule_refresh().await;
-                    self.close_orphans().await;
-                    return;
-                }
-                Err(e) => {
-                    let delay = backoff.delay(attempt, rand::random::<f64>()).unwrap_or(backoff.max);
-                    log::warn!("reconnect attempt {attempt} failed ({e}); next in {} ms", delay.as_millis());
-                    attempt = attempt.saturating_add(1);
-                    tokio::time::sleep(delay).await;
-                }
+            let result = open_connection(&config, &token, &sip_tx, generation).await.map(|conn| (conn, token));
+            let refresh_due_in = if result.is_ok() { credential.refresh_due_in().await } else { None };
+            let _ = tx.send(Reconnected { generation, result, refresh_due_in }).await;
+        }));
+    }
+
+    async fn on_reconnected(&mut self, reconnected: Reconnected) {
+        let Reconnected { generation, result, refresh_due_in } = reconnected;
+        self.reconnect.task = None;
+        if generation != self.generation || self.conn.is_some() {
+            return;
+        }
+        match result {
+            Ok((conn, token)) => {
+                self.token = token;
+                self.conn = Some(conn);
+                self.lost = None;
+                self.reconnect = Reconnect::default();
+                self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+                self.next_refresh = refresh_due_in.map(|d| Instant::now() + d);
+                self.close_orphans().await;
+            }
+            Err(e) => {
+                let backoff = self.config().refresh.retry;
+                let attempt = self.reconnect.attempt;
+                let delay = backoff.delay(attempt, rand::random::<f64>()).unwrap_or(backoff.max);
+                log::warn!("reconnect attempt {attempt} failed ({e}); next in {} ms", delay.as_millis());
+                self.reconnect.attempt = attempt.saturating_add(1);
+                self.reconnect.next_at = Some(Instant::now() + delay);
             }
         }
     }
 
-    /// Fetches a new token and swaps its grants into the live connection: the Janus token for every later
-    /// request, the SIP credentials by refreshing the registration.
-    async fn refresh_token(&mut self) {
+    /// Starts fetching a new token beside the engine (at most one fetch at a time); `on_refreshed` swaps it in.
+    fn start_refresh(&mut self) {
         self.next_refresh = None;
-        match self.credential.refresh().await {
+        if self.refreshing.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (credential, tx) = (self.credential.clone(), self.refreshed_tx.clone());
+        self.refreshing = Some(tokio::spawn(async move {
+            let result = credential.refresh().await;
+            let due_in = if result.is_ok() { credential.refresh_due_in().await } else { None };
+            let _ = tx.send(Refreshed { result, due_in }).await;
+        }));
+    }
+
+    /// A token fetch ended: its grants go into the live connection (the Janus token for every later request, the
+    /// SIP credentials by refreshing the registration, beside the engine), or the next attempt is scheduled.
+    async fn on_refreshed(&mut self, refreshed: Refreshed) {
+        self.refreshing = None;
+        match refreshed.result {
             Ok(token) => {
                 self.refresh_attempt = 0;
                 if let Some(conn) = &self.conn {
@@ -1149,16 +1279,22 @@ impl Engine {
                     }
                     match register_body(self.config(), &token, true) {
                         Ok(body) => {
-                            if let Err(e) = conn.slots[0].sip.send(body, None).await {
-                                log::warn!("SIP re-registration with the new credentials failed: {e}");
-                            }
+                            // Its outcome also arrives as the handle's `registered` / `registration_failed` event.
+                            let sip = conn.slots[0].sip.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = sip.send(body, None).await {
+                                    log::warn!("SIP re-registration with the new credentials failed: {e}");
+                                }
+                            });
                         }
                         Err(e) => log::error!("refreshed token unusable for SIP: {e}"),
                     }
                 }
                 log::info!("token swapped in (valid for {} s)", token.expires_at().saturating_sub(unix_now()));
                 self.token = token;
-                self.schedule_refresh().await;
+                if self.conn.is_some() {
+                    self.next_refresh = refreshed.due_in.map(|d| Instant::now() + d);
+                }
             }
             Err(e) => {
                 let retry = self.config().refresh.retry;
@@ -1172,6 +1308,11 @@ impl Engine {
 
     async fn shutdown(&mut self) {
         log::info!("shutting down: unregistering, hanging up");
+        // A token fetch or a reconnection under way is given up: nothing is left to use it.
+        for task in [self.refreshing.take(), self.reconnect.task.take()].into_iter().flatten() {
+            task.abort();
+        }
+        self.deferred.clear();
         // Unreachable first: no new call reaches a client that is going away, and a far end that sees our hang-up
         // can no longer ring us (its call back ends 404/480 at the registrar, not at a handle being torn down).
         let account = self.conn.as_ref().map(|c| (c.slots[0].sip.clone(), c.generation));
@@ -1192,7 +1333,7 @@ impl Engine {
             let _ = self.shared.engine_core(|core, now| core.hang_up(call, now));
         }
         while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
-            self.execute(cmd).await;
+            self.run_command(cmd).await;
         }
         let with_media: Vec<CallId> =
             self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
