@@ -1,0 +1,175 @@
+//! [`VideoDecoder`]: RTP packets in, I420 frames out to a callback; a decoder element that fails
+//! before its first frame is replaced by the next candidate.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use gstreamer as gst;
+
+use super::pipeline::{build_decoder, DecoderPipeline, FrameCallback};
+use super::selection::{select_decoders, start_first, CodecPolicy, ElementRegistry, GstRegistry};
+use crate::media::pattern::VideoFrame;
+use crate::media::{MediaError, VideoCodec};
+
+struct DecoderState {
+    run: DecoderPipeline,
+    element: String,
+    fallbacks: Vec<String>,
+}
+
+/// A running video decoder: push received RTP packets, decoded frames go to the callback.
+pub struct VideoDecoder {
+    codec: VideoCodec,
+    pt: u8,
+    on_frame: FrameCallback,
+    state: Mutex<DecoderState>,
+}
+
+impl VideoDecoder {
+    /// Builds and starts a decoder for `codec` with RTP payload type `pt`, with the best decoder this
+    /// process has. `on_frame` runs on a GStreamer thread for every decoded frame; it must not block.
+    pub fn start(
+        codec: VideoCodec,
+        pt: u8,
+        on_frame: impl Fn(VideoFrame) + Send + Sync + 'static,
+    ) -> Result<Self, MediaError> {
+        Self::start_with(codec, pt, &CodecPolicy::default(), &GstRegistry, on_frame)
+    }
+
+    /// As [`VideoDecoder::start`], the decoder chosen under `policy` from `registry`; one that fails to
+    /// start is skipped with a warning and the next tried (and so is one that fails before decoding its
+    /// first frame, at the next push).
+    pub fn start_with(
+        codec: VideoCodec,
+        pt: u8,
+        policy: &CodecPolicy,
+        registry: &dyn ElementRegistry,
+        on_frame: impl Fn(VideoFrame) + Send + Sync + 'static,
+    ) -> Result<Self, MediaError> {
+        let candidates = select_decoders(registry, codec, policy)?;
+        let on_frame: FrameCallback = Arc::new(on_frame);
+        let (run, element, fallbacks) =
+            start_first("video decoder", &candidates, |e| build_decoder(codec, pt, e, &on_frame))?;
+        log::info!("video decoder started: {codec:?} via {element}, pt {pt}");
+        Ok(Self { codec, pt, on_frame, state: Mutex::new(DecoderState { run, element, fallbacks }) })
+    }
+
+    /// The codec decoded.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
+    }
+
+    /// The decoder element in use.
+    pub fn element(&self) -> String {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).element.clone()
+    }
+
+    /// Pushes one marshalled RTP packet.
+    pub fn push_rtp(&self, packet: Bytes) -> Result<(), MediaError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(error) = state.run.health.error() {
+            if state.run.health.outputs.load(Ordering::Relaxed) > 0 || state.fallbacks.is_empty() {
+                return Err(MediaError::Gstreamer(format!("video decoder {} failed: {error}", state.element)));
+            }
+            let failed = state.element.clone();
+            let remaining = std::mem::take(&mut state.fallbacks);
+            log::warn!(
+                "video decoder {failed} failed before its first frame ({error}); trying {}",
+                remaining.join(", ")
+            );
+            let (run, element, fallbacks) =
+                start_first("video decoder", &remaining, |e| build_decoder(self.codec, self.pt, e, &self.on_frame))?;
+            *state = DecoderState { run, element, fallbacks };
+        }
+        state
+            .run
+            .appsrc
+            .push_buffer(gst::Buffer::from_slice(packet))
+            .map(|_| ())
+            .map_err(|e| MediaError::Gstreamer(format!("video decoder {} refused a packet: {e:?}", state.element)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::pattern::{draw_test_frame, read_frame_counter};
+    use crate::media::video::{choose_encoder, init_gstreamer, EncoderCounters, VideoEncoder};
+    use std::time::{Duration, Instant};
+
+    /// Encodes test frames, feeds the RTP straight into a decoder and reads the counters back (through
+    /// the I420 API the session uses).
+    fn round_trip(codec: VideoCodec, element: Option<&str>) {
+        init_gstreamer().unwrap();
+        let element = choose_encoder(codec, element).unwrap();
+        let decoded: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let sink = Arc::clone(&decoded);
+        let decoder = Arc::new(
+            VideoDecoder::start(codec, 96, move |frame| {
+                assert_eq!((frame.width, frame.height), (320, 240));
+                if let Some(n) = read_frame_counter(&frame) {
+                    sink.lock().unwrap().push(n);
+                }
+            })
+            .unwrap(),
+        );
+        let to_decoder = Arc::clone(&decoder);
+        let counters = Arc::new(EncoderCounters::default());
+        let mut encoder = VideoEncoder::start(
+            codec,
+            &element,
+            320,
+            240,
+            30,
+            600,
+            96,
+            0x1234_5678,
+            Arc::clone(&counters),
+            move |rtp| {
+                let _ = to_decoder.push_rtp(rtp);
+            },
+        )
+        .unwrap();
+        encoder.force_keyframe();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut n = 100u32;
+        while decoded.lock().unwrap().len() < 10 && Instant::now() < deadline {
+            encoder.push_frame(&draw_test_frame(320, 240, n)).unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(33));
+        }
+        // A forced keyframe shows up in the count (the encoder's own GOP is 60 s).
+        let keyframes = counters.keyframes.load(Ordering::Relaxed);
+        encoder.force_keyframe();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while counters.keyframes.load(Ordering::Relaxed) == keyframes && Instant::now() < deadline {
+            encoder.push_frame(&draw_test_frame(320, 240, n)).unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(33));
+        }
+        assert!(counters.keyframes.load(Ordering::Relaxed) > keyframes, "forced keyframe not seen");
+        let got = decoded.lock().unwrap().clone();
+        assert!(got.len() >= 10, "{codec:?}/{element}: decoded only {got:?}");
+        assert!(got.iter().all(|c| (100..n).contains(c)), "{got:?}");
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "not increasing: {got:?}");
+        assert!(counters.keyframes.load(Ordering::Relaxed) >= 1);
+        // A frame of another size is refused, not misread.
+        assert!(matches!(encoder.push_frame(&draw_test_frame(640, 480, 1)), Err(MediaError::Config(_))));
+    }
+
+    #[test]
+    fn frame_counter_survives_h264_x264() {
+        round_trip(VideoCodec::H264, Some("x264enc"));
+    }
+
+    #[test]
+    fn frame_counter_survives_h264_openh264() {
+        round_trip(VideoCodec::H264, Some("openh264enc"));
+    }
+
+    #[test]
+    fn frame_counter_survives_vp8() {
+        round_trip(VideoCodec::Vp8, None);
+    }
+}
