@@ -1,8 +1,8 @@
 //! [`MediaSession`]: owns the webrtc-rs peer connection, its local tracks and the tasks that feed them
 //! (microphone → echo canceller → Opus → RTP on the audio threads of `audio_io`; camera feed →
 //! GStreamer encoder → RTP) and drain the remote tracks (RTP → jitter buffer → speaker; RTP → GStreamer
-//! decoder → latest frame), plus negotiation (offer/answer, re-offers), the keyframe policy and the
-//! video bitrate following REMB and loss reports.
+//! decoder → latest frame), plus negotiation (offer/answer, re-offers), feeding the keyframe policy
+//! (`video::KeyframePolicy`) and the video bitrate following REMB and loss reports.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -42,7 +42,7 @@ use super::echo::AudioProcessor;
 use super::mixer::Mixer;
 use super::pattern::{read_frame_counter, VideoFrame};
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
-use super::video::{EncoderCounters, EncoderSettings, GstRegistry, VideoDecoder, VideoEncoder};
+use super::video::{EncoderCounters, EncoderSettings, GstRegistry, KeyframePolicy, VideoDecoder, VideoEncoder};
 use super::wire::{WireCounter, WireCounters, WIRE_SLOT};
 use super::{
     DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamKind, RemoteStreamStats, VideoCodec,
@@ -73,8 +73,6 @@ const SPEECH_LEVEL: u8 = 50;
 /// After this long without a packet from the microphone, encoded silence is sent instead.
 const MIC_SILENCE_AFTER: Duration = Duration::from_millis(60);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Minimum spacing of keyframes forced by PLI/FIR (a burst of requests yields one keyframe).
-const MIN_REQUESTED_KEYFRAME_SPACING: Duration = Duration::from_millis(200);
 /// While remote video is not yet decoded, ask the far end for a keyframe this often.
 const REMOTE_PLI_PERIOD: Duration = Duration::from_secs(1);
 
@@ -1042,11 +1040,12 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
     let mut failed_for: Option<(VideoCodec, u8, crate::devices::CaptureFormat)> = None;
     let mut bitrate = BitrateController::new(video.bitrate_kbps, video.min_bitrate_kbps, video.max_bitrate_kbps);
     let mut congestion_seen = shared.feedback.congestion();
-    let mut last_keyframe: Option<Instant> = None;
-    let mut last_requested: Option<Instant> = None;
+    let mut keyframes = KeyframePolicy::new(
+        shared.config.keyframe_interval,
+        shared.config.startup_keyframe_window,
+        shared.config.startup_keyframe_period,
+    );
     let dropped = Arc::new(AtomicU16::new(0));
-    let mut feedback_seen: u64 = 0;
-    let mut pending_request = false;
     loop {
         let connected = shared.connected.load(Ordering::Relaxed);
         let enabled = shared.video_enabled.load(Ordering::Relaxed);
@@ -1127,7 +1126,7 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
                             shared.lock().video_encoder = Some(e.element().to_owned());
                             encoder = Some((e, pt));
                             failed_for = None;
-                            last_keyframe = None;
+                            keyframes.on_encoder_started();
                         }
                         Err(e) => {
                             log::error!("cannot start video encoder for {codec:?} from {format}: {e}");
@@ -1160,26 +1159,17 @@ async fn video_source_task(shared: Arc<Shared>, rtp_tx: mpsc::Sender<Bytes>) {
                 log::debug!("video bitrate now {applied} kbit/s");
             }
         }
-        // Keyframe policy: requested (PLI/FIR, connect, re-enable), start-up burst, then periodic.
-        let now = Instant::now();
-        let in_startup = connected_at.is_none_or(|t| now.duration_since(t) < shared.config.startup_keyframe_window);
-        let period = if in_startup { shared.config.startup_keyframe_period } else { shared.config.keyframe_interval };
-        // PLI/FIR counted by the feedback interceptor are requests too, whether or not the marked
-        // RTCP also reaches the local track's event stream.
-        let feedback_now = shared.feedback.plis.load(Ordering::Relaxed) + shared.feedback.firs.load(Ordering::Relaxed);
-        let feedback_request = feedback_now != feedback_seen;
-        feedback_seen = feedback_now;
-        // A request inside the minimum spacing is deferred, never dropped.
-        pending_request |= shared.keyframe_requested.swap(false, Ordering::SeqCst) || feedback_request;
-        let requested =
-            pending_request && last_requested.is_none_or(|t| now.duration_since(t) >= MIN_REQUESTED_KEYFRAME_SPACING);
-        if requested {
-            last_requested = Some(now);
-            pending_request = false;
+        // Keyframes (see `KeyframePolicy`): requested (connect, re-enable, PLI/FIR), a new encoder's first
+        // frame, start-up burst, then periodic. PLI/FIR counted by the feedback interceptor are requests
+        // too, whether or not the marked RTCP also reaches the local track's event stream.
+        if shared.keyframe_requested.swap(false, Ordering::SeqCst) {
+            keyframes.on_request();
         }
-        if requested || last_keyframe.is_none_or(|t| now.duration_since(t) >= period) {
+        keyframes.on_feedback_count(
+            shared.feedback.plis.load(Ordering::Relaxed) + shared.feedback.firs.load(Ordering::Relaxed),
+        );
+        if keyframes.on_frame(Instant::now(), connected_at).is_some() {
             enc.force_keyframe();
-            last_keyframe = Some(now);
         }
         if let Err(e) = enc.push_capture(&frame) {
             log::warn!("{e}");

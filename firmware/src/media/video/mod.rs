@@ -2,18 +2,20 @@
 //! H.264 constrained baseline packetization-mode 1 or VP8) and the decoder (RTP packets in, raw I420
 //! frames out), with their elements chosen by probing the GStreamer registry in order of preference
 //! (hardware `v4l2*` elements first) and the next candidate tried when one fails to start; live bitrate
-//! changes for the congestion controller. Pipelines are driven through `appsrc`/`appsink`; they own no
-//! sockets and know nothing of WebRTC.
+//! changes for the congestion controller; when to force a keyframe. Pipelines are driven through
+//! `appsrc`/`appsink`; they own no sockets and know nothing of WebRTC.
 //!
 //! - `selection`: which codec elements exist and which are chosen ([`CodecPolicy`], [`GstRegistry`]).
 //! - `pipeline`: the pipeline descriptions, building and starting them, `appsrc`/`appsink` wiring.
 //! - `pixel_layout`: raw frame layouts (offsets, strides), I420 to NV12/YUY2, decoded frames read out.
 //! - `encoder`: [`VideoEncoder`]; `decoder`: [`VideoDecoder`].
+//! - `keyframe`: [`KeyframePolicy`], when the sender forces a keyframe (pure, time passed in).
 //!
 //! Everything public is re-exported here: callers use `media::video::…`, not the files.
 
 mod decoder;
 mod encoder;
+mod keyframe;
 mod pipeline;
 mod pixel_layout;
 mod selection;
@@ -24,6 +26,7 @@ use super::MediaError;
 
 pub use decoder::VideoDecoder;
 pub use encoder::{EncoderCounters, EncoderSettings, VideoEncoder};
+pub use keyframe::{KeyframeCause, KeyframePolicy, DEFAULT_KEYFRAME_REQUEST_SPACING};
 pub use pipeline::{h264_level, v4l2_extra_controls};
 pub use pixel_layout::convert_i420;
 pub use selection::{
