@@ -1,13 +1,18 @@
-//! Linux GPIO backend (character device, gpio-cdev): buttons as edge-event lines read by one thread per
-//! chip that poll(2)s the event descriptors and runs the press detectors on the kernel's CLOCK_MONOTONIC
-//! event timestamps; relay and LEDs as output line handles. Active-low polarity is handled here (raw
-//! levels are requested from the kernel, so events and values are electrical levels).
+//! Linux GPIO backend (character device): relay and LEDs as linux-embedded-hal `CdevPin`s, embedded-hal 1.0
+//! `OutputPin`s driven through [`PinOutput`]; buttons as gpio-cdev edge-event lines read by one thread per chip
+//! that poll(2)s the event descriptors and runs the press detectors on the kernel's CLOCK_MONOTONIC event
+//! timestamps. The buttons stay on gpio-cdev's `LineEventHandle` because `CdevPin` (a plain line handle) has no
+//! edge events and a line cannot be requested twice; their level is read through embedded-hal's `InputPin` on
+//! that handle. Raw levels are requested from the kernel (never its ACTIVE_LOW flag), so events, values and pin
+//! states are electrical levels; active-low polarity is handled by the press detectors and by [`PinOutput`].
 
 use super::{
-    monotonic_now, validate_buttons, ButtonEvent, ButtonInput, ButtonSpec, DetectorBank, InputError, OutputLine,
-    OutputSpec, PressDetector, EVENT_QUEUE,
+    monotonic_now, validate_buttons, ButtonEvent, ButtonInput, ButtonSpec, DetectorBank, InputError, OutputSpec,
+    PinOutput, PressDetector, EVENT_QUEUE,
 };
-use gpio_cdev::{Chip, EventRequestFlags, EventType, Line, LineEventHandle, LineHandle, LineRequestFlags};
+use embedded_hal::digital::{ErrorType, InputPin};
+use gpio_cdev::{Chip, EventRequestFlags, EventType, Line, LineEventHandle, LineRequestFlags};
+use linux_embedded_hal::{CdevPin, CdevPinError};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,9 +47,27 @@ impl std::fmt::Debug for GpioButtons {
 struct ButtonLine {
     name: String,
     offset: u32,
-    events: LineEventHandle,
+    events: EdgeLine,
     alive: bool,
     warned_clock: bool,
+}
+
+/// A line requested for edge events (both edges, raw level): its events are gpio-cdev's, its level an
+/// embedded-hal [`InputPin`] (high: the line is electrically high).
+struct EdgeLine(LineEventHandle);
+
+impl ErrorType for EdgeLine {
+    type Error = CdevPinError;
+}
+
+impl InputPin for EdgeLine {
+    fn is_high(&mut self) -> Result<bool, CdevPinError> {
+        Ok(self.0.get_value()? != 0)
+    }
+
+    fn is_low(&mut self) -> Result<bool, CdevPinError> {
+        self.is_high().map(|high| !high)
+    }
 }
 
 impl GpioButtons {
@@ -69,13 +92,13 @@ impl GpioButtons {
             let mut detectors = Vec::new();
             for spec in list {
                 let line = get_line(&mut chip, path, spec.line, &spec.name)?;
-                let events = line
+                let mut events = line
                     .events(LineRequestFlags::INPUT, EventRequestFlags::BOTH_EDGES, CONSUMER)
+                    .map(EdgeLine)
                     .map_err(|e| line_error(path, spec.line, &spec.name, request_reason(&line, "request input", &e)))?;
                 let level = events
-                    .get_value()
-                    .map_err(|e| line_error(path, spec.line, &spec.name, format!("read initial level: {e}")))?
-                    != 0;
+                    .is_high()
+                    .map_err(|e| line_error(path, spec.line, &spec.name, format!("read initial level: {e}")))?;
                 let cfg = spec.press_config();
                 if cfg.is_pressed_level(level) {
                     log::warn!(
@@ -178,7 +201,7 @@ impl ChipReader {
             let wait = self.bank.next_deadline().map(|t| t.saturating_sub(now)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
             fds.clear();
             fds.extend(self.lines.iter().map(|l| libc::pollfd {
-                fd: if l.alive { l.events.as_raw_fd() } else { -1 },
+                fd: if l.alive { l.events.0.as_raw_fd() } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             }));
@@ -214,7 +237,7 @@ impl ChipReader {
     fn service(&mut self, idx: usize, revents: libc::c_short, out: &mut Vec<ButtonEvent>) {
         let Some(line) = self.lines.get_mut(idx) else { return };
         if revents & libc::POLLIN != 0 {
-            match line.events.get_event() {
+            match line.events.0.get_event() {
                 Ok(ev) => {
                     let now = monotonic_now();
                     let (at, trusted) = event_time(ev.timestamp(), now);
@@ -265,17 +288,11 @@ pub(crate) fn event_time(kernel_ns: u64, now: Duration) -> (Duration, bool) {
     }
 }
 
-/// An output line (relay, LED) held as a line handle; released inactive when dropped.
-#[derive(Debug)]
-pub struct GpioOutput {
-    name: String,
-    chip: PathBuf,
-    offset: u32,
-    active_low: bool,
-    handle: LineHandle,
-}
+/// An output line (relay, LED) on the GPIO character device: a [`PinOutput`] over linux-embedded-hal's
+/// [`CdevPin`]; released inactive when dropped.
+pub type GpioOutput = PinOutput<CdevPin>;
 
-impl GpioOutput {
+impl PinOutput<CdevPin> {
     /// Requests the line as an output, driven inactive.
     pub fn open(spec: &OutputSpec) -> Result<Self, InputError> {
         let mut chip = open_chip(&spec.chip)?;
@@ -283,6 +300,9 @@ impl GpioOutput {
         let handle = line
             .request(LineRequestFlags::OUTPUT, raw_value(false, spec.active_low), CONSUMER)
             .map_err(|e| line_error(&spec.chip, spec.line, &spec.name, request_reason(&line, "request output", &e)))?;
+        // Requested without ACTIVE_LOW, the line reads as active high: the pin's levels are electrical.
+        let pin = CdevPin::new(handle)
+            .map_err(|e| line_error(&spec.chip, spec.line, &spec.name, format!("read line info: {e}")))?;
         log::info!(
             "output {}: {} line {}{}",
             spec.name,
@@ -290,38 +310,12 @@ impl GpioOutput {
             spec.line,
             if spec.active_low { " (active low)" } else { "" }
         );
-        Ok(GpioOutput {
-            name: spec.name.clone(),
-            chip: spec.chip.clone(),
-            offset: spec.line,
-            active_low: spec.active_low,
-            handle,
-        })
+        Ok(PinOutput::new(spec, pin))
     }
 
     /// Opens every output, failing on the first that cannot be requested.
     pub fn open_all(specs: &[OutputSpec]) -> Result<Vec<Self>, InputError> {
         specs.iter().map(Self::open).collect()
-    }
-}
-
-impl OutputLine for GpioOutput {
-    fn set(&mut self, on: bool) -> Result<(), InputError> {
-        self.handle.set_value(raw_value(on, self.active_low)).map_err(|e| {
-            line_error(&self.chip, self.offset, &self.name, format!("set {}: {e}", if on { "on" } else { "off" }))
-        })
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for GpioOutput {
-    fn drop(&mut self) {
-        if let Err(e) = self.handle.set_value(raw_value(false, self.active_low)) {
-            log::debug!("{} line {} ({}): off on release: {e}", self.chip.display(), self.offset, self.name);
-        }
     }
 }
 

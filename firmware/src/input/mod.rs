@@ -1,16 +1,21 @@
 //! Input and output lines of the appliance: buttons in (debounced gestures: short and long presses), relay
 //! and LEDs out. The traits here ([`ButtonInput`], [`OutputLine`]) are what the appliance loop uses; the
 //! backends are Linux character-device GPIO ([`gpio`]) and a simulation for tests and `--sim` ([`sim`]).
+//! Lines are embedded-hal 1.0 digital pins where the crate serves: outputs are [`PinOutput`]s over an
+//! `OutputPin` ([`pin`]; linux-embedded-hal's `CdevPin` on Linux), button levels read through `InputPin`;
+//! button edges come from gpio-cdev's event lines, which embedded-hal has no trait for.
 //! Press detection itself is pure and lives in [`press`].
 //!
 //! All timestamps ([`ButtonEvent::at`], output histories) are on the CLOCK_MONOTONIC clock
 //! ([`monotonic_now`]): the clock of the kernel's GPIO event timestamps.
 
 pub mod gpio;
+pub mod pin;
 pub mod press;
 pub mod sim;
 
 pub use gpio::{GpioButtons, GpioOutput};
+pub use pin::PinOutput;
 pub use press::{Detected, Gesture, PressConfig, PressDetector, DEFAULT_DEBOUNCE, DEFAULT_LONG_PRESS};
 pub use sim::{parse_key, SimButtonHandle, SimButtons, SimOutputLine, SimOutputs, KEYMAP};
 
@@ -186,6 +191,13 @@ pub enum InputError {
         /// What happened.
         reason: String,
     },
+}
+
+/// The error of the simulated pins (embedded-hal's digital traits need its kind).
+impl embedded_hal::digital::Error for InputError {
+    fn kind(&self) -> embedded_hal::digital::ErrorKind {
+        embedded_hal::digital::ErrorKind::Other
+    }
 }
 
 /// Now, on CLOCK_MONOTONIC (the clock of kernel GPIO event timestamps and of every `at` here).

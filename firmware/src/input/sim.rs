@@ -1,12 +1,14 @@
 //! Simulated buttons and output lines, for tests and `callbox run --sim`. [`SimButtons`] runs the same
 //! press detectors as the GPIO backend, on real (CLOCK_MONOTONIC) time, fed by a [`SimButtonHandle`] that
 //! scripts presses, holds or raw edges; [`SimOutputs`] records every change of the relay and LED lines
-//! with its timestamp so tests can check a pulse; [`parse_key`] maps keyboard keys to gestures.
+//! with its timestamp so tests can check a pulse (a [`SimOutputLine`] is also an embedded-hal
+//! `StatefulOutputPin`, as a GPIO line is an `OutputPin`); [`parse_key`] maps keyboard keys to gestures.
 
 use super::{
     monotonic_now, validate_buttons, ButtonEvent, ButtonInput, ButtonSpec, DetectorBank, Gesture, InputError,
     OutputLine, PressConfig, PressDetector, EVENT_QUEUE,
 };
+use embedded_hal::digital::{ErrorType, OutputPin, StatefulOutputPin};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -381,6 +383,31 @@ impl OutputLine for SimOutputLine {
     }
 }
 
+/// As a pin a simulated line has no polarity: high is on (what [`SimOutputs`] records), low is off.
+impl ErrorType for SimOutputLine {
+    type Error = InputError;
+}
+
+impl OutputPin for SimOutputLine {
+    fn set_low(&mut self) -> Result<(), InputError> {
+        OutputLine::set(self, false)
+    }
+
+    fn set_high(&mut self) -> Result<(), InputError> {
+        OutputLine::set(self, true)
+    }
+}
+
+impl StatefulOutputPin for SimOutputLine {
+    fn is_set_high(&mut self) -> Result<bool, InputError> {
+        Ok(self.outputs.is_on(&self.name))
+    }
+
+    fn is_set_low(&mut self) -> Result<bool, InputError> {
+        Ok(!self.outputs.is_on(&self.name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,6 +580,25 @@ mod tests {
         let mut again = outs.clone().line("led_fault");
         again.set(true).unwrap();
         assert!(outs.is_on("led_fault"));
+    }
+
+    #[test]
+    fn output_lines_are_stateful_embedded_hal_pins() {
+        let outs = SimOutputs::new();
+        let mut led = outs.line("led_call");
+        assert!(led.is_set_low().unwrap());
+        led.set_high().unwrap();
+        assert!(outs.is_on("led_call"));
+        assert!(led.is_set_high().unwrap());
+        led.toggle().unwrap();
+        assert!(!outs.is_on("led_call"));
+        led.set_state(embedded_hal::digital::PinState::High).unwrap();
+        assert_eq!(outs.history("led_call").iter().map(|h| h.1).collect::<Vec<_>>(), vec![true, false, true]);
+        // The simulated fault comes through the pin traits too, naming the line.
+        outs.set_failing("led_call", true);
+        let err = led.set_low().unwrap_err().to_string();
+        assert!(err.contains("led_call"), "{err}");
+        assert!(outs.is_on("led_call"));
     }
 
     #[test]
