@@ -1,6 +1,6 @@
 //! The appliance's behaviour as pure logic (sans-IO, no clock: times are passed in): what a button gesture
-//! does in the current call state, ringing and auto-answer, busy, the door code typed as DTMF (compared in
-//! constant time, attempts rate-limited), the relay pulse, and the status LED. `run.rs` feeds it the
+//! does in the current call state, ringing and auto-answer, busy, the door code typed as DTMF (into a fixed buffer,
+//! compared in constant time, attempts rate-limited), the relay pulse, and the status LED. `run.rs` feeds it the
 //! client's events, the buttons and the time, and carries out the [`Action`]s it returns.
 
 use std::collections::VecDeque;
@@ -68,9 +68,53 @@ impl Default for Behaviour {
     }
 }
 
-/// Most digits kept while a code is typed.
-const MAX_DIGITS: usize = 16;
+/// Most digits kept while a code is typed: more than the longest door code (12 digits, `Config::door_code`).
+/// A digit past it makes the entry over-long: `#` then counts it as a wrong code without comparing it.
+pub(super) const MAX_DIGITS: usize = 16;
 const CODE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The digits typed toward the door code since the last `#`, `*` or pause, in a buffer of [`MAX_DIGITS`].
+#[derive(Default)]
+pub(super) struct TypedDigits {
+    digits: heapless::String<MAX_DIGITS>,
+    /// A digit came past the bound (and was dropped): the entry cannot be the code.
+    overflowed: bool,
+}
+
+impl TypedDigits {
+    /// Adds a digit; past [`MAX_DIGITS`] it is dropped and the entry marked over-long.
+    pub(super) fn push(&mut self, digit: char) {
+        if self.digits.push(digit).is_err() && !self.overflowed {
+            self.overflowed = true;
+            log::debug!("more than {MAX_DIGITS} digits typed: the entry cannot be the door code");
+        }
+    }
+
+    /// Forgets the entry.
+    pub(super) fn clear(&mut self) {
+        self.digits.clear();
+        self.overflowed = false;
+    }
+
+    /// The entry, forgotten here: `None` when it was over-long.
+    pub(super) fn take(&mut self) -> Option<heapless::String<MAX_DIGITS>> {
+        let overflowed = std::mem::take(&mut self.overflowed);
+        let digits = std::mem::take(&mut self.digits);
+        (!overflowed).then_some(digits)
+    }
+
+    /// How many digits are kept.
+    pub(super) fn len(&self) -> usize {
+        self.digits.len()
+    }
+}
+
+/// Never shows the digits: they may be (part of) the door code.
+impl std::fmt::Debug for TypedDigits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedDigits").field("len", &self.len()).field("overflowed", &self.overflowed).finish()
+    }
+}
 
 /// The calls as the appliance sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +134,7 @@ pub struct ApplianceLogic {
     behaviour: Behaviour,
     ready: bool,
     current: Option<Current>,
-    digits: String,
+    digits: TypedDigits,
     last_digit_at: Option<Duration>,
     attempts: VecDeque<Duration>,
     led: Option<LedState>,
@@ -111,7 +155,7 @@ impl ApplianceLogic {
             behaviour,
             ready: false,
             current: None,
-            digits: String::new(),
+            digits: TypedDigits::default(),
             last_digit_at: None,
             attempts: VecDeque::new(),
             led: None,
@@ -283,15 +327,16 @@ impl ApplianceLogic {
         match digit {
             '*' => self.digits.clear(),
             '#' => {
-                let typed = std::mem::take(&mut self.digits);
-                self.submit_code(&typed, now);
+                let typed = self.digits.take();
+                self.submit_code(typed.as_deref(), now);
             }
-            d if d.is_ascii_digit() && self.digits.len() < MAX_DIGITS => self.digits.push(d),
+            d if d.is_ascii_digit() => self.digits.push(d),
             _ => {}
         }
     }
 
-    fn submit_code(&mut self, typed: &str, now: Duration) {
+    /// Checks an entry (`None`: over-long, wrong whatever the code) against the code, within the rate limit.
+    fn submit_code(&mut self, typed: Option<&str>, now: Duration) {
         while self.attempts.front().is_some_and(|t| now.saturating_sub(*t) >= CODE_WINDOW) {
             self.attempts.pop_front();
         }
@@ -302,7 +347,7 @@ impl ApplianceLogic {
         }
         self.attempts.push_back(now);
         let Some(code) = &self.behaviour.door_code else { return };
-        if code.ct_eq(typed) {
+        if typed.is_some_and(|typed| code.ct_eq(typed)) {
             self.door_openings += 1;
             log::info!("door code accepted: opening the door");
             self.actions.push_back(Action::PulseRelay(self.behaviour.relay_pulse));

@@ -178,6 +178,50 @@ fn typed_digits_are_forgotten_after_a_pause_and_bounded() {
 }
 
 #[test]
+fn the_digit_buffer_keeps_its_bound_and_an_over_long_entry_is_refused_whole() {
+    let mut typed = TypedDigits::default();
+    for _ in 0..MAX_DIGITS {
+        typed.push('1');
+    }
+    assert_eq!(typed.take().as_deref(), Some("1".repeat(MAX_DIGITS).as_str()), "the bound itself fits");
+    for _ in 0..=MAX_DIGITS {
+        typed.push('7');
+    }
+    assert_eq!(typed.len(), MAX_DIGITS, "the digit past the bound is dropped");
+    let debug = format!("{typed:?}");
+    assert!(!debug.contains('7') && debug.contains("overflowed: true"), "no digit shown: {debug}");
+    assert_eq!(typed.take(), None, "over-long");
+    assert_eq!(typed.len(), 0);
+    typed.push('2');
+    assert_eq!(typed.take().as_deref(), Some("2"), "taking the entry resets the overflow");
+    for _ in 0..(MAX_DIGITS + 3) {
+        typed.push('3');
+    }
+    typed.clear();
+    typed.push('4');
+    assert_eq!(typed.take().as_deref(), Some("4"), "clearing resets it too");
+}
+
+#[test]
+fn an_entry_past_the_bound_is_a_wrong_code_even_when_the_code_is_in_it() {
+    let mut l = door();
+    let call = CallId(9);
+    connected(&mut l, call);
+    // The code, then digits up to and past the bound: one wrong attempt.
+    let long = format!("2468{}", "0".repeat(MAX_DIGITS - 4 + 1));
+    type_code(&mut l, call, &format!("{long}#"), ms(0));
+    assert!(drain(&mut l).is_empty());
+    assert_eq!((l.wrong_codes, l.door_openings), (1, 0));
+    // The next entry starts afresh.
+    type_code(&mut l, call, "2468#", ms(100));
+    assert_eq!(drain(&mut l), vec![Action::PulseRelay(ms(1500))]);
+    // '*' forgets an over-long entry.
+    type_code(&mut l, call, &format!("{long}*2468#"), ms(200));
+    assert_eq!(drain(&mut l), vec![Action::PulseRelay(ms(1500))]);
+    assert_eq!((l.wrong_codes, l.door_openings), (1, 2));
+}
+
+#[test]
 fn a_monitor_with_early_video_shows_a_ringing_call_but_not_a_busy_one() {
     let mut l = ApplianceLogic::new(Behaviour { early_video: true, ..Behaviour::default() });
     l.on_ready(true);

@@ -16,7 +16,6 @@
 //! - timestamps that go backwards are treated as "now" (the latest seen); arithmetic saturates: no input
 //!   can make it panic.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 /// A level must hold this long to count, unless configured otherwise.
@@ -24,7 +23,8 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(30);
 /// A hold this long is a long press, unless configured otherwise.
 pub const DEFAULT_LONG_PRESS: Duration = Duration::from_millis(1500);
 
-/// Gestures queued inside one detector at most (two is the most one call can produce).
+/// Gestures queued inside one detector at most (two is the most one call can produce); past it the oldest
+/// gives way to the newest.
 const MAX_QUEUED: usize = 4;
 
 /// What the user did with a button.
@@ -116,7 +116,7 @@ pub struct PressDetector {
     /// Latest time seen.
     now: Duration,
     /// Gestures detected but not yet returned.
-    queued: VecDeque<Detected>,
+    queued: heapless::Deque<Detected, MAX_QUEUED>,
 }
 
 impl PressDetector {
@@ -137,7 +137,7 @@ impl PressDetector {
             long_sent: false,
             ignore_hold: pressed,
             now: at,
-            queued: VecDeque::with_capacity(MAX_QUEUED),
+            queued: heapless::Deque::new(),
         }
     }
 
@@ -259,11 +259,13 @@ impl PressDetector {
     }
 
     fn push(&mut self, gesture: Gesture, at: Duration) {
-        if self.queued.len() >= MAX_QUEUED {
+        if self.queued.is_full() {
             // Unreachable with the callers draining after every call; keep the newest anyway.
             self.queued.pop_front();
         }
-        self.queued.push_back(Detected { gesture, at });
+        if let Err(lost) = self.queued.push_back(Detected { gesture, at }) {
+            log::warn!("press detector: gesture queue full ({MAX_QUEUED}); {lost:?} dropped");
+        }
     }
 }
 
@@ -285,6 +287,20 @@ mod tests {
 
     fn long(at: u64) -> Option<Detected> {
         Some(Detected { gesture: Gesture::Long, at: ms(at) })
+    }
+
+    #[test]
+    fn the_gesture_queue_is_bounded_and_keeps_the_newest() {
+        let mut d = det();
+        for i in 0..(MAX_QUEUED as u64 + 2) {
+            d.push(Gesture::Short, ms(i));
+        }
+        assert_eq!(d.poll_timeout(), Some(Duration::ZERO), "gestures waiting: due now");
+        let kept: Vec<Detected> = std::iter::from_fn(|| d.handle_timeout(ms(0))).collect();
+        let want: Vec<Detected> =
+            (2..(MAX_QUEUED as u64 + 2)).map(|i| Detected { gesture: Gesture::Short, at: ms(i) }).collect();
+        assert_eq!(kept, want);
+        assert_eq!(d.poll_timeout(), None);
     }
 
     /// Runs every timeout due up to `until`, collecting what they produce.

@@ -4,8 +4,6 @@
 //! 20 ms audio frame), and in-band tones detected with the Goertzel algorithm ([`ToneDetector`], for gateways that
 //! send DTMF as audio).
 
-use std::collections::VecDeque;
-
 /// The sixteen DTMF digits, by RFC 4733 event code (0-9, `*` 10, `#` 11, A-D 12-15).
 const DIGITS: &[u8; 16] = b"0123456789*#ABCD";
 
@@ -53,7 +51,8 @@ impl TelephoneEvent {
 }
 
 /// Events remembered as reported (their RTP timestamps), so that the redundant packets and late copies of an event
-/// never report it twice.
+/// never report it twice. The newest overwrites the oldest: a packet of an event older than the newest one is
+/// dropped anyway.
 const REMEMBERED_EVENTS: usize = 8;
 
 /// Turns received telephone-event packets into digits: an event is reported once, on its first packet that
@@ -62,8 +61,8 @@ const REMEMBERED_EVENTS: usize = 8;
 /// newest one reported (reordered behind a later digit) is dropped rather than reported out of order.
 #[derive(Debug, Default)]
 pub struct EventReceiver {
-    /// RTP timestamps of the events reported, newest last.
-    reported: VecDeque<u32>,
+    /// RTP timestamps of the latest events reported.
+    reported: heapless::HistoryBuf<u32, REMEMBERED_EVENTS>,
 }
 
 impl EventReceiver {
@@ -78,17 +77,14 @@ impl EventReceiver {
         if self.reported.contains(&timestamp) {
             return None;
         }
-        if let Some(&newest) = self.reported.back() {
+        if let Some(&newest) = self.reported.recent() {
             // RTP timestamps wrap: "older" is a negative serial-number distance.
             if (timestamp.wrapping_sub(newest) as i32) < 0 {
                 return None;
             }
         }
         let digit = digit_of(event.code)?;
-        if self.reported.len() == REMEMBERED_EVENTS {
-            self.reported.pop_front();
-        }
-        self.reported.push_back(timestamp);
+        self.reported.write(timestamp);
         Some(digit)
     }
 }
@@ -101,7 +97,8 @@ pub const GAP_MS: u32 = 60;
 const PACKET_MS: u32 = 20;
 /// Power level sent (-10 dBm0).
 const VOLUME: u8 = 10;
-/// Digits waiting to be sent, at most.
+/// Digits waiting to be sent, at most (one call's queue, fixed: a further digit is refused with
+/// [`DtmfQueueError::Full`], those queued still go out).
 pub const MAX_QUEUED_DIGITS: usize = 32;
 
 /// One packet to send in place of an audio frame.
@@ -129,7 +126,7 @@ enum Sending {
 #[derive(Debug)]
 pub struct EventSender {
     clock_rate: u32,
-    queue: VecDeque<u8>,
+    queue: heapless::Deque<u8, MAX_QUEUED_DIGITS>,
     state: Option<Sending>,
 }
 
@@ -145,7 +142,7 @@ pub enum DtmfQueueError {
 impl EventSender {
     /// A sender for the negotiated telephone-event clock rate (8000 or 48000 Hz).
     pub fn new(clock_rate: u32) -> Self {
-        EventSender { clock_rate: clock_rate.max(1000), queue: VecDeque::new(), state: None }
+        EventSender { clock_rate: clock_rate.max(1000), queue: heapless::Deque::new(), state: None }
     }
 
     /// The clock rate the durations are counted in.
@@ -153,14 +150,10 @@ impl EventSender {
         self.clock_rate
     }
 
-    /// Queues a digit.
+    /// Queues a digit; refused when [`MAX_QUEUED_DIGITS`] are already waiting.
     pub fn push(&mut self, digit: char) -> Result<(), DtmfQueueError> {
         let code = event_code(digit).ok_or(DtmfQueueError::NotADigit)?;
-        if self.queue.len() >= MAX_QUEUED_DIGITS {
-            return Err(DtmfQueueError::Full);
-        }
-        self.queue.push_back(code);
-        Ok(())
+        self.queue.push_back(code).map_err(|_| DtmfQueueError::Full)
     }
 
     /// Whether a digit is being sent or waiting.

@@ -151,6 +151,31 @@ fn the_queue_is_bounded_and_refuses_non_digits() {
     assert_eq!(s.push('5'), Err(DtmfQueueError::Full));
 }
 
+#[test]
+fn a_full_queue_still_sends_every_digit_queued_in_order_and_takes_more_after() {
+    let mut s = EventSender::new(8000);
+    let digits: String = "0123456789*#ABCD".repeat(2);
+    assert_eq!(digits.len(), MAX_QUEUED_DIGITS);
+    for d in digits.chars() {
+        s.push(d).unwrap();
+    }
+    assert_eq!(s.push('1'), Err(DtmfQueueError::Full), "the refused digit is not queued");
+    let mut r = EventReceiver::new();
+    let mut got = String::new();
+    for frame in 0..(12 * (MAX_QUEUED_DIGITS as u32 + 1)) {
+        if let Some(p) = s.next_frame(frame * 160) {
+            got.extend(r.on_packet(p.timestamp, &p.payload));
+        }
+        if frame == 0 {
+            // The first frame took the first digit off the queue: room for one more.
+            s.push('9').unwrap();
+            assert_eq!(s.push('9'), Err(DtmfQueueError::Full));
+        }
+    }
+    assert!(!s.is_busy());
+    assert_eq!(got, format!("{digits}9"));
+}
+
 /// PCM of a DTMF digit (both tones at `amplitude` each) for `ms`, at `rate`.
 fn tone(digit: char, ms: u32, rate: u32, amplitude: f32) -> Vec<i16> {
     let (r, c) = KEYPAD
