@@ -1,7 +1,11 @@
-//! The `callbox` command: `call` places a call and reports what happened, `answer` waits for calls and answers
-//! them, both as a real appliance would (Janus + SIP registration, media from the board's devices, or the
-//! simulated ones with `--sim`); `devices` lists what the device manager sees. The appliance's main loop
-//! (`run --config`) comes with the appliance subsystem.
+//! The `callbox` command: `run --config FILE` is the appliance's main loop (what the systemd service starts) and
+//! `check-config` checks its configuration; `call` places a call and reports what happened, `answer` waits for
+//! calls and answers them, both as a real appliance would (Janus + SIP registration, media from the board's
+//! devices, or the simulated ones with `--sim`); `devices` lists what the device manager sees; `version`. The
+//! command line itself (options, help, parsing) is [`cli`]'s; this file carries the commands out. Exit codes:
+//! 0 done, 1 the command failed (printed on stderr), 2 a usage error (clap's).
+
+mod cli;
 
 use callbox::calling::ScalingMode;
 use callbox::calling::{CallState, Event, Identifier, RefreshPolicy, Secret};
@@ -12,128 +16,25 @@ use callbox::devices::{DeviceManager, DevicePreferences};
 use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
 use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
+use clap::Parser;
+use cli::{AnswerArgs, CallArgs, CheckConfigArgs, Cli, ClientArgs, Codec, Command, DeviceArgs, DevicesArgs, RunArgs};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage:
-  callbox call TARGET [options] [--talk SECS] [--dtmf DIGITS] [--hold-for SECS]
-  callbox answer [options] [--calls N] [--after SECS] [--fb /dev/fbN | --screen WxH] [--snapshot FILE.png]
-  callbox run --config FILE [--sim] [--board-dir DIR] [--snapshot FILE.png]
-                           the appliance (buttons, calls, ringing, door relay, LEDs, screen) until SIGTERM;
-                           with --sim, keys on stdin press buttons: c call, m mute, v video, h hang up
-  callbox check-config FILE [--board-dir DIR]
-  callbox devices [--sim] [--watch SECS] [--alsa-clock] [--dev-dir DIR] [--config FILE]
-  callbox version
-device options:
-  --sim                    simulated devices (tone microphone, capturing speaker, test-pattern camera)
-  --camera ID --microphone ID --speaker ID
-                           devices to use (default: the defaults kept in --config, else the first found)
-  --config FILE            callbox.toml whose [devices] table keeps the default devices
-  --alsa-clock             pace ALSA devices by our clock (PCMs without a hardware clock: file, null)
-  --dev-dir DIR            where to look for V4L2 cameras (default /dev)
-  --no-audio-processing    no echo cancellation / noise suppression (headsets, measurements)
-  --encoder ELEMENT        force a GStreamer encoder element; --software-codecs: never the hardware ones
-call options:
-  --janus URL              Janus WebSocket URL (repeat for fail-over; default ws://127.0.0.1:8188)
-  --token-url URL          token endpoint (http://host:port/v1/token) ...
-  --device-key-file PATH   ... and the device key to present to it
-  --token-file PATH        or a static user access token (JWT) instead
-  --bind-ip IP             local address for media (default 127.0.0.1)
-  --video WxH@FPS          video size and rate asked of the camera (default 640x480@30), or 'off'
-  --codec h264|vp8         preferred video codec (default h264, both offered)
-  --country-code CC        default country code for phone numbers without one
-  --fb DEVICE              show the far end's video on this framebuffer (answer)
-  --screen WxH             ... or on an in-memory screen of that size (measurements, snapshots)
-  --snapshot FILE.png      save the screen 2 s into each answered call, and whenever SIGUSR1 arrives
-environment: RUST_LOG=info|debug|... (log filter)";
-
-#[derive(Default)]
-struct Args {
-    command: String,
-    target: Option<String>,
-    janus: Vec<String>,
-    token_url: Option<String>,
-    device_key_file: Option<String>,
-    token_file: Option<String>,
-    bind_ip: Option<String>,
-    video: Option<String>,
-    codec: Option<String>,
-    country_code: Option<String>,
-    talk_secs: u64,
-    dtmf: Option<String>,
-    hold_for: Option<u64>,
-    calls: u32,
-    after_secs: u64,
-    fb: Option<String>,
-    screen: Option<String>,
-    snapshot: Option<String>,
-    sim: bool,
-    camera: Option<String>,
-    microphone: Option<String>,
-    speaker: Option<String>,
-    config: Option<String>,
-    alsa_clock: bool,
-    dev_dir: Option<String>,
-    no_audio_processing: bool,
-    encoder: Option<String>,
-    software_codecs: bool,
-    watch_secs: Option<u64>,
-    board_dir: Option<String>,
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    std::fs::read_to_string(path)
+        .map(|s| Secret::new(s.trim()))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let mut a = Args { talk_secs: 5, calls: 1, ..Args::default() };
-    a.command = it.next().ok_or("no command given")?;
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        let num = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a number"));
-        match arg.as_str() {
-            "--janus" => a.janus.push(value("--janus")?),
-            "--token-url" => a.token_url = Some(value("--token-url")?),
-            "--device-key-file" => a.device_key_file = Some(value("--device-key-file")?),
-            "--token-file" => a.token_file = Some(value("--token-file")?),
-            "--bind-ip" => a.bind_ip = Some(value("--bind-ip")?),
-            "--video" => a.video = Some(value("--video")?),
-            "--codec" => a.codec = Some(value("--codec")?),
-            "--country-code" => a.country_code = Some(value("--country-code")?),
-            "--talk" => a.talk_secs = num("--talk", value("--talk")?)?,
-            "--dtmf" => a.dtmf = Some(value("--dtmf")?),
-            "--hold-for" => a.hold_for = Some(num("--hold-for", value("--hold-for")?)?),
-            "--calls" => a.calls = u32::try_from(num("--calls", value("--calls")?)?).unwrap_or(u32::MAX),
-            "--after" => a.after_secs = num("--after", value("--after")?)?,
-            "--fb" => a.fb = Some(value("--fb")?),
-            "--screen" => a.screen = Some(value("--screen")?),
-            "--snapshot" => a.snapshot = Some(value("--snapshot")?),
-            "--sim" => a.sim = true,
-            "--camera" => a.camera = Some(value("--camera")?),
-            "--microphone" => a.microphone = Some(value("--microphone")?),
-            "--speaker" => a.speaker = Some(value("--speaker")?),
-            "--config" => a.config = Some(value("--config")?),
-            "--alsa-clock" => a.alsa_clock = true,
-            "--dev-dir" => a.dev_dir = Some(value("--dev-dir")?),
-            "--no-audio-processing" => a.no_audio_processing = true,
-            "--encoder" => a.encoder = Some(value("--encoder")?),
-            "--software-codecs" => a.software_codecs = true,
-            "--board-dir" => a.board_dir = Some(value("--board-dir")?),
-            "--watch" => a.watch_secs = Some(num("--watch", value("--watch")?)?),
-            other if !other.starts_with("--") && a.target.is_none() => a.target = Some(other.to_string()),
-            other => return Err(format!("unknown argument '{other}'")),
-        }
-    }
-    Ok(a)
-}
-
-fn read_secret_file(path: &str) -> Result<Secret, String> {
-    std::fs::read_to_string(path).map(|s| Secret::new(s.trim())).map_err(|e| format!("cannot read {path}: {e}"))
-}
-
-fn credential(a: &Args) -> Result<TokenCredential, String> {
+fn credential(a: &cli::ServerArgs) -> Result<TokenCredential, String> {
     if let Some(path) = &a.token_file {
         let token = read_secret_file(path)?;
-        return TokenCredential::from_static(token.expose()).map_err(|e| format!("{path}: {e}"));
+        return TokenCredential::from_static(token.expose()).map_err(|e| format!("{}: {e}", path.display()));
     }
+    // clap makes sure of both; these errors are for the impossible case.
     let url = a.token_url.clone().ok_or("give --token-url with --device-key-file, or --token-file")?;
     let path = a.device_key_file.as_deref().ok_or("--token-url needs --device-key-file")?;
     let key = read_secret_file(path)?;
@@ -147,9 +48,9 @@ fn credential(a: &Args) -> Result<TokenCredential, String> {
 }
 
 /// The device manager: simulated devices, or ALSA + V4L2, with the defaults kept in `--config`.
-fn device_manager(a: &Args) -> Result<DeviceManager, String> {
+fn device_manager(a: &DeviceArgs) -> Result<DeviceManager, String> {
     let prefs = match &a.config {
-        Some(path) => DevicePreferences::load(std::path::Path::new(path)).map_err(|e| e.to_string())?,
+        Some(path) => DevicePreferences::load(path).map_err(|e| e.to_string())?,
         None => DevicePreferences::in_memory(),
     };
     if a.sim {
@@ -164,44 +65,39 @@ fn device_manager(a: &Args) -> Result<DeviceManager, String> {
     Ok(DeviceManager::new(Arc::new(alsa), Arc::new(v4l2), prefs))
 }
 
-fn client_config(a: &Args) -> Result<ClientConfig, String> {
+fn client_config(a: &ClientArgs) -> Result<ClientConfig, String> {
+    let (server, media) = (&a.server, &a.media);
     let mut config = ClientConfig::default();
-    config.media.devices = device_manager(a)?;
-    config.media.camera = a.camera.clone();
-    config.media.microphone = a.microphone.clone();
-    config.media.speaker = a.speaker.clone();
-    if a.no_audio_processing {
+    config.media.devices = device_manager(&a.devices)?;
+    config.media.camera = media.camera.clone();
+    config.media.microphone = media.microphone.clone();
+    config.media.speaker = media.speaker.clone();
+    if media.no_audio_processing {
         config.media.audio.processing = None;
     }
-    if !a.janus.is_empty() {
-        config.janus_urls = a.janus.clone();
+    if !server.janus.is_empty() {
+        config.janus_urls = server.janus.clone();
     }
-    if let Some(ip) = &a.bind_ip {
-        config.media.bind_ip = ip.parse().map_err(|_| format!("--bind-ip: '{ip}' is not an IP address"))?;
+    if let Some(ip) = media.bind_ip {
+        config.media.bind_ip = ip;
     }
-    match a.video.as_deref() {
+    match media.video {
         None => {}
-        Some("off") => config.media.video = None,
-        Some(spec) => {
-            let bad = || format!("--video: '{spec}' is not WxH@FPS");
-            let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
-            let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        Some(cli::Video::Off) => config.media.video = None,
+        Some(cli::Video::Mode { size, fps }) => {
             if let Some(v) = config.media.video.as_mut() {
-                v.width = w.parse().map_err(|_| bad())?;
-                v.height = h.parse().map_err(|_| bad())?;
-                v.fps = fps.parse().map_err(|_| bad())?;
+                (v.width, v.height, v.fps) = (size.width, size.height, fps);
             }
         }
     }
     if let Some(v) = config.media.video.as_mut() {
-        v.codec_policy.forced_encoder = a.encoder.clone();
-        v.codec_policy.allow_hardware = !a.software_codecs;
+        v.codec_policy.forced_encoder = media.encoder.clone();
+        v.codec_policy.allow_hardware = !media.software_codecs;
     }
-    if let (Some(codec), Some(v)) = (a.codec.as_deref(), config.media.video.as_mut()) {
+    if let (Some(codec), Some(v)) = (media.codec, config.media.video.as_mut()) {
         v.codecs = match codec {
-            "h264" => VideoCodec::H264.preferred_first(),
-            "vp8" => VideoCodec::Vp8.preferred_first(),
-            other => return Err(format!("--codec: '{other}' is not h264 or vp8")),
+            Codec::H264 => VideoCodec::H264.preferred_first(),
+            Codec::Vp8 => VideoCodec::Vp8.preferred_first(),
         };
     }
     Ok(config)
@@ -224,9 +120,8 @@ fn print_stats(client_call: &callbox::client::Call) {
     }
 }
 
-async fn run_call(a: &Args, client: &CallClient) -> Result<(), String> {
-    let target = a.target.as_deref().ok_or("call needs a TARGET")?;
-    let target = Identifier::parse(target, a.country_code.as_deref()).map_err(|e| e.to_string())?;
+async fn run_call(a: &CallArgs, client: &CallClient) -> Result<(), String> {
+    let target = Identifier::parse(&a.target, a.country_code.as_deref()).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let call = client.call(std::slice::from_ref(&target)).map_err(|e| e.to_string())?;
     let mut events = call.events();
@@ -269,24 +164,19 @@ async fn run_call(a: &Args, client: &CallClient) -> Result<(), String> {
 }
 
 /// The screen the far end's video is shown on, if any.
-fn open_screen(a: &Args, client: &CallClient) -> Result<Option<Screen>, String> {
-    let framebuffer: Box<dyn Framebuffer + Send> = match (&a.fb, &a.screen) {
+fn open_screen(a: &AnswerArgs, client: &CallClient) -> Result<Option<Screen>, String> {
+    let framebuffer: Box<dyn Framebuffer + Send> = match (&a.fb, a.screen) {
         (Some(dev), _) => Box::new(LinuxFramebuffer::open(dev).map_err(|e| e.to_string())?),
-        (None, Some(spec)) => {
-            let bad = || format!("--screen: '{spec}' is not WxH");
-            let (w, h) = spec.split_once('x').ok_or_else(bad)?;
-            let (w, h) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
-            Box::new(MemoryFramebuffer::new(w, h, PixelFormat::Xrgb8888))
-        }
+        (None, Some(size)) => Box::new(MemoryFramebuffer::new(size.width, size.height, PixelFormat::Xrgb8888)),
         (None, None) => return Ok(None),
     };
     Ok(Some(Screen::new(client, framebuffer, 30)))
 }
 
-async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
+async fn run_answer(a: &AnswerArgs, client: &CallClient) -> Result<(), String> {
     let screen = open_screen(a, client)?;
     if let (Some(screen), Some(path)) = (&screen, &a.snapshot) {
-        callbox::client::snapshot_on_sigusr1(screen.clone(), path.into());
+        callbox::client::snapshot_on_sigusr1(screen.clone(), path.clone());
     }
     let mut events = client.events();
     for _ in 0..a.calls {
@@ -308,8 +198,8 @@ async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 if call.state() == CallState::Connected {
-                    match screen.redraw().and_then(|_| screen.snapshot_png(std::path::Path::new(&path))) {
-                        Ok(()) => println!("screen saved as {path}"),
+                    match screen.redraw().and_then(|_| screen.snapshot_png(&path)) {
+                        Ok(()) => println!("screen saved as {}", path.display()),
                         Err(e) => log::warn!("screen not saved: {e}"),
                     }
                 }
@@ -329,8 +219,8 @@ async fn run_answer(a: &Args, client: &CallClient) -> Result<(), String> {
 
 /// `callbox devices`: what the device manager sees, the codecs GStreamer offers, and (with `--watch`)
 /// hot-plug events for a while.
-async fn run_devices(a: &Args) -> Result<(), String> {
-    let manager = device_manager(a)?;
+async fn run_devices(a: &DevicesArgs) -> Result<(), String> {
+    let manager = device_manager(&a.devices)?;
     print!("{}", callbox::devices::report::describe(&manager));
     let registry = GstRegistry;
     if callbox::media::video::init_gstreamer().is_ok() {
@@ -366,24 +256,22 @@ async fn run_devices(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn board_dir(a: &Args) -> std::path::PathBuf {
-    a.board_dir
-        .clone()
-        .or_else(|| std::env::var("CALLBOX_BOARD_DIR").ok())
-        .unwrap_or_else(|| callbox::config::DEFAULT_BOARD_DIR.to_owned())
-        .into()
-}
-
-fn load_config(a: &Args) -> Result<(callbox::config::Config, callbox::config::BoardProfile), String> {
-    let path = a.config.as_deref().or(a.target.as_deref()).ok_or("give the configuration file (--config FILE)")?;
-    let config = callbox::config::Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-    let board = config.load_board(&board_dir(a)).map_err(|e| e.to_string())?;
+/// The configuration file and the board profile it names, from `board_dir` (`--board-dir`, `CALLBOX_BOARD_DIR`
+/// or the default: clap resolves that).
+fn load_config(
+    path: &Path,
+    board_dir: &Path,
+) -> Result<(callbox::config::Config, callbox::config::BoardProfile), String> {
+    let config = callbox::config::Config::load(path).map_err(|e| e.to_string())?;
+    let board = config.load_board(board_dir).map_err(|e| e.to_string())?;
     Ok((config, board))
 }
 
 /// `callbox check-config FILE`: the effective settings and every problem found.
-fn run_check_config(a: &Args) -> Result<(), String> {
-    let (config, board) = load_config(a)?;
+fn run_check_config(a: &CheckConfigArgs) -> Result<(), String> {
+    // clap requires FILE or --config; the error is for the impossible case.
+    let path = a.path().ok_or("give the configuration file (FILE or --config FILE)")?;
+    let (config, board) = load_config(path, &a.board.board_dir)?;
     let report = callbox::config::check_report(&config, &board);
     print!("{report}");
     // The code file must be the service user's own: checked for real when `callbox run` starts as that user.
@@ -421,13 +309,13 @@ fn keyboard_buttons(buttons: callbox::input::SimButtonHandle) {
 }
 
 /// `callbox run`: the appliance until SIGTERM or Ctrl-C.
-async fn run_appliance(a: &Args) -> Result<(), String> {
+async fn run_appliance(a: &RunArgs) -> Result<(), String> {
     let started = Instant::now();
-    let (config, board) = load_config(a)?;
+    let (config, board) = load_config(&a.config, &a.board.board_dir)?;
     for warning in config.warnings(&board) {
         log::warn!("{warning}");
     }
-    let snapshot = a.snapshot.clone().map(Into::into);
+    let snapshot = a.snapshot.clone();
     let (setup, controls) = callbox::appliance::setup(&config, &board, a.sim, snapshot).map_err(|e| e.to_string())?;
     if let Some(controls) = controls {
         keyboard_buttons(controls.buttons);
@@ -451,27 +339,29 @@ async fn run_appliance(a: &Args) -> Result<(), String> {
     callbox::appliance::run(setup, handle, shutdown).await.map_err(|e| e.to_string())
 }
 
-async fn run(a: Args) -> Result<(), String> {
-    if a.command == "run" {
-        return run_appliance(&a).await;
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Run(a) => run_appliance(&a).await,
+        Command::CheckConfig(a) => run_check_config(&a),
+        Command::Version => {
+            println!("callbox {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Devices(a) => run_devices(&a).await,
+        Command::Call(a) => with_client(&a.client, async |client| run_call(&a, client).await).await,
+        Command::Answer(a) => with_client(&a.client, async |client| run_answer(&a, client).await).await,
     }
-    if a.command == "check-config" {
-        return run_check_config(&a);
-    }
-    if a.command == "version" {
-        println!("callbox {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
-    }
-    if a.command == "devices" {
-        return run_devices(&a).await;
-    }
-    if a.command != "call" && a.command != "answer" {
-        return Err(format!("unknown command '{}'", a.command));
-    }
-    let client = CallClient::create(credential(&a)?, client_config(&a)?).await.map_err(|e| e.to_string())?;
+}
+
+/// `call` and `answer`: registers, runs `command` until it ends or Ctrl-C, then shuts the client down.
+async fn with_client(
+    a: &ClientArgs,
+    command: impl AsyncFnOnce(&CallClient) -> Result<(), String>,
+) -> Result<(), String> {
+    let client = CallClient::create(credential(&a.server)?, client_config(a)?).await.map_err(|e| e.to_string())?;
     println!("ready as {}", client.identity());
     let result = tokio::select! {
-        r = async { if a.command == "call" { run_call(&a, &client).await } else { run_answer(&a, &client).await } } => r,
+        r = command(&client) => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
     client.shutdown().await;
@@ -499,14 +389,9 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    // Help, --version and usage errors: printed by clap, which exits (0, or 2 for an error).
+    let cli = Cli::parse();
     init_logging();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("callbox: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -514,7 +399,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callbox: {e}");
