@@ -9,7 +9,9 @@ pub mod events;
 pub mod identifier;
 pub mod invitation;
 pub mod model;
+pub mod publisher_display;
 pub mod secret;
+pub mod state_info;
 
 pub use crate::core::{
     CallInfo, CallingCore, CallingError, Command, CoreConfig, GroupSignal, MediaSignal, RoomMember, RoomStream,

@@ -10,6 +10,7 @@ use super::credential::{unix_now, TokenCredential};
 use super::events::EventBus;
 use super::{ClientConfig, ClientError};
 use crate::calling::credential::AccessToken;
+use crate::calling::state_info::{self, PeerStateInfo};
 use crate::calling::{
     subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, ParticipantId,
     SignalEvent, StreamId,
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 /// Content type of the INFO that tells a callbox peer our microphone and camera state.
-pub(crate) const STATE_INFO_TYPE: &str = "application/vnd.callbox.state+json";
+pub(crate) const STATE_INFO_TYPE: &str = state_info::CONTENT_TYPE;
 
 /// Remote video counts as stopped when no frame was decoded for this long.
 const VIDEO_STALL: Duration = Duration::from_millis(1500);
@@ -865,8 +866,7 @@ impl Engine {
             return;
         }
         leg.sent_state = (muted, video_on);
-        let body = json!({ "v": 1, "muted": muted, "video": video_on }).to_string();
-        if let Err(e) = sip.info(STATE_INFO_TYPE, &body).await {
+        if let Err(e) = sip.info(STATE_INFO_TYPE, &state_info::encode(muted, video_on)).await {
             log::warn!("{call}: state INFO not sent: {e}");
         }
     }
@@ -1021,13 +1021,11 @@ impl Engine {
             }
             SipEvent::Info { content_type, content, .. } if content_type.eq_ignore_ascii_case(STATE_INFO_TYPE) => {
                 let Some(call) = call else { return };
-                match serde_json::from_str::<Value>(&content) {
-                    Ok(v) => {
-                        let muted = v.get("muted").and_then(Value::as_bool);
-                        let video_on = v.get("video").and_then(Value::as_bool);
-                        self.signal(call, SignalEvent::PeerState { muted, video_on });
+                match state_info::decode(&content) {
+                    Ok(PeerStateInfo { muted, video_on }) => {
+                        self.signal(call, SignalEvent::PeerState { muted, video_on })
                     }
-                    Err(e) => log::warn!("{call}: malformed state INFO skipped: {e}"),
+                    Err(e) => log::warn!("{call}: state INFO skipped: {e}"),
                 }
             }
             SipEvent::Registered { .. } => {

@@ -8,6 +8,7 @@
 use super::{Engine, GroupView, Shared};
 use crate::calling::core::{MAX_INVITEES, MAX_MEMBERS};
 use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
+use crate::calling::publisher_display::{self, PublisherDisplay};
 use crate::calling::{
     subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, RoomMember, RoomStream, RoomStreamKind,
     Secret, SignalEvent,
@@ -19,7 +20,7 @@ use crate::signaling::videoroom::{
     VideoRoomHandle, CAMERA_DESCRIPTION,
 };
 use crate::signaling::{JanusEvent, Jsep, SignalingError};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -94,33 +95,19 @@ fn random_secret() -> Secret {
     Secret::new(s)
 }
 
-/// Our publisher display: who we are, so the others can match us with their invitations, and whether our
-/// microphone is muted (Janus tells the others about a changed display; a paused stream it does not).
+/// Our publisher display (`calling::publisher_display`): who we are, and whether our microphone is muted.
 fn display_of(user: &Identifier, name: Option<&str>, muted: bool) -> String {
-    let mut display = json!({ "id": user.as_str(), "name": name.unwrap_or("") });
-    if muted {
-        display["muted"] = json!(true);
-    }
-    display.to_string()
+    PublisherDisplay { user: user.clone(), name: name.map(str::to_owned), muted }.encode()
 }
 
-/// Whether a callbox member's display says its microphone is muted.
+/// Whether a member's display says its microphone is muted.
 fn display_muted(display: Option<&str>) -> bool {
-    display
-        .and_then(|d| serde_json::from_str::<Value>(d).ok())
-        .and_then(|v| v.get("muted").and_then(Value::as_bool))
-        .unwrap_or(false)
+    publisher_display::says_muted(display)
 }
 
 /// A member from its publisher display: a callbox user says who it is; anything else is a guest.
 fn member_of(feed: u64, display: Option<&str>) -> RoomMember {
-    let parsed = display.and_then(|d| serde_json::from_str::<Value>(d).ok());
-    let identifier =
-        parsed.as_ref().and_then(|v| v.get("id")).and_then(Value::as_str).and_then(|id| Identifier::user(id).ok());
-    let display_name = match (&identifier, &parsed) {
-        (Some(_), Some(v)) => v.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned),
-        _ => display.map(|d| d.chars().take(64).collect()),
-    };
+    let (identifier, display_name) = publisher_display::member_identity(display);
     RoomMember { feed, identifier, display_name }
 }
 
