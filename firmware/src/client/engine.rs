@@ -5,6 +5,7 @@
 
 mod deferred;
 mod group;
+mod invite_flights;
 
 use super::credential::{unix_now, TokenCredential};
 use super::events::EventBus;
@@ -12,8 +13,8 @@ use super::{ClientConfig, ClientError};
 use crate::calling::credential::AccessToken;
 use crate::calling::state_info::{self, PeerStateInfo};
 use crate::calling::{
-    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, ParticipantId,
-    SignalEvent, StreamId,
+    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, SignalEvent,
+    StreamId,
 };
 use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession, MediaStats, VideoFrame};
 use crate::signaling::{
@@ -257,7 +258,7 @@ pub(crate) async fn create_client(
         room_tx,
         room_rx,
         next_serial: 0,
-        invites_in_flight: VecDeque::new(),
+        invites_in_flight: invite_flights::InviteFlights::default(),
         orphans: Vec::new(),
         early_media_unsupported: false,
         deferred: deferred::Deferred::default(),
@@ -439,9 +440,8 @@ struct Engine {
     room_rx: mpsc::Receiver<group::RoomEvent>,
     /// Tells the events of a group call's handles from those of an earlier leg.
     next_serial: u64,
-    /// Invitations sent (their MESSAGE's SIP Call-ID, the call, the participant), oldest first, until their delivery
-    /// is known (at most `group::MAX_INVITES_IN_FLIGHT`).
-    invites_in_flight: VecDeque<(String, CallId, ParticipantId)>,
+    /// Invitations sent, until their delivery is known.
+    invites_in_flight: invite_flights::InviteFlights,
     /// Rooms of ours a lost session left open (at most `group::MAX_ORPHANS`).
     orphans: Vec<group::Orphan>,
     /// Janus answered a `progress` request as unknown (older than 1.3.1): incoming calls get no early media.

@@ -5,6 +5,7 @@
 //! `Kick`, ...), turns the room's events into `GroupSignal`s, and sends and takes in the invitation messages
 //! (SIP MESSAGE through the account's handle, `crate::calling::invitation`).
 
+use super::invite_flights::{Fate, Outcome};
 use super::{Engine, GroupView, Shared};
 use crate::calling::core::{MAX_INVITEES, MAX_MEMBERS};
 use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
@@ -27,8 +28,6 @@ use tokio::task::JoinHandle;
 
 /// Room events waiting for the engine.
 pub(super) const ROOM_EVENT_QUEUE: usize = 256;
-/// Invitations whose delivery is awaited, at most (past it, the oldest is given up: 408 for its participant).
-pub(super) const MAX_INVITES_IN_FLIGHT: usize = 64;
 /// Rooms of ours left behind by a lost session, to close once connected again (and cancellations to send).
 pub(super) const MAX_ORPHANS: usize = 16;
 /// Length of the generated room secret and PIN.
@@ -435,7 +434,7 @@ impl Engine {
     /// found lost, nothing is asked of Janus: an owned room is kept as an orphan, closed once connected again.
     async fn leave_room(&mut self, call: CallId) {
         let Some(leg) = self.groups.remove(&call) else { return };
-        self.invites_in_flight.retain(|(_, c, _)| *c != call);
+        self.invites_in_flight.forget_call(call);
         if self.lost.is_some() {
             self.adopt_orphan(call, &leg);
         } else {
@@ -526,13 +525,10 @@ impl Engine {
             return;
         }
         log::info!("{call}: {target} invited");
-        if self.invites_in_flight.len() >= MAX_INVITES_IN_FLIGHT {
-            if let Some((_, old_call, old)) = self.invites_in_flight.pop_front() {
-                log::warn!("{old_call}: an invitation's delivery was never reported: given up");
-                self.group(old_call, GroupSignal::InvitationFailed { participant: old, code: 408 });
-            }
+        if let Some(given_up) = self.invites_in_flight.sent(sip_call_id, call, participant) {
+            log::warn!("{}: an invitation's delivery was never reported: given up", given_up.call);
+            self.invitation_outcome(given_up);
         }
-        self.invites_in_flight.push_back((sip_call_id, call, participant));
     }
 
     /// Sends a message of the invitation protocol to `target` through the account's handle.
@@ -670,16 +666,18 @@ impl Engine {
 
     /// The fate of an invitation message (`messagedelivery`): delivered to a device, or not.
     pub(super) fn on_message_delivery(&mut self, code: i64, sip_call_id: Option<&str>) {
-        let Some(index) = sip_call_id.and_then(|id| self.invites_in_flight.iter().position(|(i, _, _)| i == id)) else {
-            return;
-        };
-        let Some((_, call, participant)) = self.invites_in_flight.remove(index) else { return };
-        if (200..300).contains(&code) {
-            self.group(call, GroupSignal::InvitationDelivered { participant });
-        } else {
-            let code = u16::try_from(code).unwrap_or(500);
-            log::info!("{call}: invitation not delivered ({code})");
-            self.group(call, GroupSignal::InvitationFailed { participant, code });
+        if let Some(outcome) = self.invites_in_flight.reported(sip_call_id, code) {
+            if let Fate::Failed(code) = outcome.fate {
+                log::info!("{}: invitation not delivered ({code})", outcome.call);
+            }
+            self.invitation_outcome(outcome);
+        }
+    }
+
+    fn invitation_outcome(&mut self, Outcome { call, participant, fate }: Outcome) {
+        match fate {
+            Fate::Delivered => self.group(call, GroupSignal::InvitationDelivered { participant }),
+            Fate::Failed(code) => self.group(call, GroupSignal::InvitationFailed { participant, code }),
         }
     }
 
