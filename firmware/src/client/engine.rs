@@ -5,6 +5,7 @@
 
 mod deferred;
 mod group;
+mod handles;
 mod invite_flights;
 
 use super::credential::{unix_now, TokenCredential};
@@ -163,19 +164,12 @@ impl Shared {
 /// the previous call down (a busy handle answers 486 by itself).
 struct Slot {
     sip: SipHandle,
-    /// The call this handle carries (ringing, in progress, or being released).
-    call: Option<CallId>,
+    /// The call this handle carries and the handle's timing rules (`handles`).
+    binding: handles::Binding,
     /// The offer of the incoming call that rings on this handle.
     pending_offer: Option<String>,
-    /// When the incoming call was announced (see `deferred::JANUS_INVITE_SETTLE`).
-    offered_at: Option<Instant>,
-    /// When this handle's last call was released (see `deferred::HANDLE_REUSE_DELAY`).
-    released_at: Option<Instant>,
     leg: Option<Leg>,
 }
-
-/// How long dropping an escalated call's 1:1 leg may take (its handle is not reused before).
-const SIP_LEG_DROP_LIMIT: Duration = Duration::from_secs(3);
 
 /// The connection to the servers: a Janus session with a registered SIP handle and its helpers.
 struct Connection {
@@ -368,7 +362,7 @@ async fn open_connection(
             .enumerate()
             .map(|(i, (sip, events))| {
                 forward_sip_events(events, sip_tx.clone(), generation, i);
-                Slot { sip, call: None, pending_offer: None, offered_at: None, released_at: None, leg: None }
+                Slot { sip, binding: handles::Binding::default(), pending_offer: None, leg: None }
             })
             .collect();
         Ok::<_, ClientError>(slots)
@@ -552,7 +546,7 @@ impl Engine {
     // ----- handles -----
 
     fn slot_of(&self, call: CallId) -> Option<usize> {
-        self.conn.as_ref()?.slots.iter().position(|s| s.call == Some(call))
+        handles::of_call(self.conn.as_ref()?.slots.iter().map(|s| &s.binding), call)
     }
 
     fn slot(&mut self, index: usize) -> Option<&mut Slot> {
@@ -608,13 +602,13 @@ impl Engine {
                     None => self.free_slot_for_outgoing()?,
                 };
                 let slot = self.slot(index)?;
-                let at = deferred::reuse_allowed_at(slot.released_at).filter(|&at| at > now)?;
-                slot.call = Some(*call);
+                let at = slot.binding.reusable_at().filter(|&at| at > now)?;
+                slot.binding.bind(*call);
                 at
             }
             Command::Answer { call } | Command::AnswerEarly { call } | Command::Decline { call, .. } => {
                 let slot = self.slot_for_call(*call)?;
-                deferred::settled_at(slot.offered_at)?
+                slot.binding.settled_at()?
             }
             _ => return None,
         };
@@ -622,15 +616,9 @@ impl Engine {
     }
 
     /// The free handle released the longest ago (one never used first): Janus lets go of a handle's previous
-    /// call slowly (`deferred::HANDLE_REUSE_DELAY`).
+    /// call slowly (`handles::HANDLE_REUSE_DELAY`).
     fn free_slot_for_outgoing(&self) -> Option<usize> {
-        let conn = self.conn.as_ref()?;
-        conn.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.call.is_none())
-            .min_by_key(|(_, s)| s.released_at)
-            .map(|(i, _)| i)
+        handles::pick_for_outgoing(self.conn.as_ref()?.slots.iter().map(|s| &s.binding))
     }
 
     async fn run_command(&mut self, cmd: Command) {
@@ -673,7 +661,7 @@ impl Engine {
             Command::Decline { call, code } => {
                 let Some(slot) = self.slot_for_call(call) else { return };
                 slot.pending_offer = None;
-                slot.offered_at = None;
+                slot.binding.acted_on();
                 let sip = slot.sip.clone();
                 if let Err(e) = sip.decline(Some(code)).await {
                     log::warn!("{call}: decline failed: {e}");
@@ -758,7 +746,7 @@ impl Engine {
         };
         match self.slot(index) {
             Some(slot) => {
-                slot.call = Some(call);
+                slot.binding.bind(call);
                 slot.leg = Some(leg);
                 Ok(media)
             }
@@ -799,7 +787,7 @@ impl Engine {
         let slot = self.slot(index).ok_or_else(|| failed(&"not connected"))?;
         let offer = slot.pending_offer.clone().ok_or_else(|| failed(&"the INVITE carried no offer"))?;
         let sip = slot.sip.clone();
-        slot.offered_at = None;
+        slot.binding.acted_on();
         let media = self.new_leg(index, call).await.map_err(|e| failed(&e))?;
         media.set_audio_muted(true);
         media.set_video_enabled(false);
@@ -836,7 +824,7 @@ impl Engine {
             // An offerless INVITE (late offer, what some PBXs and gateways send): our offer goes in the 200 OK,
             // and the far end's answer comes in the ACK, which Janus reports as `accepted` with it (`on_sip`).
             let sip = slot.sip.clone();
-            slot.offered_at = None;
+            slot.binding.acted_on();
             let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
             let offer = media.create_offer().await.map_err(|e| e.to_string())?;
             log::info!("{call}: answering an offerless INVITE with our offer");
@@ -845,7 +833,7 @@ impl Engine {
             return Ok(());
         };
         let sip = slot.sip.clone();
-        slot.offered_at = None;
+        slot.binding.acted_on();
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let answer = media.accept_offer(&offer).await.map_err(|e| e.to_string())?;
         if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
@@ -898,8 +886,7 @@ impl Engine {
             log::debug!("{call}: PeerConnection hangup: {e}");
         }
         if let Some(slot) = self.slot_for_call(call) {
-            slot.call = None;
-            slot.released_at = Some(Instant::now());
+            slot.binding.released(Instant::now());
         }
     }
 
@@ -908,10 +895,9 @@ impl Engine {
     async fn drop_sip_leg(&mut self, call: CallId) {
         let Some(index) = self.slot_of(call) else { return };
         let Some(slot) = self.slot(index) else { return };
-        slot.call = None;
         slot.pending_offer = None;
         // Not reused before the hang-up below is done or given up (plus the usual delay after a call).
-        slot.released_at = Some(Instant::now() + SIP_LEG_DROP_LIMIT);
+        slot.binding.leg_dropped(Instant::now());
         let leg = slot.leg.take();
         let sip = slot.sip.clone();
         if let Some(leg) = leg {
@@ -934,8 +920,8 @@ impl Engine {
                     log::debug!("{call}: SIP leg PeerConnection hangup: {e}");
                 }
             };
-            if tokio::time::timeout(SIP_LEG_DROP_LIMIT, hang_up).await.is_err() {
-                log::debug!("{call}: SIP leg hangup unanswered within {SIP_LEG_DROP_LIMIT:?}");
+            if tokio::time::timeout(handles::SIP_LEG_DROP_LIMIT, hang_up).await.is_err() {
+                log::debug!("{call}: SIP leg hangup unanswered within {:?}", handles::SIP_LEG_DROP_LIMIT);
             }
         });
         log::info!("{call}: the 1:1 leg is closed; the call goes on in its room");
@@ -953,7 +939,7 @@ impl Engine {
 
     async fn apply_remote_sdp(&mut self, index: usize, jsep: Option<Jsep>) {
         let Some(slot) = self.slot(index) else { return };
-        let (Some(call), Some(leg), Some(jsep)) = (slot.call, slot.leg.as_mut(), jsep) else { return };
+        let (Some(call), Some(leg), Some(jsep)) = (slot.binding.call(), slot.leg.as_mut(), jsep) else { return };
         if leg.remote_sdp_applied || jsep.is_offer() {
             return;
         }
@@ -971,7 +957,7 @@ impl Engine {
     }
 
     async fn on_sip(&mut self, index: usize, ev: SipEvent) {
-        let call = self.slot(index).and_then(|s| s.call);
+        let call = self.slot(index).and_then(|s| s.binding.call());
         match ev {
             SipEvent::Ringing { .. } => {
                 if let Some(call) = call {
@@ -1068,16 +1054,15 @@ impl Engine {
         // Bind the call to the handle before the core decides (it may decline at once: busy).
         let call = self.shared.engine_core(|core, now| core.incoming_call(from, displayname, now));
         if let Some(slot) = self.slot(index) {
-            slot.call = Some(call);
+            slot.binding.offered(call, Instant::now());
             slot.pending_offer = offer;
-            slot.offered_at = Some(Instant::now());
         }
     }
 
     /// A re-INVITE from the far end (hold, resume, renegotiation): answer it and report hold changes.
     async fn on_reinvite(&mut self, index: usize, jsep: Option<Jsep>) {
         let Some(slot) = self.slot(index) else { return };
-        let (Some(call), Some(leg), Some(jsep)) = (slot.call, slot.leg.as_ref(), jsep) else { return };
+        let (Some(call), Some(leg), Some(jsep)) = (slot.binding.call(), slot.leg.as_ref(), jsep) else { return };
         if !jsep.is_offer() {
             return;
         }
@@ -1131,7 +1116,7 @@ impl Engine {
         let now = Instant::now();
         let mut changes = Vec::new();
         for slot in &mut conn.slots {
-            let (Some(call), Some(leg)) = (slot.call, slot.leg.as_mut()) else { continue };
+            let (Some(call), Some(leg)) = (slot.binding.call(), slot.leg.as_mut()) else { continue };
             let frames = leg.media.stats().video_frames_decoded;
             if frames != leg.frames_seen {
                 leg.frames_seen = frames;

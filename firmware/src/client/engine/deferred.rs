@@ -1,38 +1,14 @@
 //! The core's commands that must wait, as pure state (no clock inside: `now` comes in, deadlines go out through
-//! `poll_timeout`, as the calling core does). Two Janus timing rules make a command wait, and a waiting command
-//! holds back the later commands of its call so that each call's commands still run in order, while every other
-//! call, the API and shutdown go on being served:
-//!
-//! - **handle reuse** (`HANDLE_REUSE_DELAY`): after a call, Janus 1.1.2's sip plugin keeps the handle's SIP-side
-//!   relay thread for up to about a second; a new call placed on the handle meanwhile has its RTP sockets closed
-//!   under it (the far end gets "connection refused" and the call is torn down). An outgoing call waits until its
-//!   handle has been free this long.
-//! - **invite settle** (`JANUS_INVITE_SETTLE`): the plugin announces an incoming call before it stores the
-//!   INVITE's handle, so an answer or a decline sent within that instant goes to no handle and is lost (the caller
-//!   rings until it times out). Acting on an incoming call waits until this long after the announcement.
+//! `poll_timeout`, as the calling core does). A command waits for a Janus timing rule of its handle (`handles`:
+//! handle reuse, invite settle); a waiting command holds back the later commands of its call so that each call's
+//! commands still run in order, while every other call, the API and shutdown go on being served.
 
 use crate::calling::{CallId, Command};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
-
-/// See the module comment: how long a handle rests after its call before it places another.
-pub(super) const HANDLE_REUSE_DELAY: Duration = Duration::from_millis(1200);
-
-/// See the module comment: how long after an incoming call's announcement it may be answered or declined.
-pub(super) const JANUS_INVITE_SETTLE: Duration = Duration::from_millis(50);
+use std::time::Instant;
 
 /// At most this many commands wait at once (a call waits at most 1.2 s; the core emits a handful per call).
 pub(super) const MAX_DEFERRED: usize = 64;
-
-/// When an outgoing call may be placed on a handle released at `released_at` (`None`: never used).
-pub(super) fn reuse_allowed_at(released_at: Option<Instant>) -> Option<Instant> {
-    released_at.map(|at| at + HANDLE_REUSE_DELAY)
-}
-
-/// When an incoming call announced at `offered_at` may be answered or declined.
-pub(super) fn settled_at(offered_at: Option<Instant>) -> Option<Instant> {
-    offered_at.map(|at| at + JANUS_INVITE_SETTLE)
-}
 
 struct Entry {
     not_before: Instant,
@@ -101,6 +77,7 @@ impl Deferred {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn answer(call: u64) -> Command {
         Command::Answer { call: CallId(call) }
@@ -112,20 +89,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[test]
-    fn a_handle_never_used_places_at_once_and_a_released_one_rests_1200_ms() {
-        let t0 = Instant::now();
-        assert_eq!(reuse_allowed_at(None), None);
-        assert_eq!(reuse_allowed_at(Some(t0)), Some(t0 + ms(1200)));
-    }
-
-    #[test]
-    fn an_incoming_call_is_acted_on_50_ms_after_its_announcement() {
-        let t0 = Instant::now();
-        assert_eq!(settled_at(None), None);
-        assert_eq!(settled_at(Some(t0)), Some(t0 + ms(50)));
     }
 
     #[test]
