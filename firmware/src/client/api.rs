@@ -3,14 +3,15 @@
 //! (`peek`), actions go into it as inputs (`with_core`, which wakes the engine), and the engine task carries out
 //! the commands they produce.
 
-use super::engine::Shared;
 use super::events::{EventStream, Filter};
 use super::render::{Screen, VideoRenderer};
+use super::shared::{GuestAccess, Shared};
 use super::ClientError;
 use crate::calling::{
     CallDirection, CallEndReason, CallId, CallState, ConnectionState, Event, Identifier, ParticipantId,
     ParticipantState, RendererId, ScalingMode, StreamId, StreamKind,
 };
+use crate::display::Framebuffer;
 use crate::media::{MediaStats, VideoFrame};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +21,12 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct CallClient {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) _lifetime: Arc<ClientLifetime>,
+    _lifetime: Arc<ClientLifetime>,
 }
 
 /// Held by every `CallClient` clone: the last one to go asks the engine to shut down.
-pub(crate) struct ClientLifetime {
-    pub(crate) shared: Arc<Shared>,
+struct ClientLifetime {
+    shared: Arc<Shared>,
 }
 
 impl Drop for ClientLifetime {
@@ -35,6 +36,12 @@ impl Drop for ClientLifetime {
 }
 
 impl CallClient {
+    /// The handle of a client whose engine runs (`engine::start`).
+    pub(super) fn with_engine(shared: Arc<Shared>) -> CallClient {
+        let lifetime = Arc::new(ClientLifetime { shared: shared.clone() });
+        CallClient { shared, _lifetime: lifetime }
+    }
+
     /// The identity this client is registered as.
     pub fn identity(&self) -> &Identifier {
         &self.shared.local_user
@@ -300,15 +307,6 @@ impl Call {
     }
 }
 
-/// A group call's room, as a guest joins it.
-#[derive(Debug, Clone)]
-pub struct GuestAccess {
-    /// The Janus videoroom room number.
-    pub room: u64,
-    /// The room's PIN (a secret: not to be logged).
-    pub pin: crate::calling::Secret,
-}
-
 /// A call ringing on this client.
 pub struct IncomingCall {
     call: Call,
@@ -442,5 +440,13 @@ impl RemoteVideoStream {
     /// The renderers drawing this stream.
     pub fn active_renderers(&self) -> Vec<RendererId> {
         self.shared.peek(|core| core.stream_renderers(self.id))
+    }
+}
+
+impl Screen {
+    /// A screen on `framebuffer` showing `client`'s calls, redrawn `fps` times a second (at most) while it exists.
+    /// Needs a tokio runtime.
+    pub fn new(client: &CallClient, framebuffer: Box<dyn Framebuffer + Send>, fps: u32) -> Screen {
+        Screen::on(client.shared.clone(), framebuffer, fps)
     }
 }

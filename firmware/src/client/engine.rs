@@ -9,155 +9,28 @@ mod handles;
 mod invite_flights;
 
 use super::credential::{unix_now, TokenCredential};
-use super::events::EventBus;
+use super::shared::Shared;
 use super::{ClientConfig, ClientError};
 use crate::calling::credential::AccessToken;
 use crate::calling::state_info::{self, PeerStateInfo};
-use crate::calling::{
-    subcode, CallEndReason, CallId, CallingCore, Command, ConnectionState, Identifier, MediaSignal, SignalEvent,
-    StreamId,
-};
-use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession, MediaStats, VideoFrame};
+use crate::calling::{subcode, CallEndReason, CallId, Command, ConnectionState, Identifier, MediaSignal, SignalEvent};
+use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession};
 use crate::signaling::{
     registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SignalingError, SipEvent,
     SipEvents, SipHandle,
 };
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::pending;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Content type of the INFO that tells a callbox peer our microphone and camera state.
 pub(crate) const STATE_INFO_TYPE: &str = state_info::CONTENT_TYPE;
 
 /// Remote video counts as stopped when no frame was decoded for this long.
 const VIDEO_STALL: Duration = Duration::from_millis(1500);
-
-pub(crate) struct Shared {
-    core: Mutex<CallingCore>,
-    pub(crate) bus: Arc<EventBus>,
-    wake: Notify,
-    pub(crate) config: ClientConfig,
-    pub(crate) local_user: Identifier,
-    media: Mutex<HashMap<CallId, MediaSession>>,
-    /// What the API and the screen read of group calls' received streams.
-    groups: Mutex<HashMap<CallId, GroupView>>,
-    /// The last media figures of ended calls (the newest `FINAL_STATS_KEPT`), still readable through their handles.
-    final_stats: Mutex<VecDeque<(CallId, MediaStats)>>,
-    shutdown_tx: mpsc::Sender<oneshot::Sender<()>>,
-}
-
-const FINAL_STATS_KEPT: usize = 16;
-
-/// A group call's subscription as the readers see it: its receive-only session and which of its mids carries
-/// which member stream (feed, the member's mid).
-#[derive(Default)]
-pub(crate) struct GroupView {
-    subscriber: Option<MediaSession>,
-    mids: HashMap<(u64, String), String>,
-    access: Option<super::api::GuestAccess>,
-}
-
-impl Shared {
-    /// Runs `f` on the core, publishes the events it produced and wakes the engine for its commands (API side).
-    pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut CallingCore, Instant) -> R) -> R {
-        let result = self.engine_core(f);
-        self.wake.notify_one();
-        result
-    }
-
-    /// Reads the core (no action, so nothing to publish or wake).
-    pub(crate) fn peek<R>(&self, f: impl FnOnce(&CallingCore) -> R) -> R {
-        f(&self.core.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// As `with_core`, without waking the engine: the engine's own calls, whose commands it drains at the top of
-    /// its loop (waking itself would make the loop spin).
-    fn engine_core<R>(&self, f: impl FnOnce(&mut CallingCore, Instant) -> R) -> R {
-        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        let result = f(&mut core, Instant::now());
-        while let Some(event) = core.poll_event() {
-            self.bus.publish(event);
-        }
-        result
-    }
-
-    fn media(&self, call: CallId) -> Option<MediaSession> {
-        self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&call).cloned()
-    }
-
-    /// Live figures while the call has media, then its last figures.
-    /// In a group call: what the publisher sends and plays, with what the subscription receives and decodes.
-    pub(crate) fn media_stats(&self, call: CallId) -> Option<MediaStats> {
-        let live = self.media(call).map(|m| {
-            let mut stats = m.stats();
-            if let Some(received) = self.group_subscriber(call).map(|s| s.stats()) {
-                stats.audio_packets_received += received.audio_packets_received;
-                stats.video_packets_received += received.video_packets_received;
-                stats.video_frames_decoded += received.video_frames_decoded;
-                stats.max_audio_gap_ms = stats.max_audio_gap_ms.max(received.max_audio_gap_ms);
-                stats.remote_video_codec = stats.remote_video_codec.or(received.remote_video_codec);
-                stats.last_remote_frame_counter =
-                    received.last_remote_frame_counter.or(stats.last_remote_frame_counter);
-                stats.first_remote_frame_at = stats.first_remote_frame_at.or(received.first_remote_frame_at);
-            }
-            stats
-        });
-        live.or_else(|| {
-            let kept = self.final_stats.lock().unwrap_or_else(|p| p.into_inner());
-            kept.iter().find(|(c, _)| *c == call).map(|(_, s)| s.clone())
-        })
-    }
-
-    fn keep_final_stats(&self, call: CallId, stats: MediaStats) {
-        let mut kept = self.final_stats.lock().unwrap_or_else(|p| p.into_inner());
-        kept.push_back((call, stats));
-        while kept.len() > FINAL_STATS_KEPT {
-            kept.pop_front();
-        }
-    }
-
-    /// The frames decoded so far of a remote video stream and its latest frame. A group call's stream is found in
-    /// its subscription (the mid that carries the member's stream); a 1:1 call's (also an escalated call's while
-    /// its SIP leg is up, before the room's camera takes the stream over) is the call's session's.
-    pub(crate) fn remote_video(&self, call: CallId, stream: StreamId) -> (u64, Option<VideoFrame>) {
-        if let Some(source) = self.peek(|core| core.group_stream_source(call, stream)) {
-            let found = {
-                let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-                groups.get(&call).and_then(|v| Some((v.subscriber.clone()?, v.mids.get(&source)?.clone())))
-            };
-            return found.and_then(|(media, mid)| media.remote_video_of(&mid)).unwrap_or((0, None));
-        }
-        match self.media(call) {
-            Some(m) => (m.stats().video_frames_decoded, m.last_remote_frame()),
-            None => (self.media_stats(call).map(|s| s.video_frames_decoded).unwrap_or(0), None),
-        }
-    }
-
-    pub(crate) fn guest_access(&self, call: CallId) -> Option<super::api::GuestAccess> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(&call).and_then(|v| v.access.clone())
-    }
-
-    /// The receive-only session of a group call (its per-stream figures).
-    pub(crate) fn group_subscriber(&self, call: CallId) -> Option<MediaSession> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(&call).and_then(|v| v.subscriber.clone())
-    }
-
-    /// Asks the engine to shut down without waiting (the last `CallClient` handle was dropped).
-    pub(crate) fn request_shutdown(&self) {
-        let (tx, _rx) = oneshot::channel();
-        let _ = self.shutdown_tx.try_send(tx);
-    }
-
-    pub(crate) async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.shutdown_tx.send(tx).await.is_ok() {
-            let _ = tokio::time::timeout(self.config.request_timeout * 2, rx).await;
-        }
-    }
-}
 
 /// One sip-plugin handle and the call bound to it. The first is the registered account (the master); the others
 /// are its helpers, so that one identity can hold a call on one handle while another rings, or while Janus tears
@@ -202,25 +75,14 @@ struct SlotEvent {
     event: Option<SipEvent>,
 }
 
-pub(crate) async fn create_client(
-    credential: TokenCredential,
-    config: ClientConfig,
-) -> Result<super::CallClient, ClientError> {
+/// Starts a client's engine: the token, the connection (session, registration, helper handles), then the engine
+/// task; returns the state the API shares with it once calls can be placed and received.
+pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
     let token = credential.get().await?;
     let local_user = Identifier::user(token.user())
         .map_err(|e| ClientError::Token(crate::calling::TokenError::BadClaims(e.to_string())))?;
     let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
-    let shared = Arc::new(Shared {
-        core: Mutex::new(CallingCore::new(config.core.clone())),
-        bus: EventBus::new(config.event_queue_capacity),
-        wake: Notify::new(),
-        config: config.clone(),
-        local_user,
-        media: Mutex::new(HashMap::new()),
-        groups: Mutex::new(HashMap::new()),
-        final_stats: Mutex::new(VecDeque::new()),
-        shutdown_tx,
-    });
+    let shared = Arc::new(Shared::new(config.clone(), local_user, shutdown_tx));
     let (sip_tx, sip_rx) = mpsc::channel(64);
     let (media_tx, media_rx) = mpsc::channel(64);
     let (room_tx, room_rx) = mpsc::channel(group::ROOM_EVENT_QUEUE);
@@ -264,8 +126,7 @@ pub(crate) async fn create_client(
         reconnected_rx,
     };
     tokio::spawn(engine.run(shutdown_rx));
-    let lifetime = Arc::new(super::api::ClientLifetime { shared: shared.clone() });
-    Ok(super::CallClient { shared, _lifetime: lifetime })
+    Ok(shared)
 }
 
 /// The `register` request body for the token's SIP grant (`refresh`: new credentials on a live registration).

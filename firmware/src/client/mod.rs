@@ -6,11 +6,13 @@ pub mod credential;
 mod engine;
 pub mod events;
 mod render;
+mod shared;
 
-pub use api::{Call, CallClient, GuestAccess, IncomingCall, RemoteParticipant, RemoteVideoStream};
+pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
 pub use render::{snapshot_on_sigusr1, PreviewRenderer, Screen, VideoRenderer};
+pub use shared::GuestAccess;
 
 use crate::calling::{CallEndReason, CallingError, CoreConfig, RefreshPolicy, TokenError};
 use crate::media::MediaConfig;
@@ -94,6 +96,7 @@ impl CallClient {
     /// Connects to the servers with a token from `credential`, registers, and returns when calls can be placed
     /// and received (`ConnectionState::Ready`).
     pub async fn create(credential: TokenCredential, config: ClientConfig) -> Result<CallClient, ClientError> {
-        engine::create_client(credential, config).await
+        let shared = engine::start(credential, config).await?;
+        Ok(CallClient::with_engine(shared))
     }
 }

@@ -4,8 +4,8 @@
 //! newest decoded frame of each rendered stream on every tick (frames the screen is too slow for are dropped,
 //! never queued) and draws the overlays (name, muted, speaking, placeholder, call state).
 
-use super::engine::Shared;
-use super::{CallClient, ClientError};
+use super::shared::Shared;
+use super::ClientError;
 use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId, StreamKind};
 use crate::devices::convert::FrameConverter;
 use crate::devices::video::VideoRequest;
@@ -89,11 +89,11 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// A screen on `framebuffer`, redrawn `fps` times a second (at most) while it exists. Needs a tokio runtime.
-    pub fn new(client: &CallClient, framebuffer: Box<dyn Framebuffer + Send>, fps: u32) -> Screen {
+    /// A screen on `framebuffer` for the client sharing `shared` (`Screen::new` takes the client itself).
+    pub(super) fn on(shared: Arc<Shared>, framebuffer: Box<dyn Framebuffer + Send>, fps: u32) -> Screen {
         let (width, height) = framebuffer.size();
         let inner = Arc::new(ScreenInner {
-            shared: client.shared.clone(),
+            shared,
             epoch: std::time::Instant::now(),
             state: Mutex::new(ScreenState {
                 compositor: {

@@ -6,7 +6,7 @@
 //! (SIP MESSAGE through the account's handle, `crate::calling::invitation`).
 
 use super::invite_flights::{Fate, Outcome};
-use super::{Engine, GroupView, Shared};
+use super::Engine;
 use crate::calling::core::{MAX_INVITEES, MAX_MEMBERS};
 use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
 use crate::calling::publisher_display::{self, PublisherDisplay};
@@ -14,6 +14,7 @@ use crate::calling::{
     subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, RoomMember, RoomStream, RoomStreamKind,
     Secret, SignalEvent,
 };
+use crate::client::shared::{GroupView, GuestAccess, Shared};
 use crate::media::MediaSession;
 use crate::signaling::videoroom::{
     room_id_from, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher, StreamKind,
@@ -360,7 +361,7 @@ impl Engine {
         tasks.push(super::forward_media_events(call, &media, self.media_tx.clone()));
         // An escalated call's 1:1 leg keeps its place until it is dropped (`drop_sip_leg` then puts this one there).
         self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).entry(call).or_insert_with(|| media.clone());
-        let access = crate::client::GuestAccess { room, pin: pin.clone() };
+        let access = GuestAccess { room, pin: pin.clone() };
         self.shared.set_group_view(call, |v| v.access = Some(access));
         log::info!("{call}: in room {room} as member {} ({} others there)", joined.id, joined.publishers.len());
         self.groups.insert(
