@@ -340,5 +340,4 @@ impl ToneDetector {
 }
 
 #[cfg(test)]
-#[path = "dtmf_tests.rs"]
 mod tests;

@@ -1170,5 +1170,4 @@ impl VideoRoomHandle {
 }
 
 #[cfg(test)]
-#[path = "videoroom_tests.rs"]
 mod tests;

@@ -1,3 +1,6 @@
+//! Unit tests of `media::dtmf`: RFC 4733 events read and written, the receiver's dedup of repeated and end
+//! packets, the sender's queue and timing, and the in-band tone detector on synthesized tones.
+
 use super::*;
 
 fn event(code: u8, end: bool, duration: u16) -> [u8; 4] {
