@@ -16,10 +16,9 @@ use crate::calling::state_info::{self, PeerStateInfo};
 use crate::calling::{subcode, CallEndReason, CallId, Command, ConnectionState, Identifier, MediaSignal, SignalEvent};
 use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession};
 use crate::signaling::{
-    registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SignalingError, SipEvent,
-    SipEvents, SipHandle,
+    helper_registration, registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep,
+    SignalingError, SipEvent, SipEvents, SipHandle, SipRegister,
 };
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::pending;
 use std::sync::Arc;
@@ -129,20 +128,15 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
     Ok(shared)
 }
 
-/// The `register` request body for the token's SIP grant (`refresh`: new credentials on a live registration).
-fn register_body(config: &ClientConfig, token: &AccessToken, refresh: bool) -> Result<Value, ClientError> {
+/// The `register` request for the token's SIP grant (`refresh`: new credentials on a live registration).
+fn register_request(config: &ClientConfig, token: &AccessToken, refresh: bool) -> Result<SipRegister, ClientError> {
     let grant = token.sip()?;
     let ttl = u32::try_from(config.register_ttl.as_secs()).unwrap_or(u32::MAX);
     let mut params = registration(grant, ttl)?;
     params.display_name = config.display_name.clone();
     params.user_agent = Some(format!("callbox/{}", env!("CARGO_PKG_VERSION")));
-    let mut body = params.to_body();
-    if refresh {
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("refresh".into(), json!(true));
-        }
-    }
-    Ok(body)
+    params.refresh = refresh.then_some(true);
+    Ok(params)
 }
 
 /// Forwards one handle's events to the engine's single queue, tagged; `None` when the handle's stream ended.
@@ -192,7 +186,7 @@ async fn open_connection(
     let result = async {
         let user = token.sip()?.uri.clone();
         let (master, mut master_events) = SipHandle::attach(&session).await?;
-        let master_id = match master.send(register_body(config, token, false)?, None).await? {
+        let master_id = match master.register(&register_request(config, token, false)?).await? {
             SipEvent::Registered { master_id, .. } => master_id,
             _ => wait_registered(&mut master_events, &user, config.request_timeout).await?,
         };
@@ -201,10 +195,9 @@ async fn open_connection(
             Some(master_id) => {
                 for _ in 0..config.helper_handles {
                     let (helper, mut helper_events) = SipHandle::attach(&session).await?;
-                    let body =
-                        json!({ "request": "register", "type": "helper", "username": user, "master_id": master_id });
                     // A helper is "registered" at once, in the reply itself (no REGISTER is sent).
-                    if !matches!(helper.send(body, None).await?, SipEvent::Registered { .. }) {
+                    let request = helper_registration(&user, master_id);
+                    if !matches!(helper.register(&request).await?, SipEvent::Registered { .. }) {
                         wait_registered(&mut helper_events, &user, config.request_timeout).await?;
                     }
                     handles.push((helper, helper_events));
@@ -1121,12 +1114,12 @@ impl Engine {
                         Ok(grant) => conn.session.set_token(grant.token.clone()),
                         Err(e) => log::error!("refreshed token unusable for Janus: {e}"),
                     }
-                    match register_body(self.config(), &token, true) {
-                        Ok(body) => {
+                    match register_request(self.config(), &token, true) {
+                        Ok(request) => {
                             // Its outcome also arrives as the handle's `registered` / `registration_failed` event.
                             let sip = conn.slots[0].sip.clone();
                             tokio::spawn(async move {
-                                if let Err(e) = sip.send(body, None).await {
+                                if let Err(e) = sip.register(&request).await {
                                     log::warn!("SIP re-registration with the new credentials failed: {e}");
                                 }
                             });

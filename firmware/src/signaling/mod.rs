@@ -25,5 +25,8 @@ mod tests;
 pub use error::{Result, SignalingError};
 pub use handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle, PluginReply};
 pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
-pub use sip::{registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister, SIP_PLUGIN};
+pub use sip::{
+    helper_registration, registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister,
+    SIP_PLUGIN,
+};
 pub use videoroom::{VideoRoomEvent, VideoRoomEvents, VideoRoomHandle, VIDEOROOM_PLUGIN};

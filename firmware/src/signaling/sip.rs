@@ -38,6 +38,10 @@ pub struct SipRegister {
     pub force_tcp: Option<bool>,
     /// `guest` or `helper`: no REGISTER is sent.
     pub register_type: Option<String>,
+    /// For a `helper`: the handle id of the registered account it helps (Janus's `master_id`).
+    pub master_id: Option<u64>,
+    /// New credentials for a live registration (Janus re-REGISTERs the account, even during a call).
+    pub refresh: Option<bool>,
     pub send_register: Option<bool>,
     /// Header name prefixes to report back in events' `headers`.
     pub incoming_header_prefixes: Vec<String>,
@@ -65,6 +69,8 @@ impl SipRegister {
         put("force_udp", self.force_udp.map(|v| json!(v)));
         put("force_tcp", self.force_tcp.map(|v| json!(v)));
         put("type", self.register_type.as_ref().map(|v| json!(v)));
+        put("master_id", self.master_id.map(|v| json!(v)));
+        put("refresh", self.refresh.map(|v| json!(v)));
         put("send_register", self.send_register.map(|v| json!(v)));
         if !self.incoming_header_prefixes.is_empty() {
             put("incoming_header_prefixes", Some(json!(self.incoming_header_prefixes)));
@@ -94,6 +100,17 @@ pub fn registration(grant: &SipGrant, register_ttl: u32) -> Result<SipRegister> 
         register_ttl: Some(register_ttl),
         ..SipRegister::default()
     })
+}
+
+/// The `register` request of a helper handle of the account registered on handle `master_id` (`username`: the
+/// account's SIP URI). A helper is registered at once, in the reply itself: no REGISTER is sent.
+pub fn helper_registration(username: &str, master_id: u64) -> SipRegister {
+    SipRegister {
+        username: username.to_owned(),
+        register_type: Some("helper".into()),
+        master_id: Some(master_id),
+        ..SipRegister::default()
+    }
 }
 
 fn md5_hex(input: &str) -> String {

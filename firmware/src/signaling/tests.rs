@@ -447,8 +447,21 @@ fn sip_registration_from_ephemeral_grant() {
     let debug = format!("{reg:?} {creds:?}");
     assert!(!debug.contains("0f04ea0e") && !debug.contains("pw123"), "{debug}");
 
+    let refresh = SipRegister { refresh: Some(true), ..reg.clone() }.to_body();
+    assert_eq!(refresh["refresh"], true);
+    assert!(body.get("refresh").is_none() && body.get("master_id").is_none() && body.get("type").is_none());
+
     let bad = SipGrant { username: "alice".into(), ..creds };
     assert!(registration(&bad, 60).is_err());
+}
+
+#[test]
+fn a_helper_registers_by_its_masters_handle_id() {
+    let body = helper_registration("sip:alice@callbox", 4711).to_body();
+    assert_eq!(
+        body,
+        json!({"request": "register", "username": "sip:alice@callbox", "type": "helper", "master_id": 4711})
+    );
 }
 
 #[test]

@@ -195,6 +195,21 @@ impl ConfigureStreams {
     }
 }
 
+/// `configure` of a publisher's display: Janus tells every member at once (`display` event); callbox tells its
+/// mute that way (`callbox_calling::publisher_display`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigureDisplay {
+    /// The new display.
+    pub display: String,
+}
+
+impl ConfigureDisplay {
+    /// The plugin request body.
+    pub fn to_body(&self) -> Value {
+        json!({ "request": "configure", "display": self.display })
+    }
+}
+
 /// The `unpublish` request: closes the publisher's PeerConnection, the others get `unpublished`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unpublish;
@@ -1070,6 +1085,14 @@ impl VideoRoomHandle {
 
     /// Switches sending per stream (publisher: our mids; subscriber: subscriber mids).
     pub async fn configure_streams(&self, request: &ConfigureStreams) -> Result<()> {
+        match self.send(request.to_body(), None).await? {
+            VideoRoomEvent::Configured { .. } => Ok(()),
+            other => Err(unexpected("configure", &other)),
+        }
+    }
+
+    /// Changes our publisher's display (the others get a `display` event).
+    pub async fn configure_display(&self, request: &ConfigureDisplay) -> Result<()> {
         match self.send(request.to_body(), None).await? {
             VideoRoomEvent::Configured { .. } => Ok(()),
             other => Err(unexpected("configure", &other)),

@@ -17,12 +17,11 @@ use crate::calling::{
 use crate::client::shared::{GroupView, GuestAccess, Shared};
 use crate::media::MediaSession;
 use crate::signaling::videoroom::{
-    room_id_from, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher, StreamKind,
-    SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent, VideoRoomEvents,
-    VideoRoomHandle, CAMERA_DESCRIPTION,
+    room_id_from, ConfigureDisplay, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher,
+    StreamKind, SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent,
+    VideoRoomEvents, VideoRoomHandle, CAMERA_DESCRIPTION,
 };
 use crate::signaling::{JanusEvent, Jsep, SignalingError};
-use serde_json::json;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -426,7 +425,7 @@ impl Engine {
         let Some(leg) = self.groups.get(&call) else { return };
         leg.media.set_audio_muted(muted);
         let display = display_of(&self.shared.local_user, self.config().display_name.as_deref(), muted);
-        if let Err(e) = leg.publisher.send(json!({ "request": "configure", "display": display }), None).await {
+        if let Err(e) = leg.publisher.configure_display(&ConfigureDisplay { display }).await {
             log::warn!("{call}: telling the room about our microphone failed: {e}");
         }
     }

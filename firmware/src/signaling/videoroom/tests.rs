@@ -129,6 +129,8 @@ fn configure_streams_and_simple_bodies() {
         req.to_body(),
         json!({"request": "configure", "streams": [{"mid": "0", "send": false}, {"mid": "1", "send": true}]})
     );
+    let display = ConfigureDisplay { display: r#"{"id":"a","name":"","muted":true}"#.into() };
+    assert_eq!(display.to_body(), json!({"request": "configure", "display": r#"{"id":"a","name":"","muted":true}"#}));
     assert_eq!(Unpublish.to_body(), json!({"request": "unpublish"}));
     assert_eq!(Leave.to_body(), json!({"request": "leave"}));
     assert_eq!(Start.to_body(), json!({"request": "start"}));
