@@ -13,7 +13,7 @@ use callbox::client::{CallClient, ClientConfig, Screen, TokenCredential};
 use callbox::devices::audio::alsa::{AlsaBackend, AlsaConfig, Pacing};
 use callbox::devices::video::v4l2::V4l2Backend;
 use callbox::devices::{DeviceManager, DevicePreferences};
-use callbox::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
+use callbox::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFramebuffer};
 use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
 use clap::Parser;
@@ -167,7 +167,7 @@ async fn run_call(a: &CallArgs, client: &CallClient) -> Result<(), String> {
 fn open_screen(a: &AnswerArgs, client: &CallClient) -> Result<Option<Screen>, String> {
     let framebuffer: Box<dyn Framebuffer + Send> = match (&a.fb, a.screen) {
         (Some(dev), _) => Box::new(LinuxFramebuffer::open(dev).map_err(|e| e.to_string())?),
-        (None, Some(size)) => Box::new(MemoryFramebuffer::new(size.width, size.height, PixelFormat::Xrgb8888)),
+        (None, Some(size)) => Box::new(MemoryFramebuffer::new(size.width, size.height, FramebufferFormat::Xrgb8888)),
         (None, None) => return Ok(None),
     };
     Ok(Some(Screen::new(client, framebuffer, 30)))

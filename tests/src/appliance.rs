@@ -135,7 +135,7 @@ impl RunningAppliance {
         let buttons = SimButtons::with_names(&BUTTONS.map(|(n, _)| n))?;
         let press = buttons.handle();
         let screen: Option<Box<dyn callbox::display::Framebuffer + Send>> = screen.map(|(w, h)| {
-            Box::new(callbox::display::MemoryFramebuffer::new(w, h, callbox::display::PixelFormat::Xrgb8888)) as _
+            Box::new(callbox::display::MemoryFramebuffer::new(w, h, callbox::display::FramebufferFormat::Xrgb8888)) as _
         });
         let setup = ApplianceSetup {
             client: config,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use callbox::calling::{CallState, ParticipantState, ScalingMode};
 use callbox::client::{Call, RemoteParticipant, Screen};
-use callbox::display::{MemoryFramebuffer, PixelFormat};
+use callbox::display::{FramebufferFormat, MemoryFramebuffer};
 use callbox::media::{RemoteStreamKind, VideoCodec};
 use callbox_tests::{ChromiumOptions, ChromiumPage, Stack, StackOptions};
 use common::*;
@@ -94,7 +94,7 @@ async fn a_browser_joins_the_group_call_shares_its_screen_and_everyone_decodes_e
     }
 
     // The door's screen: every camera in a tile, the share in the large one, showing the browser's colour bars.
-    let screen = Screen::new(&door, Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Rgb565)), 15);
+    let screen = Screen::new(&door, Box::new(MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb565)), 15);
     let mut renderers = Vec::new();
     let mut share = None;
     for p in call.remote_participants().into_iter().filter(|p| p.state() == ParticipantState::Connected) {

@@ -7,7 +7,7 @@ mod common;
 use callbox::calling::{CallState, Event, ScalingMode};
 use callbox::client::{PreviewRenderer, Screen};
 use callbox::devices::video::VideoRequest;
-use callbox::display::{MemoryFramebuffer, PixelFormat};
+use callbox::display::{FramebufferFormat, MemoryFramebuffer};
 use callbox::media::{read_frame_counter, VideoFrame};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
@@ -37,7 +37,7 @@ async fn the_far_end_appears_in_its_tile_and_pause_freezes_it() {
     let mut a_events = call.events();
     wait_state(&call, &mut a_events, CallState::Connected).await;
 
-    let screen = Screen::new(&b, Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Rgb565)), 15);
+    let screen = Screen::new(&b, Box::new(MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb565)), 15);
     let door = b_call.remote_participants().remove(0);
     eventually("the door's video is available", || door.video_streams().first().is_some_and(|s| s.is_available()))
         .await;

@@ -24,7 +24,7 @@ use callbox::devices::audio::tone_share;
 use callbox::devices::video::sim::SimVideoBackend;
 use callbox::devices::{DeviceManager, DevicePreferences};
 use callbox::display::scale::placement;
-use callbox::display::{compute_layout, MemoryFramebuffer, PixelFormat};
+use callbox::display::{compute_layout, FramebufferFormat, MemoryFramebuffer};
 use callbox::media::{read_frame_counter, VideoCodec, VideoFrame};
 use callbox_tests::appliance::provision_device;
 use callbox_tests::qemu::{BootOptions, Cpio, GuestNet, QemuBoard, Screendump};
@@ -214,7 +214,7 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
     wait_state(&call, &mut call_events, CallState::Connected).await;
 
     // The resident decodes the vivid camera: its colour bars, in the resident's own tile.
-    let screen = Screen::new(&resident, Box::new(MemoryFramebuffer::new(640, 480, PixelFormat::Rgb565)), 15);
+    let screen = Screen::new(&resident, Box::new(MemoryFramebuffer::new(640, 480, FramebufferFormat::Rgb565)), 15);
     let door = call.remote_participants().remove(0);
     eventually("the board's video is available", || door.video_streams().first().is_some_and(|s| s.is_available()))
         .await;

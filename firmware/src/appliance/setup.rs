@@ -17,7 +17,7 @@ use crate::credentials::{self, CredentialError, TokenClientError, TokenEndpoint}
 use crate::devices::audio::alsa::AlsaBackend;
 use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
-use crate::display::{Framebuffer, LinuxFramebuffer, MemoryFramebuffer, PixelFormat};
+use crate::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFramebuffer};
 use crate::input::{
     ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
 };
@@ -185,9 +185,9 @@ pub fn setup(
 
     let screen: Option<Box<dyn Framebuffer + Send>> = match config.display_target(Some(board)) {
         DisplayTarget::Framebuffer(path) if !sim => Some(Box::new(LinuxFramebuffer::open(&path)?)),
-        DisplayTarget::Framebuffer(_) => Some(Box::new(MemoryFramebuffer::new(800, 480, PixelFormat::Xrgb8888))),
+        DisplayTarget::Framebuffer(_) => Some(Box::new(MemoryFramebuffer::new(800, 480, FramebufferFormat::Xrgb8888))),
         DisplayTarget::Memory(size) => {
-            Some(Box::new(MemoryFramebuffer::new(size.width, size.height, PixelFormat::Xrgb8888)))
+            Some(Box::new(MemoryFramebuffer::new(size.width, size.height, FramebufferFormat::Xrgb8888)))
         }
         DisplayTarget::None => None,
     };

@@ -8,7 +8,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::{CapturedFrame, DeviceError, PixelFormat};
+use super::{CameraPixelFormat, CapturedFrame, DeviceError};
 use crate::media::VideoFrame;
 
 /// How long the JPEG decoder may take for one frame.
@@ -36,28 +36,28 @@ impl FrameConverter {
             reason: format!("{f} frame of {} bytes, {need} needed", frame.data.len()),
         };
         let data = match f.pixel_format {
-            PixelFormat::I420 => {
+            CameraPixelFormat::I420 => {
                 let need = VideoFrame::i420_len(f.width, f.height);
                 if frame.data.len() < need {
                     return Err(short(need));
                 }
                 frame.data.slice(..need)
             }
-            PixelFormat::Nv12 => {
+            CameraPixelFormat::Nv12 => {
                 let need = VideoFrame::i420_len(f.width, f.height);
                 if frame.data.len() < need {
                     return Err(short(need));
                 }
                 Bytes::from(nv12_to_i420(&frame.data, w, h))
             }
-            PixelFormat::Yuyv => {
+            CameraPixelFormat::Yuyv => {
                 let need = w.div_ceil(2) * 4 * h;
                 if frame.data.len() < need {
                     return Err(short(need));
                 }
                 Bytes::from(yuyv_to_i420(&frame.data, w, h))
             }
-            PixelFormat::Mjpeg => {
+            CameraPixelFormat::Mjpeg => {
                 if self.jpeg.is_none() {
                     self.jpeg = Some(JpegDecoder::start()?);
                 }
@@ -169,7 +169,7 @@ mod tests {
     use crate::devices::CaptureFormat;
     use std::time::Duration;
 
-    fn frame(pixel_format: PixelFormat, w: u32, h: u32, data: Vec<u8>) -> CapturedFrame {
+    fn frame(pixel_format: CameraPixelFormat, w: u32, h: u32, data: Vec<u8>) -> CapturedFrame {
         CapturedFrame {
             format: CaptureFormat { pixel_format, width: w, height: h, fps: 30 },
             data: Bytes::from(data),
@@ -185,21 +185,21 @@ mod tests {
         let mut nv12 = y.clone();
         nv12.extend([100, 200, 101, 201]);
         let mut conv = FrameConverter::new();
-        let a = conv.to_i420(&frame(PixelFormat::Nv12, 4, 2, nv12)).unwrap();
+        let a = conv.to_i420(&frame(CameraPixelFormat::Nv12, 4, 2, nv12)).unwrap();
         assert_eq!(&a.data[..], &[0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 200, 201]);
         // YUYV rows: Y0 U Y1 V; chroma of row 0 is kept.
         let yuyv = vec![0, 100, 1, 200, 2, 101, 3, 201, 4, 9, 5, 9, 6, 9, 7, 9];
-        let b = conv.to_i420(&frame(PixelFormat::Yuyv, w as u32, h as u32, yuyv)).unwrap();
+        let b = conv.to_i420(&frame(CameraPixelFormat::Yuyv, w as u32, h as u32, yuyv)).unwrap();
         assert_eq!(a.data, b.data);
     }
 
     #[test]
     fn short_buffers_are_errors_not_panics() {
         let mut conv = FrameConverter::new();
-        for pf in [PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Yuyv] {
+        for pf in [CameraPixelFormat::I420, CameraPixelFormat::Nv12, CameraPixelFormat::Yuyv] {
             let e = conv.to_i420(&frame(pf, 640, 480, vec![0; 100])).unwrap_err();
             assert!(e.to_string().contains("100 bytes"), "{e}");
         }
-        assert!(conv.to_i420(&frame(PixelFormat::Mjpeg, 64, 48, vec![1, 2, 3])).is_err());
+        assert!(conv.to_i420(&frame(CameraPixelFormat::Mjpeg, 64, 48, vec![1, 2, 3])).is_err());
     }
 }

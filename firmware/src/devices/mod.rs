@@ -53,9 +53,10 @@ impl DeviceKind {
     }
 }
 
-/// Pixel formats a camera may deliver (and the encoder pipeline accepts).
+/// Pixel formats a camera may deliver (and the encoder pipeline accepts); a screen's layouts are
+/// `display::FramebufferFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PixelFormat {
+pub enum CameraPixelFormat {
     /// Planar 4:2:0, three planes (Y, U, V).
     I420,
     /// Semi-planar 4:2:0 (Y plane, interleaved UV plane).
@@ -66,34 +67,34 @@ pub enum PixelFormat {
     Mjpeg,
 }
 
-impl PixelFormat {
+impl CameraPixelFormat {
     /// The V4L2 fourcc code.
     pub fn fourcc(self) -> [u8; 4] {
         match self {
-            PixelFormat::I420 => *b"YU12",
-            PixelFormat::Nv12 => *b"NV12",
-            PixelFormat::Yuyv => *b"YUYV",
-            PixelFormat::Mjpeg => *b"MJPG",
+            CameraPixelFormat::I420 => *b"YU12",
+            CameraPixelFormat::Nv12 => *b"NV12",
+            CameraPixelFormat::Yuyv => *b"YUYV",
+            CameraPixelFormat::Mjpeg => *b"MJPG",
         }
     }
 
     /// Its usual short name (`I420`, `NV12`, `YUYV`, `MJPG`).
     pub fn name(self) -> &'static str {
         match self {
-            PixelFormat::I420 => "I420",
-            PixelFormat::Nv12 => "NV12",
-            PixelFormat::Yuyv => "YUYV",
-            PixelFormat::Mjpeg => "MJPG",
+            CameraPixelFormat::I420 => "I420",
+            CameraPixelFormat::Nv12 => "NV12",
+            CameraPixelFormat::Yuyv => "YUYV",
+            CameraPixelFormat::Mjpeg => "MJPG",
         }
     }
 
     /// From a V4L2 fourcc code (`None` for formats we do not take).
     pub fn from_fourcc(code: [u8; 4]) -> Option<Self> {
         match &code {
-            b"YU12" => Some(PixelFormat::I420),
-            b"NV12" => Some(PixelFormat::Nv12),
-            b"YUYV" => Some(PixelFormat::Yuyv),
-            b"MJPG" => Some(PixelFormat::Mjpeg),
+            b"YU12" => Some(CameraPixelFormat::I420),
+            b"NV12" => Some(CameraPixelFormat::Nv12),
+            b"YUYV" => Some(CameraPixelFormat::Yuyv),
+            b"MJPG" => Some(CameraPixelFormat::Mjpeg),
             _ => None,
         }
     }
@@ -102,9 +103,9 @@ impl PixelFormat {
     pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
         let (w, h) = (width as usize, height as usize);
         match self {
-            PixelFormat::I420 | PixelFormat::Nv12 => Some(w * h + 2 * w.div_ceil(2) * h.div_ceil(2)),
-            PixelFormat::Yuyv => Some(w.div_ceil(2) * 4 * h),
-            PixelFormat::Mjpeg => None,
+            CameraPixelFormat::I420 | CameraPixelFormat::Nv12 => Some(w * h + 2 * w.div_ceil(2) * h.div_ceil(2)),
+            CameraPixelFormat::Yuyv => Some(w.div_ceil(2) * 4 * h),
+            CameraPixelFormat::Mjpeg => None,
         }
     }
 }
@@ -113,7 +114,7 @@ impl PixelFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CaptureFormat {
     /// Pixel format.
-    pub pixel_format: PixelFormat,
+    pub pixel_format: CameraPixelFormat,
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::framebuffer::{Framebuffer, PixelFormat};
+use super::framebuffer::{Framebuffer, FramebufferFormat};
 use super::layout::{compute_layout, Layout};
 use super::memory::MemoryFramebuffer;
 use super::overlay;
@@ -437,7 +437,7 @@ fn draw_tile(canvas: &mut Canvas, t: &mut Tile) -> bool {
 /// (every tile gets a new frame every time), over `frames` screens, into an XRGB8888 memory framebuffer.
 pub fn bench_compose(width: u32, height: u32, tiles: usize, frames: u32) -> Duration {
     let mut compositor = Compositor::new(width, height);
-    let mut fb = MemoryFramebuffer::new(width, height, PixelFormat::Xrgb8888);
+    let mut fb = MemoryFramebuffer::new(width, height, FramebufferFormat::Xrgb8888);
     for i in 0..tiles {
         compositor.set_participant(i as u64, TileInfo::named(format!("Participant {i}")));
     }

@@ -4,9 +4,9 @@
 
 use super::{DisplayError, Rect};
 
-/// The pixel formats the display supports.
+/// The pixel layouts a framebuffer can have (RGB packings; a camera's formats are `devices::CameraPixelFormat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PixelFormat {
+pub enum FramebufferFormat {
     /// 16 bits: 5 red, 6 green, 5 blue (red in the high bits).
     Rgb565,
     /// 24 bits, little-endian word 0xRRGGBB (bytes B, G, R in memory).
@@ -15,12 +15,12 @@ pub enum PixelFormat {
     Xrgb8888,
 }
 
-impl PixelFormat {
+impl FramebufferFormat {
     pub fn bytes_per_pixel(self) -> usize {
         match self {
-            PixelFormat::Rgb565 => 2,
-            PixelFormat::Rgb888 => 3,
-            PixelFormat::Xrgb8888 => 4,
+            FramebufferFormat::Rgb565 => 2,
+            FramebufferFormat::Rgb888 => 3,
+            FramebufferFormat::Xrgb8888 => 4,
         }
     }
 
@@ -28,9 +28,15 @@ impl PixelFormat {
     pub fn packing(self) -> PixelPacking {
         let c = |offset, length| Channel { offset, length };
         match self {
-            PixelFormat::Rgb565 => PixelPacking { bytes_per_pixel: 2, red: c(11, 5), green: c(5, 6), blue: c(0, 5) },
-            PixelFormat::Rgb888 => PixelPacking { bytes_per_pixel: 3, red: c(16, 8), green: c(8, 8), blue: c(0, 8) },
-            PixelFormat::Xrgb8888 => PixelPacking { bytes_per_pixel: 4, red: c(16, 8), green: c(8, 8), blue: c(0, 8) },
+            FramebufferFormat::Rgb565 => {
+                PixelPacking { bytes_per_pixel: 2, red: c(11, 5), green: c(5, 6), blue: c(0, 5) }
+            }
+            FramebufferFormat::Rgb888 => {
+                PixelPacking { bytes_per_pixel: 3, red: c(16, 8), green: c(8, 8), blue: c(0, 8) }
+            }
+            FramebufferFormat::Xrgb8888 => {
+                PixelPacking { bytes_per_pixel: 4, red: c(16, 8), green: c(8, 8), blue: c(0, 8) }
+            }
         }
     }
 }
@@ -84,7 +90,7 @@ impl PixelPacking {
     }
 
     fn is_standard_xrgb(&self) -> bool {
-        *self == PixelFormat::Xrgb8888.packing()
+        *self == FramebufferFormat::Xrgb8888.packing()
     }
 }
 
@@ -93,7 +99,7 @@ pub trait Framebuffer {
     /// Visible size in pixels (width, height).
     fn size(&self) -> (u32, u32);
     /// The nearest standard description of the pixel format.
-    fn format(&self) -> PixelFormat;
+    fn format(&self) -> FramebufferFormat;
     /// Bytes per line of the backend's memory.
     fn stride(&self) -> usize;
     /// Converts and writes `rect` (clipped to the screen); `src[0]` is its top-left pixel and row `i` starts at
@@ -178,7 +184,7 @@ mod tests {
 
     #[test]
     fn standard_packings_round_trip() {
-        for format in [PixelFormat::Rgb565, PixelFormat::Rgb888, PixelFormat::Xrgb8888] {
+        for format in [FramebufferFormat::Rgb565, FramebufferFormat::Rgb888, FramebufferFormat::Xrgb8888] {
             let p = format.packing();
             assert!(p.is_valid());
             assert_eq!(p.bytes_per_pixel, format.bytes_per_pixel());
@@ -186,7 +192,7 @@ mod tests {
                 assert_eq!(p.unpack(p.pack(rgb)), rgb, "{format:?} {rgb:06x}");
             }
         }
-        let p = PixelFormat::Rgb565.packing();
+        let p = FramebufferFormat::Rgb565.packing();
         assert_eq!(p.pack(0xff0000), 0xf800);
         assert_eq!(p.pack(0x00ff00), 0x07e0);
         assert_eq!(p.pack(0x0000ff), 0x001f);
@@ -196,7 +202,7 @@ mod tests {
 
     #[test]
     fn convert_respects_stride_and_position() {
-        let p = PixelFormat::Rgb565.packing();
+        let p = FramebufferFormat::Rgb565.packing();
         let stride = 10; // 5 pixels of 2 bytes, only 4 visible
         let mut dst = vec![0u8; stride * 3];
         let src = [0xff0000u32, 0x0000ff, 0x00ff00, 0xffffff];

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::framebuffer::{
-    check_source, convert_into, copy_rect_bytes, Channel, Framebuffer, PixelFormat, PixelPacking,
+    check_source, convert_into, copy_rect_bytes, Channel, Framebuffer, FramebufferFormat, PixelPacking,
 };
 use super::{DisplayError, Rect};
 
@@ -128,11 +128,11 @@ fn geometry(var: &FbVarScreeninfo, fix: &FbFixScreeninfo) -> Result<Geometry, St
 }
 
 /// The nearest standard format of a packing.
-fn nearest_format(p: &PixelPacking) -> PixelFormat {
+fn nearest_format(p: &PixelPacking) -> FramebufferFormat {
     match p.bytes_per_pixel {
-        2 => PixelFormat::Rgb565,
-        3 => PixelFormat::Rgb888,
-        _ => PixelFormat::Xrgb8888,
+        2 => FramebufferFormat::Rgb565,
+        3 => FramebufferFormat::Rgb888,
+        _ => FramebufferFormat::Xrgb8888,
     }
 }
 
@@ -273,7 +273,7 @@ impl Framebuffer for LinuxFramebuffer {
         (self.geometry.width, self.geometry.height)
     }
 
-    fn format(&self) -> PixelFormat {
+    fn format(&self) -> FramebufferFormat {
         nearest_format(&self.geometry.packing)
     }
 
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(g.map_len, 2 * 256 * 50);
         assert_eq!(g.packing.pack(0xff0000), 0x001f);
         assert_eq!(g.packing.pack(0x0000ff), 0xf800);
-        assert_eq!(nearest_format(&g.packing), PixelFormat::Rgb565);
+        assert_eq!(nearest_format(&g.packing), FramebufferFormat::Rgb565);
         // 32 bpp with red low (XBGR): no second page without the virtual height.
         let (var, fix) = screen(32, [bf(0, 8), bf(8, 8), bf(16, 8)], 50, 400, 400 * 100);
         let g = geometry(&var, &fix).unwrap();
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(g.packing.pack(0x112233), 0x332211);
         // 24 bpp RGB.
         let (var, fix) = screen(24, [bf(16, 8), bf(8, 8), bf(0, 8)], 50, 300, 300 * 50);
-        assert_eq!(geometry(&var, &fix).unwrap().packing, PixelFormat::Rgb888.packing());
+        assert_eq!(geometry(&var, &fix).unwrap().packing, FramebufferFormat::Rgb888.packing());
         // Refusals name the problem.
         let (var, fix) = screen(8, [bf(0, 3), bf(3, 3), bf(6, 2)], 50, 100, 5000);
         assert!(geometry(&var, &fix).unwrap_err().contains("8 bits"));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::framebuffer::{check_source, convert_into, Framebuffer, PixelFormat};
+use super::framebuffer::{check_source, convert_into, Framebuffer, FramebufferFormat};
 use super::{DisplayError, Rect};
 
 /// A framebuffer held in memory.
@@ -11,7 +11,7 @@ use super::{DisplayError, Rect};
 pub struct MemoryFramebuffer {
     width: u32,
     height: u32,
-    format: PixelFormat,
+    format: FramebufferFormat,
     stride: usize,
     data: Vec<u8>,
     presents: u64,
@@ -20,7 +20,7 @@ pub struct MemoryFramebuffer {
 
 impl MemoryFramebuffer {
     /// A black screen with tightly packed lines.
-    pub fn new(width: u32, height: u32, format: PixelFormat) -> Self {
+    pub fn new(width: u32, height: u32, format: FramebufferFormat) -> Self {
         let stride = width as usize * format.bytes_per_pixel();
         MemoryFramebuffer {
             width,
@@ -34,7 +34,12 @@ impl MemoryFramebuffer {
     }
 
     /// A black screen with `stride` bytes per line (at least a line's pixels).
-    pub fn with_stride(width: u32, height: u32, format: PixelFormat, stride: usize) -> Result<Self, DisplayError> {
+    pub fn with_stride(
+        width: u32,
+        height: u32,
+        format: FramebufferFormat,
+        stride: usize,
+    ) -> Result<Self, DisplayError> {
         if stride < width as usize * format.bytes_per_pixel() {
             return Err(DisplayError::Geometry {
                 reason: format!("stride {stride} is shorter than {width} pixels of {format:?}"),
@@ -109,7 +114,7 @@ impl Framebuffer for MemoryFramebuffer {
         (self.width, self.height)
     }
 
-    fn format(&self) -> PixelFormat {
+    fn format(&self) -> FramebufferFormat {
         self.format
     }
 
@@ -138,7 +143,7 @@ mod tests {
 
     #[test]
     fn every_format_and_stride_reads_back() {
-        for format in [PixelFormat::Rgb565, PixelFormat::Rgb888, PixelFormat::Xrgb8888] {
+        for format in [FramebufferFormat::Rgb565, FramebufferFormat::Rgb888, FramebufferFormat::Xrgb8888] {
             let stride = 7 * format.bytes_per_pixel() + 5;
             let mut fb = MemoryFramebuffer::with_stride(6, 4, format, stride).unwrap();
             let src = [0xff0000u32, 0x00ff00, 0x0000ff, 0xffffff, 0x000000, 0xff00ff];
@@ -153,12 +158,12 @@ mod tests {
             assert_eq!(rgb.len(), 6 * 4 * 3);
             assert_eq!(&rgb[(2 * 6 + 4) * 3..(2 * 6 + 5) * 3], &[255, 0, 0]);
         }
-        assert!(MemoryFramebuffer::with_stride(10, 2, PixelFormat::Xrgb8888, 39).is_err());
+        assert!(MemoryFramebuffer::with_stride(10, 2, FramebufferFormat::Xrgb8888, 39).is_err());
     }
 
     #[test]
     fn snapshot_is_a_decodable_png_of_the_screen() {
-        let mut fb = MemoryFramebuffer::new(3, 2, PixelFormat::Rgb565);
+        let mut fb = MemoryFramebuffer::new(3, 2, FramebufferFormat::Rgb565);
         fb.write_rect(Rect::new(0, 0, 1, 1), &[0xff0000], 1).unwrap();
         let path = std::env::temp_dir().join(format!("callbox-display-{}.png", std::process::id()));
         fb.snapshot_png(&path).unwrap();

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub use canvas::Canvas;
 pub use compositor::{bench_compose, Compositor, Slot, TileInfo, VideoState};
-pub use framebuffer::{Framebuffer, PixelFormat, PixelPacking};
+pub use framebuffer::{Framebuffer, FramebufferFormat, PixelPacking};
 pub use layout::{compute_layout, Layout};
 pub use linux::LinuxFramebuffer;
 pub use memory::MemoryFramebuffer;

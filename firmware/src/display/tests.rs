@@ -104,7 +104,7 @@ fn info(name: &str, mode: ScalingMode) -> TileInfo {
 fn grids_of_1_2_4_9_show_each_participant_in_its_tile() {
     for n in [1usize, 2, 4, 9] {
         let mut c = Compositor::new(800, 480);
-        let mut fb = MemoryFramebuffer::new(800, 480, PixelFormat::Rgb565);
+        let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb565);
         for i in 0..n {
             c.set_participant(i as u64, info(&format!("P{i}"), ScalingMode::Crop));
             // Sources of another aspect ratio than the tiles (16:9 and portrait).
@@ -134,7 +134,7 @@ fn grids_of_1_2_4_9_show_each_participant_in_its_tile() {
 #[test]
 fn screen_share_is_large_with_cameras_in_a_strip() {
     let mut c = Compositor::new(1280, 720);
-    let mut fb = MemoryFramebuffer::new(1280, 720, PixelFormat::Xrgb8888);
+    let mut fb = MemoryFramebuffer::new(1280, 720, FramebufferFormat::Xrgb8888);
     c.set_share(Some(info("Slides", ScalingMode::Fit)));
     for i in 0..3u64 {
         c.set_participant(i, info("cam", ScalingMode::Crop));
@@ -173,7 +173,7 @@ fn screen_share_is_large_with_cameras_in_a_strip() {
 /// One participant on a 404x304 screen: a 400x300 (4:3) tile at (2, 2).
 fn single_tile(mode: ScalingMode, frame: VideoFrame) -> (MemoryFramebuffer, Rect) {
     let mut c = Compositor::new(404, 304);
-    let mut fb = MemoryFramebuffer::new(404, 304, PixelFormat::Rgb888);
+    let mut fb = MemoryFramebuffer::new(404, 304, FramebufferFormat::Rgb888);
     c.set_participant(1, info("", mode));
     c.submit_frame(Slot::Participant(1), frame);
     c.render(&mut fb).unwrap();
@@ -238,7 +238,7 @@ fn fit_letterboxes_with_black_bars() {
 fn frame_counter_survives_a_tile_of_the_same_size() {
     // 644x484 screen, one tile of exactly 640x480.
     let mut c = Compositor::new(644, 484);
-    let mut fb = MemoryFramebuffer::new(644, 484, PixelFormat::Xrgb8888);
+    let mut fb = MemoryFramebuffer::new(644, 484, FramebufferFormat::Xrgb8888);
     c.set_participant(7, TileInfo::named("Door"));
     for n in [3u32, 1_000_001] {
         c.submit_frame(Slot::Participant(7), draw_test_frame(640, 480, n));
@@ -252,7 +252,7 @@ fn frame_counter_survives_a_tile_of_the_same_size() {
 #[test]
 fn newest_frame_wins_and_paused_tiles_freeze() {
     let mut c = Compositor::new(644, 484);
-    let mut fb = MemoryFramebuffer::new(644, 484, PixelFormat::Rgb565);
+    let mut fb = MemoryFramebuffer::new(644, 484, FramebufferFormat::Rgb565);
     c.set_participant(1, TileInfo::named("A"));
     // Three frames before the screen composes: two are dropped, the newest is shown.
     for n in 10..13 {
@@ -284,7 +284,7 @@ fn newest_frame_wins_and_paused_tiles_freeze() {
 #[test]
 fn overlays_and_placeholders_change_the_expected_pixels() {
     let mut c = Compositor::new(800, 480);
-    let mut fb = MemoryFramebuffer::new(800, 480, PixelFormat::Xrgb8888);
+    let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Xrgb8888);
     for i in 0..4u64 {
         c.set_participant(i, info(&format!("Participant {i}"), ScalingMode::Crop));
         c.submit_frame(Slot::Participant(i), solid(320, 240, 6)); // white
@@ -332,7 +332,7 @@ fn count_text_pixels(fb: &MemoryFramebuffer, r: Rect) -> u64 {
 #[test]
 fn damage_covers_changed_tiles_and_what_lies_above_them() {
     let mut c = Compositor::new(800, 480);
-    let mut fb = MemoryFramebuffer::new(800, 480, PixelFormat::Rgb888);
+    let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb888);
     for i in 0..4u64 {
         c.set_participant(i, TileInfo::named("x"));
         c.submit_frame(Slot::Participant(i), solid(320, 240, i as usize));
@@ -363,7 +363,7 @@ fn damage_covers_changed_tiles_and_what_lies_above_them() {
     assert_eq!(c.layout().tiles.len(), 3);
     assert!(c.tile_rect(Slot::Participant(1)).is_none());
     // A framebuffer of another size is refused.
-    let mut small = MemoryFramebuffer::new(100, 100, PixelFormat::Rgb888);
+    let mut small = MemoryFramebuffer::new(100, 100, FramebufferFormat::Rgb888);
     assert!(c.render(&mut small).is_err());
 }
 
@@ -377,7 +377,7 @@ fn bench_compose_runs() {
 fn tiles_glide_to_their_new_place_when_a_participant_joins() {
     let mut c = Compositor::new(800, 480);
     c.set_animation(Some(Duration::from_millis(200)));
-    let mut fb = MemoryFramebuffer::new(800, 480, PixelFormat::Rgb565);
+    let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb565);
     c.set_clock(Duration::ZERO);
     c.set_participant(1, info("P1", ScalingMode::Fit));
     c.submit_frame(Slot::Participant(1), solid(320, 240, 1));

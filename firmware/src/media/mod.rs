@@ -90,7 +90,7 @@ pub struct VideoConfig {
     /// Which encoder and decoder elements may be used (forced element, hardware allowed).
     pub codec_policy: CodecPolicy,
     /// Camera pixel formats accepted, in order of preference.
-    pub pixel_formats: Vec<crate::devices::PixelFormat>,
+    pub pixel_formats: Vec<crate::devices::CameraPixelFormat>,
 }
 
 impl Default for VideoConfig {

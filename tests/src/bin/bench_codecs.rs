@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callbox::devices::{CaptureFormat, CapturedFrame, PixelFormat};
+use callbox::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame};
 use callbox::media::video::{
     available_encoders, convert_i420, CodecPolicy, EncoderCounters, EncoderSettings, GstRegistry, VideoEncoder,
 };
@@ -26,13 +26,13 @@ const FPS: u32 = 30;
 
 struct Options {
     seconds: u32,
-    format: PixelFormat,
+    format: CameraPixelFormat,
     fast: bool,
     only: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut opts = Options { seconds: 10, format: PixelFormat::I420, fast: false, only: None };
+    let mut opts = Options { seconds: 10, format: CameraPixelFormat::I420, fast: false, only: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -40,9 +40,9 @@ fn parse_args() -> Result<Options, String> {
             "--only" => opts.only = Some(args.next().ok_or("--only needs an element")?),
             "--format" => {
                 opts.format = match args.next().as_deref() {
-                    Some("i420") => PixelFormat::I420,
-                    Some("nv12") => PixelFormat::Nv12,
-                    Some("yuyv") => PixelFormat::Yuyv,
+                    Some("i420") => CameraPixelFormat::I420,
+                    Some("nv12") => CameraPixelFormat::Nv12,
+                    Some("yuyv") => CameraPixelFormat::Yuyv,
                     other => return Err(format!("unknown format {other:?}")),
                 }
             }

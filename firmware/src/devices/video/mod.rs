@@ -8,7 +8,7 @@ pub mod v4l2;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{CaptureFormat, CapturedFrame, DeviceError, PixelFormat};
+use super::{CameraPixelFormat, CaptureFormat, CapturedFrame, DeviceError};
 
 /// A camera.
 pub trait VideoCapture: Send {
@@ -31,7 +31,7 @@ pub struct VideoRequest {
     /// Wanted frame rate.
     pub fps: u32,
     /// Acceptable pixel formats in order of preference.
-    pub formats: Vec<PixelFormat>,
+    pub formats: Vec<CameraPixelFormat>,
 }
 
 impl Default for VideoRequest {
@@ -40,7 +40,12 @@ impl Default for VideoRequest {
             width: 640,
             height: 480,
             fps: 30,
-            formats: vec![PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Yuyv, PixelFormat::Mjpeg],
+            formats: vec![
+                CameraPixelFormat::I420,
+                CameraPixelFormat::Nv12,
+                CameraPixelFormat::Yuyv,
+                CameraPixelFormat::Mjpeg,
+            ],
         }
     }
 }
@@ -97,7 +102,7 @@ pub fn choose_format(offered: &[CaptureFormat], request: &VideoRequest) -> Optio
     let (width, height) = best_size(&acceptable, request)?;
     let at_size: Vec<CaptureFormat> =
         acceptable.into_iter().filter(|f| f.width == width && f.height == height).collect();
-    let is_raw = |f: &CaptureFormat| f.pixel_format != PixelFormat::Mjpeg;
+    let is_raw = |f: &CaptureFormat| f.pixel_format != CameraPixelFormat::Mjpeg;
     let fast_enough = |f: &CaptureFormat| f.fps >= request.fps;
     let key_rank = |f: &CaptureFormat| rank(f).unwrap_or(usize::MAX);
     let raw_fast = at_size.iter().filter(|f| is_raw(f) && fast_enough(f));
@@ -159,7 +164,7 @@ pub(crate) fn monotonic_now() -> Duration {
 mod tests {
     use super::*;
 
-    fn f(pixel_format: PixelFormat, width: u32, height: u32, fps: u32) -> CaptureFormat {
+    fn f(pixel_format: CameraPixelFormat, width: u32, height: u32, fps: u32) -> CaptureFormat {
         CaptureFormat { pixel_format, width, height, fps }
     }
 
@@ -167,7 +172,7 @@ mod tests {
         VideoRequest { width, height, fps, ..VideoRequest::default() }
     }
 
-    use PixelFormat::{Mjpeg, Nv12, Yuyv, I420};
+    use CameraPixelFormat::{Mjpeg, Nv12, Yuyv, I420};
 
     #[test]
     fn empty_offer_gives_none() {

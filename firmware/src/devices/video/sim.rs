@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{choose_format, monotonic_now, VideoBackend, VideoCapture, VideoDeviceInfo, VideoRequest};
-use crate::devices::{CaptureFormat, CapturedFrame, DeviceError, PixelFormat};
+use crate::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame, DeviceError};
 
 /// Id of the camera a [`SimVideoBackend::new`] backend starts with.
 pub const DEFAULT_CAMERA_ID: &str = "sim:pattern";
@@ -30,7 +30,12 @@ pub fn sim_formats() -> Vec<CaptureFormat> {
     SIM_SIZES
         .iter()
         .flat_map(|&(width, height)| {
-            SIM_RATES.iter().map(move |&fps| CaptureFormat { pixel_format: PixelFormat::I420, width, height, fps })
+            SIM_RATES.iter().map(move |&fps| CaptureFormat {
+                pixel_format: CameraPixelFormat::I420,
+                width,
+                height,
+                fps,
+            })
         })
         .collect()
 }
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(list[0].id, DEFAULT_CAMERA_ID);
         assert_eq!(list[0].node, None);
         assert_eq!(list[0].formats.len(), SIM_SIZES.len() * SIM_RATES.len());
-        assert!(list[0].formats.iter().all(|f| f.pixel_format == PixelFormat::I420));
+        assert!(list[0].formats.iter().all(|f| f.pixel_format == CameraPixelFormat::I420));
         assert!(SimVideoBackend::empty().list().is_empty());
     }
 
@@ -309,13 +314,13 @@ mod tests {
         let backend = SimVideoBackend::new();
         let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(640, 480, 30)).unwrap();
         let format = cam.format();
-        assert_eq!(format, CaptureFormat { pixel_format: PixelFormat::I420, width: 640, height: 480, fps: 30 });
+        assert_eq!(format, CaptureFormat { pixel_format: CameraPixelFormat::I420, width: 640, height: 480, fps: 30 });
         assert_eq!(cam.id(), DEFAULT_CAMERA_ID);
         let mut last: Option<CapturedFrame> = None;
         for _ in 0..5 {
             let frame = cam.next_frame(Duration::from_secs(5)).unwrap();
             assert_eq!(frame.format, format);
-            assert_eq!(frame.data.len(), PixelFormat::I420.frame_len(640, 480).unwrap());
+            assert_eq!(frame.data.len(), CameraPixelFormat::I420.frame_len(640, 480).unwrap());
             assert_eq!(counter_of(&frame), Some(frame.sequence));
             if let Some(prev) = &last {
                 assert!(frame.sequence > prev.sequence);
@@ -436,7 +441,7 @@ mod tests {
     #[test]
     fn unacceptable_request_is_a_format_error_naming_the_camera() {
         let backend = SimVideoBackend::new();
-        let request = VideoRequest { formats: vec![PixelFormat::Mjpeg], ..VideoRequest::default() };
+        let request = VideoRequest { formats: vec![CameraPixelFormat::Mjpeg], ..VideoRequest::default() };
         match backend.open(DEFAULT_CAMERA_ID, &request) {
             Err(DeviceError::Format { device, reason }) => {
                 assert_eq!(device, DEFAULT_CAMERA_ID);

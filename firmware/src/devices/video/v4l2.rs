@@ -28,7 +28,7 @@ use v4l::v4l2::vidioc;
 use v4l::v4l_sys as raw;
 
 use super::{choose_format, monotonic_now, VideoBackend, VideoCapture, VideoDeviceInfo, VideoRequest};
-use crate::devices::{CaptureFormat, CapturedFrame, DeviceError, PixelFormat};
+use crate::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame, DeviceError};
 
 /// Buffers in the mmap stream (what the driver is asked for; it may round up).
 pub const BUFFER_COUNT: u32 = 4;
@@ -134,7 +134,7 @@ impl VideoBackend for V4l2Backend {
 }
 
 /// Describes one device node: opens it, checks it is a streaming video-capture device and lists the
-/// formats it offers that [`PixelFormat`] knows. [`DeviceError::Open`] when it cannot be opened or is not
+/// formats it offers that [`CameraPixelFormat`] knows. [`DeviceError::Open`] when it cannot be opened or is not
 /// such a device (a regular file, a metadata or output node).
 pub fn probe_node(path: &Path) -> Result<VideoDeviceInfo, DeviceError> {
     let node = Node::open(path)?;
@@ -207,7 +207,7 @@ impl Node {
     }
 
     /// `VIDIOC_ENUM_FMT`: the pixel formats we know, with their index.
-    fn pixel_formats(&self) -> Vec<(u32, PixelFormat)> {
+    fn pixel_formats(&self) -> Vec<(u32, CameraPixelFormat)> {
         let mut formats = Vec::new();
         for index in 0..MAX_ENUM {
             // SAFETY: v4l2_fmtdesc is plain old data; all-zero is a valid value.
@@ -217,7 +217,7 @@ impl Node {
             if ioctl(self.fd(), vidioc::VIDIOC_ENUM_FMT, &mut desc).is_err() {
                 break;
             }
-            match PixelFormat::from_fourcc(desc.pixelformat.to_le_bytes()) {
+            match CameraPixelFormat::from_fourcc(desc.pixelformat.to_le_bytes()) {
                 Some(format) if !formats.iter().any(|(_, f)| *f == format) => formats.push((index, format)),
                 Some(_) => {}
                 None => log::trace!("v4l2: {}: skipping format {}", self.device, fourcc_text(desc.pixelformat)),
@@ -227,7 +227,7 @@ impl Node {
     }
 
     /// `VIDIOC_ENUM_FRAMESIZES`: discrete sizes as they are, ranges as [`STANDARD_SIZES`] inside them.
-    fn frame_sizes(&self, pixel_format: PixelFormat) -> Vec<(u32, u32)> {
+    fn frame_sizes(&self, pixel_format: CameraPixelFormat) -> Vec<(u32, u32)> {
         let mut sizes = Vec::new();
         for index in 0..MAX_ENUM {
             // SAFETY: v4l2_frmsizeenum is plain old data; all-zero is a valid value.
@@ -263,7 +263,7 @@ impl Node {
 
     /// `VIDIOC_ENUM_FRAMEINTERVALS` as whole frame rates; the current rate (`VIDIOC_G_PARM`) when the
     /// driver does not enumerate intervals.
-    fn frame_rates(&self, pixel_format: PixelFormat, width: u32, height: u32) -> Vec<u32> {
+    fn frame_rates(&self, pixel_format: CameraPixelFormat, width: u32, height: u32) -> Vec<u32> {
         let mut rates = Vec::new();
         for index in 0..MAX_ENUM {
             // SAFETY: v4l2_frmivalenum is plain old data; all-zero is a valid value.
@@ -411,7 +411,7 @@ impl V4l2Capture {
             log::warn!("v4l2: {device}: driver delivers field order {} (interlaced)", set.field);
         }
         let mut bytes_per_line = set.bytesperline;
-        if chosen.pixel_format != PixelFormat::Mjpeg {
+        if chosen.pixel_format != CameraPixelFormat::Mjpeg {
             let layout = Layout::new(chosen.pixel_format, chosen.width, chosen.height, bytes_per_line);
             let Some(layout) = layout else {
                 return Err(format_err(format!("driver set {chosen} with a row pitch of {bytes_per_line} bytes")));
@@ -536,11 +536,11 @@ impl V4l2Capture {
         let f = self.format;
         let used = match buf.bytesused as usize {
             // Some drivers leave bytesused unset for raw formats; an empty MJPEG buffer stays empty.
-            0 if f.pixel_format != PixelFormat::Mjpeg => all.len(),
+            0 if f.pixel_format != CameraPixelFormat::Mjpeg => all.len(),
             n => n.min(all.len()),
         };
         let data = &all[..used];
-        if f.pixel_format == PixelFormat::Mjpeg {
+        if f.pixel_format == CameraPixelFormat::Mjpeg {
             return Ok((!data.is_empty()).then(|| Bytes::copy_from_slice(data)));
         }
         let packed = Layout::new(f.pixel_format, f.width, f.height, self.bytes_per_line).and_then(|l| l.pack(data));
@@ -680,7 +680,7 @@ impl Drop for Mapping {
 /// Where the planes of a raw frame lie in a driver buffer whose rows are `luma_stride` bytes apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
-    pixel_format: PixelFormat,
+    pixel_format: CameraPixelFormat,
     width: u32,
     height: u32,
     luma_stride: u32,
@@ -707,11 +707,11 @@ impl Plane {
 
 impl Layout {
     /// `None` for MJPEG or a pitch too small for the width. A pitch of 0 means packed.
-    fn new(pixel_format: PixelFormat, width: u32, height: u32, bytes_per_line: u32) -> Option<Self> {
+    fn new(pixel_format: CameraPixelFormat, width: u32, height: u32, bytes_per_line: u32) -> Option<Self> {
         let packed_row = match pixel_format {
-            PixelFormat::I420 | PixelFormat::Nv12 => width,
-            PixelFormat::Yuyv => width.div_ceil(2).checked_mul(4)?,
-            PixelFormat::Mjpeg => return None,
+            CameraPixelFormat::I420 | CameraPixelFormat::Nv12 => width,
+            CameraPixelFormat::Yuyv => width.div_ceil(2).checked_mul(4)?,
+            CameraPixelFormat::Mjpeg => return None,
         };
         let luma_stride = if bytes_per_line == 0 { packed_row } else { bytes_per_line };
         let layout = Self { pixel_format, width, height, luma_stride };
@@ -723,7 +723,7 @@ impl Layout {
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         let stride = self.luma_stride as usize;
         match self.pixel_format {
-            PixelFormat::I420 => {
+            CameraPixelFormat::I420 => {
                 let luma = Plane { offset: 0, stride, row_len: w, rows: h };
                 // The chroma planes' pitch is half the luma pitch (V4L2 YU12).
                 let c_stride = stride / 2;
@@ -731,12 +731,12 @@ impl Layout {
                 let v = Plane { offset: stride * h + c_stride * ch, ..u };
                 vec![luma, u, v]
             }
-            PixelFormat::Nv12 => {
+            CameraPixelFormat::Nv12 => {
                 let luma = Plane { offset: 0, stride, row_len: w, rows: h };
                 vec![luma, Plane { offset: stride * h, stride, row_len: 2 * cw, rows: ch }]
             }
-            PixelFormat::Yuyv => vec![Plane { offset: 0, stride, row_len: 4 * cw, rows: h }],
-            PixelFormat::Mjpeg => Vec::new(),
+            CameraPixelFormat::Yuyv => vec![Plane { offset: 0, stride, row_len: 4 * cw, rows: h }],
+            CameraPixelFormat::Mjpeg => Vec::new(),
         }
     }
 
@@ -1016,12 +1016,12 @@ mod tests {
     #[test]
     fn padded_rows_are_repacked() {
         for (format, w, h, stride) in [
-            (PixelFormat::Yuyv, 6, 4, 16),
-            (PixelFormat::Yuyv, 5, 3, 12),
-            (PixelFormat::Nv12, 6, 4, 8),
-            (PixelFormat::Nv12, 5, 5, 8),
-            (PixelFormat::I420, 6, 4, 8),
-            (PixelFormat::I420, 7, 3, 10),
+            (CameraPixelFormat::Yuyv, 6, 4, 16),
+            (CameraPixelFormat::Yuyv, 5, 3, 12),
+            (CameraPixelFormat::Nv12, 6, 4, 8),
+            (CameraPixelFormat::Nv12, 5, 5, 8),
+            (CameraPixelFormat::I420, 6, 4, 8),
+            (CameraPixelFormat::I420, 7, 3, 10),
         ] {
             let layout = Layout::new(format, w, h, stride).unwrap();
             let (padded, packed) = padded_frame(&layout);
@@ -1033,19 +1033,19 @@ mod tests {
 
     #[test]
     fn unpadded_frames_are_copied_as_they_are() {
-        let layout = Layout::new(PixelFormat::I420, 8, 4, 8).unwrap();
-        assert_eq!(layout.padded_len(), PixelFormat::I420.frame_len(8, 4).unwrap());
+        let layout = Layout::new(CameraPixelFormat::I420, 8, 4, 8).unwrap();
+        assert_eq!(layout.padded_len(), CameraPixelFormat::I420.frame_len(8, 4).unwrap());
         let data: Vec<u8> = (0..100u8).collect();
         assert_eq!(layout.pack(&data), Some(data[..48].to_vec()));
         // A pitch of 0 is taken as packed.
-        assert_eq!(Layout::new(PixelFormat::Yuyv, 8, 2, 0).unwrap().luma_stride, 16);
+        assert_eq!(Layout::new(CameraPixelFormat::Yuyv, 8, 2, 0).unwrap().luma_stride, 16);
     }
 
     #[test]
     fn too_small_a_pitch_is_refused() {
-        assert_eq!(Layout::new(PixelFormat::Yuyv, 640, 480, 640), None);
-        assert_eq!(Layout::new(PixelFormat::I420, 640, 480, 320), None);
-        assert_eq!(Layout::new(PixelFormat::Mjpeg, 640, 480, 0), None);
+        assert_eq!(Layout::new(CameraPixelFormat::Yuyv, 640, 480, 640), None);
+        assert_eq!(Layout::new(CameraPixelFormat::I420, 640, 480, 320), None);
+        assert_eq!(Layout::new(CameraPixelFormat::Mjpeg, 640, 480, 0), None);
     }
 
     #[test]
@@ -1064,7 +1064,7 @@ mod tests {
     #[test]
     fn error_messages_list_a_bounded_number_of_formats() {
         let many: Vec<CaptureFormat> = (1..=30)
-            .map(|fps| CaptureFormat { pixel_format: PixelFormat::Yuyv, width: 640, height: 480, fps })
+            .map(|fps| CaptureFormat { pixel_format: CameraPixelFormat::Yuyv, width: 640, height: 480, fps })
             .collect();
         let text = describe(&many);
         assert!(text.starts_with("YUYV 640x480@1, "), "{text}");

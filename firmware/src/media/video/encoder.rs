@@ -17,7 +17,7 @@ use gstreamer_video as gst_video;
 use super::pipeline::{kbps_to_bps_i32, EncoderPipeline, EncoderSpec, RtpCallback};
 use super::pixel_layout::{gst_format, meta_layout};
 use super::selection::{is_hardware, select_encoders, start_first, CodecPolicy, ElementRegistry};
-use crate::devices::{CaptureFormat, CapturedFrame, PixelFormat};
+use crate::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame};
 use crate::media::pattern::VideoFrame;
 use crate::media::{MediaError, VideoCodec};
 
@@ -187,7 +187,7 @@ impl VideoEncoder {
         counters: Arc<EncoderCounters>,
         on_rtp: impl Fn(Bytes) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
-        let input = CaptureFormat { pixel_format: PixelFormat::I420, width, height, fps };
+        let input = CaptureFormat { pixel_format: CameraPixelFormat::I420, width, height, fps };
         let mut settings = EncoderSettings::new(codec, bitrate_kbps, pt, ssrc);
         settings.output_size = Some((width, height));
         Self::start_inner(input, &settings, &[element.to_owned()], counters, Arc::new(on_rtp))
@@ -380,7 +380,7 @@ impl VideoEncoder {
     /// the pipeline refused it (flushing, error state).
     pub fn push_frame(&mut self, frame: &VideoFrame) -> Result<(), MediaError> {
         let input = self.spec.input;
-        if input.pixel_format != PixelFormat::I420 || (frame.width, frame.height) != (input.width, input.height) {
+        if input.pixel_format != CameraPixelFormat::I420 || (frame.width, frame.height) != (input.width, input.height) {
             return Err(MediaError::Config(format!(
                 "video encoder takes {input}, not I420 {}x{}: restart it",
                 frame.width, frame.height
@@ -564,7 +564,7 @@ mod tests {
         assert!(got.counters.windows(2).all(|w| w[0] < w[1]), "{what}: not increasing: {:?}", got.counters);
     }
 
-    fn raw_capture(pf: PixelFormat, width: u32, height: u32, out: Option<(u32, u32)>) -> Decoded {
+    fn raw_capture(pf: CameraPixelFormat, width: u32, height: u32, out: Option<(u32, u32)>) -> Decoded {
         let format = CaptureFormat { pixel_format: pf, width, height, fps: 30 };
         let mut settings = EncoderSettings::new(VideoCodec::H264, 800, 96, 0x1111);
         settings.output_size = out;
@@ -580,7 +580,7 @@ mod tests {
 
     #[test]
     fn yuy2_capture_encodes_and_decodes_at_the_capture_size() {
-        let got = raw_capture(PixelFormat::Yuyv, 640, 480, None);
+        let got = raw_capture(CameraPixelFormat::Yuyv, 640, 480, None);
         assert!(got.sizes.len() >= 10, "decoded {}", got.sizes.len());
         assert!(got.sizes.iter().all(|s| *s == (640, 480)), "{:?}", got.sizes);
         assert_counters(&got, "YUY2");
@@ -588,7 +588,7 @@ mod tests {
 
     #[test]
     fn nv12_capture_encodes_and_decodes_at_the_capture_size() {
-        let got = raw_capture(PixelFormat::Nv12, 320, 240, None);
+        let got = raw_capture(CameraPixelFormat::Nv12, 320, 240, None);
         assert!(got.sizes.len() >= 10, "decoded {}", got.sizes.len());
         assert!(got.sizes.iter().all(|s| *s == (320, 240)), "{:?}", got.sizes);
         assert_counters(&got, "NV12");
@@ -596,7 +596,7 @@ mod tests {
 
     #[test]
     fn capture_is_scaled_to_the_requested_size() {
-        let got = raw_capture(PixelFormat::Yuyv, 640, 480, Some((320, 240)));
+        let got = raw_capture(CameraPixelFormat::Yuyv, 640, 480, Some((320, 240)));
         assert!(got.sizes.len() >= 10, "decoded {}", got.sizes.len());
         assert!(got.sizes.iter().all(|s| *s == (320, 240)), "{:?}", got.sizes);
     }
@@ -605,7 +605,7 @@ mod tests {
     fn unaligned_rows_are_read_with_the_packed_layout() {
         // 330 pixels: GStreamer's default layout would pad rows to 332; a frame read that way is skewed
         // and its counter unreadable.
-        for pf in [PixelFormat::I420, PixelFormat::Nv12] {
+        for pf in [CameraPixelFormat::I420, CameraPixelFormat::Nv12] {
             let got = raw_capture(pf, 330, 250, None);
             assert!(got.sizes.iter().all(|s| *s == (330, 250)), "{pf:?}: {:?}", got.sizes);
             assert_counters(&got, &format!("{pf:?} 330x250"));
@@ -642,7 +642,7 @@ mod tests {
     fn mjpeg_capture_encodes() {
         let images = jpegs(320, 240, 100, 60);
         assert!(images.iter().all(|j| j.starts_with(&[0xff, 0xd8])));
-        let format = CaptureFormat { pixel_format: PixelFormat::Mjpeg, width: 320, height: 240, fps: 30 };
+        let format = CaptureFormat { pixel_format: CameraPixelFormat::Mjpeg, width: 320, height: 240, fps: 30 };
         let settings = EncoderSettings::new(VideoCodec::H264, 600, 96, 0x2222);
         let mut lp = start_loop(format, &settings, &CodecPolicy::default(), &GstRegistry);
         lp.encoder.force_keyframe();
@@ -656,7 +656,7 @@ mod tests {
     #[test]
     fn bad_frames_are_skipped_not_fatal() {
         init_gstreamer().unwrap();
-        let format = CaptureFormat { pixel_format: PixelFormat::Yuyv, width: 320, height: 240, fps: 30 };
+        let format = CaptureFormat { pixel_format: CameraPixelFormat::Yuyv, width: 320, height: 240, fps: 30 };
         let settings = EncoderSettings::new(VideoCodec::H264, 600, 96, 0x3333);
         let counters = Arc::new(EncoderCounters::default());
         let mut enc = VideoEncoder::start_for_capture(
@@ -673,13 +673,13 @@ mod tests {
         assert_eq!(counters.frames_skipped.load(Ordering::Relaxed), 2);
         // A frame in another format means the capture changed: an error, not a misread.
         let other = CaptureFormat { width: 640, height: 480, ..format };
-        let frame = captured(other, 2, convert_i420(&draw_test_frame(640, 480, 1), PixelFormat::Yuyv).unwrap());
+        let frame = captured(other, 2, convert_i420(&draw_test_frame(640, 480, 1), CameraPixelFormat::Yuyv).unwrap());
         assert!(matches!(enc.push_capture(&frame), Err(MediaError::Config(_))));
         // Well-formed frames still encode.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut n = 3;
         while counters.frames_encoded.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-            let data = convert_i420(&draw_test_frame(320, 240, n), PixelFormat::Yuyv).unwrap();
+            let data = convert_i420(&draw_test_frame(320, 240, n), CameraPixelFormat::Yuyv).unwrap();
             enc.push_capture(&captured(format, n, data)).unwrap();
             n += 1;
             std::thread::sleep(Duration::from_millis(33));
@@ -687,7 +687,7 @@ mod tests {
         assert!(counters.frames_encoded.load(Ordering::Relaxed) > 0);
 
         // MJPEG that is not a JPEG is skipped too.
-        let mjpeg = CaptureFormat { pixel_format: PixelFormat::Mjpeg, ..format };
+        let mjpeg = CaptureFormat { pixel_format: CameraPixelFormat::Mjpeg, ..format };
         let counters = Arc::new(EncoderCounters::default());
         let mut enc = VideoEncoder::start_for_capture(
             mjpeg,
@@ -708,7 +708,7 @@ mod tests {
         // The fake claims a V4L2 encoder and decoder this machine does not have: building their
         // pipelines fails and the software elements are used.
         let reg = PlusRegistry(&["v4l2h264enc", "v4l2h264dec"]);
-        let format = CaptureFormat { pixel_format: PixelFormat::I420, width: 320, height: 240, fps: 30 };
+        let format = CaptureFormat { pixel_format: CameraPixelFormat::I420, width: 320, height: 240, fps: 30 };
         let settings = EncoderSettings::new(VideoCodec::H264, 600, 96, 0x4444);
         let mut lp = start_loop(format, &settings, &CodecPolicy::default(), &reg);
         assert_eq!(lp.encoder.element(), "x264enc");
@@ -722,7 +722,7 @@ mod tests {
     fn element_failing_before_its_first_frame_is_replaced() {
         init_gstreamer().unwrap();
         // An encoder that starts, then fails to configure itself at the first frame.
-        let format = CaptureFormat { pixel_format: PixelFormat::I420, width: 320, height: 240, fps: 30 };
+        let format = CaptureFormat { pixel_format: CameraPixelFormat::I420, width: 320, height: 240, fps: 30 };
         let settings = EncoderSettings::new(VideoCodec::H264, 600, 96, 0x5555);
         let counters = Arc::new(EncoderCounters::default());
         // (The candidate name is put into the pipeline description as is: a misconfigured x264enc.)
@@ -760,7 +760,7 @@ mod tests {
             (VideoCodec::H264, "openh264enc", "bitrate", 1000),
             (VideoCodec::Vp8, "vp8enc", "target-bitrate", 1000),
         ] {
-            let format = CaptureFormat { pixel_format: PixelFormat::I420, width: 320, height: 240, fps: 30 };
+            let format = CaptureFormat { pixel_format: CameraPixelFormat::I420, width: 320, height: 240, fps: 30 };
             let mut settings = EncoderSettings::new(codec, 800, 96, 1);
             (settings.min_bitrate_kbps, settings.max_bitrate_kbps) = (200, 1500);
             let policy = CodecPolicy { forced_encoder: Some(element.into()), ..CodecPolicy::default() };
