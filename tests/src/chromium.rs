@@ -394,19 +394,20 @@ impl PagePhase {
     }
 }
 
+/// The `kind` of a media stream as the page's statistics report it (anything else kept as text).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MediaKind {
+pub enum PageMediaKind {
     Audio,
     Video,
     Other(String),
 }
 
-impl MediaKind {
-    fn parse(s: &str) -> MediaKind {
+impl PageMediaKind {
+    fn parse(s: &str) -> PageMediaKind {
         match s {
-            "audio" => MediaKind::Audio,
-            "video" => MediaKind::Video,
-            other => MediaKind::Other(other.to_string()),
+            "audio" => PageMediaKind::Audio,
+            "video" => PageMediaKind::Video,
+            other => PageMediaKind::Other(other.to_string()),
         }
     }
 }
@@ -431,7 +432,7 @@ impl RoomPublisher {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboundStats {
     pub mid: String,
-    pub kind: MediaKind,
+    pub kind: PageMediaKind,
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub frames_encoded: Option<u64>,
@@ -488,7 +489,7 @@ impl RtpCodec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InboundStats {
     pub mid: String,
-    pub kind: MediaKind,
+    pub kind: PageMediaKind,
     /// The publisher's id in the room.
     pub feed: Option<u64>,
     /// The publisher's display (`feed_display`).
@@ -725,15 +726,15 @@ fn sip_uri_user(s: &str) -> Option<&str> {
 impl PageStats {
     /// The active inbound video from `who` (the one with the most decoded frames if several).
     pub fn video_from(&self, who: &str) -> Option<&InboundStats> {
-        self.inbound_from(who, MediaKind::Video).into_iter().max_by_key(|s| s.frames_decoded.unwrap_or(0))
+        self.inbound_from(who, PageMediaKind::Video).into_iter().max_by_key(|s| s.frames_decoded.unwrap_or(0))
     }
 
     /// The active inbound audio from `who` (the one with the most samples if several).
     pub fn audio_from(&self, who: &str) -> Option<&InboundStats> {
-        self.inbound_from(who, MediaKind::Audio).into_iter().max_by_key(|s| s.total_samples_received.unwrap_or(0))
+        self.inbound_from(who, PageMediaKind::Audio).into_iter().max_by_key(|s| s.total_samples_received.unwrap_or(0))
     }
 
-    fn inbound_from<'a>(&'a self, who: &str, kind: MediaKind) -> Vec<&'a InboundStats> {
+    fn inbound_from<'a>(&'a self, who: &str, kind: PageMediaKind) -> Vec<&'a InboundStats> {
         self.inbound.iter().filter(|s| s.active && s.kind == kind && s.is_from(who)).collect()
     }
 
@@ -753,7 +754,7 @@ impl PageStats {
     }
 
     /// The outbound stats of the page's own `kind` track.
-    pub fn outbound(&self, kind: MediaKind) -> Option<&OutboundStats> {
+    pub fn outbound(&self, kind: PageMediaKind) -> Option<&OutboundStats> {
         self.outbound.iter().find(|s| s.kind == kind)
     }
 
@@ -799,7 +800,7 @@ impl PageStats {
                 let who = i.display.as_deref().unwrap_or("?");
                 let active = if i.active { "" } else { " inactive" };
                 match i.kind {
-                    MediaKind::Video => format!(
+                    PageMediaKind::Video => format!(
                         "{who:?} video{active} {} frames {}x{} {} pkts",
                         i.frames_decoded.unwrap_or(0),
                         i.frame_width.unwrap_or(0),
@@ -859,7 +860,7 @@ impl PageStats {
             .inbound
             .iter()
             .map(|i| match i.kind {
-                MediaKind::Video => format!(
+                PageMediaKind::Video => format!(
                     "video {} pkts {} frames {}x{} {}",
                     i.packets_received,
                     i.frames_decoded.unwrap_or(0),
@@ -917,7 +918,7 @@ impl PageStats {
                 .iter()
                 .map(|o| OutboundStats {
                     mid: text(o, "mid").unwrap_or_default(),
-                    kind: MediaKind::parse(&text(o, "kind").unwrap_or_default()),
+                    kind: PageMediaKind::parse(&text(o, "kind").unwrap_or_default()),
                     packets_sent: uint(o, "packetsSent").unwrap_or(0),
                     bytes_sent: uint(o, "bytesSent").unwrap_or(0),
                     frames_encoded: uint(o, "framesEncoded"),
@@ -933,7 +934,7 @@ impl PageStats {
                 .iter()
                 .map(|i| InboundStats {
                     mid: text(i, "mid").unwrap_or_default(),
-                    kind: MediaKind::parse(&text(i, "kind").unwrap_or_default()),
+                    kind: PageMediaKind::parse(&text(i, "kind").unwrap_or_default()),
                     feed: uint(i, "feed"),
                     display: text(i, "display"),
                     active: i.get("active").and_then(Value::as_bool).unwrap_or(true),
@@ -1626,7 +1627,7 @@ mod tests {
         assert_eq!((a.packets_received, a.packets_lost, a.total_samples_received), (49, -1, Some(48000)));
         assert!(s.video_from("someone else").is_none());
         assert!(s.has_feed_from("door") && s.publisher("door").is_some_and(|p| p.id == 7 && p.streams == 2));
-        assert_eq!(s.outbound(MediaKind::Video).and_then(|o| o.frames_encoded), Some(15));
+        assert_eq!(s.outbound(PageMediaKind::Video).and_then(|o| o.frames_encoded), Some(15));
         assert!(s.ice_on_loopback());
         assert!(s.probe_from("door").expect("probe").shows_colour_bars(8));
         assert!(s.summary().contains("14 frames 320x240"), "{}", s.summary());
@@ -1690,7 +1691,7 @@ mod tests {
         assert_eq!(v.rtp_codec.mime_type.as_deref(), Some("video/H264"));
         assert_eq!(v.rtp_codec.profile_level_id().as_deref(), Some("42e01f"));
         assert!(s.audio_from("door-b").is_some_and(|a| a.packets_received == 82));
-        let out = s.outbound(MediaKind::Video).expect("outbound video");
+        let out = s.outbound(PageMediaKind::Video).expect("outbound video");
         assert!(out.rtp_codec.describe().starts_with("video/H264 PT 102 ["), "{}", out.rtp_codec.describe());
         assert!(s.summary().contains("call 2 from \"sip:door-b@callbox.test\" Accepted"), "{}", s.summary());
     }

@@ -24,8 +24,8 @@ pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, Recording};
 pub use chromium::{
-    ChromiumError, ChromiumOptions, ChromiumPage, FakeAudio, FakeVideo, InboundStats, MediaFlow, MediaKind,
-    OutboundStats, PagePhase, PageStats, RoomPublisher, VideoProbe,
+    ChromiumError, ChromiumOptions, ChromiumPage, FakeAudio, FakeVideo, InboundStats, MediaFlow, OutboundStats,
+    PageMediaKind, PagePhase, PageStats, RoomPublisher, VideoProbe,
 };
 pub use error::HarnessError;
 pub use proxy::CuttableProxy;

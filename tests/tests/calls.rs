@@ -3,7 +3,7 @@
 
 mod common;
 
-use callbox::calling::{subcode, CallEndReason, CallState, Event, ParticipantState, StreamKind};
+use callbox::calling::{subcode, CallEndReason, CallState, Event, ParticipantState, VideoStreamKind};
 use callbox::media::VideoCodec;
 use callbox_tests::{Stack, StackOptions};
 use common::*;
@@ -40,7 +40,7 @@ async fn a_calls_b_both_connect_exchange_media_and_a_hangs_up() {
     let b_side = b_call.remote_participants().remove(0);
     eventually("the front door is speaking at the monitor", || b_side.is_speaking()).await;
     eventually("the front door's video is available at the monitor", || {
-        b_side.video_streams().first().is_some_and(|s| s.is_available() && s.kind() == Some(StreamKind::Video))
+        b_side.video_streams().first().is_some_and(|s| s.is_available() && s.kind() == Some(VideoStreamKind::Video))
     })
     .await;
     assert_eq!(call.media_stats().and_then(|s| s.video_codec), Some(VideoCodec::H264));

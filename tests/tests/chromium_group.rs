@@ -9,10 +9,11 @@ mod common;
 
 use std::time::Duration;
 
+use callbox::calling::MediaKind;
 use callbox::calling::{CallState, ParticipantState, ScalingMode};
 use callbox::client::{Call, RemoteParticipant, Screen};
 use callbox::display::{FramebufferFormat, MemoryFramebuffer};
-use callbox::media::{RemoteStreamKind, VideoCodec};
+use callbox::media::VideoCodec;
 use callbox_tests::{ChromiumOptions, ChromiumPage, Stack, StackOptions};
 use common::*;
 
@@ -87,8 +88,8 @@ async fn a_browser_joins_the_group_call_shares_its_screen_and_everyone_decodes_e
         .await;
         eventually(&format!("{who} decodes four videos and receives three voices, each in its own stream"), || {
             let streams = c.received_streams();
-            distinct_mids(&streams, RemoteStreamKind::Video, true) >= 4
-                && distinct_mids(&streams, RemoteStreamKind::Audio, false) >= 3
+            distinct_mids(&streams, MediaKind::Video, true) >= 4
+                && distinct_mids(&streams, MediaKind::Audio, false) >= 3
         })
         .await;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use callbox::calling::Secret;
 use callbox::signaling::videoroom::{room_id_from, CreateRoom, Destroy, VideoRoomHandle};
-use callbox_tests::{ChromiumOptions, ChromiumPage, MediaKind, PagePhase, Stack, StackOptions};
+use callbox_tests::{ChromiumOptions, ChromiumPage, PageMediaKind, PagePhase, Stack, StackOptions};
 
 /// Bound on each wait for a browser: a cold Chromium start on a loaded 2-core machine is slow; only there so
 /// that a broken test fails instead of hanging.
@@ -98,9 +98,14 @@ async fn two_chromium_pages_see_and_hear_each_other_in_a_pin_room_and_see_one_le
     // Both publish VP8 320x240 and Opus.
     for page in [&alice, &bob] {
         let s = must(page.name(), page.wait_published(BROWSER_WAIT).await);
-        let video = s.outbound(MediaKind::Video).expect("published video");
+        let video = s.outbound(PageMediaKind::Video).expect("published video");
         assert!(video.frames_encoded.unwrap_or(0) > 0, "{}: {video:?}", page.name());
-        assert!(s.outbound(MediaKind::Audio).is_some_and(|a| a.packets_sent > 0), "{}: {:?}", page.name(), s.outbound);
+        assert!(
+            s.outbound(PageMediaKind::Audio).is_some_and(|a| a.packets_sent > 0),
+            "{}: {:?}",
+            page.name(),
+            s.outbound
+        );
     }
 
     // Janus lists both as publishers under their displays.

@@ -23,7 +23,7 @@ use callbox::client::{Call, CallClient, EventStream};
 use callbox::media::VideoCodec;
 use callbox_tests::chromium::{SipCall, SipCallState};
 use callbox_tests::compat::{Direction, Verified};
-use callbox_tests::{ChromiumError, ChromiumOptions, ChromiumPage, MediaKind, PageStats, Stack, StackOptions};
+use callbox_tests::{ChromiumError, ChromiumOptions, ChromiumPage, PageMediaKind, PageStats, Stack, StackOptions};
 use common::*;
 
 /// Bound on each wait for the browser: a cold Chromium start on a loaded 2-core machine is slow; only there so
@@ -80,11 +80,11 @@ async fn assert_browser_media(page: &ChromiumPage, seq: u64) -> (VideoCodec, Vid
     );
     assert!(louder.audio_from(DOOR).and_then(|a| a.audio_level).unwrap_or(0.0) > 0.0, "{}", louder.summary());
 
-    let sent = after.outbound(MediaKind::Video).expect("the browser sends video");
+    let sent = after.outbound(PageMediaKind::Video).expect("the browser sends video");
     assert!(sent.packets_sent > 0 && sent.frames_encoded.unwrap_or(0) > 0, "{sent:?}");
     let sending = video_codec(sent.rtp_codec.mime_type.as_deref())
         .unwrap_or_else(|| panic!("the browser sends H.264 or VP8: {:?}", sent.rtp_codec));
-    assert!(after.outbound(MediaKind::Audio).is_some_and(|a| a.packets_sent > 0), "{}", after.summary());
+    assert!(after.outbound(PageMediaKind::Audio).is_some_and(|a| a.packets_sent > 0), "{}", after.summary());
     assert!(after.ice_on_loopback(), "{}", after.summary());
     eprintln!(
         "browser, call {seq}: receives {} ({} frames decoded {}x{}, {} packets, decoder {:?}), sends {} ({} frames \

@@ -5,9 +5,10 @@
 
 mod common;
 
+use callbox::calling::MediaKind;
 use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState};
 use callbox::client::{Call, CallClient};
-use callbox::media::{read_frame_counter, RemoteStreamKind};
+use callbox::media::read_frame_counter;
 use callbox::signaling::videoroom::VideoRoomHandle;
 use callbox_tests::{Stack, StackOptions};
 use common::*;
@@ -54,8 +55,8 @@ async fn assert_media_from_everyone(call: &Call, who: &str, others: usize) {
     }
     eventually(&format!("{who} decodes {others} videos and receives {others} voices, each in its own stream"), || {
         let streams = call.received_streams();
-        distinct_mids(&streams, RemoteStreamKind::Video, true) >= others
-            && distinct_mids(&streams, RemoteStreamKind::Audio, false) >= others
+        distinct_mids(&streams, MediaKind::Video, true) >= others
+            && distinct_mids(&streams, MediaKind::Audio, false) >= others
     })
     .await;
     eventually(&format!("{who} hears the room, and its call's figures count what the room sent"), || {
@@ -235,7 +236,7 @@ async fn a_declined_invitation_disconnects_that_participant_with_603_and_the_cal
     wait_connected_with(&a_call, "a", &["gd-door"]).await;
     eventually("the door sees a muted", || participant(&call, "gd-a").is_muted()).await;
     eventually("the door receives a's (silent) audio", || {
-        distinct_mids(&call.received_streams(), RemoteStreamKind::Audio, false) == 1
+        distinct_mids(&call.received_streams(), MediaKind::Audio, false) == 1
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -8,7 +8,7 @@ use crate::events::{ConnectionState, Event};
 use crate::identifier::Identifier;
 use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
-    RendererId, RendererInfo, ScalingMode, StreamId, StreamInfo, StreamKind,
+    RendererId, RendererInfo, ScalingMode, StreamId, StreamInfo, VideoStreamKind,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -985,11 +985,12 @@ impl CallingCore {
             let Some((_, p)) = self.participants.get_mut(&pid) else {
                 continue;
             };
-            let existing = p.streams.iter().position(|s| s.kind == StreamKind::Video && !room_streams.contains(&s.id));
+            let existing =
+                p.streams.iter().position(|s| s.kind == VideoStreamKind::Video && !room_streams.contains(&s.id));
             match (has_stream, existing) {
                 (true, None) => {
                     self.next_id += 1;
-                    p.streams.push(StreamInfo { id: next_id, kind: StreamKind::Video, is_available: available });
+                    p.streams.push(StreamInfo { id: next_id, kind: VideoStreamKind::Video, is_available: available });
                     self.events.push_back(Event::VideoStreamsUpdated {
                         call,
                         participant: pid,
@@ -1035,8 +1036,10 @@ impl CallingCore {
         }
         let (added, removed) = (vec![], vec![sid]);
         self.events.push_back(match s.kind {
-            StreamKind::Video => Event::VideoStreamsUpdated { call, participant: pid, added, removed },
-            StreamKind::ScreenSharing => Event::ScreenSharingStreamsUpdated { call, participant: pid, added, removed },
+            VideoStreamKind::Video => Event::VideoStreamsUpdated { call, participant: pid, added, removed },
+            VideoStreamKind::ScreenSharing => {
+                Event::ScreenSharingStreamsUpdated { call, participant: pid, added, removed }
+            }
         });
     }
 

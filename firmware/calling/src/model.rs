@@ -142,12 +142,24 @@ pub fn sip_reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// What a remote video stream carries.
+/// The media type of an RTP stream: what a session sends or receives, whatever the call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamKind {
+pub enum MediaKind {
+    Audio,
     Video,
+}
+
+/// What a remote video stream of a participant carries: its camera, or a shared screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoStreamKind {
+    /// A camera.
+    Video,
+    /// A shared screen.
     ScreenSharing,
 }
+
+/// The former name of [`VideoStreamKind`], kept while `client/api.rs` and `client/render.rs` still use it.
+pub type StreamKind = VideoStreamKind;
 
 /// A remote participant as the model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +178,7 @@ pub struct ParticipantInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamInfo {
     pub id: StreamId,
-    pub kind: StreamKind,
+    pub kind: VideoStreamKind,
     pub is_available: bool,
 }
 

@@ -31,6 +31,7 @@ pub use playout::PlayoutConfig;
 pub use session::MediaSession;
 pub use video::CodecPolicy;
 
+use crate::calling::MediaKind;
 use crate::devices::DeviceManager;
 
 /// A video codec this firmware can send and receive.
@@ -278,20 +279,13 @@ pub struct MediaStats {
     pub first_remote_frame_at: Option<Instant>,
 }
 
-/// The kind of a remote stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteStreamKind {
-    Audio,
-    Video,
-}
-
 /// What one remote stream of a session delivered (a group call's subscription carries one per member stream).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteStreamStats {
     pub ssrc: u32,
     /// The media section it arrives in, when the far end's offer announced its SSRC.
     pub mid: Option<String>,
-    pub kind: RemoteStreamKind,
+    pub kind: MediaKind,
     /// RTP packets received.
     pub packets: u64,
     /// RTP bytes received (headers and payload, as they came out of SRTP).

@@ -44,9 +44,8 @@ use super::pattern::{read_frame_counter, VideoFrame};
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, KeyframePolicy, VideoDecoder, VideoEncoder};
 use super::wire::{WireCounter, WireCounters, WIRE_SLOT};
-use super::{
-    DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamKind, RemoteStreamStats, VideoCodec,
-};
+use super::{DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamStats, VideoCodec};
+use crate::calling::MediaKind;
 use crate::devices::CameraFeed;
 use std::collections::HashMap;
 
@@ -112,7 +111,7 @@ struct Mutable {
 
 /// What one remote stream delivered.
 struct RemoteStream {
-    kind: RemoteStreamKind,
+    kind: MediaKind,
     packets: u64,
     bytes: u64,
     frames_decoded: u64,
@@ -126,7 +125,7 @@ const MAX_REMOTE_STREAMS: usize = 64;
 
 impl Mutable {
     /// The record of a remote stream, created on its first packet (`None` past the bound).
-    fn remote_stream(&mut self, ssrc: u32, kind: RemoteStreamKind) -> Option<&mut RemoteStream> {
+    fn remote_stream(&mut self, ssrc: u32, kind: MediaKind) -> Option<&mut RemoteStream> {
         if !self.remote_streams.contains_key(&ssrc) && self.remote_streams.len() >= MAX_REMOTE_STREAMS {
             return None;
         }
@@ -1251,7 +1250,7 @@ async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                     }
                     st.last_audio_at = Some(now);
                 }
-                if let Some(stream) = shared.lock().remote_stream(packet.header.ssrc, RemoteStreamKind::Audio) {
+                if let Some(stream) = shared.lock().remote_stream(packet.header.ssrc, MediaKind::Audio) {
                     stream.packets += 1;
                     stream.bytes += packet.marshal_size() as u64;
                 }
@@ -1283,7 +1282,7 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         };
         shared.video_packets_received.fetch_add(1, Ordering::Relaxed);
         let ssrc = packet.header.ssrc;
-        let first_frame_seen = match shared.lock().remote_stream(ssrc, RemoteStreamKind::Video) {
+        let first_frame_seen = match shared.lock().remote_stream(ssrc, MediaKind::Video) {
             Some(stream) => {
                 stream.packets += 1;
                 stream.bytes += packet.marshal_size() as u64;
@@ -1344,7 +1343,7 @@ fn on_decoded_frame(shared: &Shared, ssrc: u32, frame: VideoFrame) {
     let first = {
         let mut st = shared.lock();
         let now = Instant::now();
-        if let Some(stream) = st.remote_stream(ssrc, RemoteStreamKind::Video) {
+        if let Some(stream) = st.remote_stream(ssrc, MediaKind::Video) {
             stream.frames_decoded += 1;
             stream.first_frame_at.get_or_insert(now);
             stream.last_frame = Some(frame.clone());

@@ -5,9 +5,9 @@
 //! frames of all); the CPU time and peak RSS of the measured process over the call; the downlink of one invitee
 //! (every RTP byte it received from the room over the call); then one `BENCH_JSON {...}` line.
 
+use callbox::calling::MediaKind;
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox::client::{Call, CallClient, ClientError};
-use callbox::media::RemoteStreamKind;
 use callbox_tests::bench::{cpu_seconds, peak_rss_kb, start_answer_process};
 use callbox_tests::{HarnessError, Stack, StackOptions};
 use serde_json::json;
@@ -157,7 +157,7 @@ async fn run(o: &Options) -> Result<(), BenchError> {
         let videos = || {
             c.received_streams()
                 .into_iter()
-                .filter(|s| s.kind == RemoteStreamKind::Video)
+                .filter(|s| s.kind == MediaKind::Video)
                 .filter_map(|s| s.first_frame_at)
                 .collect::<Vec<_>>()
         };

@@ -4,9 +4,10 @@
 
 #![allow(dead_code)]
 
+use callbox::calling::MediaKind;
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox::client::{Call, CallClient, ClientConfig, EventStream, IncomingCall};
-use callbox::media::{AudioConfig, MediaConfig, RemoteStreamKind, RemoteStreamStats, VideoCodec, VideoConfig};
+use callbox::media::{AudioConfig, MediaConfig, RemoteStreamStats, VideoCodec, VideoConfig};
 use callbox_tests::Stack;
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,7 @@ pub fn prefer(codec: VideoCodec, mut config: ClientConfig) -> ClientConfig {
 
 /// How many distinct media sections of a group call's subscription carry `kind` with packets (and decoded frames,
 /// with `decoded`): one per member stream, however many SSRCs a section saw.
-pub fn distinct_mids(streams: &[RemoteStreamStats], kind: RemoteStreamKind, decoded: bool) -> usize {
+pub fn distinct_mids(streams: &[RemoteStreamStats], kind: MediaKind, decoded: bool) -> usize {
     let mut mids: Vec<&str> = streams
         .iter()
         .filter(|s| s.kind == kind && s.packets > 0 && (!decoded || s.frames_decoded > 0))

@@ -20,7 +20,7 @@ use crate::identifier::Identifier;
 use crate::invitation::{GroupCallId, Invitation};
 use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
-    StreamId, StreamInfo, StreamKind,
+    StreamId, StreamInfo, VideoStreamKind,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -688,8 +688,8 @@ impl CallingCore {
         let room_streams = self.room_stream_ids(call);
         let (leg_stream, room_camera) = match self.participants.get(&peer) {
             Some((_, p)) => (
-                p.streams.iter().find(|s| s.kind == StreamKind::Video && !room_streams.contains(&s.id)).copied(),
-                p.streams.iter().any(|s| s.kind == StreamKind::Video && room_streams.contains(&s.id)),
+                p.streams.iter().find(|s| s.kind == VideoStreamKind::Video && !room_streams.contains(&s.id)).copied(),
+                p.streams.iter().any(|s| s.kind == VideoStreamKind::Video && room_streams.contains(&s.id)),
             ),
             None => (None, false),
         };
@@ -917,12 +917,12 @@ impl CallingCore {
 
     /// Brings a participant's video and screen streams in line with the member's room streams.
     fn sync_member_streams(&mut self, call: CallId, feed: u64, pid: ParticipantId, streams: &[RoomStream]) {
-        let wanted: Vec<(String, StreamKind, bool)> = streams
+        let wanted: Vec<(String, VideoStreamKind, bool)> = streams
             .iter()
             .filter_map(|s| match s.kind {
                 RoomStreamKind::Audio => None,
-                RoomStreamKind::Video => Some((s.mid.clone(), StreamKind::Video, s.active)),
-                RoomStreamKind::ScreenShare => Some((s.mid.clone(), StreamKind::ScreenSharing, s.active)),
+                RoomStreamKind::Video => Some((s.mid.clone(), VideoStreamKind::Video, s.active)),
+                RoomStreamKind::ScreenShare => Some((s.mid.clone(), VideoStreamKind::ScreenSharing, s.active)),
             })
             .collect();
         // Streams that went away.
@@ -950,7 +950,7 @@ impl CallingCore {
             let existing =
                 self.calls.get(&call).and_then(|c| c.group.as_ref()).and_then(|g| g.stream_ids.get(&key)).copied();
             let carried = match (existing, kind) {
-                (None, StreamKind::Video) => self.take_carried_stream(call, pid),
+                (None, VideoStreamKind::Video) => self.take_carried_stream(call, pid),
                 _ => None,
             };
             if let Some(sid) = carried {
@@ -984,13 +984,13 @@ impl CallingCore {
         &mut self,
         call: CallId,
         participant: ParticipantId,
-        kind: StreamKind,
+        kind: VideoStreamKind,
         added: Vec<StreamId>,
         removed: Vec<StreamId>,
     ) {
         self.events.push_back(match kind {
-            StreamKind::Video => Event::VideoStreamsUpdated { call, participant, added, removed },
-            StreamKind::ScreenSharing => Event::ScreenSharingStreamsUpdated { call, participant, added, removed },
+            VideoStreamKind::Video => Event::VideoStreamsUpdated { call, participant, added, removed },
+            VideoStreamKind::ScreenSharing => Event::ScreenSharingStreamsUpdated { call, participant, added, removed },
         });
     }
 

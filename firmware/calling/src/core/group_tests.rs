@@ -105,7 +105,7 @@ fn members_are_matched_to_invitations_and_connect_the_call() {
         if *participant == bob.id && added.len() == 1)));
     let streams = core.participant(bob.id).unwrap().streams.clone();
     assert_eq!(streams.len(), 1);
-    assert!(streams[0].is_available && streams[0].kind == StreamKind::Video);
+    assert!(streams[0].is_available && streams[0].kind == VideoStreamKind::Video);
     assert!(!core.participant(bob.id).unwrap().is_muted);
 
     // Talking, and muting (its audio stream inactive).
@@ -131,8 +131,8 @@ fn a_screen_share_is_a_stream_of_its_own_and_streams_come_and_go() {
     core.on_group(call, GroupSignal::MemberStreams { feed: 11, streams: streams.clone() }, now);
     let (_, events) = drain(&mut core);
     assert!(events.iter().any(|e| matches!(e, Event::ScreenSharingStreamsUpdated { added, .. } if added.len() == 1)));
-    let kinds: Vec<StreamKind> = core.participant(bob).unwrap().streams.iter().map(|s| s.kind).collect();
-    assert_eq!(kinds, vec![StreamKind::Video, StreamKind::ScreenSharing]);
+    let kinds: Vec<VideoStreamKind> = core.participant(bob).unwrap().streams.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![VideoStreamKind::Video, VideoStreamKind::ScreenSharing]);
 
     // The share stops: its stream is removed and unsubscribed; the camera pauses: not available.
     streams.pop();
@@ -521,7 +521,7 @@ fn the_owner_escalates_a_connected_call_into_a_room_without_dropping_its_peer() 
     assert!(!events.iter().any(|e| matches!(e, Event::VideoStreamsUpdated { .. })), "the same stream: {events:?}");
     seen.extend(events);
     let streams = core.participant(bob).unwrap().streams.clone();
-    assert_eq!(streams, vec![StreamInfo { id: stream, kind: StreamKind::Video, is_available: true }]);
+    assert_eq!(streams, vec![StreamInfo { id: stream, kind: VideoStreamKind::Video, is_available: true }]);
     assert_eq!(core.group_stream_source(call, stream), Some((11, "1".to_string())));
     assert!(core.renderer(renderer).is_some_and(|r| r.is_rendering), "its renderer lives on");
 

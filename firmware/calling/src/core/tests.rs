@@ -250,7 +250,7 @@ fn peer_state_sets_remote_mute_and_video_availability() {
     let p = pid(&core, call);
     core.on_media(call, MediaSignal::VideoNegotiated(true), now);
     let stream = core.participant(p).unwrap().streams[0];
-    assert_eq!(stream.kind, StreamKind::Video);
+    assert_eq!(stream.kind, VideoStreamKind::Video);
     assert!(!stream.is_available);
     core.on_media(call, MediaSignal::RemoteVideo(true), now);
     assert!(core.participant(p).unwrap().streams[0].is_available);
