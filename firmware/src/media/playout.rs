@@ -151,8 +151,8 @@ pub struct PlayoutStats {
     pub resyncs: u64,
 }
 
-/// One buffered packet (a preallocated slot).
-struct Slot {
+/// One buffered packet: a preallocated slot of the playout buffer.
+struct PacketSlot {
     used: bool,
     seq: i64,
     ts: i64,
@@ -175,7 +175,7 @@ enum Phase {
 pub struct Playout {
     config: PlayoutConfig,
     decoder: opus::Decoder,
-    slots: Vec<Slot>,
+    slots: Vec<PacketSlot>,
     phase: Phase,
     /// Extended sequence number of the last packet played (or skipped past by FEC).
     last_seq: i64,
@@ -227,7 +227,7 @@ impl Playout {
         let decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)
             .map_err(|e| MediaError::Audio(format!("playout opus decoder create: {e}")))?;
         let slots = (0..config.capacity)
-            .map(|_| Slot { used: false, seq: 0, ts: 0, samples: 0, len: 0, data: Box::new([0u8; MAX_PAYLOAD]) })
+            .map(|_| PacketSlot { used: false, seq: 0, ts: 0, samples: 0, len: 0, data: Box::new([0u8; MAX_PAYLOAD]) })
             .collect();
         let target = config.min_delay;
         Ok(Self {
