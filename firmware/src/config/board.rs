@@ -58,10 +58,11 @@ pub struct ButtonLine {
     pub long_press_ms: Option<u32>,
 }
 
-/// `[leds.<name>]` or `[relays.<name>]`: one output line.
+/// `[leds.<name>]` or `[relays.<name>]`: where one output line is wired (the line itself is
+/// `input::OutputLine`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutputLine {
+pub struct OutputLineConfig {
     /// Line offset on the chip.
     pub line: u32,
     /// Another chip than `gpio.chip` (path or label).
@@ -143,9 +144,9 @@ struct RawProfile {
     #[serde(default)]
     buttons: BTreeMap<String, ButtonLine>,
     #[serde(default)]
-    leds: BTreeMap<String, OutputLine>,
+    leds: BTreeMap<String, OutputLineConfig>,
     #[serde(default)]
-    relays: BTreeMap<String, OutputLine>,
+    relays: BTreeMap<String, OutputLineConfig>,
     display: Option<BoardDisplay>,
     audio: BoardAudio,
     camera: Option<BoardCamera>,
@@ -211,8 +212,8 @@ pub struct BoardProfile {
     pub description: String,
     pub gpio: GpioSection,
     pub buttons: BTreeMap<String, ButtonLine>,
-    pub leds: BTreeMap<String, OutputLine>,
-    pub relays: BTreeMap<String, OutputLine>,
+    pub leds: BTreeMap<String, OutputLineConfig>,
+    pub relays: BTreeMap<String, OutputLineConfig>,
     pub display: Option<BoardDisplay>,
     pub audio: BoardAudio,
     pub camera: Option<BoardCamera>,
@@ -300,7 +301,12 @@ impl BoardProfile {
         Ok(ButtonSpec { name: name.to_owned(), chip, line: b.line, active_low: b.active_low, debounce, long_press })
     }
 
-    fn output_spec(&self, what: &str, map: &BTreeMap<String, OutputLine>, name: &str) -> Result<OutputSpec, String> {
+    fn output_spec(
+        &self,
+        what: &str,
+        map: &BTreeMap<String, OutputLineConfig>,
+        name: &str,
+    ) -> Result<OutputSpec, String> {
         let o = map.get(name).ok_or_else(|| self.missing(what, name))?;
         let chip = self.chip_of(o.chip.as_deref()).resolve().map_err(|e| format!("{what} '{name}': {e}"))?;
         Ok(OutputSpec { name: name.to_owned(), chip, line: o.line, active_low: o.active_low })

@@ -26,7 +26,7 @@ use toml::de::DeTable;
 
 pub use board::{
     is_profile_path, BoardAudio, BoardCamera, BoardDisplay, BoardProfile, BoardVideo, ButtonLine, ChipRef,
-    CodecPreference, GpioSection, OutputLine, DEFAULT_BOARD_DIR,
+    CodecPreference, GpioSection, OutputLineConfig, DEFAULT_BOARD_DIR,
 };
 pub use report::check_report;
 pub use schema::{
