@@ -7,11 +7,11 @@ pub use callbox_calling as calling;
 pub mod appliance;
 pub mod client;
 pub mod config;
-pub mod credentials;
 pub mod devices;
 pub mod display;
 pub mod input;
 pub mod media;
+pub mod provisioning;
 pub mod signaling;
 
 #[cfg(test)]

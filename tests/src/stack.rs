@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callbox::signaling::{registration, SipRegister};
-use callbox_calling::credential::SipGrant;
+use callbox_calling::token::SipGrant;
 use callbox_calling::Secret;
 use callbox_tokensvc::{
     janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig, SipCredentials,

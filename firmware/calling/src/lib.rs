@@ -1,10 +1,9 @@
 //! callbox-calling: the calling core of the firmware. The object model's state (calls, participants, streams),
-//! identifiers, token credentials and the event model, as pure logic: it consumes inputs and emits outputs, and
+//! identifiers, access tokens (`token`) and the event model, as pure logic: it consumes inputs and emits outputs, and
 //! owns no socket, device or clock (sans-IO), so that every transition is unit-tested without a server.
 
 pub mod backoff;
 pub mod core;
-pub mod credential;
 pub mod events;
 pub mod identifier;
 pub mod invitation;
@@ -12,14 +11,18 @@ pub mod model;
 pub mod publisher_display;
 pub mod secret;
 pub mod state_info;
+pub mod token;
+
+/// The former name of [`token`], kept while `client/engine.rs` and `client/credential.rs` still use it.
+pub use token as credential;
 
 pub use crate::core::{
     CallInfo, CallingCore, CallingError, Command, CoreConfig, GroupSignal, MediaSignal, RoomMember, RoomStream,
     RoomStreamKind, SignalEvent,
 };
 pub use backoff::Backoff;
-pub use credential::{AccessToken, RefreshPolicy, TokenError};
 pub use events::{ConnectionState, Delivery, Event, EventQueue};
 pub use identifier::{Identifier, IdentifierError};
 pub use model::*;
 pub use secret::Secret;
+pub use token::{AccessToken, RefreshPolicy, TokenError};

@@ -13,7 +13,6 @@ use super::logic::{Behaviour, LedState};
 use super::run::ApplianceSetup;
 use crate::calling::RefreshPolicy;
 use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
-use crate::credentials::{self, CredentialError, TokenClientError, TokenEndpoint};
 use crate::devices::audio::alsa::AlsaBackend;
 use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
@@ -21,6 +20,7 @@ use crate::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFra
 use crate::input::{
     ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
 };
+use crate::provisioning::{self, CredentialError, TokenClientError, TokenEndpoint};
 
 /// Why the appliance cannot be set up. Names the file, the device or the key; never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ pub fn setup(
     };
     if client.janus_urls.iter().any(|u| u.starts_with("wss://")) {
         if let Some(ca) = config.credentials.ca_file.as_deref() {
-            client.janus_tls = Some(credentials::tls_client_config(Some(ca), "the Janus server")?);
+            client.janus_tls = Some(provisioning::tls_client_config(Some(ca), "the Janus server")?);
         }
     }
     // "auto": the route to the first Janus server, found when the client starts (the network may be late).
@@ -126,9 +126,9 @@ pub fn setup(
                 .token_endpoint()
                 .ok_or_else(|| SetupError::Other("servers.token_url is needed with a device key".into()))?;
             let key = source.load()?;
-            credentials::token_credential(TokenEndpoint::new(&endpoint)?, key, RefreshPolicy::default())
+            provisioning::token_credential(TokenEndpoint::new(&endpoint)?, key, RefreshPolicy::default())
         }
-        ConfiguredCredential::StaticToken(source) => credentials::static_token(&source)?,
+        ConfiguredCredential::StaticToken(source) => provisioning::static_token(&source)?,
     };
 
     let door = config.door.as_ref();

@@ -37,9 +37,9 @@ pub use schema::{
 
 use crate::calling::{Identifier, Secret};
 use crate::client::ClientConfig;
-use crate::credentials::{read_secret_file, CredentialSource, EndpointConfig};
 use crate::devices::audio::alsa::{AlsaConfig, Pacing};
 use crate::media::{CodecPolicy, DtmfConfig, VideoConfig};
+use crate::provisioning::{read_secret_file, CredentialSource, EndpointConfig};
 use spans::SpanIndex;
 
 /// Where the service reads its configuration.
@@ -418,7 +418,7 @@ impl Config {
     }
 
     /// The door code (4 to 12 digits) from `door.code_file`, or none when there is no door or no code file.
-    /// The file must be the service user's own and private (`credentials::read_secret_file`).
+    /// The file must be the service user's own and private (`provisioning::read_secret_file`).
     pub fn door_code(&self) -> Result<Option<Secret>, ConfigError> {
         let Some(path) = self.door.as_ref().and_then(|d| d.code_file.as_ref()) else {
             return Ok(None);

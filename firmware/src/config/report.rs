@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::board::{BoardProfile, ChipRef};
 use super::{Config, ConfiguredCredential, DisplayTarget, LedState};
-use crate::credentials::CredentialSource;
 use crate::devices::audio::alsa::Pacing;
+use crate::provisioning::CredentialSource;
 
 fn on_off(b: bool) -> &'static str {
     if b {

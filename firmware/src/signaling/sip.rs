@@ -2,7 +2,7 @@
 //! Janus 1.1.2 `src/plugins/janus_sip.c`), the `SipHandle` wrapper with typed async methods, and the
 //! registration parameters derived from the token's ephemeral SIP grant.
 
-use callbox_calling::credential::SipGrant;
+use callbox_calling::token::SipGrant;
 use callbox_calling::Secret;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callbox_calling::credential::SipGrant;
+use callbox_calling::token::SipGrant;
 use callbox_calling::Secret;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -551,13 +551,13 @@ async fn wss_trusts_the_pinned_ca_and_refuses_another() {
     let url = format!("wss://localhost:{port}/janus");
 
     let mut trusted = config(vec![url.clone()], "t1");
-    trusted.tls = Some(crate::credentials::tls_client_config(Some(&pinned), &url).unwrap());
+    trusted.tls = Some(crate::provisioning::tls_client_config(Some(&pinned), &url).unwrap());
     let (session, _events) = JanusSession::connect(trusted).await.expect("wss with the pinned CA");
     assert_eq!(session.session_id(), SESSION);
     session.destroy().await.unwrap();
 
     let mut untrusted = config(vec![url.clone()], "t1");
-    untrusted.tls = Some(crate::credentials::tls_client_config(Some(&other), &url).unwrap());
+    untrusted.tls = Some(crate::provisioning::tls_client_config(Some(&other), &url).unwrap());
     let err = JanusSession::connect(untrusted).await.map(|_| ()).expect_err("another CA is refused");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use callbox::calling::{AccessToken, Backoff, RefreshPolicy, Secret, TokenError};
-use callbox::credentials::{
+use callbox::provisioning::{
     read_secret_file, static_token, systemd_credential, systemd_credential_in, token_credential, CredentialError,
     CredentialSource, EndpointConfig, TokenClientError, TokenEndpoint,
 };
