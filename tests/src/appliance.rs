@@ -103,11 +103,11 @@ pub struct RunningAppliance {
 }
 
 /// Where a running appliance's four buttons map.
-pub const BUTTONS: [(&str, callbox::appliance::ButtonAction); 4] = [
-    ("call", callbox::appliance::ButtonAction::Call),
-    ("mute", callbox::appliance::ButtonAction::Mute),
-    ("video", callbox::appliance::ButtonAction::Video),
-    ("hang_up", callbox::appliance::ButtonAction::HangUp),
+pub const BUTTONS: [(&str, callbox::input::ButtonAction); 4] = [
+    ("call", callbox::input::ButtonAction::Call),
+    ("mute", callbox::input::ButtonAction::Mute),
+    ("video", callbox::input::ButtonAction::Video),
+    ("hang_up", callbox::input::ButtonAction::HangUp),
 ];
 
 impl RunningAppliance {
@@ -120,7 +120,8 @@ impl RunningAppliance {
         behaviour: callbox::appliance::Behaviour,
         screen: Option<(u32, u32)>,
     ) -> Result<RunningAppliance, callbox::input::InputError> {
-        use callbox::appliance::{ApplianceHandle, ApplianceSetup, LedState};
+        use callbox::appliance::{ApplianceHandle, ApplianceSetup};
+        use callbox::input::LedState;
         use callbox::input::{OutputLine, SimButtons, SimOutputs};
         use std::collections::HashMap;
         let key = provision_device(stack, user);

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::calling::{CallId, CallState, Identifier, Secret};
-pub use crate::config::{ButtonAction, LedState};
+use crate::input::{ButtonAction, LedState};
 
 /// What the appliance must do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::logic::*;
 use crate::calling::{CallId, CallState, Identifier, Secret};
+use crate::input::{ButtonAction, LedState};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

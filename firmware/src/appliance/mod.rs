@@ -11,6 +11,6 @@ pub mod setup;
 #[cfg(test)]
 mod logic_tests;
 
-pub use logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
+pub use logic::{Action, ApplianceLogic, Behaviour};
 pub use run::{run, ApplianceError, ApplianceHandle, ApplianceSetup};
 pub use setup::{setup, SetupError, SimControls};

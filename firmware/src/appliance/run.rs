@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::logic::{Action, ApplianceLogic, Behaviour, ButtonAction, LedState};
+use super::logic::{Action, ApplianceLogic, Behaviour};
 use super::notify::Notifier;
 use crate::calling::{
     Backoff, CallId, CallState, ConnectionState, Delivery, Event, ParticipantState, ScalingMode, StreamId,
 };
 use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
-use crate::input::{ButtonInput, Gesture, OutputLine};
+use crate::input::{ButtonAction, ButtonInput, Gesture, LedState, OutputLine};
 
 /// Start-up retries: the appliance waits for its servers as long as it takes.
 const START_BACKOFF: Backoff =

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::logic::{Behaviour, LedState};
+use super::logic::Behaviour;
 use super::run::ApplianceSetup;
 use crate::calling::RefreshPolicy;
 use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
@@ -18,7 +18,8 @@ use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
 use crate::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFramebuffer};
 use crate::input::{
-    ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, OutputLine, SimButtonHandle, SimButtons, SimOutputs,
+    ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, LedState, OutputLine, SimButtonHandle, SimButtons,
+    SimOutputs,
 };
 use crate::provisioning::{self, CredentialError, TokenClientError, TokenEndpoint};
 

@@ -474,7 +474,7 @@ pub(crate) fn cross_check(config: &super::Config, board: &BoardProfile) -> Vec<P
             p.push(&join("buttons", name), format!("{which} has no button '{name}' (it has: {has})"));
         }
     }
-    for state in super::LedState::ALL {
+    for state in crate::input::LedState::ALL {
         if let Some(led) = config.leds.get(state) {
             if !board.leds.contains_key(led) {
                 let has = names(&|| board.leds.keys().cloned().collect());

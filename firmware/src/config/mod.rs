@@ -30,14 +30,14 @@ pub use board::{
 };
 pub use report::check_report;
 pub use schema::{
-    AudioSection, BoardSection, ButtonAction, CallSection, CodecName, CredentialsSection, DevicesSection,
-    DisplaySection, DoorSection, IdentitySection, LedState, LedsSection, NetworkSection, ScreenSize, ServersSection,
-    VideoSection,
+    AudioSection, BoardSection, CallSection, CodecName, CredentialsSection, DevicesSection, DisplaySection,
+    DoorSection, IdentitySection, LedsSection, NetworkSection, ScreenSize, ServersSection, VideoSection,
 };
 
 use crate::calling::{Identifier, Secret};
 use crate::client::ClientConfig;
 use crate::devices::audio::alsa::{AlsaConfig, Pacing};
+use crate::input::ButtonAction;
 use crate::media::{CodecPolicy, DtmfConfig, VideoConfig};
 use crate::provisioning::{read_secret_file, CredentialSource, EndpointConfig};
 use spans::SpanIndex;

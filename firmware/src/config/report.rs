@@ -4,8 +4,9 @@
 use std::fmt::Write;
 
 use super::board::{BoardProfile, ChipRef};
-use super::{Config, ConfiguredCredential, DisplayTarget, LedState};
+use super::{Config, ConfiguredCredential, DisplayTarget};
 use crate::devices::audio::alsa::Pacing;
+use crate::input::LedState;
 use crate::provisioning::CredentialSource;
 
 fn on_off(b: bool) -> &'static str {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::input::{ButtonAction, LedState};
 use crate::media::VideoCodec;
 
 /// `[identity]`: who the appliance is to the people it calls. The user id itself comes from the token.
@@ -103,76 +104,6 @@ pub struct DoorSection {
     /// Code attempts accepted per minute (wrong or right); the rest are ignored.
     #[serde(default = "default_attempts")]
     pub max_attempts_per_minute: u32,
-}
-
-/// What a button does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ButtonAction {
-    /// Call the configured targets (also: answer a ringing call).
-    Call,
-    /// Mute / unmute the microphone.
-    Mute,
-    /// Camera on / off.
-    Video,
-    /// Hang up (also: reject a ringing call).
-    HangUp,
-}
-
-impl ButtonAction {
-    /// The name used in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ButtonAction::Call => "call",
-            ButtonAction::Mute => "mute",
-            ButtonAction::Video => "video",
-            ButtonAction::HangUp => "hang_up",
-        }
-    }
-}
-
-impl fmt::Display for ButtonAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An appliance state shown by a status LED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LedState {
-    /// Registered and waiting.
-    Idle,
-    /// A call is ringing (either way).
-    Ringing,
-    /// In a call.
-    InCall,
-    /// The microphone is muted.
-    Muted,
-    /// Something is wrong (not registered, device missing).
-    Fault,
-}
-
-impl LedState {
-    /// Every state, in configuration order.
-    pub const ALL: [LedState; 5] =
-        [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
-
-    /// The key in `[leds]`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LedState::Idle => "idle",
-            LedState::Ringing => "ringing",
-            LedState::InCall => "in_call",
-            LedState::Muted => "muted",
-            LedState::Fault => "fault",
-        }
-    }
-}
-
-impl fmt::Display for LedState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// `[leds]`: state → LED output of the board profile (`[leds.<name>]`). A state without a key has no LED.

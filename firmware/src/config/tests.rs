@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::calling::Identifier;
+use crate::input::LedState;
 use crate::media::VideoCodec;
 
 const MINIMAL: &str = r#"

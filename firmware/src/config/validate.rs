@@ -128,7 +128,7 @@ pub(crate) fn validate(raw: &RawConfig, p: &mut Problems<'_>) -> (Vec<Identifier
             p.push(&join("buttons", name), e);
         }
     }
-    for state in super::LedState::ALL {
+    for state in crate::input::LedState::ALL {
         if let Some(led) = raw.leds.get(state) {
             if let Err(e) = check_name(led) {
                 p.push(&format!("leds.{state}"), e);

@@ -4,16 +4,19 @@
 //! Lines are embedded-hal 1.0 digital pins where the crate serves: outputs are [`PinOutput`]s over an
 //! `OutputPin` ([`pin`]; linux-embedded-hal's `CdevPin` on Linux), button levels read through `InputPin`;
 //! button edges come from gpio-cdev's event lines, which embedded-hal has no trait for.
-//! Press detection itself is pure and lives in [`press`].
+//! Press detection itself is pure and lives in [`press`]; what a button does and which state an LED shows, the
+//! vocabulary the configuration and the appliance logic share, is [`controls`].
 //!
 //! All timestamps ([`ButtonEvent::at`], output histories) are on the CLOCK_MONOTONIC clock
 //! ([`monotonic_now`]): the clock of the kernel's GPIO event timestamps.
 
+pub mod controls;
 pub mod gpio;
 pub mod pin;
 pub mod press;
 pub mod sim;
 
+pub use controls::{ButtonAction, LedState};
 pub use gpio::{GpioButtons, GpioOutput};
 pub use pin::PinOutput;
 pub use press::{Detected, Gesture, PressConfig, PressDetector, DEFAULT_DEBOUNCE, DEFAULT_LONG_PRESS};
