@@ -1,127 +1,29 @@
-//! Plugin handles of a Janus session: `message` (synchronous `success` with plugindata, or `ack` then
-//! the `event` with the same transaction), `trickle`, `hangup`, `detach`, and the typed events Janus
-//! sends for a handle (`HandleEvent`), plus the `Jsep` (SDP offer/answer) that rides along.
+//! Plugin handles of a Janus session: `attach` (on [`JanusSession`], here because it makes a handle), `message`
+//! (synchronous `success` with plugindata, or `ack` then the `event` with the same transaction), `trickle`,
+//! `hangup`, `detach`. The events a handle receives are in [`super::event`] (re-exported here). A handle depends
+//! on its session (`janus`), never the other way round.
 
 use log::debug;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::error::{Result, SignalingError};
+pub use super::event::{HandleEvent, JanusEvent, Jsep};
 use super::janus::{Command, JanusSession};
 
-/// An SDP offer or answer as Janus carries it (`{"type": "offer", "sdp": "..."}`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Jsep {
-    /// `offer` or `answer`.
-    pub kind: String,
-    pub sdp: String,
-}
-
-impl Jsep {
-    pub fn offer(sdp: impl Into<String>) -> Self {
-        Jsep { kind: "offer".into(), sdp: sdp.into() }
-    }
-
-    pub fn answer(sdp: impl Into<String>) -> Self {
-        Jsep { kind: "answer".into(), sdp: sdp.into() }
-    }
-
-    pub fn is_offer(&self) -> bool {
-        self.kind == "offer"
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "type": self.kind, "sdp": self.sdp })
-    }
-
-    /// Reads a `jsep` object; `None` when absent or malformed.
-    pub fn from_json(value: &Value) -> Option<Jsep> {
-        let kind = value.get("type")?.as_str()?;
-        let sdp = value.get("sdp")?.as_str()?;
-        Some(Jsep { kind: kind.to_owned(), sdp: sdp.to_owned() })
-    }
-}
-
-/// What Janus itself (not the plugin) says about a handle: its PeerConnection, and the handle's end. The same for
-/// every plugin, so the plugins' typed events carry it as it is.
-#[derive(Clone, Debug, PartialEq)]
-pub enum JanusEvent {
-    /// The PeerConnection is up (ICE and DTLS done).
-    WebrtcUp,
-    /// Janus started or stopped receiving a medium (`type` audio/video, `mid`).
-    Media { mid: Option<String>, kind: String, receiving: bool },
-    /// Janus sees losses (`uplink` true: on what it receives from us).
-    SlowLink { mid: Option<String>, media: String, uplink: bool, lost: u64 },
-    /// The PeerConnection is closed (`reason`, e.g. "DTLS alert" or "Janus API"); not a SIP dialog's end.
-    Hangup { reason: String },
-    /// The handle is gone on the server; the stream ends after this.
-    Detached,
-}
-
-impl JanusEvent {
-    /// A short name for logs (never the content).
-    pub fn name(&self) -> &'static str {
-        match self {
-            JanusEvent::WebrtcUp => "webrtcup",
-            JanusEvent::Media { .. } => "media",
-            JanusEvent::SlowLink { .. } => "slowlink",
-            JanusEvent::Hangup { .. } => "hangup",
-            JanusEvent::Detached => "detached",
-        }
-    }
-}
-
-/// What Janus tells about one handle.
-#[derive(Clone, Debug, PartialEq)]
-pub enum HandleEvent {
-    /// A plugin event not answering one of our requests (`plugindata.data`, with an optional JSEP).
-    Plugin { data: Value, jsep: Option<Jsep> },
-    /// Janus's own event about the handle.
-    Janus(JanusEvent),
-    /// Anything else addressed to the handle (e.g. server trickle), kept raw.
-    Other(Value),
-}
-
-impl HandleEvent {
-    /// Builds the event from a Janus message of kind `kind` (never fails: unknown shapes become `Other`).
-    pub fn from_message(kind: &str, msg: Value) -> HandleEvent {
-        let mid = msg.get("mid").and_then(Value::as_str).map(str::to_owned);
-        let janus = match kind {
-            "event" => {
-                return match msg.get("plugindata").and_then(|p| p.get("data")) {
-                    Some(data) => {
-                        HandleEvent::Plugin { data: data.clone(), jsep: msg.get("jsep").and_then(Jsep::from_json) }
-                    }
-                    None => HandleEvent::Other(msg),
-                }
-            }
-            "webrtcup" => JanusEvent::WebrtcUp,
-            "media" => match (msg.get("type").and_then(Value::as_str), msg.get("receiving").and_then(Value::as_bool)) {
-                (Some(kind), Some(receiving)) => JanusEvent::Media { mid, kind: kind.to_owned(), receiving },
-                _ => return HandleEvent::Other(msg),
-            },
-            "slowlink" => JanusEvent::SlowLink {
-                media: msg.get("media").and_then(Value::as_str).unwrap_or("").to_owned(),
-                uplink: msg.get("uplink").and_then(Value::as_bool).unwrap_or(false),
-                lost: msg.get("lost").and_then(Value::as_u64).unwrap_or(0),
-                mid,
-            },
-            "hangup" => {
-                JanusEvent::Hangup { reason: msg.get("reason").and_then(Value::as_str).unwrap_or("").to_owned() }
-            }
-            "detached" => JanusEvent::Detached,
-            _ => return HandleEvent::Other(msg),
-        };
-        HandleEvent::Janus(janus)
-    }
-
-    /// A short name for logs (never the content).
-    pub fn name(&self) -> &'static str {
-        match self {
-            HandleEvent::Plugin { .. } => "plugin event",
-            HandleEvent::Janus(e) => e.name(),
-            HandleEvent::Other(_) => "other",
-        }
+impl JanusSession {
+    /// Attaches a plugin (e.g. `janus.plugin.sip`); returns the handle and its bounded event stream.
+    pub async fn attach(&self, plugin: &str) -> Result<(PluginHandle, mpsc::Receiver<HandleEvent>)> {
+        let (tx, rx) = mpsc::channel(self.shared.event_buffer);
+        let mut body = Map::new();
+        body.insert("janus".into(), json!("attach"));
+        body.insert("plugin".into(), json!(plugin));
+        let answer = self.request("attach", body, None, false, Some(tx)).await?;
+        let id = answer.get("data").and_then(|d| d.get("id")).and_then(Value::as_u64).ok_or_else(|| {
+            SignalingError::Protocol { request: "attach".into(), what: "success without data.id".into() }
+        })?;
+        debug!("Janus session {}: attached {plugin} as handle {id}", self.shared.session_id);
+        Ok((PluginHandle::new(id, plugin.to_owned(), self.clone()), rx))
     }
 }
 

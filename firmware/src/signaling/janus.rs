@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::error::{codes, Result, SignalingError};
-use super::handle::{HandleEvent, JanusEvent, PluginHandle};
+use super::event::{HandleEvent, JanusEvent};
 
 /// The WebSocket subprotocol of the Janus API.
 pub const JANUS_SUBPROTOCOL: &str = "janus-protocol";
@@ -286,20 +286,6 @@ impl JanusSession {
         let mut guard = self.shared.token.write().unwrap_or_else(|e| e.into_inner());
         *guard = token;
         debug!("Janus session {}: token swapped", self.shared.session_id);
-    }
-
-    /// Attaches a plugin (e.g. `janus.plugin.sip`); returns the handle and its bounded event stream.
-    pub async fn attach(&self, plugin: &str) -> Result<(PluginHandle, mpsc::Receiver<HandleEvent>)> {
-        let (tx, rx) = mpsc::channel(self.shared.event_buffer);
-        let mut body = Map::new();
-        body.insert("janus".into(), json!("attach"));
-        body.insert("plugin".into(), json!(plugin));
-        let answer = self.request("attach", body, None, false, Some(tx)).await?;
-        let id = answer.get("data").and_then(|d| d.get("id")).and_then(Value::as_u64).ok_or_else(|| {
-            SignalingError::Protocol { request: "attach".into(), what: "success without data.id".into() }
-        })?;
-        debug!("Janus session {}: attached {plugin} as handle {id}", self.shared.session_id);
-        Ok((PluginHandle::new(id, plugin.to_owned(), self.clone()), rx))
     }
 
     /// Destroys the session on the server and stops the driver; every stream ends.

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod error;
+pub mod event;
 pub mod handle;
 pub mod janus;
 pub mod sip;
@@ -23,7 +24,8 @@ pub mod videoroom;
 mod tests;
 
 pub use error::{Result, SignalingError};
-pub use handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle, PluginReply};
+pub use event::{HandleEvent, JanusEvent, Jsep};
+pub use handle::{FromHandleEvent, PluginEvents, PluginHandle, PluginReply};
 pub use janus::{websocket_connector, ConnectionEvent, Connector, JanusConfig, JanusSession};
 pub use sip::{
     helper_registration, registration, CallOptions, HoldDirection, SipEvent, SipEvents, SipHandle, SipRegister,
