@@ -12,5 +12,5 @@ pub mod setup;
 mod logic_tests;
 
 pub use logic::{Action, ApplianceLogic, Behaviour};
-pub use run::{run, ApplianceError, ApplianceHandle, ApplianceSetup};
-pub use setup::{setup, SetupError, SimControls};
+pub use run::{run, ApplianceError, ApplianceHandle};
+pub use setup::{setup, ApplianceSetup, SetupError, SimControls};

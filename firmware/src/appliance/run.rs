@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::logic::{Action, ApplianceLogic, Behaviour};
+use super::logic::{Action, ApplianceLogic};
 use super::notify::Notifier;
+use super::setup::{route_ip, ApplianceSetup};
 use crate::calling::{
     Backoff, CallId, CallState, ConnectionState, Delivery, Event, ParticipantState, ScalingMode, StreamId,
 };
@@ -36,36 +37,6 @@ pub enum ApplianceError {
     /// The button input is gone for good.
     #[error("buttons: {0}")]
     Input(String),
-}
-
-/// Everything the loop needs, built from the configuration and the board profile by the caller.
-pub struct ApplianceSetup {
-    /// The client's configuration (servers, media, devices).
-    pub client: ClientConfig,
-    /// The user access token source (from the provisioned device credential, or a static token).
-    pub credential: TokenCredential,
-    /// The behaviour: call targets, auto-answer, door code, relay pulse.
-    pub behaviour: Behaviour,
-    /// The buttons.
-    pub buttons: Box<dyn ButtonInput>,
-    /// Button name → what it does on a short press; a long press on the call button is ignored, on any
-    /// other button it acts as the short press.
-    pub button_actions: HashMap<String, ButtonAction>,
-    /// Output lines by name (relay, LEDs).
-    pub outputs: HashMap<String, Box<dyn OutputLine>>,
-    /// The relay's output name.
-    pub relay: Option<String>,
-    /// LED state → output name (each state lights its line; the others are off).
-    pub leds: HashMap<LedState, String>,
-    /// The screen the far end is shown on, if the board has one.
-    pub screen: Option<Box<dyn crate::display::Framebuffer + Send>>,
-    /// Screen refresh rate.
-    pub screen_fps: u32,
-    /// Save the screen here on SIGUSR1.
-    pub snapshot: Option<std::path::PathBuf>,
-    /// Bind media to the local address of the route to this (Janus) URL, found when the client starts (and
-    /// again at each retry); `None`: `client.media.bind_ip` as configured.
-    pub route_to: Option<String>,
 }
 
 /// What the running appliance exposes (for the caller's logs and the tests).
@@ -107,7 +78,7 @@ async fn start_client(
             // The media address: the interface that routes to Janus now (the network may come up late).
             if let Some(url) = route_to {
                 let url = url.to_owned();
-                let routed = tokio::task::spawn_blocking(move || super::setup::route_ip(&url))
+                let routed = tokio::task::spawn_blocking(move || route_ip(&url))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))?;

@@ -1,7 +1,8 @@
-//! From a validated configuration and its board profile to a runnable [`ApplianceSetup`]: the device manager
-//! (ALSA + V4L2, or simulated), the media address ("auto": the interface that routes to Janus), the token
+//! [`ApplianceSetup`], everything the main loop (`run`) needs, and how it is built from a validated
+//! configuration and its board profile: the device manager (ALSA + V4L2, or simulated), the media address
+//! ("auto": the interface that routes to Janus, [`route_ip`], which `run` calls again at each start), the token
 //! credential (device key traded over HTTPS, or a static token), the behaviour, the buttons and output lines
-//! (GPIO, or simulated with a handle to script them), the screen.
+//! (GPIO, or simulated with a handle to script them), the screen. `run` depends on this module, not the reverse.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
@@ -10,18 +11,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::logic::Behaviour;
-use super::run::ApplianceSetup;
 use crate::calling::RefreshPolicy;
+use crate::client::{ClientConfig, TokenCredential};
 use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
 use crate::devices::audio::alsa::AlsaBackend;
 use crate::devices::video::v4l2::V4l2Backend;
 use crate::devices::{DeviceManager, DevicePreferences};
 use crate::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFramebuffer};
 use crate::input::{
-    ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, LedState, OutputLine, SimButtonHandle, SimButtons,
-    SimOutputs,
+    ButtonAction, ButtonInput, ButtonSpec, GpioButtons, GpioOutput, InputError, LedState, OutputLine, SimButtonHandle,
+    SimButtons, SimOutputs,
 };
 use crate::provisioning::{self, CredentialError, TokenClientError, TokenEndpoint};
+
+/// Everything the loop needs, built from the configuration and the board profile by the caller.
+pub struct ApplianceSetup {
+    /// The client's configuration (servers, media, devices).
+    pub client: ClientConfig,
+    /// The user access token source (from the provisioned device credential, or a static token).
+    pub credential: TokenCredential,
+    /// The behaviour: call targets, auto-answer, door code, relay pulse.
+    pub behaviour: Behaviour,
+    /// The buttons.
+    pub buttons: Box<dyn ButtonInput>,
+    /// Button name → what it does on a short press; a long press on the call button is ignored, on any
+    /// other button it acts as the short press.
+    pub button_actions: HashMap<String, ButtonAction>,
+    /// Output lines by name (relay, LEDs).
+    pub outputs: HashMap<String, Box<dyn OutputLine>>,
+    /// The relay's output name.
+    pub relay: Option<String>,
+    /// LED state → output name (each state lights its line; the others are off).
+    pub leds: HashMap<LedState, String>,
+    /// The screen the far end is shown on, if the board has one.
+    pub screen: Option<Box<dyn crate::display::Framebuffer + Send>>,
+    /// Screen refresh rate.
+    pub screen_fps: u32,
+    /// Save the screen here on SIGUSR1.
+    pub snapshot: Option<std::path::PathBuf>,
+    /// Bind media to the local address of the route to this (Janus) URL, found when the client starts (and
+    /// again at each retry); `None`: `client.media.bind_ip` as configured.
+    pub route_to: Option<String>,
+}
 
 /// Why the appliance cannot be set up. Names the file, the device or the key; never a secret.
 #[derive(Debug, thiserror::Error)]
