@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 use super::spans::{join, SpanIndex};
-use super::validate::{check_name, Problems};
+use super::validate::{check_name, is_profile_path, Problems};
 use super::{ConfigError, Problem};
 use crate::devices::audio::alsa::{AlsaConfig, Pacing};
 use crate::input::{ButtonSpec, OutputSpec};
@@ -219,11 +219,6 @@ pub struct BoardProfile {
     pub camera: Option<BoardCamera>,
     pub video: BoardVideo,
     path: PathBuf,
-}
-
-/// Whether a `[board] profile` value is a path rather than a name.
-pub fn is_profile_path(s: &str) -> bool {
-    s.contains('/') || s.ends_with(".toml")
 }
 
 impl BoardProfile {

@@ -25,14 +25,15 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 pub use board::{
-    is_profile_path, BoardAudio, BoardCamera, BoardDisplay, BoardProfile, BoardVideo, ButtonLine, ChipRef,
-    CodecPreference, GpioSection, OutputLineConfig, DEFAULT_BOARD_DIR,
+    BoardAudio, BoardCamera, BoardDisplay, BoardProfile, BoardVideo, ButtonLine, ChipRef, CodecPreference, GpioSection,
+    OutputLineConfig, DEFAULT_BOARD_DIR,
 };
 pub use report::check_report;
 pub use schema::{
     AudioSection, BoardSection, CallSection, CodecName, CredentialsSection, DevicesSection, DisplaySection,
     DoorSection, IdentitySection, LedsSection, NetworkSection, ScreenSize, ServersSection, VideoSection,
 };
+pub use validate::is_profile_path;
 
 use crate::calling::{Identifier, Secret};
 use crate::client::ClientConfig;

@@ -1,5 +1,7 @@
 //! The checks of `callbox.toml` that serde cannot express: ranges, URL schemes, exclusive keys, call targets
-//! (through `Identifier::parse`), names that must be simple identifiers. Every problem names its key.
+//! (through `Identifier::parse`), names that must be simple identifiers, whether a board profile is given by name
+//! or path. Every problem names its key. The board profile loader (`board`) uses these checks; this module does
+//! not depend on it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -47,6 +49,11 @@ impl<'a> Problems<'a> {
         };
         self.list.push(Problem { file: self.file.clone(), key: key.to_owned(), line, message: message.into() });
     }
+}
+
+/// Whether a `[board] profile` value is a path rather than a name.
+pub fn is_profile_path(s: &str) -> bool {
+    s.contains('/') || s.ends_with(".toml")
 }
 
 /// A name of a button, LED, relay or board: 1 to 32 of `a-z 0-9 _ -`, starting with a letter or digit.
@@ -193,7 +200,7 @@ pub(crate) fn validate(raw: &RawConfig, p: &mut Problems<'_>) -> (Vec<Identifier
     let profile = raw.board.profile.trim();
     if profile.is_empty() {
         p.push("board.profile", "is empty");
-    } else if !super::board::is_profile_path(profile) {
+    } else if !is_profile_path(profile) {
         if let Err(e) = check_name(profile) {
             p.push("board.profile", format!("{e}; or give a path to a .toml file"));
         }
