@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod devices;
 pub mod display;
+pub mod frame;
 pub mod input;
 pub mod media;
 pub mod provisioning;

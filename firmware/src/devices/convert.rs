@@ -9,7 +9,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::{CameraPixelFormat, CapturedFrame, DeviceError};
-use crate::media::VideoFrame;
+use crate::frame::VideoFrame;
 
 /// How long the JPEG decoder may take for one frame.
 const DECODE_TIMEOUT_MS: u64 = 200;

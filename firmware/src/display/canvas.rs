@@ -3,7 +3,7 @@
 
 use super::scale::rgb_to_luma;
 use super::Rect;
-use crate::media::VideoFrame;
+use crate::frame::VideoFrame;
 
 /// An RGB image, one 0x00RRGGBB word per pixel, rows of `width` pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]

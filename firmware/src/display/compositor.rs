@@ -14,7 +14,7 @@ use super::overlay;
 use super::scale::{Scaler, ScalingMode};
 use super::{Canvas, DisplayError, Rect};
 use crate::calling::{CallEndReason, CallState};
-use crate::media::{draw_test_frame, VideoFrame};
+use crate::frame::{draw_test_frame, VideoFrame};
 
 /// A place on the screen that shows one video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! computed once per geometry ([`Scaler`]), so the per-pixel loop is table look-ups and integer YUV to RGB.
 
 use super::{DisplayError, Rect};
-use crate::media::VideoFrame;
+use crate::frame::VideoFrame;
 
 pub use crate::calling::ScalingMode;
 

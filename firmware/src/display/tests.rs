@@ -11,7 +11,7 @@ use super::overlay::{LABEL_BG, MUTED, PLACEHOLDER_BG, SPEAKING};
 use super::scale::{rgb_to_luma, yuv_to_rgb};
 use super::*;
 use crate::calling::{CallEndReason, CallState};
-use crate::media::{draw_test_frame, read_frame_counter, VideoFrame};
+use crate::frame::{draw_test_frame, read_frame_counter, VideoFrame};
 
 /// Distinct colours as (Y, U, V): red, green, blue, yellow, cyan, magenta, white, grey.
 const PALETTE: [(u8, u8, u8); 8] = [

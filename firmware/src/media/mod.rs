@@ -11,7 +11,6 @@ pub mod bitrate;
 pub mod dtmf;
 pub mod echo;
 pub mod mixer;
-pub mod pattern;
 pub mod playout;
 mod rtcp;
 pub(crate) mod sdp;
@@ -25,8 +24,8 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+pub use crate::frame::{draw_test_frame, read_frame_counter, VideoFrame};
 pub use echo::AudioProcessingConfig;
-pub use pattern::{draw_test_frame, read_frame_counter, VideoFrame};
 pub use playout::PlayoutConfig;
 pub use session::MediaSession;
 pub use video::CodecPolicy;

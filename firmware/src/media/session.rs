@@ -40,13 +40,13 @@ use super::bitrate::BitrateController;
 use super::dtmf::{EventReceiver, EventSender, ToneDetector};
 use super::echo::AudioProcessor;
 use super::mixer::Mixer;
-use super::pattern::{read_frame_counter, VideoFrame};
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, KeyframePolicy, VideoDecoder, VideoEncoder};
 use super::wire::{WireCounter, WireCounters, WIRE_SLOT};
 use super::{DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamStats, VideoCodec};
 use crate::calling::MediaKind;
 use crate::devices::CameraFeed;
+use crate::frame::{read_frame_counter, VideoFrame};
 use std::collections::HashMap;
 
 const OPUS_PT: u8 = 111;
@@ -376,13 +376,13 @@ fn dedup(codecs: &[VideoCodec]) -> Vec<VideoCodec> {
 
 fn validate(config: &MediaConfig) -> Result<(), MediaError> {
     if let Some(v) = &config.video {
-        if v.width < super::pattern::MIN_WIDTH || v.height < super::pattern::MIN_HEIGHT {
+        if v.width < crate::frame::MIN_WIDTH || v.height < crate::frame::MIN_HEIGHT {
             return Err(MediaError::Config(format!(
                 "video size {}x{} is below the {}x{} minimum",
                 v.width,
                 v.height,
-                super::pattern::MIN_WIDTH,
-                super::pattern::MIN_HEIGHT
+                crate::frame::MIN_WIDTH,
+                crate::frame::MIN_HEIGHT
             )));
         }
         if v.width % 2 != 0 || v.height % 2 != 0 {

@@ -1,5 +1,5 @@
-//! The simulated camera backend: test-pattern cameras (`crate::media::draw_test_frame`, I420, the frame
-//! counter readable back with `crate::media::read_frame_counter`) paced at the negotiated rate against a
+//! The simulated camera backend: test-pattern cameras (`crate::frame::draw_test_frame`, I420, the frame
+//! counter readable back with `crate::frame::read_frame_counter`) paced at the negotiated rate against a
 //! monotonic deadline. Cameras can be added and removed at run time (hot-plug tests; an open handle of a
 //! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests).
 
@@ -228,7 +228,7 @@ impl SimCapture {
     fn frame(&mut self, n: u64) -> CapturedFrame {
         // The counter drawn into the picture is 32 bits; it wraps after 4.5 years at 30 fps.
         let counter = n as u32;
-        let picture = crate::media::draw_test_frame(self.format.width, self.format.height, counter);
+        let picture = crate::frame::draw_test_frame(self.format.width, self.format.height, counter);
         self.next = n.saturating_add(1);
         CapturedFrame {
             format: self.format,
@@ -286,7 +286,7 @@ impl VideoCapture for SimCapture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{read_frame_counter, VideoFrame};
+    use crate::frame::{read_frame_counter, VideoFrame};
 
     fn counter_of(frame: &CapturedFrame) -> Option<u32> {
         let picture = VideoFrame { width: frame.format.width, height: frame.format.height, data: frame.data.clone() };

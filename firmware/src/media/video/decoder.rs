@@ -9,7 +9,7 @@ use gstreamer as gst;
 
 use super::pipeline::{build_decoder, DecoderPipeline, FrameCallback};
 use super::selection::{select_decoders, start_first, CodecPolicy, ElementRegistry, GstRegistry};
-use crate::media::pattern::VideoFrame;
+use crate::frame::VideoFrame;
 use crate::media::{MediaError, VideoCodec};
 
 struct DecoderState {
@@ -94,7 +94,7 @@ impl VideoDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern::{draw_test_frame, read_frame_counter};
+    use crate::frame::{draw_test_frame, read_frame_counter};
     use crate::media::video::{choose_encoder, init_gstreamer, EncoderCounters, VideoEncoder};
     use std::time::{Duration, Instant};
 

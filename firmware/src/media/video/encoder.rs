@@ -18,7 +18,7 @@ use super::pipeline::{kbps_to_bps_i32, EncoderPipeline, EncoderSpec, RtpCallback
 use super::pixel_layout::{gst_format, meta_layout};
 use super::selection::{is_hardware, select_encoders, start_first, CodecPolicy, ElementRegistry};
 use crate::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame};
-use crate::media::pattern::VideoFrame;
+use crate::frame::VideoFrame;
 use crate::media::{MediaError, VideoCodec};
 
 /// Counters the encoder updates from GStreamer's streaming thread (and from the pushing thread for
@@ -444,7 +444,7 @@ impl VideoEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern::{draw_test_frame, read_frame_counter};
+    use crate::frame::{draw_test_frame, read_frame_counter};
     use crate::media::video::pipeline::{build_pipeline, by_name};
     use crate::media::video::{convert_i420, init_gstreamer, GstRegistry, VideoDecoder};
     use gstreamer_app as gst_app;

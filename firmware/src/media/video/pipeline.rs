@@ -15,7 +15,7 @@ use super::encoder::EncoderCounters;
 use super::init_gstreamer;
 use super::pixel_layout::{gst_format, sample_to_frame};
 use crate::devices::CaptureFormat;
-use crate::media::pattern::VideoFrame;
+use crate::frame::VideoFrame;
 use crate::media::{MediaError, VideoCodec};
 
 // ---------------------------------------------------------------------------------------------------

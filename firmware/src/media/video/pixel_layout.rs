@@ -9,7 +9,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::VideoFrameExt;
 
 use crate::devices::CameraPixelFormat;
-use crate::media::pattern::VideoFrame;
+use crate::frame::VideoFrame;
 
 /// The GStreamer raw format of a raw pixel format (`None` for MJPEG).
 pub(super) fn gst_format(pixel_format: CameraPixelFormat) -> Option<gst_video::VideoFormat> {
@@ -106,7 +106,7 @@ pub(super) fn sample_to_frame(sample: &gst::Sample) -> Option<VideoFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern::draw_test_frame;
+    use crate::frame::draw_test_frame;
     use crate::media::video::init_gstreamer;
 
     #[test]

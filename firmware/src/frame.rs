@@ -1,6 +1,8 @@
-//! Synthetic video: a moving I420 test pattern whose top band carries a frame counter drawn as large
-//! black/white blocks (robust to H.264/VP8 compression), and the reader that recovers the counter from
-//! a decoded frame. Also owns [`VideoFrame`], the raw-frame type shared by the source and the decoder.
+//! Raw video frames: [`VideoFrame`] (tightly packed I420), the type shared by the cameras (`devices`), the encoder
+//! and decoder (`media`) and the screen (`display`); and synthetic video: a moving I420 test pattern whose top band
+//! carries a frame counter drawn as large black/white blocks (robust to H.264/VP8 compression), and the reader
+//! that recovers the counter from a decoded frame. A leaf: it depends on no other module of the crate, so that
+//! `media` can use `devices` without `devices` reaching back into `media`.
 
 use bytes::Bytes;
 
