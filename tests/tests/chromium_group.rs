@@ -28,7 +28,7 @@ fn guest_at(call: &Call) -> Option<RemoteParticipant> {
 }
 
 /// Distinct luma levels across the middle row of a luma picture, quantised (colour bars give 6 or more).
-fn distinct_levels(frame: &callbox::media::VideoFrame) -> usize {
+fn distinct_levels(frame: &callbox::frame::VideoFrame) -> usize {
     let (w, h) = (frame.width as usize, frame.height as usize);
     if w < 16 || h == 0 || frame.data.len() < w * h {
         return 0;

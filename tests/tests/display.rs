@@ -8,7 +8,7 @@ use callbox::calling::{CallState, Event, ScalingMode};
 use callbox::client::{PreviewRenderer, Screen};
 use callbox::devices::video::VideoRequest;
 use callbox::display::{FramebufferFormat, MemoryFramebuffer};
-use callbox::media::{read_frame_counter, VideoFrame};
+use callbox::frame::{read_frame_counter, VideoFrame};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 use std::time::Duration;

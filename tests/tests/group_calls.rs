@@ -8,7 +8,7 @@ mod common;
 use callbox::calling::MediaKind;
 use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState};
 use callbox::client::{Call, CallClient};
-use callbox::media::read_frame_counter;
+use callbox::frame::read_frame_counter;
 use callbox::signaling::videoroom::VideoRoomHandle;
 use callbox_tests::{Stack, StackOptions};
 use common::*;

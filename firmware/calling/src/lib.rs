@@ -13,9 +13,6 @@ pub mod secret;
 pub mod state_info;
 pub mod token;
 
-/// The former name of [`token`], kept while `client/engine.rs` and `client/credential.rs` still use it.
-pub use token as credential;
-
 pub use crate::core::{
     CallInfo, CallingCore, CallingError, Command, CoreConfig, GroupSignal, MediaSignal, RoomMember, RoomStream,
     RoomStreamKind, SignalEvent,

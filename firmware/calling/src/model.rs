@@ -158,9 +158,6 @@ pub enum VideoStreamKind {
     ScreenSharing,
 }
 
-/// The former name of [`VideoStreamKind`], kept while `client/api.rs` and `client/render.rs` still use it.
-pub type StreamKind = VideoStreamKind;
-
 /// A remote participant as the model holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantInfo {

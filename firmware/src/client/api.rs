@@ -9,10 +9,11 @@ use super::shared::{GuestAccess, Shared};
 use super::ClientError;
 use crate::calling::{
     CallDirection, CallEndReason, CallId, CallState, ConnectionState, Event, Identifier, ParticipantId,
-    ParticipantState, RendererId, ScalingMode, StreamId, StreamKind,
+    ParticipantState, RendererId, ScalingMode, StreamId, VideoStreamKind,
 };
 use crate::display::Framebuffer;
-use crate::media::{MediaStats, VideoFrame};
+use crate::frame::VideoFrame;
+use crate::media::MediaStats;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -385,7 +386,7 @@ impl RemoteParticipant {
         self.read(false, |p| p.is_speaking)
     }
 
-    fn streams(&self, kind: StreamKind) -> Vec<RemoteVideoStream> {
+    fn streams(&self, kind: VideoStreamKind) -> Vec<RemoteVideoStream> {
         self.read(Vec::new(), |p| p.streams.iter().filter(|s| s.kind == kind).map(|s| s.id).collect())
             .into_iter()
             .map(|id| RemoteVideoStream { call: self.call, id, shared: self.shared.clone() })
@@ -393,11 +394,11 @@ impl RemoteParticipant {
     }
 
     pub fn video_streams(&self) -> Vec<RemoteVideoStream> {
-        self.streams(StreamKind::Video)
+        self.streams(VideoStreamKind::Video)
     }
 
     pub fn screen_sharing_streams(&self) -> Vec<RemoteVideoStream> {
-        self.streams(StreamKind::ScreenSharing)
+        self.streams(VideoStreamKind::ScreenSharing)
     }
 
     /// Events of this participant and its streams.
@@ -419,7 +420,7 @@ impl RemoteVideoStream {
         self.id
     }
 
-    pub fn kind(&self) -> Option<StreamKind> {
+    pub fn kind(&self) -> Option<VideoStreamKind> {
         self.shared.peek(|core| core.stream(self.id).map(|(_, s)| s.kind))
     }
 

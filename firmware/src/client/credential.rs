@@ -3,7 +3,7 @@
 //! single-flight (concurrent callers share one), retried with backoff and jitter, and published to subscribers
 //! so that the live connection swaps grants in place. The token never reaches a log line, `Debug` or an error.
 
-use crate::calling::credential::{AccessToken, RefreshPolicy, TokenError};
+use crate::calling::token::{AccessToken, RefreshPolicy, TokenError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

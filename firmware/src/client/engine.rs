@@ -11,8 +11,8 @@ mod invite_flights;
 use super::credential::{unix_now, TokenCredential};
 use super::shared::Shared;
 use super::{ClientConfig, ClientError};
-use crate::calling::credential::AccessToken;
 use crate::calling::state_info::{self, PeerStateInfo};
+use crate::calling::token::AccessToken;
 use crate::calling::{subcode, CallEndReason, CallId, Command, ConnectionState, Identifier, MediaSignal, SignalEvent};
 use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession};
 use crate::signaling::{

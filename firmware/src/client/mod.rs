@@ -24,7 +24,7 @@ use std::time::Duration;
 pub struct ClientConfig {
     /// Janus WebSocket URLs, tried in order (fail-over).
     pub janus_urls: Vec<String>,
-    /// For wss:// URLs: the TLS trust (a pinned CA, `credentials::tls_client_config`); `None`: the system roots.
+    /// For wss:// URLs: the TLS trust (a pinned CA, `provisioning::tls_client_config`); `None`: the system roots.
     pub janus_tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     pub media: MediaConfig,
     pub core: CoreConfig,

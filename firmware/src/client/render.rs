@@ -6,12 +6,12 @@
 
 use super::shared::Shared;
 use super::ClientError;
-use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId, StreamKind};
+use crate::calling::{CallId, CallState, RendererId, ScalingMode, StreamId, VideoStreamKind};
 use crate::devices::convert::FrameConverter;
 use crate::devices::video::VideoRequest;
 use crate::devices::{CameraFeed, DeviceKind, DeviceManager, FeedState};
-use crate::display::{Compositor, DisplayError, Framebuffer, Rect, Slot, TileInfo, VideoState};
-use crate::media::VideoFrame;
+use crate::display::{Compositor, DisplayError, Framebuffer, Rect, TileInfo, TileSlot, VideoState};
+use crate::frame::VideoFrame;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,11 +33,11 @@ struct ScreenState {
 
 impl ScreenState {
     /// The compositor slot a renderer draws into.
-    fn slot_of(&self, id: RendererId) -> Slot {
+    fn slot_of(&self, id: RendererId) -> TileSlot {
         if self.share == Some(id) {
-            Slot::Share
+            TileSlot::Share
         } else {
-            Slot::Participant(id.0)
+            TileSlot::Participant(id.0)
         }
     }
 
@@ -158,7 +158,7 @@ impl Screen {
                 };
                 let tile =
                     TileInfo { name, muted: p.is_muted, speaking: p.is_speaking, video, scaling_mode: r.scaling_mode };
-                let is_share = core.stream(r.stream).is_some_and(|(_, s)| s.kind == StreamKind::ScreenSharing);
+                let is_share = core.stream(r.stream).is_some_and(|(_, s)| s.kind == VideoStreamKind::ScreenSharing);
                 Some((r.call, r.stream, tile, is_share, call.state, call.end_reason.clone()))
             });
             let Some((call, stream, tile, is_share, call_state, reason)) = view else {
@@ -227,7 +227,7 @@ impl Screen {
                 p.last_sequence = Some(frame.sequence);
                 match p.converter.to_i420(&frame) {
                     Ok(i420) => {
-                        compositor.submit_frame(Slot::Preview, i420);
+                        compositor.submit_frame(TileSlot::Preview, i420);
                     }
                     Err(e) => log::debug!("preview frame skipped: {e}"),
                 }
@@ -249,7 +249,7 @@ impl Screen {
 
     /// The local preview's tile, while a preview is shown and laid out.
     pub fn tile_of_preview(&self) -> Option<Rect> {
-        self.state().compositor.tile_rect(Slot::Preview)
+        self.state().compositor.tile_rect(TileSlot::Preview)
     }
 
     /// The screen as composed, as a PNG file.

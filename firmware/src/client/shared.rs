@@ -6,7 +6,8 @@
 use super::events::EventBus;
 use super::ClientConfig;
 use crate::calling::{CallId, CallingCore, Identifier, StreamId};
-use crate::media::{MediaSession, MediaStats, VideoFrame};
+use crate::frame::VideoFrame;
+use crate::media::{MediaSession, MediaStats};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

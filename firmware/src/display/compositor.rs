@@ -18,7 +18,7 @@ use crate::frame::{draw_test_frame, VideoFrame};
 
 /// A place on the screen that shows one video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
+pub enum TileSlot {
     /// A remote participant's camera, by the caller's id for it.
     Participant(u64),
     /// The screen share.
@@ -58,7 +58,7 @@ impl TileInfo {
 
 #[derive(Debug)]
 struct Tile {
-    slot: Slot,
+    slot: TileSlot,
     info: TileInfo,
     rect: Rect,
     /// Where the tile was when the layout last changed (the start of its glide), and where it goes.
@@ -70,7 +70,7 @@ struct Tile {
 }
 
 impl Tile {
-    fn new(slot: Slot, info: TileInfo) -> Self {
+    fn new(slot: TileSlot, info: TileInfo) -> Self {
         Tile { slot, info, rect: Rect::default(), glide: None, current: None, pending: None, scaler: None, dirty: true }
     }
 }
@@ -147,10 +147,10 @@ impl Compositor {
 
     /// Adds a participant's tile (at the end) or updates its overlay information.
     pub fn set_participant(&mut self, id: u64, info: TileInfo) {
-        match self.participants.iter_mut().find(|t| t.slot == Slot::Participant(id)) {
+        match self.participants.iter_mut().find(|t| t.slot == TileSlot::Participant(id)) {
             Some(t) => update_info(t, info),
             None => {
-                self.participants.push(Tile::new(Slot::Participant(id), info));
+                self.participants.push(Tile::new(TileSlot::Participant(id), info));
                 self.relayout = true;
             }
         }
@@ -159,18 +159,18 @@ impl Compositor {
     /// Removes a participant's tile; the others are laid out again.
     pub fn remove_participant(&mut self, id: u64) {
         let before = self.participants.len();
-        self.participants.retain(|t| t.slot != Slot::Participant(id));
+        self.participants.retain(|t| t.slot != TileSlot::Participant(id));
         self.relayout |= self.participants.len() != before;
     }
 
     /// Shows (`Some`) or removes the screen share tile.
     pub fn set_share(&mut self, info: Option<TileInfo>) {
-        set_optional(&mut self.share, Slot::Share, info, &mut self.relayout);
+        set_optional(&mut self.share, TileSlot::Share, info, &mut self.relayout);
     }
 
     /// Shows (`Some`) or removes the local preview.
     pub fn set_preview(&mut self, info: Option<TileInfo>) {
-        set_optional(&mut self.preview, Slot::Preview, info, &mut self.relayout);
+        set_optional(&mut self.preview, TileSlot::Preview, info, &mut self.relayout);
     }
 
     /// The call state banner (none when connected).
@@ -196,7 +196,7 @@ impl Compositor {
 
     /// Hands over the newest frame of a slot. It replaces a frame not yet composed (that one is dropped and
     /// counted). Returns false if the slot is not on the screen (the frame is dropped too).
-    pub fn submit_frame(&mut self, slot: Slot, frame: VideoFrame) -> bool {
+    pub fn submit_frame(&mut self, slot: TileSlot, frame: VideoFrame) -> bool {
         match self.tile_mut(slot) {
             Some(tile) => {
                 let replaced = tile.pending.replace(frame).is_some();
@@ -226,7 +226,7 @@ impl Compositor {
     }
 
     /// Where a slot is on the screen (as of the last compose); `None` if it is not shown.
-    pub fn tile_rect(&self, slot: Slot) -> Option<Rect> {
+    pub fn tile_rect(&self, slot: TileSlot) -> Option<Rect> {
         self.tiles().find(|t| t.slot == slot).map(|t| t.rect).filter(|r| !r.is_empty())
     }
 
@@ -365,7 +365,7 @@ impl Compositor {
         self.share.iter_mut().chain(self.participants.iter_mut()).chain(self.preview.iter_mut())
     }
 
-    fn tile_mut(&mut self, slot: Slot) -> Option<&mut Tile> {
+    fn tile_mut(&mut self, slot: TileSlot) -> Option<&mut Tile> {
         self.tiles_mut().find(|t| t.slot == slot)
     }
 }
@@ -377,7 +377,7 @@ fn update_info(tile: &mut Tile, info: TileInfo) {
     }
 }
 
-fn set_optional(tile: &mut Option<Tile>, slot: Slot, info: Option<TileInfo>, relayout: &mut bool) {
+fn set_optional(tile: &mut Option<Tile>, slot: TileSlot, info: Option<TileInfo>, relayout: &mut bool) {
     match (tile.as_mut(), info) {
         (Some(t), Some(info)) => update_info(t, info),
         (None, Some(info)) => {
@@ -446,7 +446,7 @@ pub fn bench_compose(width: u32, height: u32, tiles: usize, frames: u32) -> Dura
     let start = Instant::now();
     for n in 0..frames {
         for i in 0..tiles {
-            compositor.submit_frame(Slot::Participant(i as u64), sources[(n as usize + i) % sources.len()].clone());
+            compositor.submit_frame(TileSlot::Participant(i as u64), sources[(n as usize + i) % sources.len()].clone());
         }
         if let Err(e) = compositor.render(&mut fb) {
             log::warn!("bench_compose: {e}");

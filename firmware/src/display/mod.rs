@@ -21,7 +21,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use canvas::Canvas;
-pub use compositor::{bench_compose, Compositor, Slot, TileInfo, VideoState};
+pub use compositor::{bench_compose, Compositor, TileInfo, TileSlot, VideoState};
 pub use framebuffer::{Framebuffer, FramebufferFormat, PixelPacking};
 pub use layout::{compute_layout, Layout};
 pub use linux::LinuxFramebuffer;

@@ -109,11 +109,11 @@ fn grids_of_1_2_4_9_show_each_participant_in_its_tile() {
             c.set_participant(i as u64, info(&format!("P{i}"), ScalingMode::Crop));
             // Sources of another aspect ratio than the tiles (16:9 and portrait).
             let frame = if i % 2 == 0 { solid(320, 180, i % 8) } else { solid(120, 160, i % 8) };
-            assert!(c.submit_frame(Slot::Participant(i as u64), frame));
+            assert!(c.submit_frame(TileSlot::Participant(i as u64), frame));
         }
         let damage = c.render(&mut fb).unwrap();
         assert_eq!(damage, vec![Rect::new(0, 0, 800, 480)], "first compose is a full redraw");
-        let rects: Vec<Rect> = (0..n).map(|i| c.tile_rect(Slot::Participant(i as u64)).unwrap()).collect();
+        let rects: Vec<Rect> = (0..n).map(|i| c.tile_rect(TileSlot::Participant(i as u64)).unwrap()).collect();
         assert_eq!(rects, c.layout().tiles);
         for (i, r) in rects.iter().enumerate() {
             assert_region(&fb, middle(*r), rgb_of(i % 8));
@@ -138,12 +138,12 @@ fn screen_share_is_large_with_cameras_in_a_strip() {
     c.set_share(Some(info("Slides", ScalingMode::Fit)));
     for i in 0..3u64 {
         c.set_participant(i, info("cam", ScalingMode::Crop));
-        c.submit_frame(Slot::Participant(i), solid(640, 480, i as usize));
+        c.submit_frame(TileSlot::Participant(i), solid(640, 480, i as usize));
     }
     // A 4:3 share in a wider area: pillarboxed, stripes along x.
-    c.submit_frame(Slot::Share, stripes(800, 600, true));
+    c.submit_frame(TileSlot::Share, stripes(800, 600, true));
     c.render(&mut fb).unwrap();
-    let share = c.tile_rect(Slot::Share).unwrap();
+    let share = c.tile_rect(TileSlot::Share).unwrap();
     assert!(share.area() > 1280 * 720 / 2);
     let p = scale::placement(ScalingMode::Fit, 800, 600, share.width, share.height);
     assert!(p.dst.x > 0 && p.dst.y == 0);
@@ -164,7 +164,7 @@ fn screen_share_is_large_with_cameras_in_a_strip() {
         );
     }
     for i in 0..3u64 {
-        let t = c.tile_rect(Slot::Participant(i)).unwrap();
+        let t = c.tile_rect(TileSlot::Participant(i)).unwrap();
         assert!(t.y >= share.bottom());
         assert_region(&fb, middle(t), rgb_of(i as usize));
     }
@@ -175,9 +175,9 @@ fn single_tile(mode: ScalingMode, frame: VideoFrame) -> (MemoryFramebuffer, Rect
     let mut c = Compositor::new(404, 304);
     let mut fb = MemoryFramebuffer::new(404, 304, FramebufferFormat::Rgb888);
     c.set_participant(1, info("", mode));
-    c.submit_frame(Slot::Participant(1), frame);
+    c.submit_frame(TileSlot::Participant(1), frame);
     c.render(&mut fb).unwrap();
-    let t = c.tile_rect(Slot::Participant(1)).unwrap();
+    let t = c.tile_rect(TileSlot::Participant(1)).unwrap();
     assert_eq!(t, Rect::new(2, 2, 400, 300));
     (fb, t)
 }
@@ -241,9 +241,9 @@ fn frame_counter_survives_a_tile_of_the_same_size() {
     let mut fb = MemoryFramebuffer::new(644, 484, FramebufferFormat::Xrgb8888);
     c.set_participant(7, TileInfo::named("Door"));
     for n in [3u32, 1_000_001] {
-        c.submit_frame(Slot::Participant(7), draw_test_frame(640, 480, n));
+        c.submit_frame(TileSlot::Participant(7), draw_test_frame(640, 480, n));
         c.render(&mut fb).unwrap();
-        let t = c.tile_rect(Slot::Participant(7)).unwrap();
+        let t = c.tile_rect(TileSlot::Participant(7)).unwrap();
         assert_eq!((t.width, t.height), (640, 480));
         assert_eq!(read_frame_counter(&read_back(&fb, t)), Some(n));
     }
@@ -256,15 +256,15 @@ fn newest_frame_wins_and_paused_tiles_freeze() {
     c.set_participant(1, TileInfo::named("A"));
     // Three frames before the screen composes: two are dropped, the newest is shown.
     for n in 10..13 {
-        c.submit_frame(Slot::Participant(1), draw_test_frame(640, 480, n));
+        c.submit_frame(TileSlot::Participant(1), draw_test_frame(640, 480, n));
     }
     c.render(&mut fb).unwrap();
-    let t = c.tile_rect(Slot::Participant(1)).unwrap();
+    let t = c.tile_rect(TileSlot::Participant(1)).unwrap();
     assert_eq!(read_frame_counter(&read_back(&fb, t)), Some(12));
     assert_eq!(c.dropped_frames(), 2);
     // Paused: frames are dropped and the picture stays.
     c.set_participant(1, TileInfo { video: VideoState::Paused, ..TileInfo::named("A") });
-    c.submit_frame(Slot::Participant(1), draw_test_frame(640, 480, 13));
+    c.submit_frame(TileSlot::Participant(1), draw_test_frame(640, 480, 13));
     c.render(&mut fb).unwrap();
     assert_eq!(read_frame_counter(&read_back(&fb, t)), Some(12));
     assert_eq!(c.dropped_frames(), 3);
@@ -272,12 +272,12 @@ fn newest_frame_wins_and_paused_tiles_freeze() {
     assert!(count(&fb, badge, LABEL_BG) > 100, "PAUSED badge");
     // Resumed: it moves on.
     c.set_participant(1, TileInfo::named("A"));
-    c.submit_frame(Slot::Participant(1), draw_test_frame(640, 480, 14));
+    c.submit_frame(TileSlot::Participant(1), draw_test_frame(640, 480, 14));
     c.render(&mut fb).unwrap();
     assert_eq!(read_frame_counter(&read_back(&fb, t)), Some(14));
     // Unknown slots drop too.
-    assert!(!c.submit_frame(Slot::Participant(99), draw_test_frame(640, 480, 1)));
-    assert!(!c.submit_frame(Slot::Share, draw_test_frame(640, 480, 1)));
+    assert!(!c.submit_frame(TileSlot::Participant(99), draw_test_frame(640, 480, 1)));
+    assert!(!c.submit_frame(TileSlot::Share, draw_test_frame(640, 480, 1)));
     assert_eq!(c.dropped_frames(), 5);
 }
 
@@ -287,10 +287,10 @@ fn overlays_and_placeholders_change_the_expected_pixels() {
     let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Xrgb8888);
     for i in 0..4u64 {
         c.set_participant(i, info(&format!("Participant {i}"), ScalingMode::Crop));
-        c.submit_frame(Slot::Participant(i), solid(320, 240, 6)); // white
+        c.submit_frame(TileSlot::Participant(i), solid(320, 240, 6)); // white
     }
     c.render(&mut fb).unwrap();
-    let t0 = c.tile_rect(Slot::Participant(0)).unwrap();
+    let t0 = c.tile_rect(TileSlot::Participant(0)).unwrap();
     let icon = Rect::new(t0.right() - overlay::PAD - overlay::ICON, t0.bottom() - overlay::PAD - overlay::ICON, 20, 20);
     assert_eq!(count(&fb, icon, MUTED), 0);
     assert!(close(fb.pixel(t0.x, t0.y + 50).unwrap(), rgb_of(6), TOL));
@@ -301,12 +301,12 @@ fn overlays_and_placeholders_change_the_expected_pixels() {
     assert_region(&fb, Rect::new(t0.x, t0.y, t0.width, overlay::SPEAKING_WIDTH), SPEAKING);
     assert_region(&fb, Rect::new(t0.x, t0.y, overlay::SPEAKING_WIDTH, t0.height), SPEAKING);
     assert!(count(&fb, icon, MUTED) > 150);
-    let t1 = c.tile_rect(Slot::Participant(1)).unwrap();
+    let t1 = c.tile_rect(TileSlot::Participant(1)).unwrap();
     assert!(close(fb.pixel(t1.x, t1.y + 50).unwrap(), rgb_of(6), TOL), "the neighbour has no border");
     // Unavailable video: a placeholder.
     c.set_participant(2, TileInfo { video: VideoState::Unavailable, ..TileInfo::named("Gate") });
     c.render(&mut fb).unwrap();
-    let t2 = c.tile_rect(Slot::Participant(2)).unwrap();
+    let t2 = c.tile_rect(TileSlot::Participant(2)).unwrap();
     assert_region(&fb, Rect::new(t2.x, t2.y, t2.width, 20), PLACEHOLDER_BG);
     assert_eq!(count(&fb, middle(t2), rgb_of(6)) as u64, count_text_pixels(&fb, middle(t2)));
     // The call state banner appears at the top centre, and goes again.
@@ -335,23 +335,23 @@ fn damage_covers_changed_tiles_and_what_lies_above_them() {
     let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb888);
     for i in 0..4u64 {
         c.set_participant(i, TileInfo::named("x"));
-        c.submit_frame(Slot::Participant(i), solid(320, 240, i as usize));
+        c.submit_frame(TileSlot::Participant(i), solid(320, 240, i as usize));
     }
     c.set_preview(Some(TileInfo::named("me")));
-    c.submit_frame(Slot::Preview, solid(320, 240, 5));
+    c.submit_frame(TileSlot::Preview, solid(320, 240, 5));
     c.render(&mut fb).unwrap();
     assert!(c.render(&mut fb).unwrap().is_empty(), "nothing changed");
     let presents = fb.presents();
-    let (t0, t3) = (c.tile_rect(Slot::Participant(0)).unwrap(), c.tile_rect(Slot::Participant(3)).unwrap());
-    let preview = c.tile_rect(Slot::Preview).unwrap();
+    let (t0, t3) = (c.tile_rect(TileSlot::Participant(0)).unwrap(), c.tile_rect(TileSlot::Participant(3)).unwrap());
+    let preview = c.tile_rect(TileSlot::Preview).unwrap();
     assert!(preview.intersects(&t3) && !preview.intersects(&t0));
-    c.submit_frame(Slot::Participant(0), solid(320, 240, 4));
+    c.submit_frame(TileSlot::Participant(0), solid(320, 240, 4));
     assert_eq!(c.render(&mut fb).unwrap(), vec![t0]);
     assert_eq!(fb.last_damage(), &[t0]);
     assert_eq!(fb.presents(), presents + 1);
     assert_region(&fb, middle(t0), rgb_of(4));
     // Tile 3 lies under the preview: the preview is drawn again on top of it.
-    c.submit_frame(Slot::Participant(3), solid(320, 240, 4));
+    c.submit_frame(TileSlot::Participant(3), solid(320, 240, 4));
     assert_eq!(c.render(&mut fb).unwrap(), vec![t3, preview]);
     assert_region(&fb, middle(preview), rgb_of(5));
     // (Fit: the 4:3 source is pillarboxed in the wider tile, the picture starts 40 columns in.)
@@ -361,7 +361,7 @@ fn damage_covers_changed_tiles_and_what_lies_above_them() {
     c.remove_participant(1);
     assert_eq!(c.render(&mut fb).unwrap(), vec![Rect::new(0, 0, 800, 480)]);
     assert_eq!(c.layout().tiles.len(), 3);
-    assert!(c.tile_rect(Slot::Participant(1)).is_none());
+    assert!(c.tile_rect(TileSlot::Participant(1)).is_none());
     // A framebuffer of another size is refused.
     let mut small = MemoryFramebuffer::new(100, 100, FramebufferFormat::Rgb888);
     assert!(c.render(&mut small).is_err());
@@ -380,9 +380,9 @@ fn tiles_glide_to_their_new_place_when_a_participant_joins() {
     let mut fb = MemoryFramebuffer::new(800, 480, FramebufferFormat::Rgb565);
     c.set_clock(Duration::ZERO);
     c.set_participant(1, info("P1", ScalingMode::Fit));
-    c.submit_frame(Slot::Participant(1), solid(320, 240, 1));
+    c.submit_frame(TileSlot::Participant(1), solid(320, 240, 1));
     c.render(&mut fb).unwrap();
-    let alone = c.tile_rect(Slot::Participant(1)).unwrap();
+    let alone = c.tile_rect(TileSlot::Participant(1)).unwrap();
     assert!(!c.is_animating(), "the first tile appears in place");
 
     // A second participant: the first tile glides from full screen to its half.
@@ -391,11 +391,11 @@ fn tiles_glide_to_their_new_place_when_a_participant_joins() {
     let target = c.layout().tiles[0];
     assert_ne!(alone, target);
     assert!(c.is_animating());
-    assert_eq!(c.tile_rect(Slot::Participant(1)), Some(alone), "starts where it was");
-    assert_eq!(c.tile_rect(Slot::Participant(2)), Some(c.layout().tiles[1]), "a new tile appears in place");
+    assert_eq!(c.tile_rect(TileSlot::Participant(1)), Some(alone), "starts where it was");
+    assert_eq!(c.tile_rect(TileSlot::Participant(2)), Some(c.layout().tiles[1]), "a new tile appears in place");
     c.set_clock(Duration::from_millis(100));
     c.render(&mut fb).unwrap();
-    let mid = c.tile_rect(Slot::Participant(1)).unwrap();
+    let mid = c.tile_rect(TileSlot::Participant(1)).unwrap();
     let between = |a: u32, m: u32, b: u32| (a.min(b)..=a.max(b)).contains(&m);
     assert!(mid != alone && mid != target, "half-way: {mid:?}");
     assert!(between(alone.width, mid.width, target.width) && between(alone.x, mid.x, target.x), "{mid:?}");
@@ -407,7 +407,7 @@ fn tiles_glide_to_their_new_place_when_a_participant_joins() {
     );
     c.set_clock(Duration::from_millis(250));
     c.render(&mut fb).unwrap();
-    assert_eq!(c.tile_rect(Slot::Participant(1)), Some(target));
+    assert_eq!(c.tile_rect(TileSlot::Participant(1)), Some(target));
     assert!(!c.is_animating());
     assert_region(&fb, middle(target), rgb_of(1));
 }

@@ -24,7 +24,6 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-pub use crate::frame::{draw_test_frame, read_frame_counter, VideoFrame};
 pub use echo::AudioProcessingConfig;
 pub use playout::PlayoutConfig;
 pub use session::MediaSession;

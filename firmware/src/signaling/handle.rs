@@ -1,6 +1,6 @@
 //! Plugin handles of a Janus session: `attach` (on [`JanusSession`], here because it makes a handle), `message`
 //! (synchronous `success` with plugindata, or `ack` then the `event` with the same transaction), `trickle`,
-//! `hangup`, `detach`. The events a handle receives are in [`super::event`] (re-exported here). A handle depends
+//! `hangup`, `detach`. The events a handle receives are in [`super::event`]. A handle depends
 //! on its session (`janus`), never the other way round.
 
 use log::debug;
@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::error::{Result, SignalingError};
-pub use super::event::{HandleEvent, JanusEvent, Jsep};
+use super::event::{HandleEvent, Jsep};
 use super::janus::{Command, JanusSession};
 
 impl JanusSession {

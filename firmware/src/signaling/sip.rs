@@ -8,7 +8,8 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use super::error::{Result, SignalingError};
-use super::handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle};
+use super::event::{HandleEvent, JanusEvent, Jsep};
+use super::handle::{FromHandleEvent, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The SIP plugin's package name.

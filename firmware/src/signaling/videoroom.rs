@@ -13,7 +13,8 @@ use callbox_calling::Secret;
 use serde_json::{json, Map, Value};
 
 use super::error::{Result, SignalingError};
-use super::handle::{FromHandleEvent, HandleEvent, JanusEvent, Jsep, PluginEvents, PluginHandle};
+use super::event::{HandleEvent, JanusEvent, Jsep};
+use super::handle::{FromHandleEvent, PluginEvents, PluginHandle};
 use super::janus::JanusSession;
 
 /// The VideoRoom plugin's package name.
@@ -444,7 +445,7 @@ impl ListParticipants {
 
 /// The media type of a stream (`type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamKind {
+pub enum StreamType {
     /// An audio m-line.
     Audio,
     /// A video m-line.
@@ -453,12 +454,12 @@ pub enum StreamKind {
     Data,
 }
 
-impl StreamKind {
-    fn parse(v: &Value) -> Parsed<StreamKind> {
+impl StreamType {
+    fn parse(v: &Value) -> Parsed<StreamType> {
         match v.get("type").and_then(Value::as_str) {
-            Some("audio") => Ok(StreamKind::Audio),
-            Some("video") => Ok(StreamKind::Video),
-            Some("data") => Ok(StreamKind::Data),
+            Some("audio") => Ok(StreamType::Audio),
+            Some("video") => Ok(StreamType::Video),
+            Some("data") => Ok(StreamType::Data),
             _ => Err("missing or invalid stream 'type'".into()),
         }
     }
@@ -468,7 +469,7 @@ impl StreamKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublisherStream {
     /// Media type.
-    pub kind: StreamKind,
+    pub kind: StreamType,
     /// Position of the m-line in the publisher's SDP.
     pub mindex: u32,
     /// The publisher's mid.
@@ -487,12 +488,12 @@ impl PublisherStream {
     /// A screen share: callbox describes its camera `"camera"` and a screen share `"screen"` (an application
     /// convention: Janus does not interpret descriptions).
     pub fn is_screen_share(&self) -> bool {
-        self.kind == StreamKind::Video && self.description.as_deref() == Some(SCREEN_DESCRIPTION)
+        self.kind == StreamType::Video && self.description.as_deref() == Some(SCREEN_DESCRIPTION)
     }
 
     fn parse(v: &Value) -> Parsed<PublisherStream> {
         Ok(PublisherStream {
-            kind: StreamKind::parse(v)?,
+            kind: StreamType::parse(v)?,
             mindex: need_u32(v, "mindex")?,
             mid: need_str(v, "mid")?,
             codec: opt_str(v, "codec"),
@@ -571,7 +572,7 @@ pub struct SubscriberStream {
     /// Our subscriber mid (Janus's own, not the publisher's: see `feed_mid`).
     pub mid: String,
     /// Media type.
-    pub kind: StreamKind,
+    pub kind: StreamType,
     /// false: an emptied slot (unsubscribed or its publisher left), inactive in the SDP.
     pub active: bool,
     /// The publisher feeding this slot.
@@ -591,7 +592,7 @@ impl SubscriberStream {
         Ok(SubscriberStream {
             mindex: need_u32(v, "mindex")?,
             mid: need_str(v, "mid")?,
-            kind: StreamKind::parse(v)?,
+            kind: StreamType::parse(v)?,
             active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
             feed_id: v.get("feed_id").and_then(Value::as_u64),
             feed_mid: opt_str(v, "feed_mid"),

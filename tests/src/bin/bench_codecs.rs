@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callbox::devices::{CameraPixelFormat, CaptureFormat, CapturedFrame};
+use callbox::frame::draw_test_frame;
 use callbox::media::video::{
     available_encoders, convert_i420, CodecPolicy, EncoderCounters, EncoderSettings, GstRegistry, VideoEncoder,
 };
-use callbox::media::{draw_test_frame, VideoCodec};
+use callbox::media::VideoCodec;
 
 /// Distinct frames drawn before measuring (then cycled), so drawing is not measured.
 const DISTINCT_FRAMES: u32 = 60;

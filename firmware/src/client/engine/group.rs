@@ -18,7 +18,7 @@ use crate::client::shared::{GroupView, GuestAccess, Shared};
 use crate::media::MediaSession;
 use crate::signaling::videoroom::{
     room_id_from, ConfigureDisplay, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher,
-    StreamKind, SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent,
+    StreamType, SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent,
     VideoRoomEvents, VideoRoomHandle, CAMERA_DESCRIPTION,
 };
 use crate::signaling::{JanusEvent, Jsep, SignalingError};
@@ -117,10 +117,10 @@ fn streams_of(publisher: &Publisher) -> Vec<RoomStream> {
         .iter()
         .filter_map(|s| {
             let kind = match s.kind {
-                StreamKind::Audio => RoomStreamKind::Audio,
-                StreamKind::Video if s.is_screen_share() => RoomStreamKind::ScreenShare,
-                StreamKind::Video => RoomStreamKind::Video,
-                StreamKind::Data => return None,
+                StreamType::Audio => RoomStreamKind::Audio,
+                StreamType::Video if s.is_screen_share() => RoomStreamKind::ScreenShare,
+                StreamType::Video => RoomStreamKind::Video,
+                StreamType::Data => return None,
             };
             Some(RoomStream { mid: s.mid.clone(), kind, active: !s.disabled && !s.moderated })
         })

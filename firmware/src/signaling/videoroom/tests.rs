@@ -255,7 +255,7 @@ fn joined_with_publishers_and_attendees() {
         p.streams,
         vec![
             PublisherStream {
-                kind: StreamKind::Audio,
+                kind: StreamType::Audio,
                 mindex: 0,
                 mid: "0".into(),
                 codec: Some("opus".into()),
@@ -264,7 +264,7 @@ fn joined_with_publishers_and_attendees() {
                 moderated: false,
             },
             PublisherStream {
-                kind: StreamKind::Video,
+                kind: StreamType::Video,
                 mindex: 1,
                 mid: "1".into(),
                 codec: Some("vp8".into()),
@@ -273,7 +273,7 @@ fn joined_with_publishers_and_attendees() {
                 moderated: false,
             },
             PublisherStream {
-                kind: StreamKind::Video,
+                kind: StreamType::Video,
                 mindex: 2,
                 mid: "2".into(),
                 codec: None,
@@ -407,7 +407,7 @@ fn subscriber_attached_updated_updating_started_left() {
         SubscriberStream {
             mindex: 1,
             mid: "1".into(),
-            kind: StreamKind::Video,
+            kind: StreamType::Video,
             active: true,
             feed_id: Some(1003),
             feed_mid: Some("1".into()),
@@ -418,10 +418,10 @@ fn subscriber_attached_updated_updating_started_left() {
     );
     assert_eq!(
         (streams[0].kind, streams[0].feed_id, streams[0].feed_description.as_deref()),
-        (StreamKind::Audio, Some(1002), None)
+        (StreamType::Audio, Some(1002), None)
     );
     assert!(!streams[2].active && streams[2].feed_id.is_none());
-    assert_eq!((streams[3].kind, streams[3].feed_id), (StreamKind::Data, None));
+    assert_eq!((streams[3].kind, streams[3].feed_id), (StreamType::Data, None));
 
     let data = json!({"videoroom":"updated","room":4711,"streams":[
       {"type":"audio","active":true,"mindex":0,"mid":"0","feed_id":1002,"feed_mid":"0","codec":"opus"}]});
