@@ -1093,6 +1093,3 @@ impl CallingCore {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod group_tests;

@@ -376,3 +376,6 @@ impl ApplianceLogic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

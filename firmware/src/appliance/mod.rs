@@ -8,9 +8,6 @@ pub mod notify;
 pub mod run;
 pub mod setup;
 
-#[cfg(test)]
-mod logic_tests;
-
 pub use logic::{Action, ApplianceLogic, Behaviour};
 pub use run::{run, ApplianceError, ApplianceHandle};
 pub use setup::{setup, ApplianceSetup, SetupError, SimControls};

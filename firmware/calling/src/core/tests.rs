@@ -623,3 +623,6 @@ fn an_incoming_call_answered_early_can_still_be_declined() {
     let out = core.start_call(&[bob()], now).unwrap();
     assert!(core.answer_early(out).is_err());
 }
+
+/// The group calls' share of the core's tests.
+mod group;

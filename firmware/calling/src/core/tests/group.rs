@@ -1,7 +1,7 @@
 //! Unit tests of group calls in the calling core: the owner's invitations and roster, the invitee's side,
 //! streams and subscriptions, mute and speaking, removal, timeouts.
 
-use super::*;
+use crate::core::*;
 use crate::invitation::{GroupCallId, Invitation};
 use crate::secret::Secret;
 

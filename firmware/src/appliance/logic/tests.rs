@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::logic::*;
+use super::*;
 use crate::calling::{CallId, CallState, Identifier, Secret};
 use crate::input::{ButtonAction, LedState};
 
