@@ -1,7 +1,8 @@
 //! The engine task of a `CallClient`: it owns the Janus session and its SIP handles (the registered account and
-//! helper handles), the media session of each call and the token refresh schedule, feeds what they report into the calling core, and carries out the core's
-//! commands. `Shared` is the state the API handles and the engine both reach: the core (behind a mutex, never
-//! held across an await), the event bus and the media sessions.
+//! helper handles), the media session of each call and the token refresh schedule, feeds what they report into
+//! the calling core, and carries out the core's commands. It never sleeps: a Janus timing rule is a deadline
+//! (`handles`, `deferred`), token fetches and reconnection attempts run beside it and report back. What the API
+//! handles reach too is in `client::shared`.
 
 mod deferred;
 mod group;
