@@ -26,9 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Content type of the INFO that tells a callbox peer our microphone and camera state.
-pub(crate) const STATE_INFO_TYPE: &str = state_info::CONTENT_TYPE;
-
 /// Remote video counts as stopped when no frame was decoded for this long.
 const VIDEO_STALL: Duration = Duration::from_millis(1500);
 
@@ -709,7 +706,7 @@ impl Engine {
             return;
         }
         leg.sent_state = (muted, video_on);
-        if let Err(e) = sip.info(STATE_INFO_TYPE, &state_info::encode(muted, video_on)).await {
+        if let Err(e) = sip.info(state_info::CONTENT_TYPE, &state_info::encode(muted, video_on)).await {
             log::warn!("{call}: state INFO not sent: {e}");
         }
     }
@@ -860,7 +857,9 @@ impl Engine {
                     self.signal(call, SignalEvent::Dtmf(d));
                 }
             }
-            SipEvent::Info { content_type, content, .. } if content_type.eq_ignore_ascii_case(STATE_INFO_TYPE) => {
+            SipEvent::Info { content_type, content, .. }
+                if content_type.eq_ignore_ascii_case(state_info::CONTENT_TYPE) =>
+            {
                 let Some(call) = call else { return };
                 match state_info::decode(&content) {
                     Ok(PeerStateInfo { muted, video_on }) => {
