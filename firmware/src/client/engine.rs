@@ -8,6 +8,7 @@ mod deferred;
 mod group;
 mod handles;
 mod invite_flights;
+mod upkeep;
 
 use super::credential::{unix_now, TokenCredential};
 use super::shared::Shared;
@@ -94,6 +95,7 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
         }
     };
     shared.with_core(|core, _| core.set_connection_state(ConnectionState::Ready));
+    let upkeep = upkeep::Upkeep::connected(config.refresh.retry, credential.refresh_due_in().await, Instant::now());
     let engine = Engine {
         shared: shared.clone(),
         credential,
@@ -103,10 +105,8 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
         sip_rx,
         media_tx,
         media_rx,
-        refresh_attempt: 0,
-        next_refresh: None,
+        upkeep,
         lost: None,
-        generation: 1,
         groups: HashMap::new(),
         room_tx,
         room_rx,
@@ -118,7 +118,7 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
         refreshing: None,
         refreshed_tx,
         refreshed_rx,
-        reconnect: Reconnect::default(),
+        reconnecting: None,
         reconnected_tx,
         reconnected_rx,
     };
@@ -275,11 +275,10 @@ struct Engine {
     sip_rx: mpsc::Receiver<SlotEvent>,
     media_tx: mpsc::Sender<(CallId, MediaEvent)>,
     media_rx: mpsc::Receiver<(CallId, MediaEvent)>,
-    refresh_attempt: u32,
-    next_refresh: Option<Instant>,
+    /// When the token is fetched again and a lost connection rebuilt, and the current connection generation.
+    upkeep: upkeep::Upkeep,
     /// Set when the session is found gone; the main loop then rebuilds the connection.
     lost: Option<String>,
-    generation: u64,
     /// Group calls in their rooms.
     groups: HashMap<CallId, group::GroupLeg>,
     room_tx: mpsc::Sender<group::RoomEvent>,
@@ -298,8 +297,8 @@ struct Engine {
     refreshing: Option<tokio::task::JoinHandle<()>>,
     refreshed_tx: mpsc::Sender<Refreshed>,
     refreshed_rx: mpsc::Receiver<Refreshed>,
-    /// The rebuilding of a lost connection: its attempt running beside the engine, or the time of the next one.
-    reconnect: Reconnect,
+    /// The attempt at rebuilding a lost connection running beside the engine.
+    reconnecting: Option<tokio::task::JoinHandle<()>>,
     reconnected_tx: mpsc::Sender<Reconnected>,
     reconnected_rx: mpsc::Receiver<Reconnected>,
 }
@@ -317,17 +316,6 @@ struct Reconnected {
     refresh_due_in: Option<Duration>,
 }
 
-/// Where the rebuilding of a lost connection stands.
-#[derive(Default)]
-struct Reconnect {
-    /// Failed attempts so far (the backoff's exponent).
-    attempt: u32,
-    /// When the next attempt starts.
-    next_at: Option<Instant>,
-    /// The attempt under way.
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
 /// Why an incoming call got no early media.
 enum EarlyMediaError {
     /// The server cannot send 183 with SDP.
@@ -340,12 +328,7 @@ impl Engine {
         &self.shared.config
     }
 
-    async fn schedule_refresh(&mut self) {
-        self.next_refresh = self.credential.refresh_due_in().await.map(|d| Instant::now() + d);
-    }
-
     async fn run(mut self, mut shutdown_rx: mpsc::Receiver<oneshot::Sender<()>>) {
-        self.schedule_refresh().await;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -363,7 +346,7 @@ impl Engine {
                     return;
                 }
                 Some(ev) = self.sip_rx.recv() => {
-                    if ev.generation == self.generation {
+                    if ev.generation == self.upkeep.generation() {
                         match ev.event {
                             Some(event) => self.on_sip(ev.slot, event).await,
                             None => self.lost = Some(format!("the event stream of SIP handle {} ended", ev.slot)),
@@ -380,9 +363,8 @@ impl Engine {
                     self.shared.engine_core(|core, now| core.handle_timeout(now));
                 }
                 _ = deadline(self.deferred.poll_timeout()) => self.run_due_commands().await,
-                _ = deadline(self.next_refresh) => self.start_refresh(),
+                _ = deadline(self.upkeep.poll_timeout()) => self.run_due_upkeep(),
                 Some(refreshed) = self.refreshed_rx.recv() => self.on_refreshed(refreshed).await,
-                _ = deadline(self.reconnect.next_at) => self.start_reconnect(),
                 Some(reconnected) = self.reconnected_rx.recv() => self.on_reconnected(reconnected).await,
                 _ = tick.tick() => self.watch_video(),
             }
@@ -875,7 +857,7 @@ impl Engine {
             SipEvent::RegistrationFailed { code, reason } => {
                 log::error!("SIP registration failed: {code} {reason}");
                 // Retried with a fresh token soon.
-                self.next_refresh = Some(Instant::now() + Duration::from_secs(1));
+                self.upkeep.registration_failed(Instant::now());
             }
             SipEvent::Error { code, reason } => log::warn!("SIP plugin error {code}: {reason}"),
             SipEvent::Message { sender, content_type, content, .. } => {
@@ -1002,7 +984,7 @@ impl Engine {
             }
             ConnectionEvent::Unauthorized { request } => {
                 log::warn!("Janus refused '{request}' as unauthorized: refreshing the token now");
-                self.next_refresh = Some(Instant::now());
+                self.upkeep.unauthorized(Instant::now());
             }
             ConnectionEvent::Lost { reason } => self.lost = Some(reason),
         }
@@ -1036,18 +1018,25 @@ impl Engine {
             }
         }
         self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.next_refresh = None;
-        self.reconnect = Reconnect { attempt: 0, next_at: Some(Instant::now()), task: None };
+        self.upkeep.session_lost(Instant::now());
+    }
+
+    /// Starts what the refresh and reconnection schedule says is due.
+    fn run_due_upkeep(&mut self) {
+        while let Some(due) = self.upkeep.poll_due(Instant::now()) {
+            match due {
+                upkeep::Due::Refresh => self.start_refresh(),
+                upkeep::Due::Reconnect { generation } => self.start_reconnect(generation),
+            }
+        }
     }
 
     /// One attempt at a new connection, beside the engine: a token (the held one while it is valid), a session,
     /// the registration and the helper handles.
-    fn start_reconnect(&mut self) {
-        self.reconnect.next_at = None;
-        self.generation += 1;
+    fn start_reconnect(&mut self, generation: u64) {
         let (config, credential, held) = (self.config().clone(), self.credential.clone(), self.token.clone());
-        let (sip_tx, tx, generation) = (self.sip_tx.clone(), self.reconnected_tx.clone(), self.generation);
-        self.reconnect.task = Some(tokio::spawn(async move {
+        let (sip_tx, tx) = (self.sip_tx.clone(), self.reconnected_tx.clone());
+        self.reconnecting = Some(tokio::spawn(async move {
             let token = match credential.get().await {
                 Ok(t) => t,
                 Err(e) => {
@@ -1063,37 +1052,30 @@ impl Engine {
 
     async fn on_reconnected(&mut self, reconnected: Reconnected) {
         let Reconnected { generation, result, refresh_due_in } = reconnected;
-        self.reconnect.task = None;
-        if generation != self.generation || self.conn.is_some() {
-            return;
-        }
+        self.reconnecting = None;
+        let now = Instant::now();
         match result {
             Ok((conn, token)) => {
+                if !self.upkeep.reconnect_succeeded(generation, refresh_due_in, now) {
+                    return;
+                }
                 self.token = token;
                 self.conn = Some(conn);
                 self.lost = None;
-                self.reconnect = Reconnect::default();
                 self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
-                self.next_refresh = refresh_due_in.map(|d| Instant::now() + d);
                 self.close_orphans().await;
             }
             Err(e) => {
-                let backoff = self.config().refresh.retry;
-                let attempt = self.reconnect.attempt;
-                let delay = backoff.delay(attempt, rand::random::<f64>()).unwrap_or(backoff.max);
-                log::warn!("reconnect attempt {attempt} failed ({e}); next in {} ms", delay.as_millis());
-                self.reconnect.attempt = attempt.saturating_add(1);
-                self.reconnect.next_at = Some(Instant::now() + delay);
+                if let Some(delay) = self.upkeep.reconnect_failed(generation, rand::random::<f64>(), now) {
+                    log::warn!("reconnect attempt failed ({e}); next in {} ms", delay.as_millis());
+                }
             }
         }
     }
 
-    /// Starts fetching a new token beside the engine (at most one fetch at a time); `on_refreshed` swaps it in.
+    /// Starts fetching a new token beside the engine (the schedule lets one run at a time); `on_refreshed` swaps
+    /// it in.
     fn start_refresh(&mut self) {
-        self.next_refresh = None;
-        if self.refreshing.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
         let (credential, tx) = (self.credential.clone(), self.refreshed_tx.clone());
         self.refreshing = Some(tokio::spawn(async move {
             let result = credential.refresh().await;
@@ -1108,7 +1090,6 @@ impl Engine {
         self.refreshing = None;
         match refreshed.result {
             Ok(token) => {
-                self.refresh_attempt = 0;
                 if let Some(conn) = &self.conn {
                     match token.janus() {
                         Ok(grant) => conn.session.set_token(grant.token.clone()),
@@ -1129,16 +1110,11 @@ impl Engine {
                 }
                 log::info!("token swapped in (valid for {} s)", token.expires_at().saturating_sub(unix_now()));
                 self.token = token;
-                if self.conn.is_some() {
-                    self.next_refresh = refreshed.due_in.map(|d| Instant::now() + d);
-                }
+                self.upkeep.refresh_succeeded(refreshed.due_in, Instant::now());
             }
             Err(e) => {
-                let retry = self.config().refresh.retry;
-                let delay = retry.delay(self.refresh_attempt, rand::random::<f64>()).unwrap_or(retry.max);
-                self.refresh_attempt = self.refresh_attempt.saturating_add(1);
+                let delay = self.upkeep.refresh_failed(rand::random::<f64>(), Instant::now());
                 log::warn!("token refresh failed ({e}); next attempt in {} ms", delay.as_millis());
-                self.next_refresh = Some(Instant::now() + delay);
             }
         }
     }
@@ -1146,7 +1122,7 @@ impl Engine {
     async fn shutdown(&mut self) {
         log::info!("shutting down: unregistering, hanging up");
         // A token fetch or a reconnection under way is given up: nothing is left to use it.
-        for task in [self.refreshing.take(), self.reconnect.task.take()].into_iter().flatten() {
+        for task in [self.refreshing.take(), self.reconnecting.take()].into_iter().flatten() {
             task.abort();
         }
         self.deferred.clear();
