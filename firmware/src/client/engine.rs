@@ -8,6 +8,7 @@ mod deferred;
 mod group;
 mod handles;
 mod invite_flights;
+mod orphans;
 mod upkeep;
 
 use super::credential::{unix_now, TokenCredential};
@@ -112,7 +113,7 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
         room_rx,
         next_serial: 0,
         invites_in_flight: invite_flights::InviteFlights::default(),
-        orphans: Vec::new(),
+        orphans: orphans::Orphans::default(),
         early_media_unsupported: false,
         deferred: deferred::Deferred::default(),
         refreshing: None,
@@ -287,8 +288,8 @@ struct Engine {
     next_serial: u64,
     /// Invitations sent, until their delivery is known.
     invites_in_flight: invite_flights::InviteFlights,
-    /// Rooms of ours a lost session left open (at most `group::MAX_ORPHANS`).
-    orphans: Vec<group::Orphan>,
+    /// Rooms of ours a lost session left open.
+    orphans: orphans::Orphans,
     /// Janus answered a `progress` request as unknown (older than 1.3.1): incoming calls get no early media.
     early_media_unsupported: bool,
     /// Commands waiting for a Janus timing rule (handle reuse, invite settle), each call's in order.

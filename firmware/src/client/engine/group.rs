@@ -5,31 +5,30 @@
 //! `Kick`, ...), turns the room's events into `GroupSignal`s, and sends and takes in the invitation messages
 //! (SIP MESSAGE through the account's handle, `crate::calling::invitation`).
 
+mod roster;
+
 use super::invite_flights::{Fate, Outcome};
+use super::orphans::Cancel;
 use super::Engine;
-use crate::calling::core::{MAX_INVITEES, MAX_MEMBERS};
+use crate::calling::core::MAX_MEMBERS;
 use crate::calling::invitation::{self, GroupCallId, GroupMessage, Invitation, CONTENT_TYPE};
-use crate::calling::publisher_display::{self, PublisherDisplay};
-use crate::calling::{
-    subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, RoomMember, RoomStream, RoomStreamKind,
-    Secret, SignalEvent,
-};
+use crate::calling::publisher_display::PublisherDisplay;
+use crate::calling::{subcode, CallEndReason, CallId, GroupSignal, Identifier, ParticipantId, Secret, SignalEvent};
 use crate::client::shared::{GroupView, GuestAccess, Shared};
 use crate::media::MediaSession;
 use crate::signaling::videoroom::{
-    room_id_from, ConfigureDisplay, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, Publisher,
-    StreamType, SubscribeStream, SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent,
-    VideoRoomEvents, VideoRoomHandle, CAMERA_DESCRIPTION,
+    room_id_from, ConfigureDisplay, CreateRoom, Destroy, JoinPublisher, JoinSubscriber, Kick, Publish, SubscribeStream,
+    SubscriberStream, UnsubscribeStream, Update, UpdateOutcome, VideoRoomEvent, VideoRoomEvents, VideoRoomHandle,
+    CAMERA_DESCRIPTION,
 };
 use crate::signaling::{JanusEvent, Jsep, SignalingError};
+use roster::{member_of, Roster};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Room events waiting for the engine.
 pub(super) const ROOM_EVENT_QUEUE: usize = 256;
-/// Rooms of ours left behind by a lost session, to close once connected again (and cancellations to send).
-pub(super) const MAX_ORPHANS: usize = 16;
 /// Length of the generated room secret and PIN.
 const SECRET_LEN: usize = 24;
 
@@ -59,12 +58,10 @@ pub(super) struct GroupLeg {
     call_id: GroupCallId,
     publisher: VideoRoomHandle,
     media: MediaSession,
-    feed: u64,
     private_id: u32,
     subscription: Option<Subscription>,
-    /// Each member's streams as the room last described them, and whether its display says muted (at most
-    /// `MAX_MEMBERS`).
-    members: HashMap<u64, (Vec<RoomStream>, bool)>,
+    /// Who is in the room.
+    roster: Roster,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -73,16 +70,6 @@ struct Subscription {
     serial: u64,
     handle: VideoRoomHandle,
     media: MediaSession,
-}
-
-/// A room we own whose session was lost: closed, and its invitations withdrawn, once connected again.
-pub(super) struct Orphan {
-    call: CallId,
-    room: u64,
-    secret: Secret,
-    call_id: GroupCallId,
-    /// Invitees to tell the call is off (the core withdraws its pending invitations when the call ends).
-    cancels: Vec<Identifier>,
 }
 
 /// A random string of letters and digits (room secrets and PINs).
@@ -97,34 +84,6 @@ fn random_secret() -> Secret {
 /// Our publisher display (`calling::publisher_display`): who we are, and whether our microphone is muted.
 fn display_of(user: &Identifier, name: Option<&str>, muted: bool) -> String {
     PublisherDisplay { user: user.clone(), name: name.map(str::to_owned), muted }.encode()
-}
-
-/// Whether a member's display says its microphone is muted.
-fn display_muted(display: Option<&str>) -> bool {
-    publisher_display::says_muted(display)
-}
-
-/// A member from its publisher display: a callbox user says who it is; anything else is a guest.
-fn member_of(feed: u64, display: Option<&str>) -> RoomMember {
-    let (identifier, display_name) = publisher_display::member_identity(display);
-    RoomMember { feed, identifier, display_name }
-}
-
-/// A publisher's streams as the core sees them.
-fn streams_of(publisher: &Publisher) -> Vec<RoomStream> {
-    publisher
-        .streams
-        .iter()
-        .filter_map(|s| {
-            let kind = match s.kind {
-                StreamType::Audio => RoomStreamKind::Audio,
-                StreamType::Video if s.is_screen_share() => RoomStreamKind::ScreenShare,
-                StreamType::Video => RoomStreamKind::Video,
-                StreamType::Data => return None,
-            };
-            Some(RoomStream { mid: s.mid.clone(), kind, active: !s.disabled && !s.moderated })
-        })
-        .collect()
 }
 
 /// The reason a group call ends with when its room cannot be set up or joined.
@@ -204,11 +163,9 @@ impl Engine {
                 if let Some(leg) = self.groups.get(call) {
                     let message = GroupMessage::Cancel { call_id: leg.call_id.clone() };
                     self.send_group_message(&message, target, None).await;
-                } else if let Some(orphan) = self.orphans.iter_mut().find(|o| o.call == *call) {
-                    // The session is being rebuilt: sent once connected again.
-                    if orphan.cancels.len() < MAX_INVITEES {
-                        orphan.cancels.push(target.clone());
-                    }
+                } else if self.orphans.cancel_later(*call, target) == Cancel::Full {
+                    // The session is being rebuilt: the others are sent once connected again.
+                    log::warn!("{call}: too many invitations to withdraw: {target} rings until its ring time ends");
                 }
             }
             Command::Subscribe { call, feed, mids } => {
@@ -373,10 +330,9 @@ impl Engine {
                 call_id,
                 publisher,
                 media,
-                feed: joined.id,
                 private_id: joined.private_id,
                 subscription: None,
-                members: HashMap::new(),
+                roster: Roster::new(joined.id),
                 tasks,
             },
         );
@@ -390,34 +346,11 @@ impl Engine {
         Ok(())
     }
 
-    fn publisher_seen(&mut self, call: CallId, p: &Publisher) {
+    fn publisher_seen(&mut self, call: CallId, p: &crate::signaling::videoroom::Publisher) {
         let Some(leg) = self.groups.get_mut(&call) else { return };
-        if leg.feed == p.id {
-            return;
+        for signal in leg.roster.publisher_seen(p) {
+            self.group(call, signal);
         }
-        if !leg.members.contains_key(&p.id) && leg.members.len() >= MAX_MEMBERS {
-            log::warn!("{call}: room member {} ignored: already {MAX_MEMBERS} members", p.id);
-            return;
-        }
-        leg.members.insert(p.id, (streams_of(p), display_muted(p.display.as_deref())));
-        self.group(call, GroupSignal::MemberJoined(member_of(p.id, p.display.as_deref())));
-        self.member_streams_changed(call, p.id);
-    }
-
-    /// Tells the core a member's streams; a member whose display says muted has its audio inactive.
-    fn member_streams_changed(&self, call: CallId, feed: u64) {
-        let Some((streams, muted)) = self.groups.get(&call).and_then(|l| l.members.get(&feed)) else { return };
-        let streams = streams
-            .iter()
-            .cloned()
-            .map(|mut s| {
-                if s.kind == RoomStreamKind::Audio && *muted {
-                    s.active = false;
-                }
-                s
-            })
-            .collect();
-        self.group(call, GroupSignal::MemberStreams { feed, streams });
     }
 
     /// Our microphone: silence goes out, and the others learn it from our display.
@@ -462,11 +395,13 @@ impl Engine {
     /// Keeps what closing an owned room needs, for when the session is back.
     fn adopt_orphan(&mut self, call: CallId, leg: &GroupLeg) {
         let Some(secret) = leg.secret.clone() else { return };
-        if self.orphans.len() >= MAX_ORPHANS {
-            log::warn!("room {} of {call} is left to Janus: already {MAX_ORPHANS} rooms to close", leg.room);
-            return;
+        if !self.orphans.adopt(call, leg.room, secret, leg.call_id.clone()) {
+            log::warn!(
+                "room {} of {call} is left to Janus: already {} rooms to close",
+                leg.room,
+                super::orphans::MAX_ORPHANS
+            );
         }
-        self.orphans.push(Orphan { call, room: leg.room, secret, call_id: leg.call_id.clone(), cancels: Vec::new() });
     }
 
     /// The session is lost: every room leg's media closed, nothing asked of Janus; owned rooms become orphans.
@@ -481,7 +416,7 @@ impl Engine {
 
     /// Once connected again: closes the rooms the lost session left and withdraws their invitations.
     pub(super) async fn close_orphans(&mut self) {
-        let orphans = std::mem::take(&mut self.orphans);
+        let orphans = self.orphans.take();
         if orphans.is_empty() {
             return;
         }
@@ -565,7 +500,7 @@ impl Engine {
         let calls: Vec<CallId> = self.groups.keys().copied().collect();
         for call in calls {
             let Some(leg) = self.groups.get(&call) else { continue };
-            let (publisher, room, own) = (leg.publisher.clone(), leg.room, leg.feed);
+            let (publisher, room) = (leg.publisher.clone(), leg.room);
             let listed = match publisher.list_participants(room).await {
                 Ok(listed) => listed,
                 Err(e) => {
@@ -574,26 +509,8 @@ impl Engine {
                 }
             };
             let Some(leg) = self.groups.get_mut(&call) else { continue };
-            let gone: Vec<u64> = leg.members.keys().copied().filter(|f| !listed.iter().any(|p| p.id == *f)).collect();
-            for feed in &gone {
-                leg.members.remove(feed);
-            }
-            for feed in gone {
-                self.group(call, GroupSignal::MemberLeft { feed, kicked: false });
-            }
-            for p in listed.iter().filter(|p| p.id != own) {
-                let muted = display_muted(p.display.as_deref());
-                let Some(leg) = self.groups.get_mut(&call) else { break };
-                if let Some((streams, was_muted)) = leg.members.get_mut(&p.id) {
-                    *was_muted = muted;
-                    if !p.publisher {
-                        streams.clear();
-                    }
-                    self.member_streams_changed(call, p.id);
-                } else if leg.members.len() < MAX_MEMBERS {
-                    leg.members.insert(p.id, (Vec::new(), muted));
-                    self.group(call, GroupSignal::MemberJoined(member_of(p.id, p.display.as_deref())));
-                }
+            for signal in leg.roster.resync(&listed) {
+                self.group(call, signal);
             }
             log::info!("{call}: room {room} resynchronised after the reconnection ({} there)", listed.len());
         }
@@ -781,44 +698,10 @@ impl Engine {
             self.room_media_lost(call, Some(side), "its handle's events ended");
             return;
         };
-        let own_feed = leg.feed;
         match event {
-            VideoRoomEvent::Publishers { publishers, .. } => {
-                for p in &publishers {
-                    self.publisher_seen(call, p);
-                }
-            }
-            VideoRoomEvent::DisplayChanged { id, display } if id != own_feed => {
-                if let Some((_, muted)) = self.groups.get_mut(&call).and_then(|l| l.members.get_mut(&id)) {
-                    *muted = display_muted(Some(&display));
-                }
-                self.member_streams_changed(call, id);
-            }
-            VideoRoomEvent::Joining { id, display, .. } if id != own_feed => {
-                self.group(call, GroupSignal::MemberJoined(member_of(id, display.as_deref())));
-            }
-            VideoRoomEvent::Unpublished { id, .. } if id != own_feed => {
-                if let Some((streams, _)) = self.groups.get_mut(&call).and_then(|l| l.members.get_mut(&id)) {
-                    streams.clear();
-                }
-                self.group(call, GroupSignal::MemberStreams { feed: id, streams: vec![] });
-            }
-            VideoRoomEvent::Leaving { id, .. } | VideoRoomEvent::Kicked { id, .. } if id != own_feed => {
-                let kicked = matches!(event, VideoRoomEvent::Kicked { .. });
-                if let Some(leg) = self.groups.get_mut(&call) {
-                    leg.members.remove(&id);
-                }
-                self.group(call, GroupSignal::MemberLeft { feed: id, kicked });
-            }
             VideoRoomEvent::LeavingOk { reason: Some(reason) } if reason == "kicked" => {
                 log::info!("{call}: removed from the room by its owner");
                 self.group(call, GroupSignal::Removed);
-            }
-            VideoRoomEvent::Talking { id, .. } if id != own_feed => {
-                self.group(call, GroupSignal::MemberTalking { feed: id, talking: true });
-            }
-            VideoRoomEvent::StoppedTalking { id, .. } if id != own_feed => {
-                self.group(call, GroupSignal::MemberTalking { feed: id, talking: false });
             }
             VideoRoomEvent::Destroyed { .. } => {
                 log::info!("{call}: the room was closed by its owner");
@@ -837,7 +720,16 @@ impl Engine {
             }
             VideoRoomEvent::Error { code, message } => log::warn!("{call}: room error {code}: {message}"),
             VideoRoomEvent::Unknown(what) => log::debug!("{call}: room event skipped: {what}"),
-            other => log::debug!("{call}: room event {other:?}"),
+            membership => {
+                let Some(leg) = self.groups.get_mut(&call) else { return };
+                let signals = leg.roster.on_event(&membership);
+                if signals.is_empty() {
+                    log::debug!("{call}: room event {membership:?}");
+                }
+                for signal in signals {
+                    self.group(call, signal);
+                }
+            }
         }
     }
 }
@@ -893,26 +785,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn members_are_read_from_their_display() {
-        let m = member_of(7, Some(r#"{"id":"alice","name":"Front door"}"#));
-        assert_eq!(m.identifier, Identifier::user("alice").ok());
-        assert_eq!(m.display_name.as_deref(), Some("Front door"));
-        let guest = member_of(8, Some("Browser"));
-        assert_eq!(guest.identifier, None);
-        assert_eq!(guest.display_name.as_deref(), Some("Browser"));
-        let odd = member_of(9, Some(r#"{"id":"not a valid id!"}"#));
-        assert_eq!(odd.identifier, None, "an unusable id is a guest");
-        assert_eq!(member_of(10, None).display_name, None);
-    }
-
-    #[test]
     fn our_display_names_us() {
         let me = Identifier::user("door-1").unwrap();
         let m = member_of(1, Some(&display_of(&me, Some("Door"), false)));
         assert_eq!(m.identifier, Some(me.clone()));
         assert_eq!(m.display_name.as_deref(), Some("Door"));
-        assert!(!display_muted(Some(&display_of(&me, Some("Door"), false))));
-        assert!(display_muted(Some(&display_of(&me, Some("Door"), true))));
-        assert!(!display_muted(Some("a browser")), "a guest's plain display says nothing");
+        assert!(!roster::display_muted(Some(&display_of(&me, Some("Door"), false))));
+        assert!(roster::display_muted(Some(&display_of(&me, Some("Door"), true))));
     }
 }
