@@ -151,4 +151,37 @@ mod tests {
         assert_eq!(h.reusable_at(), Some(t0 + ms(3000) + ms(1200)));
         assert_eq!(h.settled_at(), None);
     }
+
+    #[test]
+    fn janus_keeps_the_peerconnection_a_handle_stays_taken_after_its_call_until_it_is_hung_up() {
+        // After a call or a decline the handle keeps its PeerConnection until it is sent `hangup`: a `call` on it
+        // fails and INVITEs get 486. Only `released` (after that hangup) frees it, and then after the reuse delay.
+        let t0 = Instant::now();
+        let mut hs = [Binding::default(), Binding::default()];
+        hs[0].bind(CallId(1));
+        hs[1].offered(CallId(2), t0);
+        hs[1].acted_on();
+        assert_eq!(pick_for_outgoing(hs.iter()), None, "both still hold their calls' PeerConnections");
+        hs[1].released(t0 + ms(500));
+        assert_eq!(pick_for_outgoing(hs.iter()), Some(1));
+        assert_eq!(hs[1].reusable_at(), Some(t0 + ms(1700)));
+    }
+
+    #[test]
+    fn janus_busy_on_a_helper_a_second_incoming_call_lands_on_a_helper_and_is_declined_there() {
+        // Janus gives an INVITE to a free handle of the account: with the master in a call, a second caller rings
+        // on a helper, where the core's 486 (busy) must go, after the settle.
+        let t0 = Instant::now();
+        let mut hs = [Binding::default(), Binding::default(), Binding::default()];
+        hs[0].offered(CallId(1), t0);
+        hs[0].acted_on();
+        hs[1].offered(CallId(2), t0 + ms(10_000));
+        assert_eq!(of_call(hs.iter(), CallId(2)), Some(1));
+        assert_eq!(hs[1].settled_at(), Some(t0 + ms(10_050)));
+        assert_eq!(pick_for_outgoing(hs.iter()), Some(2), "the one free helper is left for an outgoing call");
+        hs[1].acted_on();
+        hs[1].released(t0 + ms(10_060));
+        assert_eq!(of_call(hs.iter(), CallId(2)), None);
+        assert_eq!(of_call(hs.iter(), CallId(1)), Some(0), "the first call is not disturbed");
+    }
 }
