@@ -1,6 +1,7 @@
 //! `CuttableProxy`: a TCP forwarder whose connections a test can cut, and which it can hold closed for a while
 //! (new connections dropped at once), to drop a live WebSocket under a client (reconnect, session-claim and
-//! session-loss tests); also the way a QEMU guest on the test's tap device reaches the stack.
+//! session-loss tests), or stall (what the server sends is held back, the connection stays up: a slow server);
+//! also the way a QEMU guest on the test's tap device reaches the stack.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,31 @@ pub struct CuttableProxy {
     addr: SocketAddr,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
     closed: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     accept: JoinHandle<()>,
+}
+
+/// Copies `from` to `to`; while `stalled` is set, what was read waits before it is written.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Option<Arc<AtomicBool>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl CuttableProxy {
@@ -30,21 +55,29 @@ impl CuttableProxy {
         let registry = conns.clone();
         let closed: Arc<AtomicBool> = Arc::default();
         let held = closed.clone();
+        let stalled: Arc<AtomicBool> = Arc::default();
+        let slow = stalled.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if held.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
+                let slow = slow.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(
+                            forward(from_client, to_server, None),
+                            forward(from_server, to_client, Some(slow))
+                        );
                     }
                 });
                 crate::baresip_lock(&registry).push(task.abort_handle());
             }
         });
-        Ok(CuttableProxy { addr, conns, closed, accept })
+        Ok(CuttableProxy { addr, conns, closed, stalled, accept })
     }
 
     /// The address it listens on.
@@ -60,6 +93,11 @@ impl CuttableProxy {
     /// Holds the way closed (`true`: every new connection is dropped at once) or opens it again.
     pub fn hold_closed(&self, closed: bool) {
         self.closed.store(closed, Ordering::SeqCst);
+    }
+
+    /// Stalls the server (`true`: what it sends is held back, connections stay up) or lets it go on.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
     }
 
     /// Cuts every connection open now (new ones are still accepted); returns how many were cut.

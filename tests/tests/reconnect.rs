@@ -1,11 +1,13 @@
 //! The Janus WebSocket dropped under a live call: the client reconnects with backoff, claims its session within
-//! Janus's `reclaim_session_timeout`, and the call (whose media never went through the WebSocket) goes on.
+//! Janus's `reclaim_session_timeout`, and the call (whose media never went through the WebSocket) goes on; a Janus
+//! that answers slowly holds up no more than the requests waiting for it.
 
 mod common;
 
 use callbox::calling::{subcode, CallState, ConnectionState, Delivery, Event};
 use callbox_tests::{CuttableProxy, Stack, StackOptions};
 use common::*;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_janus_connection_is_reclaimed_and_the_call_goes_on() {
@@ -91,5 +93,54 @@ async fn while_a_lost_connection_is_rebuilt_shutdown_is_served() {
     // The engine is not stuck in its reconnect loop: it shuts down and says so.
     door.shutdown().await;
     assert_eq!(door.connection_state(), ConnectionState::Disconnected);
+    monitor.shutdown().await;
+}
+
+/// A Janus that answers slowly holds up only the requests that wait for it, never the engine: A's hold request
+/// waits for a stalled Janus while A mutes, and B (the far end) hears the silence at once; the held request then
+/// completes. (With Janus requests awaited inside the engine's loop, the mute waited for the stall to end.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_janus_holds_up_neither_the_engine_nor_a_calls_media() {
+    const STALL: Duration = Duration::from_secs(6);
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let janus = stack.janus_ws_url().trim_start_matches("ws://").parse().expect("Janus address");
+    let proxy = CuttableProxy::start(janus).await.expect("proxy");
+    let mut config = client_config(&stack);
+    config.janus_urls = vec![proxy.ws_url()];
+    let door = appliance_with(&stack, "door-s", config).await;
+    let monitor = appliance(&stack, "monitor-s").await;
+    let mut monitor_events = monitor.events();
+    let call = door.call(&[user("monitor-s")]).expect("call");
+    let monitor_call = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+    assert_audio_level(&monitor_call, "the monitor", -30.0).await;
+
+    proxy.stall(true);
+    let stalled_at = Instant::now();
+    let holding = tokio::spawn({
+        let call = call.clone();
+        async move { call.hold().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.mute().await.expect("mute");
+    let mut heard_silence = None;
+    while stalled_at.elapsed() < STALL - Duration::from_secs(1) {
+        let level = monitor_call.media_stats().map(|s| s.remote_audio_level_dbfs).unwrap_or(0.0);
+        if level < -60.0 {
+            heard_silence = Some(stalled_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let heard_silence = heard_silence.expect("the monitor hears the door's silence while Janus stalls");
+    assert!(!holding.is_finished(), "the hold request waits for Janus");
+    tokio::time::sleep(STALL.saturating_sub(stalled_at.elapsed())).await;
+    proxy.stall(false);
+    holding.await.expect("hold task").expect("hold completes once Janus answers");
+    assert_eq!(call.state(), CallState::LocalHold);
+    eprintln!("silence heard at the far end {} ms after the stall began", heard_silence.as_millis());
+    call.hang_up().await.expect("hang up");
+    door.shutdown().await;
     monitor.shutdown().await;
 }

@@ -1,14 +1,17 @@
 //! The engine task of a `CallClient`: it owns the Janus session and its SIP handles (the registered account and
 //! helper handles), the media session of each call and the token refresh schedule, feeds what they report into
 //! the calling core, and carries out the core's commands. It never sleeps: a Janus timing rule is a deadline
-//! (`handles`, `deferred`), token fetches and reconnection attempts run beside it and report back. What the API
-//! handles reach too is in `client::shared`.
+//! (`handles`, `deferred`, `upkeep`); token fetches and reconnection attempts run beside it and report back; a
+//! request to a SIP handle is queued on that handle's lane (`sip_lane`) and its outcome comes back as an input,
+//! so a slow Janus holds up no more than the requests waiting for it. What the API handles reach too is in
+//! `client::shared`.
 
 mod deferred;
 mod group;
 mod handles;
 mod invite_flights;
 mod orphans;
+mod sip_lane;
 mod upkeep;
 
 use super::credential::{unix_now, TokenCredential};
@@ -19,9 +22,10 @@ use crate::calling::token::AccessToken;
 use crate::calling::{subcode, CallEndReason, CallId, Command, ConnectionState, Identifier, MediaSignal, SignalEvent};
 use crate::media::{sdp, DtmfSendMode, MediaEvent, MediaSession};
 use crate::signaling::{
-    helper_registration, registration, CallOptions, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep,
-    SignalingError, SipEvent, SipEvents, SipHandle, SipRegister,
+    helper_registration, registration, ConnectionEvent, JanusConfig, JanusEvent, JanusSession, Jsep, SignalingError,
+    SipEvent, SipEvents, SipHandle, SipRegister,
 };
+use sip_lane::{LaneError, Sent, SipDone, SipLane, SipRequest};
 use std::collections::HashMap;
 use std::future::pending;
 use std::sync::Arc;
@@ -36,6 +40,8 @@ const VIDEO_STALL: Duration = Duration::from_millis(1500);
 /// the previous call down (a busy handle answers 486 by itself).
 struct Slot {
     sip: SipHandle,
+    /// The handle's requests, sent in order beside the engine.
+    lane: SipLane,
     /// The call this handle carries and the handle's timing rules (`handles`).
     binding: handles::Binding,
     /// The offer of the incoming call that rings on this handle.
@@ -83,12 +89,14 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
     let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared::new(config.clone(), local_user, shutdown_tx));
     let (sip_tx, sip_rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = mpsc::channel(64);
+    let channels = Channels { sip_tx, done_tx };
     let (media_tx, media_rx) = mpsc::channel(64);
     let (room_tx, room_rx) = mpsc::channel(group::ROOM_EVENT_QUEUE);
     let (refreshed_tx, refreshed_rx) = mpsc::channel(1);
     let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
     shared.with_core(|core, _| core.set_connection_state(ConnectionState::Connecting));
-    let conn = match open_connection(&config, &token, &sip_tx, 1).await {
+    let conn = match open_connection(&config, &token, &channels, 1).await {
         Ok(c) => c,
         Err(e) => {
             shared.with_core(|core, _| core.set_connection_state(ConnectionState::Disconnected));
@@ -102,8 +110,9 @@ pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> 
         credential,
         token,
         conn: Some(conn),
-        sip_tx,
+        channels,
         sip_rx,
+        done_rx,
         media_tx,
         media_rx,
         upkeep,
@@ -169,10 +178,17 @@ async fn wait_registered(events: &mut SipEvents, user: &str, limit: Duration) ->
     tokio::time::timeout(limit, wait).await.map_err(|_| ClientError::Timeout("SIP registration"))?
 }
 
+/// Where a connection's handles report: their events, and the outcomes of the requests sent them.
+#[derive(Clone)]
+struct Channels {
+    sip_tx: mpsc::Sender<SlotEvent>,
+    done_tx: mpsc::Sender<SipDone>,
+}
+
 async fn open_connection(
     config: &ClientConfig,
     token: &AccessToken,
-    sip_tx: &mpsc::Sender<SlotEvent>,
+    channels: &Channels,
     generation: u64,
 ) -> Result<Connection, ClientError> {
     let janus = token.janus()?;
@@ -214,8 +230,9 @@ async fn open_connection(
             .into_iter()
             .enumerate()
             .map(|(i, (sip, events))| {
-                forward_sip_events(events, sip_tx.clone(), generation, i);
-                Slot { sip, binding: handles::Binding::default(), pending_offer: None, leg: None }
+                forward_sip_events(events, channels.sip_tx.clone(), generation, i);
+                let lane = SipLane::start(sip.clone(), generation, i, channels.done_tx.clone());
+                Slot { sip, lane, binding: handles::Binding::default(), pending_offer: None, leg: None }
             })
             .collect();
         Ok::<_, ClientError>(slots)
@@ -272,8 +289,10 @@ struct Engine {
     credential: TokenCredential,
     token: AccessToken,
     conn: Option<Connection>,
-    sip_tx: mpsc::Sender<SlotEvent>,
+    channels: Channels,
     sip_rx: mpsc::Receiver<SlotEvent>,
+    /// The outcomes of the requests the handles' lanes sent.
+    done_rx: mpsc::Receiver<SipDone>,
     media_tx: mpsc::Sender<(CallId, MediaEvent)>,
     media_rx: mpsc::Receiver<(CallId, MediaEvent)>,
     /// When the token is fetched again and a lost connection rebuilt, and the current connection generation.
@@ -317,13 +336,6 @@ struct Reconnected {
     refresh_due_in: Option<Duration>,
 }
 
-/// Why an incoming call got no early media.
-enum EarlyMediaError {
-    /// The server cannot send 183 with SDP.
-    Unsupported,
-    Failed(String),
-}
-
 impl Engine {
     fn config(&self) -> &ClientConfig {
         &self.shared.config
@@ -352,6 +364,11 @@ impl Engine {
                             Some(event) => self.on_sip(ev.slot, event).await,
                             None => self.lost = Some(format!("the event stream of SIP handle {} ended", ev.slot)),
                         }
+                    }
+                }
+                Some(done) = self.done_rx.recv() => {
+                    if done.generation == self.upkeep.generation() {
+                        self.on_sip_done(done).await;
                     }
                 }
                 ev = next_conn_event(&mut self.conn) => match ev {
@@ -393,9 +410,23 @@ impl Engine {
         self.slot(i)
     }
 
-    fn sip_for(&self, call: CallId) -> Option<SipHandle> {
-        let i = self.slot_of(call)?;
-        self.conn.as_ref().map(|c| c.slots[i].sip.clone())
+    /// Queues a request on the lane of handle `index`; its outcome comes back as a `SipDone`. One that cannot be
+    /// queued fails at once.
+    fn request(&mut self, index: usize, call: Option<CallId>, request: SipRequest) {
+        let queued = match self.slot(index) {
+            Some(slot) => slot.lane.send(call, request),
+            None => Err((Sent::from(&request), LaneError::NotSent("not connected"))),
+        };
+        if let Err((sent, e)) = queued {
+            self.request_failed(index, call, sent, &e);
+        }
+    }
+
+    /// Queues a request about `call` on its handle (nothing when the call has none: it is over there).
+    fn request_for(&mut self, call: CallId, request: SipRequest) {
+        if let Some(index) = self.slot_of(call) {
+            self.request(index, Some(call), request);
+        }
     }
 
     // ----- commands of the core -----
@@ -465,60 +496,33 @@ impl Engine {
             Command::PlaceCall { call, target } => {
                 if let Err(e) = self.place_call(call, &target).await {
                     log::warn!("{call}: call to {target} could not be placed: {e}");
-                    let reason = CallEndReason::new(500, subcode::SETUP_FAILED, format!("call setup failed: {e}"));
-                    self.signal(call, SignalEvent::Failed(reason));
+                    self.setup_failed(call, &format!("call setup failed: {e}"));
                 }
             }
             Command::Answer { call } => {
                 if let Err(e) = self.answer(call).await {
                     log::warn!("{call}: answering failed: {e}");
-                    let reason = CallEndReason::new(500, subcode::SETUP_FAILED, format!("answer failed: {e}"));
-                    self.signal(call, SignalEvent::Failed(reason));
+                    self.setup_failed(call, &format!("answer failed: {e}"));
                 }
             }
             Command::AnswerEarly { call } => {
                 // Without early media the call simply rings on; answering builds the media then (the session built
                 // for it is kept and answered with).
-                match self.answer_early(call).await {
-                    Ok(()) => {}
-                    Err(EarlyMediaError::Unsupported) => {
-                        if !self.early_media_unsupported {
-                            log::warn!(
-                                "Janus's sip plugin has no 'progress' request (Janus older than 1.3.1): incoming calls \
-                                 ring without early video"
-                            );
-                        }
-                        self.early_media_unsupported = true;
-                    }
-                    Err(EarlyMediaError::Failed(e)) => log::warn!("{call}: early media not sent: {e}"),
+                if let Err(e) = self.answer_early(call).await {
+                    log::warn!("{call}: early media not sent: {e}");
                 }
             }
             Command::Decline { call, code } => {
-                let Some(slot) = self.slot_for_call(call) else { return };
-                slot.pending_offer = None;
-                slot.binding.acted_on();
-                let sip = slot.sip.clone();
-                if let Err(e) = sip.decline(Some(code)).await {
-                    log::warn!("{call}: decline failed: {e}");
+                let Some(index) = self.slot_of(call) else { return };
+                if let Some(slot) = self.slot(index) {
+                    slot.pending_offer = None;
+                    slot.binding.acted_on();
                 }
+                self.request(index, Some(call), SipRequest::Decline { code });
             }
-            Command::HangUp { call } => {
-                let Some(sip) = self.sip_for(call) else { return };
-                if let Err(e) = sip.hangup().await {
-                    // No SIP call to end (it never left, or it already ended): the call is over here.
-                    log::info!("{call}: hangup: {e}");
-                    self.signal(call, SignalEvent::Hangup { code: 200, reason: "hung up".into() });
-                }
-            }
-            Command::Hold { call } | Command::Resume { call } => {
-                let hold = matches!(cmd, Command::Hold { .. });
-                let Some(sip) = self.sip_for(call) else { return };
-                let result = if hold { sip.hold().await } else { sip.unhold().await };
-                match result {
-                    Ok(_) => self.signal(call, SignalEvent::LocalHold(hold)),
-                    Err(e) => log::warn!("{call}: {} failed: {e}", if hold { "hold" } else { "resume" }),
-                }
-            }
+            Command::HangUp { call } => self.request_for(call, SipRequest::HangUp),
+            Command::Hold { call } => self.request_for(call, SipRequest::Hold(true)),
+            Command::Resume { call } => self.request_for(call, SipRequest::Hold(false)),
             Command::SendDtmf { call, digit } => {
                 // RFC 4733 in the audio stream where the far end negotiated it (what PSTN gateways and SIP phones
                 // understand), else, or when configured so, SIP INFO. Digits are door codes: never logged above
@@ -534,11 +538,7 @@ impl Engine {
                         }
                     }
                 }
-                if let Some(sip) = self.sip_for(call) {
-                    if let Err(e) = sip.dtmf_info(digit, None).await {
-                        log::warn!("{call}: DTMF digit not sent: {e}");
-                    }
-                }
+                self.request_for(call, SipRequest::DtmfInfo(digit));
             }
             Command::SetMicrophoneMuted { call, muted } => {
                 if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_ref()) {
@@ -550,7 +550,7 @@ impl Engine {
                     leg.media.set_video_enabled(enabled);
                 }
             }
-            Command::SendState { call, muted, video_on } => self.send_state(call, muted, video_on).await,
+            Command::SendState { call, muted, video_on } => self.send_state(call, muted, video_on),
             Command::ReleaseMedia { call } => self.release(call).await,
             Command::DropSipLeg { call } => self.drop_sip_leg(call).await,
             // The group commands are `execute_group`'s; one about a call that is not in a room has nothing to do.
@@ -601,46 +601,34 @@ impl Engine {
         }
         // The handle reserved while the call waited for it, else the free one released the longest ago.
         let index = self.slot_of(call).or_else(|| self.free_slot_for_outgoing()).ok_or("every SIP handle is busy")?;
-        let sip = self.slot(index).map(|s| s.sip.clone()).ok_or("not connected")?;
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let offer = media.create_offer().await.map_err(|e| e.to_string())?;
-        let options = CallOptions { autoaccept_reinvites: Some(false), ..CallOptions::default() };
         log::info!("{call}: calling {uri} (handle {index})");
-        let reply = sip.call_with(&uri, &offer, &options).await.map_err(|e| e.to_string())?;
-        self.on_sip(index, reply).await;
+        self.request(index, Some(call), SipRequest::Call { uri, offer });
         Ok(())
     }
 
     /// Early media for an incoming call: its media is built (microphone muted, camera off: nothing of ours leaves
     /// before the user answers) and the answer goes out as 183 Session Progress; `answer` later reuses it.
-    async fn answer_early(&mut self, call: CallId) -> Result<(), EarlyMediaError> {
+    async fn answer_early(&mut self, call: CallId) -> Result<(), String> {
         if self.early_media_unsupported {
-            return Err(EarlyMediaError::Unsupported);
+            return Ok(());
         }
-        let failed = |e: &dyn std::fmt::Display| EarlyMediaError::Failed(e.to_string());
-        let index = self.slot_of(call).ok_or_else(|| failed(&"the incoming call is no longer offered"))?;
-        let slot = self.slot(index).ok_or_else(|| failed(&"not connected"))?;
-        let offer = slot.pending_offer.clone().ok_or_else(|| failed(&"the INVITE carried no offer"))?;
-        let sip = slot.sip.clone();
+        let index = self.slot_of(call).ok_or("the incoming call is no longer offered")?;
+        let slot = self.slot(index).ok_or("not connected")?;
+        let offer = slot.pending_offer.clone().ok_or("the INVITE carried no offer")?;
         slot.binding.acted_on();
-        let media = self.new_leg(index, call).await.map_err(|e| failed(&e))?;
+        let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         media.set_audio_muted(true);
         media.set_video_enabled(false);
-        let answer = media.accept_offer(&offer).await.map_err(|e| failed(&e))?;
-        let has_video = sdp::has_video(&offer) && sdp::has_video(&answer);
+        let answer = media.accept_offer(&offer).await.map_err(|e| e.to_string())?;
+        let video = sdp::has_video(&offer) && sdp::has_video(&answer);
         if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
             leg.remote_sdp_applied = true;
             leg.early_answer = Some(answer.clone());
         }
-        match sip.progress(Jsep::answer(answer)).await {
-            Ok(_) => {}
-            // Janus 1.1.2 (Debian 12) answers 442 "Unknown request (progress)": the media built stays for `answer`.
-            Err(SignalingError::Plugin { code: 442, .. }) => return Err(EarlyMediaError::Unsupported),
-            Err(e) => return Err(failed(&e)),
-        }
-        log::info!("{call}: early media sent (183 Session Progress)");
-        self.media_signal(call, MediaSignal::VideoNegotiated(has_video));
-        self.signal(call, SignalEvent::EarlyMedia);
+        // Janus 1.1.2 (Debian 12) answers 442 "Unknown request (progress)": the media built stays for `answer`.
+        self.request(index, Some(call), SipRequest::Progress { answer, video });
         Ok(())
     }
 
@@ -650,48 +638,38 @@ impl Engine {
         if let Some(answer) = slot.leg.as_mut().and_then(|l| l.early_answer.take()) {
             // Answered after early media: the same session, the same answer, now in the 200 OK.
             slot.pending_offer = None;
-            let sip = slot.sip.clone();
-            let reply = sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
-            self.on_sip(index, reply).await;
+            self.request(index, Some(call), SipRequest::Accept { jsep: Jsep::answer(answer), video: None });
             return Ok(());
         }
         let Some(offer) = slot.pending_offer.take() else {
             // An offerless INVITE (late offer, what some PBXs and gateways send): our offer goes in the 200 OK,
             // and the far end's answer comes in the ACK, which Janus reports as `accepted` with it (`on_sip`).
-            let sip = slot.sip.clone();
             slot.binding.acted_on();
             let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
             let offer = media.create_offer().await.map_err(|e| e.to_string())?;
             log::info!("{call}: answering an offerless INVITE with our offer");
-            let reply = sip.accept_with(Jsep::offer(offer), Some(false)).await.map_err(|e| e.to_string())?;
-            self.on_sip(index, reply).await;
+            self.request(index, Some(call), SipRequest::Accept { jsep: Jsep::offer(offer), video: None });
             return Ok(());
         };
-        let sip = slot.sip.clone();
         slot.binding.acted_on();
         let media = self.new_leg(index, call).await.map_err(|e| e.to_string())?;
         let answer = media.accept_offer(&offer).await.map_err(|e| e.to_string())?;
         if let Some(leg) = self.slot(index).and_then(|s| s.leg.as_mut()) {
             leg.remote_sdp_applied = true;
         }
-        let has_video = sdp::has_video(&offer) && sdp::has_video(&answer);
-        let reply = sip.accept_with(Jsep::answer(answer), Some(false)).await.map_err(|e| e.to_string())?;
-        self.media_signal(call, MediaSignal::VideoNegotiated(has_video));
-        self.on_sip(index, reply).await;
+        let video = sdp::has_video(&offer) && sdp::has_video(&answer);
+        self.request(index, Some(call), SipRequest::Accept { jsep: Jsep::answer(answer), video: Some(video) });
         Ok(())
     }
 
-    async fn send_state(&mut self, call: CallId, muted: bool, video_on: bool) {
-        let Some(slot) = self.slot_for_call(call) else { return };
-        let sip = slot.sip.clone();
-        let Some(leg) = slot.leg.as_mut() else { return };
+    fn send_state(&mut self, call: CallId, muted: bool, video_on: bool) {
+        let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_mut()) else { return };
         if !leg.established || leg.sent_state == (muted, video_on) {
             return;
         }
         leg.sent_state = (muted, video_on);
-        if let Err(e) = sip.info(state_info::CONTENT_TYPE, &state_info::encode(muted, video_on)).await {
-            log::warn!("{call}: state INFO not sent: {e}");
-        }
+        let body = state_info::encode(muted, video_on);
+        self.request_for(call, SipRequest::StateInfo { content_type: state_info::CONTENT_TYPE, body });
     }
 
     /// The call is over: close its media and free its handle (hanging up Janus's side of the PeerConnection:
@@ -711,18 +689,16 @@ impl Engine {
             self.shared.keep_final_stats(call, s);
             media.close().await;
         }
-        let Some(slot) = self.slot_for_call(call) else { return };
+        let Some(index) = self.slot_of(call) else { return };
+        let Some(slot) = self.slot(index) else { return };
         if let Some(leg) = slot.leg.take() {
             leg.forwarder.abort();
         }
         slot.pending_offer = None;
-        let sip = slot.sip.clone();
-        if let Err(e) = sip.handle().hangup().await {
-            log::debug!("{call}: PeerConnection hangup: {e}");
-        }
-        if let Some(slot) = self.slot_for_call(call) {
-            slot.binding.released(Instant::now());
-        }
+        // Free from now: the lane sends a next call on this handle only after this hangup, and the reuse delay
+        // counts from here.
+        slot.binding.released(Instant::now());
+        self.request(index, Some(call), SipRequest::ReleasePeerConnection);
     }
 
     /// A call escalated into a room no longer needs its 1:1 SIP leg: hang it up and close its media, without
@@ -760,6 +736,86 @@ impl Engine {
             }
         });
         log::info!("{call}: the 1:1 leg is closed; the call goes on in its room");
+    }
+
+    // ----- outcomes of requests -----
+
+    /// A request sent on a handle's lane was answered (or failed).
+    async fn on_sip_done(&mut self, done: SipDone) {
+        let SipDone { slot: index, call, sent, result, .. } = done;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => return self.request_failed(index, call, sent, &e),
+        };
+        let Some(call) = call else { return };
+        match sent {
+            Sent::Call | Sent::Accept { .. } => {
+                if let Sent::Accept { video: Some(video) } = sent {
+                    self.media_signal(call, MediaSignal::VideoNegotiated(video));
+                }
+                if let Some(reply) = reply {
+                    self.on_sip(index, reply).await;
+                }
+            }
+            Sent::Progress { video } => {
+                log::info!("{call}: early media sent (183 Session Progress)");
+                self.media_signal(call, MediaSignal::VideoNegotiated(video));
+                self.signal(call, SignalEvent::EarlyMedia);
+            }
+            Sent::Hold(hold) => self.signal(call, SignalEvent::LocalHold(hold)),
+            _ => {}
+        }
+    }
+
+    /// A request failed (or could not be queued): what that means for its call.
+    fn request_failed(&mut self, index: usize, call: Option<CallId>, sent: Sent, e: &LaneError) {
+        let Some(call) = call else {
+            match sent {
+                Sent::Register => log::warn!("SIP re-registration with the new credentials failed: {e}"),
+                _ => log::debug!("handle {index}: {sent:?} failed: {e}"),
+            }
+            return;
+        };
+        match sent {
+            Sent::Call => {
+                log::warn!("{call}: the call could not be placed: {e}");
+                self.setup_failed(call, &format!("call setup failed: {e}"));
+            }
+            Sent::Accept { .. } => {
+                log::warn!("{call}: answering failed: {e}");
+                self.setup_failed(call, &format!("answer failed: {e}"));
+            }
+            Sent::Progress { .. } => {
+                if let LaneError::Janus(SignalingError::Plugin { code: 442, .. }) = e {
+                    if !self.early_media_unsupported {
+                        log::warn!(
+                            "Janus's sip plugin has no 'progress' request (Janus older than 1.3.1): incoming calls \
+                             ring without early video"
+                        );
+                    }
+                    self.early_media_unsupported = true;
+                } else {
+                    log::warn!("{call}: early media not sent: {e}");
+                }
+            }
+            Sent::HangUp => {
+                // No SIP call to end (it never left, or it already ended): the call is over here.
+                log::info!("{call}: hangup: {e}");
+                self.signal(call, SignalEvent::Hangup { code: 200, reason: "hung up".into() });
+            }
+            Sent::Hold(hold) => log::warn!("{call}: {} failed: {e}", if hold { "hold" } else { "resume" }),
+            Sent::Decline => log::warn!("{call}: decline failed: {e}"),
+            Sent::DtmfInfo => log::warn!("{call}: DTMF digit not sent: {e}"),
+            Sent::StateInfo => log::warn!("{call}: state INFO not sent: {e}"),
+            Sent::Update => log::warn!("{call}: answering the re-INVITE failed: {e}"),
+            Sent::ReleasePeerConnection => log::debug!("{call}: PeerConnection hangup: {e}"),
+            Sent::Register | Sent::Refuse => log::debug!("{call}: {sent:?} failed: {e}"),
+        }
+    }
+
+    /// The call cannot be set up: it fails with 500 and the reason.
+    fn setup_failed(&self, call: CallId, why: &str) {
+        self.signal(call, SignalEvent::Failed(CallEndReason::new(500, subcode::SETUP_FAILED, why)));
     }
 
     // ----- inputs -----
@@ -817,7 +873,7 @@ impl Engine {
                         .shared
                         .engine_core(|core, _| core.call(call).map(|c| (c.is_muted, c.is_video_on)))
                         .unwrap_or((false, true));
-                    self.send_state(call, muted, video_on).await;
+                    self.send_state(call, muted, video_on);
                 }
             }
             SipEvent::IncomingCall { username, displayname, jsep, .. } => {
@@ -874,14 +930,11 @@ impl Engine {
     }
 
     async fn on_incoming(&mut self, index: usize, username: String, displayname: Option<String>, jsep: Option<Jsep>) {
-        let Some(slot) = self.slot(index) else { return };
-        let sip = slot.sip.clone();
         let from = match Identifier::from_sip_uri(&username) {
             Ok(id) => id,
             Err(e) => {
                 log::warn!("incoming call from an unusable identity declined: {e}");
-                let _ = sip.decline(Some(603)).await;
-                let _ = sip.handle().hangup().await;
+                self.request(index, None, SipRequest::Refuse);
                 return;
             }
         };
@@ -904,12 +957,9 @@ impl Engine {
             return;
         }
         let held = sdp::holds_us(&jsep.sdp);
-        let sip = slot.sip.clone();
         match leg.media.accept_offer(&jsep.sdp).await {
             Ok(answer) => {
-                if let Err(e) = sip.update(Jsep::answer(answer)).await {
-                    log::warn!("{call}: answering the re-INVITE failed: {e}");
-                }
+                self.request(index, Some(call), SipRequest::Update(Jsep::answer(answer)));
                 log::info!("{call}: far end {}", if held { "put us on hold" } else { "resumed" });
                 self.signal(call, SignalEvent::RemoteHold(held));
             }
@@ -1036,7 +1086,7 @@ impl Engine {
     /// the registration and the helper handles.
     fn start_reconnect(&mut self, generation: u64) {
         let (config, credential, held) = (self.config().clone(), self.credential.clone(), self.token.clone());
-        let (sip_tx, tx) = (self.sip_tx.clone(), self.reconnected_tx.clone());
+        let (channels, tx) = (self.channels.clone(), self.reconnected_tx.clone());
         self.reconnecting = Some(tokio::spawn(async move {
             let token = match credential.get().await {
                 Ok(t) => t,
@@ -1045,7 +1095,7 @@ impl Engine {
                     held
                 }
             };
-            let result = open_connection(&config, &token, &sip_tx, generation).await.map(|conn| (conn, token));
+            let result = open_connection(&config, &token, &channels, generation).await.map(|conn| (conn, token));
             let refresh_due_in = if result.is_ok() { credential.refresh_due_in().await } else { None };
             let _ = tx.send(Reconnected { generation, result, refresh_due_in }).await;
         }));
@@ -1096,18 +1146,15 @@ impl Engine {
                         Ok(grant) => conn.session.set_token(grant.token.clone()),
                         Err(e) => log::error!("refreshed token unusable for Janus: {e}"),
                     }
-                    match register_request(self.config(), &token, true) {
-                        Ok(request) => {
-                            // Its outcome also arrives as the handle's `registered` / `registration_failed` event.
-                            let sip = conn.slots[0].sip.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = sip.register(&request).await {
-                                    log::warn!("SIP re-registration with the new credentials failed: {e}");
-                                }
-                            });
-                        }
-                        Err(e) => log::error!("refreshed token unusable for SIP: {e}"),
+                }
+                match register_request(self.config(), &token, true) {
+                    // On the account's lane; its outcome also arrives as the handle's `registered` /
+                    // `registration_failed` event.
+                    Ok(request) if self.conn.is_some() => {
+                        self.request(0, None, SipRequest::Register(Box::new(request)))
                     }
+                    Ok(_) => {}
+                    Err(e) => log::error!("refreshed token unusable for SIP: {e}"),
                 }
                 log::info!("token swapped in (valid for {} s)", token.expires_at().saturating_sub(unix_now()));
                 self.token = token;
@@ -1155,6 +1202,11 @@ impl Engine {
             self.release(call).await;
         }
         if let Some(conn) = self.conn.take() {
+            // The hang-ups and releases queued above go out first (bounded), then the session goes.
+            let deadline = Instant::now() + self.config().request_timeout;
+            for slot in conn.slots {
+                slot.lane.drain(deadline).await;
+            }
             let _ = conn.session.destroy().await;
         }
         self.shared.engine_core(|core, _| {
