@@ -1,7 +1,9 @@
 //! callbox-calling: the calling core of the firmware. The object model's state (calls, participants, streams),
-//! identifiers, access tokens (`token`) and the event model, as pure logic: it consumes inputs and emits outputs, and
-//! owns no socket, device or clock (sans-IO), so that every transition is unit-tested without a server.
+//! identifiers, access tokens (`token`), the appliance's admission policy (`admission`) and the event model, as
+//! pure logic: it consumes inputs and emits outputs, and owns no socket, device or clock (sans-IO), so that every
+//! transition is unit-tested without a server.
 
+pub mod admission;
 pub mod backoff;
 pub mod core;
 pub mod events;
