@@ -159,6 +159,8 @@ pub struct Config {
     pub call: CallSection,
     /// The door relay; none: the appliance has no door relay.
     pub door: Option<DoorSection>,
+    /// Who may ring, who is answered on their own, who may open the door (`[admission]`, groups expanded).
+    pub admission: crate::calling::admission::Admission,
     /// Board button name → action.
     pub buttons: std::collections::BTreeMap<String, ButtonAction>,
     pub leds: LedsSection,
@@ -202,6 +204,7 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![spans.problem_from(&file, &e)]))?;
         let mut problems = validate::Problems::new(&file, &spans);
         let (targets, media_ip) = validate::validate(&raw, &mut problems);
+        let admission = validate::admission(&raw, &mut problems);
         if !problems.list.is_empty() {
             return Err(ConfigError::Invalid(problems.list));
         }
@@ -225,6 +228,7 @@ impl Config {
             credentials: raw.credentials,
             call: raw.call,
             door: raw.door,
+            admission,
             buttons: raw.buttons,
             leds: raw.leds,
             devices: raw.devices,

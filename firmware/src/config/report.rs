@@ -47,6 +47,35 @@ pub(crate) fn warnings(config: &Config, board: &BoardProfile) -> Vec<String> {
             w.push("door.code_file is not set: the door relay is never pulsed".to_owned());
         }
     }
+    let admission = &config.admission;
+    if config.call.auto_answer_after_secs.is_some() && admission.auto_answer.is_empty() {
+        w.push(
+            "call.auto_answer_after_secs is set but admission.auto_answer names nobody: no call is answered on its own"
+                .to_owned(),
+        );
+    }
+    let door_code = config.door.as_ref().is_some_and(|d| d.code_file.is_some());
+    if door_code && admission.auto_answer.is_broad() {
+        w.push(
+            "admission.auto_answer lets in callers not named one by one while the door has a relay: any of them is \
+             answered into the camera and microphone and can try door codes"
+                .to_owned(),
+        );
+    }
+    if door_code && admission.door_openers_calling_in.is_empty() && admission.door_openers_called.is_empty() {
+        w.push("admission names no door openers: the door code is never accepted".to_owned());
+    }
+    for (key, parties) in [
+        ("door_openers_calling_in", &admission.door_openers_calling_in),
+        ("door_openers_called", &admission.door_openers_called),
+    ] {
+        if door_code && parties.is_broad() {
+            w.push(format!(
+                "admission.{key} lets in parties not named one by one: the door code alone stands between them and \
+                 the door"
+            ));
+        }
+    }
     if config.servers.allow_insecure_http {
         w.push("servers.allow_insecure_http = true: for a local development stack only".to_owned());
     }

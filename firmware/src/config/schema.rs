@@ -104,6 +104,53 @@ pub struct DoorSection {
     /// Code attempts accepted per minute (wrong or right); the rest are ignored.
     #[serde(default = "default_attempts")]
     pub max_attempts_per_minute: u32,
+    /// Wrong codes a caller may type before it is locked out (counted per caller, kept across restarts).
+    #[serde(default = "default_free_attempts")]
+    pub lockout_after: u32,
+    /// The first lockout, in seconds; each further wrong code doubles it.
+    #[serde(default = "default_lockout_initial")]
+    pub lockout_initial_secs: u32,
+    /// The longest lockout, in seconds.
+    #[serde(default = "default_lockout_max")]
+    pub lockout_max_secs: u32,
+    /// A call is hung up after this many wrong codes in it.
+    #[serde(default = "default_free_attempts")]
+    pub wrong_codes_per_call: u32,
+}
+
+/// `[admission]`: who may ring the appliance, whose calls it answers on its own, who may open the door with the
+/// code. Each list holds user ids, `group:<name>` (from `[groups]`), phone numbers, number prefixes (`"+4930*"`)
+/// or `"any-user"` (every user of the service, never a phone number).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSection {
+    /// Who may ring the appliance; anyone else is refused with `refuse_code`, without ringing.
+    #[serde(default = "any_user")]
+    pub callers: Vec<String>,
+    /// The SIP code a caller outside `callers` is refused with: 403, 480, 486 or 603.
+    #[serde(default = "default_refuse_code")]
+    pub refuse_code: u16,
+    /// Whose calls are answered on their own (after `call.auto_answer_after_secs`).
+    #[serde(default)]
+    pub auto_answer: Vec<String>,
+    /// Who may open the door with the code in calls they place to the appliance.
+    #[serde(default)]
+    pub door_openers_calling_in: Vec<String>,
+    /// Who may open the door with the code in calls the appliance places to them (the doorbell's call).
+    #[serde(default)]
+    pub door_openers_called: Vec<String>,
+}
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        AdmissionSection {
+            callers: any_user(),
+            refuse_code: default_refuse_code(),
+            auto_answer: Vec::new(),
+            door_openers_calling_in: Vec::new(),
+            door_openers_called: Vec::new(),
+        }
+    }
 }
 
 /// `[leds]`: state → LED output of the board profile (`[leds.<name>]`). A state without a key has no LED.
@@ -345,6 +392,11 @@ pub(super) struct RawConfig {
     pub call: CallSection,
     pub door: Option<DoorSection>,
     #[serde(default)]
+    pub admission: AdmissionSection,
+    /// Named groups of parties, for the `[admission]` lists (`group:<name>`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     pub buttons: BTreeMap<String, ButtonAction>,
     #[serde(default)]
     pub leds: LedsSection,
@@ -372,6 +424,21 @@ fn default_pulse_ms() -> u32 {
 }
 fn default_attempts() -> u32 {
     5
+}
+fn default_free_attempts() -> u32 {
+    3
+}
+fn default_lockout_initial() -> u32 {
+    60
+}
+fn default_lockout_max() -> u32 {
+    86_400
+}
+fn any_user() -> Vec<String> {
+    vec!["any-user".to_owned()]
+}
+fn default_refuse_code() -> u16 {
+    603
 }
 fn default_width() -> u32 {
     640

@@ -540,3 +540,67 @@ fn dtmf_is_sent_as_rfc4733_and_in_band_detection_follows_the_board_unless_the_fi
     assert_eq!(key, "audio.dtmf_send");
     assert!(message.contains("rfc4733") && message.contains("sip-info"), "{message}");
 }
+
+#[test]
+fn the_admission_policy_is_read_with_groups_and_safe_defaults() {
+    use crate::calling::admission::{Admit, Direction};
+    let c = parse(MINIMAL).unwrap();
+    let alice = Identifier::user("alice").unwrap();
+    assert_eq!(c.admission.incoming(&alice), Admit::Ring { auto_answer: false }, "users ring, nobody auto-answered");
+    assert!(!c.admission.may_open(&alice, Direction::CallIn) && !c.admission.may_open(&alice, Direction::CallOut));
+    let c = parse(&with(
+        r#"
+[call]
+country_code = "49"
+[groups]
+residents = ["alice", "bob", "030 1234567"]
+[admission]
+callers = ["group:residents", "door-1", "+4989*"]
+refuse_code = 480
+auto_answer = ["door-1"]
+door_openers_called = ["group:residents"]
+"#,
+    ))
+    .unwrap();
+    let a = &c.admission;
+    assert_eq!(a.incoming(&Identifier::user("mallory").unwrap()), Admit::Refuse(480));
+    assert_eq!(a.incoming(&Identifier::user("door-1").unwrap()), Admit::Ring { auto_answer: true });
+    assert_eq!(a.incoming(&Identifier::phone("+49301234567", None).unwrap()), Admit::Ring { auto_answer: false });
+    assert_eq!(a.incoming(&Identifier::phone("+4989555555", None).unwrap()), Admit::Ring { auto_answer: false });
+    assert!(a.may_open(&Identifier::user("bob").unwrap(), Direction::CallOut));
+    assert!(!a.may_open(&Identifier::user("bob").unwrap(), Direction::CallIn));
+}
+
+#[test]
+fn admission_mistakes_name_their_key() {
+    assert_eq!(
+        problem(&with("[admission]\ncallers = [\"group:nobody\"]\n")),
+        ("admission.callers[0]".into(), "'group:nobody': there is no group 'nobody' in [groups]".into())
+    );
+    assert_eq!(
+        problem(&with("[admission]\nrefuse_code = 404\n")),
+        ("admission.refuse_code".into(), "404 is not one of 403, 480, 486, 603".into())
+    );
+    let (key, message) =
+        problem(&with("[groups]\nstaff = [\"ok\", \"not valid!\"]\n[admission]\nauto_answer = [\"group:staff\"]\n"));
+    assert_eq!(key, "groups.staff[1]", "{message}");
+    let (key, _) = problem(&with("[admission]\ndoor_openers_calling_in = [\"4930*\"]\n"));
+    assert_eq!(key, "admission.door_openers_calling_in[0]");
+    let (key, message) = problem(&with("[door]\nrelay = \"door\"\nlockout_max_secs = 10\n"));
+    assert_eq!((key.as_str(), message.as_str()), ("door.lockout_max_secs", "10 is out of range (60 to 604800)"));
+}
+
+#[test]
+fn check_config_warns_about_risky_admission() {
+    let b = board();
+    let risky = with(
+        "[call]\nauto_answer_after_secs = 0\n[door]\nrelay = \"door\"\ncode_file = \"code\"\n[admission]\nauto_answer = [\"any-user\"]\ndoor_openers_calling_in = [\"any-user\"]\n",
+    );
+    let report = check_report(&parse(&risky).unwrap(), &b);
+    assert!(report.contains("warning: admission.auto_answer lets in callers not named one by one"), "{report}");
+    assert!(report.contains("warning: admission.door_openers_calling_in lets in parties not named"), "{report}");
+    let silent = with("[call]\nauto_answer_after_secs = 3\n[door]\nrelay = \"door\"\ncode_file = \"code\"\n");
+    let report = check_report(&parse(&silent).unwrap(), &b);
+    assert!(report.contains("warning: call.auto_answer_after_secs is set but admission.auto_answer names nobody"));
+    assert!(report.contains("warning: admission names no door openers"), "{report}");
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::schema::RawConfig;
 use super::spans::{join, SpanIndex};
 use super::Problem;
+use crate::calling::admission::{Admission, Parties, Party, REFUSE_CODES};
 use crate::calling::Identifier;
 use crate::media::video::{is_hardware, H264_ENCODERS, VP8_ENCODERS};
 
@@ -152,6 +153,20 @@ pub(crate) fn validate(raw: &RawConfig, p: &mut Problems<'_>) -> (Vec<Identifier
         }
         if !(50..=30_000).contains(&door.pulse_ms) {
             p.push("door.pulse_ms", format!("{} is out of range (50 to 30000 ms)", door.pulse_ms));
+        }
+        for (key, value, range) in [
+            ("door.lockout_after", door.lockout_after, 0..=10),
+            ("door.wrong_codes_per_call", door.wrong_codes_per_call, 1..=10),
+            ("door.lockout_initial_secs", door.lockout_initial_secs, 1..=3600),
+            ("door.lockout_max_secs", door.lockout_max_secs, 60..=7 * 86_400),
+        ] {
+            if !range.contains(&value) {
+                p.push(key, format!("{value} is out of range ({} to {})", range.start(), range.end()));
+            }
+        }
+        // (Said once: an out-of-range value is reported above.)
+        if (60..=7 * 86_400).contains(&door.lockout_max_secs) && door.lockout_max_secs < door.lockout_initial_secs {
+            p.push("door.lockout_max_secs", "is shorter than door.lockout_initial_secs");
         }
         if !(1..=60).contains(&door.max_attempts_per_minute) {
             p.push(
@@ -342,6 +357,61 @@ fn video(raw: &RawConfig, p: &mut Problems<'_>) {
             }
         }
     }
+}
+
+/// Most entries in one `[admission]` list or `[groups]` group, and most groups.
+pub const MAX_PARTIES: usize = 64;
+
+/// The `[admission]` lists read, with `group:<name>` expanded from `[groups]`.
+pub(crate) fn admission(raw: &RawConfig, p: &mut Problems<'_>) -> Admission {
+    let a = &raw.admission;
+    let cc = raw.call.country_code.as_deref().map(str::trim);
+    if raw.groups.len() > MAX_PARTIES {
+        p.push("groups", format!("more than {MAX_PARTIES} groups"));
+    }
+    for name in raw.groups.keys() {
+        if let Err(e) = check_name(name) {
+            p.push(&format!("groups.{name}"), e);
+        }
+    }
+    let mut list = |key: &str, entries: &[String]| -> Parties {
+        if entries.len() > MAX_PARTIES {
+            p.push(key, format!("more than {MAX_PARTIES} entries"));
+        }
+        let mut parties = Vec::new();
+        for (i, text) in entries.iter().enumerate().take(MAX_PARTIES) {
+            let entry = format!("{key}[{i}]");
+            match text.trim().strip_prefix("group:") {
+                Some(group) => match raw.groups.get(group) {
+                    Some(members) => {
+                        for (j, member) in members.iter().enumerate().take(MAX_PARTIES) {
+                            match Party::parse(member, cc) {
+                                Ok(party) => parties.push(party),
+                                Err(e) => p.push(&format!("groups.{group}[{j}]"), e),
+                            }
+                        }
+                        if members.len() > MAX_PARTIES {
+                            p.push(&format!("groups.{group}"), format!("more than {MAX_PARTIES} members"));
+                        }
+                    }
+                    None => p.push(&entry, format!("'{text}': there is no group '{group}' in [groups]")),
+                },
+                None => match Party::parse(text, cc) {
+                    Ok(party) => parties.push(party),
+                    Err(e) => p.push(&entry, e),
+                },
+            }
+        }
+        Parties::of(parties)
+    };
+    let callers = list("admission.callers", &a.callers);
+    let auto_answer = list("admission.auto_answer", &a.auto_answer);
+    let door_openers_calling_in = list("admission.door_openers_calling_in", &a.door_openers_calling_in);
+    let door_openers_called = list("admission.door_openers_called", &a.door_openers_called);
+    if !REFUSE_CODES.contains(&a.refuse_code) {
+        p.push("admission.refuse_code", format!("{} is not one of 403, 480, 486, 603", a.refuse_code));
+    }
+    Admission { callers, refuse_code: a.refuse_code, auto_answer, door_openers_calling_in, door_openers_called }
 }
 
 #[cfg(test)]
