@@ -120,6 +120,19 @@ impl RunningAppliance {
         behaviour: callbox::appliance::Behaviour,
         screen: Option<(u32, u32)>,
     ) -> Result<RunningAppliance, callbox::input::InputError> {
+        Self::start_keeping(stack, user, config, behaviour, screen, None)
+    }
+
+    /// As [`RunningAppliance::start`], keeping the door code's guard state in `door_guard_file` (what
+    /// `$STATE_DIRECTORY/door-guard.json` is on a device), so that a restart can be tested.
+    pub fn start_keeping(
+        stack: &Stack,
+        user: &str,
+        config: ClientConfig,
+        behaviour: callbox::appliance::Behaviour,
+        screen: Option<(u32, u32)>,
+        door_guard_file: Option<std::path::PathBuf>,
+    ) -> Result<RunningAppliance, callbox::input::InputError> {
         use callbox::appliance::{ApplianceHandle, ApplianceSetup};
         use callbox::input::LedState;
         use callbox::input::{OutputLine, SimButtons, SimOutputs};
@@ -151,6 +164,7 @@ impl RunningAppliance {
             screen_fps: 15,
             snapshot: None,
             route_to: None,
+            door_guard_file,
         };
         let handle = ApplianceHandle::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

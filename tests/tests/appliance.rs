@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use callbox::appliance::Behaviour;
+use callbox::appliance::{Admission, Behaviour};
 use callbox::calling::{CallState, ParticipantState, Secret};
 use callbox::client::CallClient;
 use callbox_tests::appliance::RunningAppliance;
@@ -35,6 +35,7 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
             door_code: Some(Secret::new(CODE)),
             relay_pulse: Duration::from_millis(800),
             max_code_attempts_per_minute: 3,
+            admission: Admission { door_openers_called: only("monitor-x"), ..Admission::default() },
             ..Behaviour::default()
         },
     );
@@ -42,7 +43,11 @@ async fn the_doorbell_button_calls_the_monitor_and_the_buttons_and_door_code_act
         &stack,
         "monitor-x",
         client_config(&stack),
-        Behaviour { auto_answer_after: Some(Duration::from_millis(1500)), ..Behaviour::default() },
+        Behaviour {
+            auto_answer_after: Some(Duration::from_millis(1500)),
+            admission: Admission { auto_answer: only("front-door-x"), ..Admission::default() },
+            ..Behaviour::default()
+        },
         Some((800, 480)),
     )
     .expect("sim buttons");

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use callbox::appliance::Behaviour;
+use callbox::appliance::{Admission, Behaviour};
 use callbox::calling::{CallState, Identifier, ParticipantState};
 use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::compat::{Direction, Verified};
@@ -186,7 +186,12 @@ async fn a_monitor_configured_for_early_video_answers_normally_where_janus_canno
         &stack,
         "monitor-w",
         client_config(&stack),
-        Behaviour { early_video: true, auto_answer_after: Some(Duration::from_millis(1500)), ..Behaviour::default() },
+        Behaviour {
+            early_video: true,
+            auto_answer_after: Some(Duration::from_millis(1500)),
+            admission: Admission { auto_answer: only("door-w"), ..Admission::default() },
+            ..Behaviour::default()
+        },
         None,
     )
     .expect("sim buttons");

@@ -1,7 +1,13 @@
 //! The appliance's behaviour as pure logic (sans-IO, no clock: times are passed in): what a button gesture
-//! does in the current call state, ringing and auto-answer, busy, the door code typed as DTMF (into a fixed buffer,
-//! compared in constant time, attempts rate-limited), the relay pulse, and the status LED. `run.rs` feeds it the
-//! client's events, the buttons and the time, and carries out the [`Action`]s it returns.
+//! does in the current call state, who may ring it and who is answered on their own (`calling::admission`), busy, the door
+//! code typed as DTMF (into a fixed buffer, compared in constant time, only from parties allowed to open, attempts
+//! rate-limited and guarded against guessing by `door_guard`), the relay pulse, and the status LED. `run.rs`
+//! feeds it the client's events, the buttons and the time, and carries out the [`Action`]s it returns.
+
+mod door_guard;
+
+pub use crate::calling::admission::{Admission, Admit, Direction, Parties, Party, REFUSE_CODES};
+pub use door_guard::{DoorGuard, Gate, GuardPolicy, GuardState};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,6 +36,8 @@ pub enum Action {
     Chime(bool),
     /// Energise the door relay for this long.
     PulseRelay(Duration),
+    /// Keep the door code's guard state (wrong-code counts and lockouts) across restarts.
+    SaveDoorGuard(GuardState),
     /// Show this LED state.
     Led(LedState),
 }
@@ -39,7 +47,10 @@ pub enum Action {
 pub struct Behaviour {
     /// Whom the doorbell calls.
     pub targets: Vec<Identifier>,
-    /// Answer incoming calls on our own after this long (indoor monitors); `None`: never.
+    /// Who may ring, who is answered on their own, who may open the door.
+    pub admission: Admission,
+    /// Answer the incoming calls of `admission.auto_answer` on our own after this long (indoor monitors);
+    /// `None`: never.
     pub auto_answer_after: Option<Duration>,
     /// Show an incoming call's video while it rings (early media; our microphone and camera stay off until
     /// answered): an indoor monitor shows who is at the door before the resident answers.
@@ -50,6 +61,8 @@ pub struct Behaviour {
     pub relay_pulse: Duration,
     /// Door-code attempts allowed per minute (further ones are ignored until the window frees).
     pub max_code_attempts_per_minute: u32,
+    /// Lockouts after wrong codes, and the hang-up after too many in one call.
+    pub guard: GuardPolicy,
     /// Typed digits are forgotten after this long without a new one.
     pub digit_timeout: Duration,
 }
@@ -58,11 +71,13 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             targets: Vec::new(),
+            admission: Admission::default(),
             auto_answer_after: None,
             early_video: false,
             door_code: None,
             relay_pulse: Duration::from_secs(3),
             max_code_attempts_per_minute: 3,
+            guard: GuardPolicy::default(),
             digit_timeout: Duration::from_secs(5),
         }
     }
@@ -117,15 +132,39 @@ impl std::fmt::Debug for TypedDigits {
 }
 
 /// The calls as the appliance sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Current {
     call: CallId,
+    direction: Direction,
+    /// Who is at the other end: the caller, or whom our call reached once it connected.
+    peer: Option<Identifier>,
     incoming_ringing: bool,
+    /// The caller is one the admission policy answers on its own.
+    auto_answer: bool,
     connected: bool,
     muted: bool,
     video: bool,
     /// When an incoming call started ringing (for auto-answer).
     rang_at: Option<Duration>,
+    /// Wrong door codes typed in this call.
+    wrong_codes: u32,
+}
+
+impl Current {
+    fn new(call: CallId, direction: Direction, peer: Option<Identifier>) -> Self {
+        Current {
+            call,
+            direction,
+            peer,
+            incoming_ringing: false,
+            auto_answer: false,
+            connected: false,
+            muted: false,
+            video: true,
+            rang_at: None,
+            wrong_codes: 0,
+        }
+    }
 }
 
 /// See the module comment.
@@ -137,6 +176,7 @@ pub struct ApplianceLogic {
     digits: TypedDigits,
     last_digit_at: Option<Duration>,
     attempts: VecDeque<Duration>,
+    guard: DoorGuard,
     led: Option<LedState>,
     chiming: bool,
     actions: VecDeque<Action>,
@@ -144,6 +184,10 @@ pub struct ApplianceLogic {
     pub rate_limited: u64,
     /// Wrong codes entered.
     pub wrong_codes: u64,
+    /// Code attempts not compared because their caller was locked out.
+    pub locked_out: u64,
+    /// Calls refused by the admission policy.
+    pub refused_calls: u64,
     /// Relay pulses given.
     pub door_openings: u64,
 }
@@ -151,6 +195,7 @@ pub struct ApplianceLogic {
 impl ApplianceLogic {
     /// The behaviour, not yet connected (LED: fault).
     pub fn new(behaviour: Behaviour) -> Self {
+        let guard = DoorGuard::new(behaviour.guard, GuardState::default(), 0);
         let mut logic = ApplianceLogic {
             behaviour,
             ready: false,
@@ -158,15 +203,28 @@ impl ApplianceLogic {
             digits: TypedDigits::default(),
             last_digit_at: None,
             attempts: VecDeque::new(),
+            guard,
             led: None,
             chiming: false,
             actions: VecDeque::new(),
             rate_limited: 0,
             wrong_codes: 0,
+            locked_out: 0,
+            refused_calls: 0,
             door_openings: 0,
         };
         logic.update_outputs();
         logic
+    }
+
+    /// Takes in the door code's guard state kept before a restart (`wall_now`: unix seconds).
+    pub fn restore_door_guard(&mut self, state: GuardState, wall_now: u64) {
+        self.guard = DoorGuard::new(self.behaviour.guard, state, wall_now);
+    }
+
+    /// The door code's guard policy.
+    pub fn guard_policy(&self) -> &GuardPolicy {
+        self.guard.policy()
     }
 
     /// The next action to carry out.
@@ -176,8 +234,10 @@ impl ApplianceLogic {
 
     /// When [`ApplianceLogic::handle_timeout`] must be called next (auto-answer, forgetting digits).
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let answer = match (self.current, self.behaviour.auto_answer_after) {
-            (Some(Current { incoming_ringing: true, rang_at: Some(t), .. }), Some(after)) => Some(t + after),
+        let answer = match (&self.current, self.behaviour.auto_answer_after) {
+            (Some(Current { incoming_ringing: true, auto_answer: true, rang_at: Some(t), .. }), Some(after)) => {
+                Some(*t + after)
+            }
             _ => None,
         };
         let digits = self.last_digit_at.map(|t| t + self.behaviour.digit_timeout);
@@ -189,8 +249,8 @@ impl ApplianceLogic {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Duration) {
-        if let (Some(c), Some(after)) = (self.current, self.behaviour.auto_answer_after) {
-            if c.incoming_ringing && c.rang_at.is_some_and(|t| now >= t + after) {
+        if let (Some(c), Some(after)) = (self.current.clone(), self.behaviour.auto_answer_after) {
+            if c.incoming_ringing && c.auto_answer && c.rang_at.is_some_and(|t| now >= t + after) {
                 log::info!("auto-answering the incoming call");
                 self.answer(c.call);
             }
@@ -214,7 +274,7 @@ impl ApplianceLogic {
 
     /// The call the appliance is busy with, if any.
     pub fn current_call(&self) -> Option<CallId> {
-        self.current.map(|c| c.call)
+        self.current.as_ref().map(|c| c.call)
     }
 
     /// The connection to the servers came up (`true`) or went down.
@@ -225,7 +285,7 @@ impl ApplianceLogic {
 
     /// A button gesture was recognised and mapped to `action`.
     pub fn on_button(&mut self, action: ButtonAction) {
-        let current = self.current;
+        let current = self.current.clone();
         match (action, current) {
             (ButtonAction::Call, None) => {
                 if self.behaviour.targets.is_empty() {
@@ -248,14 +308,30 @@ impl ApplianceLogic {
 
     /// We placed a call.
     pub fn on_outgoing_call(&mut self, call: CallId) {
-        self.current =
-            Some(Current { call, incoming_ringing: false, connected: false, muted: false, video: true, rang_at: None });
+        self.current = Some(Current::new(call, Direction::CallOut, None));
         self.update_outputs();
     }
 
-    /// A call came in at `now`. Busy (another call going on): declined with 486.
-    pub fn on_incoming_call(&mut self, call: CallId, now: Duration) {
-        if let Some(c) = self.current {
+    /// Our call reached `peer` (it answered).
+    pub fn on_call_peer(&mut self, call: CallId, peer: Identifier) {
+        if let Some(c) = self.current.as_mut().filter(|c| c.call == call && c.direction == Direction::CallOut) {
+            c.peer = Some(peer);
+        }
+    }
+
+    /// A call from `from` came in at `now`. A caller the admission policy does not let in is refused with its
+    /// code, without ringing; busy (another call going on): declined with 486.
+    pub fn on_incoming_call(&mut self, call: CallId, from: &Identifier, now: Duration) {
+        let auto_answer = match self.behaviour.admission.incoming(from) {
+            Admit::Refuse(code) => {
+                self.refused_calls += 1;
+                log::info!("call from {from} refused ({code}): not among the callers the appliance admits");
+                self.actions.push_back(Action::Reject(call, code));
+                return;
+            }
+            Admit::Ring { auto_answer } => auto_answer,
+        };
+        if let Some(c) = &self.current {
             if c.call != call {
                 log::info!("incoming call while busy: declined");
                 self.actions.push_back(Action::Reject(call, 486));
@@ -263,12 +339,10 @@ impl ApplianceLogic {
             }
         }
         self.current = Some(Current {
-            call,
             incoming_ringing: true,
-            connected: false,
-            muted: false,
-            video: true,
+            auto_answer,
             rang_at: Some(now),
+            ..Current::new(call, Direction::CallIn, Some(from.clone()))
         });
         if self.behaviour.early_video {
             self.actions.push_back(Action::AnswerEarly(call));
@@ -316,11 +390,19 @@ impl ApplianceLogic {
         }
     }
 
-    /// A DTMF digit arrived in `call` at `now`. In a connected call (its far end authenticated by the SIP
-    /// server), `#` submits the digits typed so far as the door code, `*` clears them.
-    pub fn on_dtmf(&mut self, call: CallId, digit: char, now: Duration) {
-        let connected = self.current.is_some_and(|c| c.call == call && c.connected);
-        if !connected || self.behaviour.door_code.is_none() {
+    /// A DTMF digit arrived in `call` at `now` (`wall_now`: unix seconds, for the guard's lockouts). In a
+    /// connected call with a party the admission policy lets open the door (its identity authenticated by the
+    /// SIP server), `#` submits the digits typed so far as the door code, `*` clears them.
+    pub fn on_dtmf(&mut self, call: CallId, digit: char, now: Duration, wall_now: u64) {
+        let Some(c) = self.current.as_ref().filter(|c| c.call == call && c.connected) else { return };
+        if self.behaviour.door_code.is_none() {
+            return;
+        }
+        let may_open = c.peer.as_ref().is_some_and(|p| self.behaviour.admission.may_open(p, c.direction));
+        if !may_open {
+            if digit == '#' {
+                log::info!("{call}: a door code from a party not allowed to open the door: ignored");
+            }
             return;
         }
         self.last_digit_at = Some(now);
@@ -328,15 +410,17 @@ impl ApplianceLogic {
             '*' => self.digits.clear(),
             '#' => {
                 let typed = self.digits.take();
-                self.submit_code(typed.as_deref(), now);
+                self.submit_code(typed.as_deref(), now, wall_now);
             }
             d if d.is_ascii_digit() => self.digits.push(d),
             _ => {}
         }
     }
 
-    /// Checks an entry (`None`: over-long, wrong whatever the code) against the code, within the rate limit.
-    fn submit_code(&mut self, typed: Option<&str>, now: Duration) {
+    /// Checks an entry (`None`: over-long, wrong whatever the code) against the code, within the rate limit and
+    /// unless the caller is locked out; a wrong one counts toward the caller's lockout and the call's hang-up.
+    fn submit_code(&mut self, typed: Option<&str>, now: Duration, wall_now: u64) {
+        let Some((call, peer)) = self.current.as_ref().and_then(|c| Some((c.call, c.peer.clone()?))) else { return };
         while self.attempts.front().is_some_and(|t| now.saturating_sub(*t) >= CODE_WINDOW) {
             self.attempts.pop_front();
         }
@@ -346,20 +430,45 @@ impl ApplianceLogic {
             return;
         }
         self.attempts.push_back(now);
+        if let Gate::Locked(left) = self.guard.gate(&peer, wall_now) {
+            self.locked_out += 1;
+            log::warn!("{call}: door code of {peer} ignored: locked out for {} s more", left.as_secs());
+            return;
+        }
         let Some(code) = &self.behaviour.door_code else { return };
         if typed.is_some_and(|typed| code.ct_eq(typed)) {
             self.door_openings += 1;
-            log::info!("door code accepted: opening the door");
+            log::info!("{call}: door code accepted from {peer}: opening the door");
             self.actions.push_back(Action::PulseRelay(self.behaviour.relay_pulse));
-        } else {
-            self.wrong_codes += 1;
-            log::warn!("wrong door code entered");
+            if self.guard.state().callers.contains_key(peer.as_str()) {
+                self.guard.right(&peer);
+                self.actions.push_back(Action::SaveDoorGuard(self.guard.state().clone()));
+            }
+            return;
+        }
+        self.wrong_codes += 1;
+        let lockout = self.guard.wrong(&peer, wall_now);
+        self.actions.push_back(Action::SaveDoorGuard(self.guard.state().clone()));
+        match lockout {
+            Some(lockout) => log::warn!("{call}: wrong door code from {peer}: locked out for {} s", lockout.as_secs()),
+            None => log::warn!("{call}: wrong door code from {peer}"),
+        }
+        let in_call = self.current.as_mut().map(|c| {
+            c.wrong_codes += 1;
+            c.wrong_codes
+        });
+        if in_call.is_some_and(|n| n >= self.behaviour.guard.wrong_codes_per_call) {
+            log::warn!(
+                "{call}: {} wrong door codes in the call: hanging up",
+                self.behaviour.guard.wrong_codes_per_call
+            );
+            self.actions.push_back(Action::HangUp(call));
         }
     }
 
     fn update_outputs(&mut self) {
-        let ringing = self.current.is_some_and(|c| c.incoming_ringing);
-        let led = match self.current {
+        let ringing = self.current.as_ref().is_some_and(|c| c.incoming_ringing);
+        let led = match &self.current {
             _ if !self.ready => LedState::Fault,
             None => LedState::Idle,
             Some(c) if c.connected && c.muted => LedState::Muted,

@@ -8,6 +8,6 @@ pub mod notify;
 pub mod run;
 pub mod setup;
 
-pub use logic::{Action, ApplianceLogic, Behaviour};
+pub use logic::{Action, Admission, ApplianceLogic, Behaviour, Direction, GuardPolicy, GuardState, Parties, Party};
 pub use run::{run, ApplianceError, ApplianceHandle};
 pub use setup::{setup, ApplianceSetup, SetupError, SimControls};

@@ -6,17 +6,18 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::logic::{Action, ApplianceLogic};
+use super::logic::{Action, ApplianceLogic, GuardState};
 use super::notify::Notifier;
 use super::setup::{route_ip, ApplianceSetup};
 use crate::calling::{
-    Backoff, CallId, CallState, ConnectionState, Delivery, Event, ParticipantState, ScalingMode, StreamId,
+    Backoff, CallId, CallState, ConnectionState, Delivery, Event, Identifier, ParticipantState, ScalingMode, StreamId,
 };
 use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
@@ -236,18 +237,22 @@ pub async fn run(
         screen_fps,
         snapshot,
         route_to,
+        door_guard_file,
     } = setup;
     let outputs = Arc::new(Mutex::new(Outputs { lines: outputs }));
     let devices = client_config.media.devices.clone();
     let speaker = client_config.media.speaker.clone();
     let mut logic = ApplianceLogic::new(behaviour);
+    if let Some(path) = &door_guard_file {
+        restore_door_guard(&mut logic, path);
+    }
     let (button_tx, mut button_rx) = mpsc::channel(BUTTON_QUEUE);
     spawn_button_reader(buttons, button_tx);
     let _hotplug = devices.watch(Duration::from_secs(2));
 
     // Outputs first: the LED shows the fault until registered.
     let relay_pulses = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut fx = Effects { outputs, relay_pulses, leds, relay, chime: None, devices, speaker };
+    let mut fx = Effects { outputs, relay_pulses, leds, relay, chime: None, devices, speaker, door_guard_file };
     apply(&mut logic, &mut fx, None, None, &mut HashMap::new()).await;
     // Started: systemd's start job ends here (the LED shows the fault and STATUS the wait while the servers are
     // away), so a long outage of the servers does not make systemd kill the service at its start timeout.
@@ -400,7 +405,9 @@ fn resync(
     }
     for (id, call) in &live {
         if call.state() == CallState::Incoming && logic.current_call() != Some(*id) {
-            logic.on_incoming_call(*id, now);
+            if let Some(from) = peer_of(call) {
+                logic.on_incoming_call(*id, &from, now);
+            }
         }
     }
     renderers.retain(|(id, _), _| live.contains_key(id));
@@ -427,7 +434,7 @@ fn on_event(
             if let Some(handle) = client.call_by_id(call) {
                 calls.insert(call, handle);
             }
-            logic.on_incoming_call(call, now);
+            logic.on_incoming_call(call, &from, now);
             // The screen shows it only if it is the appliance's call now (not one declined busy).
             if let (Some(screen), true) = (screen, logic.current_call() == Some(call)) {
                 screen.follow_call(Some(call));
@@ -440,11 +447,16 @@ fn on_event(
                 }
                 renderers.retain(|(c, _), _| *c != call);
             }
+            if state == CallState::Connected {
+                if let Some(peer) = calls.get(&call).and_then(peer_of) {
+                    logic.on_call_peer(call, peer);
+                }
+            }
             logic.on_call_state(call, state);
         }
         Event::CallIsMutedChanged { call, is_muted } => logic.on_muted(call, is_muted),
         Event::CallIsVideoOnChanged { call, is_video_on } => logic.on_video(call, is_video_on),
-        Event::DtmfReceived { call, digit } => logic.on_dtmf(call, digit, now),
+        Event::DtmfReceived { call, digit } => logic.on_dtmf(call, digit, now, unix_now()),
         _ => {}
     }
 }
@@ -459,6 +471,55 @@ struct Effects {
     chime: Option<Chime>,
     devices: DeviceManager,
     speaker: Option<String>,
+    /// Where the door code's guard state is kept (`$STATE_DIRECTORY`); `None`: in memory only.
+    door_guard_file: Option<PathBuf>,
+}
+
+/// The identity at the other end of a 1:1 call (the first participant of a group call).
+fn peer_of(call: &Call) -> Option<Identifier> {
+    call.remote_participants().first().and_then(|p| p.identifier())
+}
+
+/// Wall-clock time in unix seconds (the door code's lockouts must outlast a restart).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Takes in the door code's guard state kept before a restart. A damaged file must not be a way to start over:
+/// every caller then starts at the end of its free attempts.
+fn restore_door_guard(logic: &mut ApplianceLogic, path: &Path) {
+    let state = match std::fs::read_to_string(path) {
+        Ok(text) => match serde_json::from_str::<GuardState>(&text) {
+            Ok(state) => state,
+            Err(e) => {
+                log::error!("door code guard state {} is damaged ({e}): callers start locked closer", path.display());
+                GuardState { default_failures: logic.guard_policy().free_attempts, ..GuardState::default() }
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            log::error!("door code guard state {} unreadable ({e}): callers start locked closer", path.display());
+            GuardState { default_failures: logic.guard_policy().free_attempts, ..GuardState::default() }
+        }
+    };
+    logic.restore_door_guard(state, unix_now());
+}
+
+/// Keeps the door code's guard state: written beside the file, then renamed over it (never half written).
+fn save_door_guard(path: &Path, state: &GuardState) -> std::io::Result<()> {
+    let text = serde_json::to_string(state).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Carries out the logic's pending actions.
@@ -469,7 +530,7 @@ async fn apply(
     screen: Option<&Screen>,
     calls: &mut HashMap<CallId, Call>,
 ) {
-    let Effects { outputs, relay_pulses, leds, relay, chime, devices, speaker } = fx;
+    let Effects { outputs, relay_pulses, leds, relay, chime, devices, speaker, door_guard_file } = fx;
     let relay = relay.as_deref();
     while let Some(action) = logic.poll_action() {
         let call_of = |id: CallId| calls.get(&id).cloned();
@@ -486,6 +547,14 @@ async fn apply(
                     old.stop().await;
                 }
                 *chime = on.then(|| Chime::start(devices.clone(), speaker.clone()));
+                Ok(())
+            }
+            Action::SaveDoorGuard(state) => {
+                if let Some(path) = door_guard_file.as_deref() {
+                    if let Err(e) = save_door_guard(path, &state) {
+                        log::error!("door code guard state not kept in {}: {e}", path.display());
+                    }
+                }
                 Ok(())
             }
             Action::PulseRelay(length) => {

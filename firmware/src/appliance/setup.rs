@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::logic::Behaviour;
+use super::logic::{Behaviour, GuardPolicy};
 use crate::calling::RefreshPolicy;
 use crate::client::{ClientConfig, TokenCredential};
 use crate::config::{BoardProfile, Config, ConfigError, ConfiguredCredential, DisplayTarget};
@@ -52,6 +52,9 @@ pub struct ApplianceSetup {
     /// Bind media to the local address of the route to this (Janus) URL, found when the client starts (and
     /// again at each retry); `None`: `client.media.bind_ip` as configured.
     pub route_to: Option<String>,
+    /// Where the door code's wrong-code counts and lockouts are kept across restarts (`$STATE_DIRECTORY`);
+    /// `None`: in memory only.
+    pub door_guard_file: Option<PathBuf>,
 }
 
 /// Why the appliance cannot be set up. Names the file, the device or the key; never a secret.
@@ -81,14 +84,20 @@ pub struct SimControls {
     pub outputs: SimOutputs,
 }
 
-/// Where the default-device choices persist: systemd's `$STATE_DIRECTORY` (the configuration is read-only
-/// under the service's sandbox), else nowhere (kept in memory).
+/// systemd's `$STATE_DIRECTORY`, where the appliance keeps what must outlast a restart (the configuration is
+/// read-only under the service's sandbox); `None` without one.
+fn state_directory() -> Option<PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    // systemd may list several directories separated by ':'; the first is ours.
+    let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
+/// Where the default-device choices persist: `$STATE_DIRECTORY`, else nowhere (kept in memory).
 fn preferences() -> DevicePreferences {
-    match std::env::var_os("STATE_DIRECTORY") {
-        // systemd may list several directories separated by ':'; the first is ours.
-        Some(dirs) => {
-            let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
-            let path = Path::new(&first).join("devices.toml");
+    match state_directory() {
+        Some(dir) => {
+            let path = dir.join("devices.toml");
             // A damaged preferences file must not keep the appliance from starting: the defaults apply.
             DevicePreferences::load(&path).unwrap_or_else(|e| {
                 log::warn!("{e}; using the default devices");
@@ -96,6 +105,16 @@ fn preferences() -> DevicePreferences {
             })
         }
         None => DevicePreferences::in_memory(),
+    }
+}
+
+/// The door code's guard against guessing, from `[door]`.
+fn guard_policy(door: &crate::config::DoorSection) -> GuardPolicy {
+    GuardPolicy {
+        free_attempts: door.lockout_after,
+        lockout_initial: Duration::from_secs(u64::from(door.lockout_initial_secs)),
+        lockout_max: Duration::from_secs(u64::from(door.lockout_max_secs)),
+        wrong_codes_per_call: door.wrong_codes_per_call,
     }
 }
 
@@ -171,6 +190,8 @@ pub fn setup(
         door_code: config.door_code()?,
         relay_pulse: door.map(|d| Duration::from_millis(u64::from(d.pulse_ms))).unwrap_or(Duration::from_secs(1)),
         max_code_attempts_per_minute: door.map(|d| d.max_attempts_per_minute).unwrap_or(5),
+        admission: config.admission.clone(),
+        guard: door.map(guard_policy).unwrap_or_default(),
         ..Behaviour::default()
     };
 
@@ -237,6 +258,7 @@ pub fn setup(
         screen_fps: config.display.fps,
         snapshot,
         route_to,
+        door_guard_file: state_directory().map(|dir| dir.join("door-guard.json")),
     };
     Ok((setup, controls))
 }

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use callbox::appliance::Behaviour;
+use callbox::appliance::{Admission, Behaviour, Parties, Party};
 use callbox::calling::{CallState, Identifier, Secret};
 use callbox_tests::appliance::RunningAppliance;
 use callbox_tests::{Baresip, BaresipEvent, BaresipOptions, HarnessError, Stack, StackOptions};
@@ -104,7 +104,8 @@ async fn run(rounds: usize) -> Result<(), BenchError> {
     let phone = stack.start_baresip(BaresipOptions::registered_user("resident-bench")).await?;
     let target = Identifier::user("resident-bench").map_err(|e| BenchError::Failed(e.to_string()))?;
     let behaviour = Behaviour {
-        targets: vec![target],
+        targets: vec![target.clone()],
+        admission: Admission { door_openers_called: Parties::of(vec![Party::Exactly(target)]), ..Admission::default() },
         door_code: Some(Secret::new(CODE)),
         relay_pulse: Duration::from_millis(300),
         max_code_attempts_per_minute: 100,

@@ -5,7 +5,7 @@
 //! summary of setup times, media figures and end reasons. Optionally also calls a phone number through a baresip
 //! PSTN trunk.
 
-use callbox::appliance::Behaviour;
+use callbox::appliance::{Admission, Behaviour, Parties, Party};
 use callbox::calling::Secret;
 use callbox::calling::{CallEndReason, CallState, Event, Identifier};
 use callbox::client::{Call, CallClient, ClientConfig, ClientError, Screen};
@@ -304,13 +304,26 @@ async fn demo_calls(stack: &Stack, o: &Options) -> Result<(), DemoError> {
     let door = start(
         "front-door",
         Behaviour {
-            targets: vec![monitor_id],
+            targets: vec![monitor_id.clone()],
             door_code: Some(Secret::new(DOOR_CODE)),
             relay_pulse: Duration::from_secs(1),
+            // The monitor the door calls may open it with the code; the monitor answers the door on its own.
+            admission: Admission {
+                door_openers_called: Parties::of(vec![Party::Exactly(monitor_id)]),
+                ..Admission::default()
+            },
             ..Behaviour::default()
         },
     )?;
-    let monitor = start("monitor", Behaviour { auto_answer_after: Some(o.answer_after), ..Behaviour::default() })?;
+    let door_id = Identifier::user("front-door").map_err(|e| DemoError::Failed(format!("front-door: {e}")))?;
+    let monitor = start(
+        "monitor",
+        Behaviour {
+            auto_answer_after: Some(o.answer_after),
+            admission: Admission { auto_answer: Parties::of(vec![Party::Exactly(door_id)]), ..Admission::default() },
+            ..Behaviour::default()
+        },
+    )?;
     let (Some(door_client), Some(_)) = (door.client(WAIT).await, monitor.client(WAIT).await) else {
         return Err(DemoError::Failed("the appliances did not register".into()));
     };

@@ -156,7 +156,19 @@ pub async fn the_call(door: &callbox_tests::appliance::RunningAppliance) -> (Cal
 /// The door code of the door appliances the interop tests run.
 pub const CODE: &str = "2468";
 
-/// A door appliance's main loop for `user` on the stack, with the door code `CODE` and a 500 ms relay pulse.
+/// One user as the admission policy names it.
+pub fn only(id: &str) -> callbox::appliance::Parties {
+    callbox::appliance::Parties::of(vec![callbox::appliance::Party::Exactly(user(id))])
+}
+
+/// Every user and every phone number: the foreign phones and the trunk of the interop tests.
+pub fn everyone() -> callbox::appliance::Parties {
+    use callbox::appliance::{Parties, Party};
+    Parties::of(vec![Party::AnyUser, Party::NumberPrefix("+".into())])
+}
+
+/// A door appliance's main loop for `user` on the stack, with the door code `CODE` and a 500 ms relay pulse; it
+/// admits everyone (users and the trunk's numbers), and everyone may open its door with the code.
 pub fn door_with_code(
     stack: &Stack,
     user: &str,
@@ -169,6 +181,13 @@ pub fn door_with_code(
         callbox::appliance::Behaviour {
             door_code: Some(callbox::calling::Secret::new(CODE)),
             relay_pulse: Duration::from_millis(500),
+            admission: callbox::appliance::Admission {
+                callers: everyone(),
+                auto_answer: everyone(),
+                door_openers_calling_in: everyone(),
+                door_openers_called: everyone(),
+                ..callbox::appliance::Admission::default()
+            },
             ..behaviour
         },
         None,
