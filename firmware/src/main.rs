@@ -151,7 +151,7 @@ async fn run_call(a: &CallArgs, client: &CallClient) -> Result<(), String> {
             _ = &mut talk => break,
             ev = events.next_event() => match ev {
                 Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => break,
-                Some(e) => log::debug!("{e:?}"),
+                Some(e) => log::debug!("{:?}", callbox::calling::redact::Loggable(&e)),
             },
         }
     }

@@ -10,6 +10,7 @@ use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
     RendererId, RendererInfo, ScalingMode, StreamId, StreamInfo, VideoStreamKind,
 };
+use crate::redact::Loggable;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -625,11 +626,11 @@ impl CallingCore {
 
     pub fn on_signal(&mut self, call: CallId, event: SignalEvent, now: Instant) {
         let Some(state) = self.call(call).map(|c| c.state) else {
-            log::debug!("signal {event:?} for unknown {call} ignored");
+            log::debug!("signal {:?} for unknown {call} ignored", Loggable(&event));
             return;
         };
         if !state.is_active() {
-            log::debug!("signal {event:?} for ended {call} ignored");
+            log::debug!("signal {:?} for ended {call} ignored", Loggable(&event));
             return;
         }
         if !self.sip_signal_applies(call, state, &event) {
@@ -733,7 +734,7 @@ impl CallingCore {
                 }
                 self.end_call(call, reason);
             }
-            other => log::debug!("signal {other:?} ignored for {call} in state {state:?}"),
+            other => log::debug!("signal {:?} ignored for {call} in state {state:?}", Loggable(&other)),
         }
     }
 

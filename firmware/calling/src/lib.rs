@@ -11,6 +11,7 @@ pub mod identifier;
 pub mod invitation;
 pub mod model;
 pub mod publisher_display;
+pub mod redact;
 pub mod secret;
 pub mod state_info;
 pub mod token;

@@ -17,6 +17,7 @@ mod upkeep;
 use super::credential::{unix_now, TokenCredential};
 use super::shared::Shared;
 use super::{ClientConfig, ClientError};
+use crate::calling::redact::Loggable;
 use crate::calling::state_info::{self, PeerStateInfo};
 use crate::calling::token::AccessToken;
 use crate::calling::{subcode, CallEndReason, CallId, Command, ConnectionState, Identifier, MediaSignal, SignalEvent};
@@ -488,7 +489,7 @@ impl Engine {
     }
 
     async fn run_command(&mut self, cmd: Command) {
-        log::debug!("command {cmd:?}");
+        log::debug!("command {:?}", Loggable(&cmd));
         if self.execute_group(&cmd).await {
             return;
         }
@@ -890,9 +891,8 @@ impl Engine {
             }
             SipEvent::Dtmf { digit, .. } => {
                 if let (Some(call), Some(d)) = (call, digit.chars().next()) {
-                    // Never the digit itself above trace: the digits may be a door code.
+                    // Never the digit itself, at any level: the digits may be a door code.
                     log::debug!("{call}: DTMF digit received");
-                    log::trace!("{call}: DTMF '{d}'");
                     self.signal(call, SignalEvent::Dtmf(d));
                 }
             }
@@ -990,7 +990,6 @@ impl Engine {
             MediaEvent::Connected => log::info!("{call}: media connected"),
             MediaEvent::Dtmf { digit, kind } => {
                 log::debug!("{call}: DTMF digit received ({kind:?})");
-                log::trace!("{call}: DTMF '{digit}'");
                 self.signal(call, SignalEvent::Dtmf(digit));
             }
             other => log::debug!("{call}: media {other:?}"),

@@ -22,6 +22,7 @@ use crate::model::{
     subcode, CallDirection, CallEndReason, CallId, CallState, ParticipantId, ParticipantInfo, ParticipantState,
     StreamId, StreamInfo, VideoStreamKind,
 };
+use crate::redact::Loggable;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -652,13 +653,13 @@ impl CallingCore {
                 false
             }
             SignalEvent::Hangup { .. } | SignalEvent::Failed(_) => {
-                log::info!("{call}: the 1:1 leg ended ({event:?}); the call goes on in the room");
+                log::info!("{call}: the 1:1 leg ended ({:?}); the call goes on in the room", Loggable(event));
                 self.drop_sip_leg(call, true);
                 false
             }
             SignalEvent::Dtmf(_) | SignalEvent::PeerState { .. } if e.leg_up => true,
             other => {
-                log::debug!("signal {other:?} of the 1:1 leg of escalated {call} ignored");
+                log::debug!("signal {:?} of the 1:1 leg of escalated {call} ignored", Loggable(other));
                 false
             }
         }
