@@ -36,6 +36,14 @@ pub const MAX_MEMBERS: usize = 32;
 pub const MAX_INVITEES: usize = 16;
 /// An invitee whose inviter never says `cancel` stops ringing this long after the invitation's own ring time.
 const INVITEE_RING_GRACE: Duration = Duration::from_secs(5);
+/// The longest an invitation rings here, whatever ring time its sender asks for (up to the 600 s the format
+/// allows): a long invitation must not hold the appliance (its doorbell button answers a ringing call).
+pub const MAX_INVITEE_RING: Duration = Duration::from_secs(60);
+
+/// How long an invitation may ring: its ring time, at most `MAX_INVITEE_RING`, plus the grace period.
+fn invitee_ring(invitation: &Invitation) -> Duration {
+    Duration::from_secs(u64::from(invitation.ring_secs)).min(MAX_INVITEE_RING) + INVITEE_RING_GRACE
+}
 
 /// What a member of the room sends, as the room describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,7 +284,7 @@ impl CallingCore {
         let busy = self.active_calls().next().is_some();
         let from = invitation.caller.clone();
         let display_name = invitation.caller_display_name.clone();
-        let ring = Duration::from_secs(u64::from(invitation.ring_secs)) + INVITEE_RING_GRACE;
+        let ring = invitee_ring(&invitation);
         let call = self.new_call(CallDirection::Incoming, CallState::Incoming, from.clone(), display_name.clone(), now);
         let mut group = GroupEntry::new(Role::Invitee(Box::new(invitation)));
         group.invitee_deadline = Some(now + ring);
@@ -308,7 +316,7 @@ impl CallingCore {
         };
         log::info!("{call}: moved into the room of {} by the peer", invitation.call_id);
         // Bounded like a ringing invitation: the room must be joined within its ring time (plus the grace).
-        let join_by = now + Duration::from_secs(u64::from(invitation.ring_secs)) + INVITEE_RING_GRACE;
+        let join_by = now + invitee_ring(&invitation);
         let mut group = GroupEntry::new(Role::Invitee(Box::new(invitation)));
         group.escalation = Some(Escalation { peer, leg_up: true, carried_stream: None });
         group.invitee_deadline = Some(join_by);

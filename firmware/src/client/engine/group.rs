@@ -551,6 +551,11 @@ impl Engine {
         };
         match message {
             GroupMessage::Invite(invitation) => {
+                // Phone numbers come through the trunk, whose caller ids nobody authenticated.
+                if from.is_phone() {
+                    log::warn!("invitation from the phone number {from} refused: rooms are for users of the service");
+                    return;
+                }
                 if invitation.caller != from {
                     log::warn!("invitation from {from} in the name of {} refused", invitation.caller);
                     return;

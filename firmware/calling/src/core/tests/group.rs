@@ -378,6 +378,15 @@ fn an_invitee_is_declined_when_busy_stops_when_cancelled_or_lapsed_and_can_be_re
     core.handle_timeout(deadline);
     assert_eq!(core.call(call).unwrap().end_reason.as_ref().map(|r| r.code), Some(408));
 
+    // An invitation asking to ring 600 s rings at most a minute here (and the grace).
+    let (mut core, now) = ready();
+    let long = Invitation { ring_secs: 600, ..invitation() };
+    let call = core.incoming_invitation(long, now).unwrap();
+    let deadline = core.poll_timeout().unwrap();
+    assert!(deadline <= now + Duration::from_secs(65), "{:?}", deadline - now);
+    core.handle_timeout(deadline);
+    assert_eq!(core.call(call).unwrap().end_reason.as_ref().map(|r| r.code), Some(408));
+
     // Rejected: a decline goes back.
     let (mut core, now) = ready();
     let call = core.incoming_invitation(invitation(), now).unwrap();
