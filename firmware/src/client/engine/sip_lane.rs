@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 /// Requests waiting on one handle; beyond this the engine's request fails at once (Janus is not answering).
 const LANE_DEPTH: usize = 32;
 
-/// A request for a sip-plugin handle.
-#[derive(Debug)]
+/// A request for a sip-plugin handle. No `Debug`: it carries DTMF digits and SIP credentials; what was sent is
+/// told by [`Sent`].
 pub(super) enum SipRequest {
     /// Place the call with our offer.
     Call {
