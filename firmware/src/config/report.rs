@@ -82,11 +82,6 @@ pub(crate) fn warnings(config: &Config, board: &BoardProfile) -> Vec<String> {
     if matches!(config.credential(), ConfiguredCredential::StaticToken(_)) && config.servers.token_url.is_some() {
         w.push("servers.token_url is unused: credentials use a static token".to_owned());
     }
-    if config.servers.janus_urls.iter().any(|u| u.to_ascii_lowercase().starts_with("ws://"))
-        && !config.servers.allow_insecure_http
-    {
-        w.push("a Janus URL is ws:// (unencrypted signaling): use wss:// outside a development stack".to_owned());
-    }
     for name in board.buttons.keys() {
         if !config.buttons.contains_key(name) {
             w.push(format!("board button '{name}' has no action in [buttons]: presses are ignored"));

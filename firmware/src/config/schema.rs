@@ -28,7 +28,8 @@ pub struct ServersSection {
     /// The token endpoint (`https://`) that trades the device key for user access tokens. Needed with a
     /// device key, unused with a static token.
     pub token_url: Option<String>,
-    /// Accept an `http://` token URL: for a local development stack only, never on a deployed device.
+    /// Accept `ws://` Janus URLs and an `http://` token URL (cleartext): for a local development stack only,
+    /// never on a deployed device. Without it both are refused.
     #[serde(default)]
     pub allow_insecure_http: bool,
 }

@@ -10,7 +10,7 @@ use crate::media::VideoCodec;
 
 const MINIMAL: &str = r#"
 [servers]
-janus_urls = ["ws://127.0.0.1:8188"]
+janus_urls = ["wss://127.0.0.1:8188"]
 token_url = "https://tokens.example.com/v1/token"
 
 [credentials]
@@ -91,7 +91,7 @@ fn with(extra: &str) -> String {
 #[test]
 fn a_minimal_file_takes_the_defaults() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.servers.janus_urls, ["ws://127.0.0.1:8188"]);
+    assert_eq!(c.servers.janus_urls, ["wss://127.0.0.1:8188"]);
     assert_eq!(c.call.ring_timeout_secs, 45);
     assert!(c.call.video);
     assert!(c.targets().is_empty());
@@ -207,7 +207,7 @@ fn client_config_takes_the_board_where_the_file_is_silent() {
     let c = parse(&with("[call]\nring_timeout_secs = 20\n[identity]\ndisplay_name = \"Gate\"\n")).unwrap();
     let b = board();
     let client = c.client_config(Some(&b));
-    assert_eq!(client.janus_urls, ["ws://127.0.0.1:8188"]);
+    assert_eq!(client.janus_urls, ["wss://127.0.0.1:8188"]);
     assert_eq!(client.display_name.as_deref(), Some("Gate"));
     assert_eq!(client.core.ring_timeout, std::time::Duration::from_secs(20));
     let video = client.media.video.as_ref().unwrap();
@@ -318,7 +318,7 @@ fn syntax_errors_give_line_and_column() {
 
 #[test]
 fn servers_are_checked() {
-    let (key, msg) = problem(&MINIMAL.replace("ws://127.0.0.1:8188", "http://127.0.0.1:8188"));
+    let (key, msg) = problem(&MINIMAL.replace("wss://127.0.0.1:8188", "http://127.0.0.1:8188"));
     assert_eq!(key, "servers.janus_urls[0]");
     assert!(msg.contains("ws://"), "{msg}");
     let (key, msg) = problem(&MINIMAL.replace("https://tokens", "http://tokens"));
@@ -328,7 +328,15 @@ fn servers_are_checked() {
         .replace("https://tokens", "http://tokens")
         .replace("[credentials]", "allow_insecure_http = true\n[credentials]");
     assert!(parse(&ok).is_ok());
-    assert_eq!(problem(&MINIMAL.replace("[\"ws://127.0.0.1:8188\"]", "[]")).0, "servers.janus_urls");
+    assert_eq!(problem(&MINIMAL.replace("[\"wss://127.0.0.1:8188\"]", "[]")).0, "servers.janus_urls");
+    // Cleartext signaling only when asked for.
+    let (key, msg) = problem(&MINIMAL.replace("wss://127.0.0.1:8188", "ws://127.0.0.1:8188"));
+    assert_eq!(key, "servers.janus_urls[0]");
+    assert!(msg.contains("unencrypted") && msg.contains("allow_insecure_http"), "{msg}");
+    let dev = MINIMAL
+        .replace("wss://127.0.0.1:8188", "ws://127.0.0.1:8188")
+        .replace("[credentials]", "allow_insecure_http = true\n[credentials]");
+    assert!(parse(&dev).is_ok());
     let (key, msg) = problem(&MINIMAL.replace("https://tokens.example.com", "https://user:pw@tokens.example.com"));
     assert_eq!(key, "servers.token_url");
     assert!(msg.contains("credentials") && !msg.contains("expected"), "{msg}");

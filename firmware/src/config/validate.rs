@@ -233,6 +233,15 @@ fn servers(raw: &RawConfig, p: &mut Problems<'_>) {
     for (i, url) in s.janus_urls.iter().enumerate() {
         if let Err(e) = check_url(url, &["ws", "wss"]) {
             p.push(&format!("servers.janus_urls[{i}]"), e);
+        } else if !s.allow_insecure_http && url.to_ascii_lowercase().starts_with("ws://") {
+            // Cleartext signaling carries the Janus token and the SIP credentials: only when asked for.
+            p.push(
+                &format!("servers.janus_urls[{i}]"),
+                format!(
+                    "'{url}' is unencrypted signaling: use wss://, or set servers.allow_insecure_http = true for a \
+                     local development stack"
+                ),
+            );
         }
     }
     if let Some(url) = &s.token_url {
