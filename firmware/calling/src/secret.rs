@@ -1,11 +1,28 @@
 //! `Secret`: a string that must never reach a log line, a `Debug` output or an error message
-//! (tokens, SIP passwords, device keys). Reading it takes an explicit `expose()`.
+//! (tokens, SIP passwords, device keys, door codes). Reading it takes an explicit `expose()`; comparing it takes
+//! the same time whatever the bytes; its memory is wiped when it is dropped.
 
 use std::fmt;
+use zeroize::Zeroize;
 
-/// A secret string. `Debug` and `Display` print `[redacted]`; compare with `ct_eq` (constant time).
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A secret string. `Debug` and `Display` print `[redacted]`; `==` and `ct_eq` compare in constant time (the
+/// length is not hidden); dropping it overwrites its bytes.
+#[derive(Clone, Default)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other.expose())
+    }
+}
+
+impl Eq for Secret {}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -28,7 +45,8 @@ impl Secret {
         if a.len() != b.len() {
             return false;
         }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        // `black_box` keeps the optimiser from turning the fold into an early exit.
+        std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
     }
 }
 
@@ -62,5 +80,7 @@ mod tests {
         assert!(s.ct_eq("1234"));
         assert!(!s.ct_eq("1235"));
         assert!(!s.ct_eq("123"));
+        assert_eq!(s, Secret::new("1234"));
+        assert_ne!(s, Secret::new("1243"));
     }
 }
