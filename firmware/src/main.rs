@@ -388,10 +388,29 @@ fn init_logging() {
     builder.init();
 }
 
+/// No core dump of this process, ever: its memory holds the device key, tokens, SIP credentials and door codes.
+/// (The unit also sets `LimitCORE=0`; this covers a start by hand.) Not dumpable also keeps other processes of
+/// the same user from attaching to it.
+fn forbid_core_dumps() -> std::io::Result<()> {
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls on this process with a valid, initialised argument.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above; PR_SET_DUMPABLE takes an integer argument.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Help, --version and usage errors: printed by clap, which exits (0, or 2 for an error).
     let cli = Cli::parse();
     init_logging();
+    if let Err(e) = forbid_core_dumps() {
+        log::warn!("core dumps could not be switched off: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -405,5 +424,20 @@ fn main() -> ExitCode {
             eprintln!("callbox: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_leaves_no_core_dump() {
+        forbid_core_dumps().expect("switched off");
+        // SAFETY: reads of this process's settings into a valid, initialised out-argument.
+        let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        let mut limit = libc::rlimit { rlim_cur: 1, rlim_max: 1 };
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) };
+        assert_eq!((dumpable, rc, limit.rlim_cur, limit.rlim_max), (0, 0, 0, 0));
     }
 }
