@@ -114,6 +114,25 @@ impl Identifier {
         }
     }
 
+    /// Whether a SIP URI (as `from_sip_uri` takes it) names a party of `domain`: its host, without port or
+    /// parameters, compared without case. A user id alone does not say which service it belongs to: `alice` of
+    /// another domain is not our `alice`.
+    pub fn sip_uri_in_domain(uri: &str, domain: &str) -> bool {
+        let inner = match (uri.find('<'), uri.rfind('>')) {
+            (Some(a), Some(b)) if a < b => &uri[a + 1..b],
+            _ => uri.trim(),
+        };
+        let Some((_, host)) = inner.split_once('@') else { return false };
+        let host = host.split([';', '?']).next().unwrap_or(host);
+        // Without the port: an IPv6 host keeps its brackets.
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or(host, |(addr, _)| addr),
+            None => host.split(':').next().unwrap_or(host),
+        };
+        let domain = domain.trim_start_matches('[').trim_end_matches(']');
+        !host.is_empty() && host.eq_ignore_ascii_case(domain)
+    }
+
     /// The SIP URI of this identity in `domain`.
     pub fn sip_uri(&self, domain: &str) -> String {
         format!("sip:{}@{}", self.as_str(), domain)
@@ -194,5 +213,11 @@ mod tests {
         assert!(Identifier::from_sip_uri("tel:+1555").is_err());
         assert!(Identifier::from_sip_uri("sip:@x").is_err());
         assert!(Identifier::from_sip_uri("sip:bob").is_err());
+        // The domain, for the full identity.
+        assert!(Identifier::sip_uri_in_domain("\"Bob\" <sip:bob@Callbox.Test;transport=udp>", "callbox.test"));
+        assert!(Identifier::sip_uri_in_domain("sip:bob@callbox.test:5060", "callbox.test"));
+        assert!(!Identifier::sip_uri_in_domain("sip:bob@evil.example", "callbox.test"));
+        assert!(!Identifier::sip_uri_in_domain("sip:bob@callbox.test.evil.example", "callbox.test"));
+        assert!(!Identifier::sip_uri_in_domain("sip:bob", "callbox.test"));
     }
 }

@@ -938,6 +938,11 @@ impl Engine {
                 return;
             }
         };
+        if !self.of_our_service(&from, &username) {
+            log::warn!("incoming call from {username} declined: not a user of this service");
+            self.request(index, None, SipRequest::Refuse);
+            return;
+        }
         let displayname = displayname.map(|d| d.trim_matches('"').to_string()).filter(|d| !d.is_empty());
         log::info!("incoming call from {from} (handle {index})");
         let offer = jsep.filter(|j| j.is_offer()).map(|j| j.sdp);
@@ -947,6 +952,13 @@ impl Engine {
             slot.binding.offered(call, Instant::now());
             slot.pending_offer = offer;
         }
+    }
+
+    /// Whether `from` (named by `uri`) is a party of this service: a user of our SIP domain (a user id alone
+    /// does not say which service it belongs to), or a phone number (they come through the trunk, whatever host
+    /// the gateway puts in the URI).
+    fn of_our_service(&self, from: &Identifier, uri: &str) -> bool {
+        from.is_phone() || self.token.sip().is_ok_and(|grant| Identifier::sip_uri_in_domain(uri, &grant.realm))
     }
 
     /// A re-INVITE from the far end (hold, resume, renegotiation): answer it and report hold changes.

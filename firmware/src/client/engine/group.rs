@@ -542,6 +542,8 @@ impl Engine {
                 return;
             }
         };
+        // (No domain check here: Janus reports a MESSAGE's sender with its contact's host and port, not its
+        // domain; Kamailio's From check is what binds it to the authenticated user.)
         let message = match invitation::decode(content) {
             Ok(m) => m,
             Err(e) => {
