@@ -440,8 +440,7 @@ impl ApplianceLogic {
             self.door_openings += 1;
             log::info!("{call}: door code accepted from {peer}: opening the door");
             self.actions.push_back(Action::PulseRelay(self.behaviour.relay_pulse));
-            if self.guard.state().callers.contains_key(peer.as_str()) {
-                self.guard.right(&peer);
+            if self.guard.right(&peer) {
                 self.actions.push_back(Action::SaveDoorGuard(self.guard.state().clone()));
             }
             return;

@@ -167,9 +167,9 @@ impl DoorGuard {
         Some(lockout)
     }
 
-    /// The right code from `caller`: its count is cleared.
-    pub fn right(&mut self, caller: &Identifier) {
-        self.state.callers.remove(Self::key(caller));
+    /// The right code from `caller`: its count is cleared (`true` if it had one).
+    pub fn right(&mut self, caller: &Identifier) -> bool {
+        self.state.callers.remove(Self::key(caller)).is_some()
     }
 
     fn forget_old(&mut self, now: u64) {

@@ -44,8 +44,9 @@ fn a_guesser_does_not_lock_the_residents_out_and_the_right_code_clears_a_count()
     assert_eq!(g.gate(&user("alice"), T0 + 10), Gate::Open);
     g.wrong(&user("alice"), T0 + 11);
     g.wrong(&user("alice"), T0 + 12);
-    g.right(&user("alice"));
+    assert!(g.right(&user("alice")));
     assert_eq!(g.state().callers.get("alice"), None);
+    assert!(!g.right(&user("alice")), "nothing left to clear");
     for n in 0..3 {
         assert_eq!(g.wrong(&user("alice"), T0 + 20 + n), None, "the count started over");
     }
@@ -59,6 +60,8 @@ fn phone_callers_share_one_count_since_their_caller_id_is_not_authenticated() {
     }
     assert!(matches!(g.gate(&phone("+4930999999"), T0 + 5), Gate::Locked(_)), "a fresh number is no way round");
     assert_eq!(g.gate(&user("alice"), T0 + 5), Gate::Open);
+    assert!(g.right(&phone("+4930111111")), "the right code from a phone clears the phones' count");
+    assert_eq!(g.gate(&phone("+4930999999"), T0 + 6), Gate::Open);
 }
 
 #[test]
