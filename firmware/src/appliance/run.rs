@@ -19,6 +19,7 @@ use super::setup::{route_ip, ApplianceSetup};
 use crate::calling::{
     Backoff, CallId, CallState, ConnectionState, Delivery, Event, Identifier, ParticipantState, ScalingMode, StreamId,
 };
+use crate::client::credential::unix_now;
 use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCredential, VideoRenderer};
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
 use crate::input::{ButtonAction, ButtonInput, Gesture, LedState, OutputLine};
@@ -480,28 +481,18 @@ fn peer_of(call: &Call) -> Option<Identifier> {
     call.remote_participants().first().and_then(|p| p.identifier())
 }
 
-/// Wall-clock time in unix seconds (the door code's lockouts must outlast a restart).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Takes in the door code's guard state kept before a restart. A damaged file must not be a way to start over:
 /// every caller then starts at the end of its free attempts.
 fn restore_door_guard(logic: &mut ApplianceLogic, path: &Path) {
-    let state = match std::fs::read_to_string(path) {
-        Ok(text) => match serde_json::from_str::<GuardState>(&text) {
-            Ok(state) => state,
-            Err(e) => {
-                log::error!("door code guard state {} is damaged ({e}): callers start locked closer", path.display());
-                GuardState { default_failures: logic.guard_policy().free_attempts, ..GuardState::default() }
-            }
-        },
+    let kept = match std::fs::read_to_string(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            log::error!("door code guard state {} unreadable ({e}): callers start locked closer", path.display());
-            GuardState { default_failures: logic.guard_policy().free_attempts, ..GuardState::default() }
-        }
+        Err(e) => Err(format!("unreadable: {e}")),
+        Ok(text) => serde_json::from_str::<GuardState>(&text).map_err(|e| format!("damaged: {e}")),
     };
+    let state = kept.unwrap_or_else(|why| {
+        log::error!("door code guard state {} {why}: callers start locked closer", path.display());
+        GuardState::distrusted(logic.guard_policy())
+    });
     logic.restore_door_guard(state, unix_now());
 }
 

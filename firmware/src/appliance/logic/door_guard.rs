@@ -96,6 +96,14 @@ pub struct GuardState {
     pub default_failures: u32,
 }
 
+impl GuardState {
+    /// The state to start from when the kept one is lost (damaged or unreadable): every caller at the end of its
+    /// free attempts, since a damaged file must not be a way to start over.
+    pub fn distrusted(policy: &GuardPolicy) -> Self {
+        GuardState { default_failures: policy.free_attempts, ..GuardState::default() }
+    }
+}
+
 /// A code attempt's verdict before the code is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {

@@ -85,8 +85,7 @@ fn the_state_survives_a_restart_and_a_clock_set_back_cannot_stretch_a_lockout() 
 
 #[test]
 fn a_damaged_state_starts_everyone_at_the_end_of_the_free_attempts() {
-    let state = GuardState { default_failures: GuardPolicy::default().free_attempts, ..GuardState::default() };
-    let mut g = DoorGuard::new(GuardPolicy::default(), state, T0);
+    let mut g = DoorGuard::new(GuardPolicy::default(), GuardState::distrusted(&GuardPolicy::default()), T0);
     assert_eq!(g.wrong(&user("anyone"), T0), Some(Duration::from_secs(60)), "the first wrong code locks");
 }
 
