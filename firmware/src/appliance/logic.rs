@@ -1,8 +1,8 @@
 //! The appliance's behaviour as pure logic (sans-IO, no clock: times are passed in): what a button gesture
-//! does in the current call state, who may ring it and who is answered on their own (`calling::admission`), busy, the door
-//! code typed as DTMF (into a fixed buffer, compared in constant time, only from parties allowed to open, attempts
-//! rate-limited and guarded against guessing by `door_guard`), the relay pulse, and the status LED. `run.rs`
-//! feeds it the client's events, the buttons and the time, and carries out the [`Action`]s it returns.
+//! does in the current call state, who may ring it and who is answered on their own (`calling::admission`),
+//! busy, the door code typed as DTMF (into a fixed buffer, compared in constant time, only from parties allowed to
+//! open, attempts rate-limited and guarded against guessing by `door_guard`), the relay pulse, and the status LED.
+//! `run.rs` feeds it the client's events, the buttons and the time, and carries out the [`Action`]s it returns.
 
 mod door_guard;
 

@@ -526,8 +526,8 @@ impl Engine {
             Command::Resume { call } => self.request_for(call, SipRequest::Hold(false)),
             Command::SendDtmf { call, digit } => {
                 // RFC 4733 in the audio stream where the far end negotiated it (what PSTN gateways and SIP phones
-                // understand), else, or when configured so, SIP INFO. Digits are door codes: never logged above
-                // trace.
+                // understand), else, or when configured so, SIP INFO. Digits are door codes: never logged, at any
+                // level.
                 if self.config().media.dtmf.send == DtmfSendMode::TelephoneEvent {
                     if let Some(leg) = self.slot_for_call(call).and_then(|s| s.leg.as_ref()) {
                         match leg.media.send_dtmf(digit) {
