@@ -53,6 +53,12 @@ async fn hang_up(call: Call) {
     wait_state(&call, &mut events, CallState::Disconnected).await;
 }
 
+/// Waits until the digits typed have reached the door, then asserts its relay never moved (`why` if it did).
+async fn assert_relay_still(outputs: &callbox::input::SimOutputs, why: &str) {
+    tokio::time::sleep(DIGITS_ARRIVE).await;
+    assert!(outputs.history("relay").is_empty(), "{why}");
+}
+
 /// The kept guard state of the door (what `$STATE_DIRECTORY/door-guard.json` holds).
 fn kept(path: &Path) -> GuardState {
     serde_json::from_str(&std::fs::read_to_string(path).expect("the guard state is kept")).expect("it reads back")
@@ -106,8 +112,7 @@ async fn only_admitted_callers_ring_and_only_named_parties_open_the_door() {
     // A guest answered on its own types the right code: not a party allowed to open, the relay stays still.
     let guest = appliance(&stack, "guest-a").await;
     let call = call_and_type(&guest, &door, &[&format!("{CODE}#")]).await;
-    tokio::time::sleep(DIGITS_ARRIVE).await;
-    assert!(outputs.history("relay").is_empty(), "a code from a party not allowed to open never pulses the relay");
+    assert_relay_still(&outputs, "a code from a party not allowed to open never pulses the relay").await;
     hang_up(call).await;
 
     // The resident's code opens the door.
@@ -158,8 +163,7 @@ async fn a_guesser_is_locked_out_with_growing_delays_across_a_restart_and_a_resi
         std::fs::read_to_string(&state).is_ok_and(|t| t.contains("\"failures\":2"))
     })
     .await;
-    tokio::time::sleep(DIGITS_ARRIVE).await;
-    assert!(outputs.history("relay").is_empty(), "the right code within the lockout does not open");
+    assert_relay_still(&outputs, "the right code within the lockout does not open").await;
     let first = kept(&state).callers["guesser-g"];
     assert_eq!(first.locked_until - first.last_failure, 30);
     hang_up(call).await;
@@ -174,8 +178,7 @@ async fn a_guesser_is_locked_out_with_growing_delays_across_a_restart_and_a_resi
     .await;
     let outputs = door.outputs.clone();
     let call = call_and_type(&guesser, &door, &[&format!("{CODE}#")]).await;
-    tokio::time::sleep(DIGITS_ARRIVE).await;
-    assert!(outputs.history("relay").is_empty(), "a restart does not lift the lockout");
+    assert_relay_still(&outputs, "a restart does not lift the lockout").await;
     hang_up(call).await;
 
     // The resident is not locked out by the guesser.
