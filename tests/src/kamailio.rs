@@ -15,6 +15,8 @@ pub struct KamailioSettings<'a> {
     pub domain: &'a str,
     pub secret: &'a str,
     pub trunk_port: u16,
+    /// Who may call phone numbers (Kamailio's `PSTN_USERS` regular expression).
+    pub pstn_users: &'a str,
     pub log_level: i32,
     pub log_limit: u64,
 }
@@ -54,6 +56,8 @@ pub async fn start(s: &KamailioSettings<'_>, timeout: Duration) -> Result<Server
         "TRUNK_IP=\"127.0.0.1\"".into(),
         "-A".into(),
         format!("TRUNK_PORT={}", s.trunk_port),
+        "-A".into(),
+        format!("PSTN_USERS=\"{}\"", s.pstn_users),
         "-A".into(),
         format!("LOG_LEVEL={}", s.log_level),
     ];

@@ -42,6 +42,9 @@ pub struct StackOptions {
     /// More interfaces Janus gathers ICE candidates on, besides the namespace's 127.0.0.1 veth: a QEMU guest's
     /// tap device (named `cbx-*`, made by the test before the stack starts).
     pub extra_ice_interfaces: Vec<String>,
+    /// Kamailio's `PSTN_USERS`: the users allowed to call phone numbers (a regular expression on the user part).
+    /// Every user in tests by default; the shipped config allows nobody.
+    pub pstn_users: String,
 }
 
 impl Default for StackOptions {
@@ -54,6 +57,7 @@ impl Default for StackOptions {
             kamailio_log_level: 2,
             keep_dir: std::env::var("CALLBOX_KEEP_STACK").as_deref() == Ok("1"),
             extra_ice_interfaces: Vec::new(),
+            pstn_users: ".".into(),
         }
     }
 }
@@ -109,6 +113,7 @@ impl Stack {
             domain: &opts.domain,
             secret: secrets.sip_secret.expose(),
             trunk_port,
+            pstn_users: &opts.pstn_users,
             log_level: opts.kamailio_log_level,
             log_limit: opts.log_limit,
         };

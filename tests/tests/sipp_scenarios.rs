@@ -6,6 +6,7 @@
 //! - late offer: an INVITE without SDP is answered with our offer in the 200 OK, the caller's answer in the ACK;
 //! - hold and resume from the far end (re-INVITE sendonly, then sendrecv): answered recvonly, then sendrecv;
 //! - INFO with a malformed DTMF body and INFO of an unknown content type: 200, no digit; a valid one still counts;
+//! - an in-dialog INFO whose From is not a party of the dialog: 403 from Kamailio, the digit never arrives;
 //! - CANCEL while ringing: 487 for the INVITE, the appliance's call ends;
 //! - an UPDATE refreshing the session: 200, and the call goes on;
 //! - (the appliance calling) 183 without SDP then 200: Ringing, not early media, then connected with audio.
@@ -216,6 +217,46 @@ async fn malformed_and_unknown_info_bodies_are_refused_quietly_and_a_good_digit_
     Verified::new(ENDPOINT, Direction::ItCallsTheAppliance, "sipp_scenarios::malformed_and_unknown_info_bodies")
         .dtmf("SIP INFO dtmf-relay; malformed and unknown INFO bodies ignored (200)")
         .record();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_dialog_info_from_someone_else_is_refused_by_kamailio() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = appliance(&stack, "door-i3").await;
+    let mut door_events = door.events();
+    let info = |cseq: u32, digit: char, status: u16| {
+        let r = request("INFO", cseq, true, Some(&format!("Signal={digit}\nDuration=160\n")))
+            .replace("Content-Type: application/sdp", "Content-Type: application/dtmf-relay");
+        format!("{r}<recv response=\"{status}\"/>\n")
+    };
+    // The forged INFO keeps the dialog's tags and route: only its From names another party.
+    let forged = info(2, '9', 403)
+        .replace("From: <sip:+15550001111@[local_ip]:[local_port]>", "From: <sip:resident@callbox.test>");
+    let steps = format!(
+        "{}<pause milliseconds=\"1000\"/>\n{forged}{}<pause milliseconds=\"1500\"/>\n{}",
+        set_up(Some(OFFER), None),
+        info(3, '4', 200),
+        bye(4)
+    );
+    let sipp = start_uac(&stack, "forged-info", &steps, "door-i3");
+    let call = answer_next(&door, &mut door_events).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    let mut digits = String::new();
+    let mut call_events = call.events();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match call_events.next_event().await {
+                Some(Event::DtmfReceived { digit, .. }) => digits.push(digit),
+                Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the call did not end");
+    assert_eq!(digits, "4", "only the digit of the call's own party counts");
+    sipp.wait(WAIT).await.expect("the scenario: the forged INFO answered 403, the party's own 200, BYE");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
