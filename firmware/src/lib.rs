@@ -11,6 +11,7 @@ pub mod devices;
 pub mod display;
 pub mod frame;
 pub mod input;
+pub mod logging;
 pub mod media;
 pub mod provisioning;
 pub mod signaling;

@@ -370,7 +370,8 @@ async fn with_client(
 
 /// Logs through `log`, filtered by `RUST_LOG` (default `info`). Under systemd (`JOURNAL_STREAM` set) each line
 /// starts with its syslog priority (`<3>` error ... `<7>` trace) and carries no timestamp: journald adds its
-/// own, and `journalctl -p warning` then filters by level.
+/// own, and `journalctl -p warning` then filters by level. What goes over the wire is never logged
+/// (`callbox::logging`).
 fn init_logging() {
     use std::io::Write;
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -385,7 +386,10 @@ fn init_logging() {
             writeln!(buf, "<{priority}>{}: {}", record.target(), record.args())
         });
     }
-    builder.init();
+    let logger = builder.build();
+    let max_level = logger.filter();
+    // Set once, first thing in main: nothing else installs a logger.
+    let _ = callbox::logging::SecretSafeLogger::new(logger).install(max_level);
 }
 
 /// No core dump of this process, ever: its memory holds the device key, tokens, SIP credentials and door codes.
