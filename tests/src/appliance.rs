@@ -137,6 +137,9 @@ impl RunningAppliance {
         use callbox::input::LedState;
         use callbox::input::{OutputLine, SimButtons, SimOutputs};
         use std::collections::HashMap;
+        if let Some(code) = &behaviour.door_code {
+            crate::log_capture::note_secret(code.expose());
+        }
         let key = provision_device(stack, user);
         let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
         let leds: HashMap<LedState, String> =

@@ -14,6 +14,7 @@ mod event_log;
 pub mod janus;
 pub mod kamailio;
 pub mod linphone;
+pub mod log_capture;
 pub mod netns;
 pub mod ports;
 pub mod process;
@@ -31,9 +32,10 @@ pub use error::HarnessError;
 pub use proxy::CuttableProxy;
 pub use stack::{Stack, StackOptions};
 
-/// Install `env_logger` once (idempotent), for tests that want the harness's logs (`RUST_LOG=info`).
+/// Install the logger once (idempotent): `env_logger` for tests that want the harness's logs (`RUST_LOG=info`), or
+/// the suite's log capture when `CALLBOX_LOG_CAPTURE` is set (`log_capture`).
 pub fn init_logging() {
-    let _ = env_logger::builder().is_test(true).try_init();
+    log_capture::init();
 }
 
 /// Locks a mutex, taking over a poisoned one (its data stays consistent: each use is a single push or drain).

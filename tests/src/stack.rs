@@ -99,8 +99,12 @@ impl Stack {
         })?;
         let mut guard = DirGuard { dir: Some(dir.clone()) };
 
+        crate::init_logging();
         let secrets =
             Secrets { jwt_secret: random_secret(), janus_secret: random_secret(), sip_secret: random_secret() };
+        for secret in [&secrets.jwt_secret, &secrets.janus_secret, &secrets.sip_secret] {
+            crate::log_capture::note_secret(secret.expose());
+        }
         // One block: +0 Kamailio (udp+tcp), +1 Janus WebSocket, +2 trunk SIP (+3 its TLS), +7 trunk ctrl_tcp.
         let base = ports::reserve_block(8)?;
         let (kamailio_port, janus_port, trunk_port) = (base, base + 1, base + 2);
@@ -263,6 +267,7 @@ impl Stack {
 
     /// Map a device key to a user at the token endpoint.
     pub fn add_device(&self, device_key: &str, user: &str) {
+        crate::log_capture::note_secret(device_key);
         self.token.add_device(Secret::new(device_key), user);
     }
 
