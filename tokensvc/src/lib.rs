@@ -5,13 +5,15 @@
 
 pub mod client;
 pub mod config;
+pub mod lockout;
 pub mod server;
 pub mod token;
 
 pub use callbox_calling::Secret;
 pub use client::{fetch_token, FetchError};
 pub use config::{ConfigError, ServiceConfig};
-pub use server::{ServerError, TokenService};
+pub use lockout::LockoutPolicy;
+pub use server::{Limits, ServerError, TokenService};
 pub use token::{
     janus_signed_token, mint, sip_ephemeral_credentials, MintParams, Secrets, SipCredentials, DEFAULT_PLUGINS,
 };

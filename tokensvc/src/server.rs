@@ -1,28 +1,67 @@
 //! The HTTP/1.1 token endpoint: `POST /v1/token` with `Authorization: Bearer <device key>` answers
 //! `200 {"token":"<jwt>","expires_in":<ttl>}`; an unknown key gets 401, other paths 404, other methods 405,
-//! malformed requests 400. Minimal hand-rolled parsing with bounded sizes and timeouts. Tests start it on an
-//! ephemeral 127.0.0.1 port, stop it and start it again on the same port, and change the TTL or the devices.
+//! malformed requests 400. Minimal hand-rolled parsing with bounded sizes. Tests start it on an ephemeral
+//! 127.0.0.1 port, stop it and start it again on the same port, and change the TTL or the devices.
 //! `start_tls` serves the same endpoint over HTTPS (rustls, ring) with a PEM certificate chain and key, so that
 //! the firmware's HTTPS client is tested against a private CA.
+//!
+//! Against guessing and slow clients (`Limits`): wrong device keys lock their source out (`lockout`: 429 with
+//! `Retry-After`, the key not even looked at); each connection must deliver its TLS handshake and whole request
+//! within `read_deadline` (else 408 and close) and take the answer within `write_deadline`; at most
+//! `max_connections` are served at once, a connection over the cap gets 503 (plain HTTP) or is closed (TLS).
+//! No log line or error carries a device key or a token.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callbox_calling::Secret;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServiceConfig;
+use crate::lockout::{Admission, LockoutPolicy, Lockouts};
 use crate::token::{mint, now_unix, MintParams};
 
 const MAX_HEAD: usize = 8 * 1024;
 const MAX_BODY: usize = 4 * 1024;
-const MAX_CONNECTIONS: usize = 64;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a connection over the cap is told (plain HTTP), written without waiting.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 31\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":\"Service Unavailable\"}";
+/// At most one "over the cap" warning this often (a flood would fill the log otherwise).
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Connections over the cap that are told 503 at once; any more are closed without a word.
+const BUSY_SLOTS: usize = 16;
+/// How long a connection over the cap has to send its request head before it is told 503 and closed.
+const BUSY_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Bounds on connections, requests and device-key guesses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; the next ones get 503 (plain HTTP) or are closed (TLS).
+    pub max_connections: usize,
+    /// From accepting a connection to the end of its request (TLS handshake, head and body).
+    pub read_deadline: Duration,
+    /// For writing the answer.
+    pub write_deadline: Duration,
+    /// Wrong device keys per source.
+    pub lockout: LockoutPolicy,
+}
+
+impl Default for Limits {
+    /// 64 connections, 5 s to send a request, 5 s to take the answer, the default lockout policy.
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            read_deadline: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(5),
+            lockout: LockoutPolicy::default(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -34,18 +73,23 @@ pub enum ServerError {
 
 /// A running (or stopped) token endpoint. Dropping it stops it.
 pub struct TokenService {
-    config: Arc<Mutex<ServiceConfig>>,
+    shared: Arc<Shared>,
     addr: SocketAddr,
     accept: Mutex<Option<JoinHandle<()>>>,
     /// Present in TLS mode: every accepted connection does a TLS handshake first.
     tls: Option<TlsAcceptor>,
 }
 
-fn lock(c: &Mutex<ServiceConfig>) -> MutexGuard<'_, ServiceConfig> {
-    c.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What every connection of a service shares: the configuration, the wrong-key counts (kept across `stop` and
+/// `restart`) and the limits.
+struct Shared {
+    config: Mutex<ServiceConfig>,
+    lockouts: Mutex<Lockouts>,
+    limits: Limits,
 }
 
-fn lock_task(m: &Mutex<Option<JoinHandle<()>>>) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+/// A lock that a panicking holder did not make unusable (the data stays consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -59,9 +103,18 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 impl TokenService {
-    /// Listen on `listen` (port 0 picks a free port) and serve.
+    /// Listen on `listen` (port 0 picks a free port) and serve, with the default `Limits`.
     pub async fn start(config: ServiceConfig, listen: SocketAddr) -> Result<Self, ServerError> {
-        Self::start_with(config, listen, None).await
+        Self::start_with(config, listen, None, Limits::default()).await
+    }
+
+    /// Like `start`, with other limits (tests use short deadlines).
+    pub async fn start_with_limits(
+        config: ServiceConfig,
+        listen: SocketAddr,
+        limits: Limits,
+    ) -> Result<Self, ServerError> {
+        Self::start_with(config, listen, None, limits).await
     }
 
     /// Like `start`, over HTTPS: `cert_chain_pem` holds the server certificate then its intermediates (PEM),
@@ -73,21 +126,26 @@ impl TokenService {
         key_pem: &str,
     ) -> Result<Self, ServerError> {
         let acceptor = tls_acceptor(cert_chain_pem, key_pem)?;
-        Self::start_with(config, listen, Some(acceptor)).await
+        Self::start_with(config, listen, Some(acceptor), Limits::default()).await
     }
 
     async fn start_with(
         config: ServiceConfig,
         listen: SocketAddr,
         tls: Option<TlsAcceptor>,
+        limits: Limits,
     ) -> Result<Self, ServerError> {
         let listener = bind(listen)?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
-        let config = Arc::new(Mutex::new(config));
-        let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, config.clone(), tls.clone()))));
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            lockouts: Mutex::new(Lockouts::new(limits.lockout.clone())),
+            limits,
+        });
+        let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, shared.clone(), tls.clone()))));
         let scheme = if tls.is_some() { "https" } else { "http" };
         log::info!("token service listening on {scheme}://{addr}/v1/token");
-        Ok(TokenService { config, addr, accept, tls })
+        Ok(TokenService { shared, addr, accept, tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -105,12 +163,12 @@ impl TokenService {
     }
 
     pub fn is_running(&self) -> bool {
-        lock_task(&self.accept).is_some()
+        lock(&self.accept).is_some()
     }
 
     /// Stop listening and drop every open connection (the port is free when this returns).
     pub async fn stop(&self) {
-        let task = lock_task(&self.accept).take();
+        let task = lock(&self.accept).take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;
@@ -118,12 +176,12 @@ impl TokenService {
         }
     }
 
-    /// Listen again on the same address after `stop` (no-op when running).
+    /// Listen again on the same address after `stop` (no-op when running). Lockouts carry over.
     pub async fn restart(&self) -> Result<(), ServerError> {
-        let mut accept = lock_task(&self.accept);
+        let mut accept = lock(&self.accept);
         if accept.is_none() {
             let listener = bind(self.addr)?;
-            *accept = Some(tokio::spawn(accept_loop(listener, self.config.clone(), self.tls.clone())));
+            *accept = Some(tokio::spawn(accept_loop(listener, self.shared.clone(), self.tls.clone())));
             log::info!("token service on {} started again", self.addr);
         }
         Ok(())
@@ -131,19 +189,19 @@ impl TokenService {
 
     /// Lifetime of the tokens minted from now on.
     pub fn set_ttl(&self, ttl: Duration) {
-        lock(&self.config).ttl_secs = ttl.as_secs().max(1);
+        lock(&self.shared.config).ttl_secs = ttl.as_secs().max(1);
     }
 
     /// Map a device key to a user (replaces an existing mapping of that key).
     pub fn add_device(&self, device_key: Secret, user: impl Into<String>) {
-        let mut c = lock(&self.config);
+        let mut c = lock(&self.shared.config);
         c.devices.retain(|(k, _)| !k.ct_eq(device_key.expose()));
         c.devices.push((device_key, user.into()));
     }
 
     /// Mint a token for `user` with the service's secrets and the given lifetime (no HTTP involved).
     pub fn mint_for(&self, user: &str, ttl: Duration) -> String {
-        let c = lock(&self.config);
+        let c = lock(&self.shared.config);
         let params = MintParams {
             user: user.to_string(),
             ttl_secs: ttl.as_secs(),
@@ -157,7 +215,7 @@ impl TokenService {
 
 impl Drop for TokenService {
     fn drop(&mut self) {
-        if let Some(task) = lock_task(&self.accept).take() {
+        if let Some(task) = lock(&self.accept).take() {
             task.abort();
         }
     }
@@ -184,32 +242,39 @@ fn tls_acceptor(cert_chain_pem: &str, key_pem: &str) -> Result<TlsAcceptor, Serv
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>, tls: Option<TlsAcceptor>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     // Connections live in this JoinSet: aborting the accept task drops it, which aborts them all.
     let mut conns = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let busy_slots = Arc::new(Semaphore::new(BUSY_SLOTS));
+    let mut busy_logged: Option<Instant> = None;
     loop {
         while conns.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if conns.len() >= MAX_CONNECTIONS {
-                    log::warn!("token service: too many connections, dropping one from {peer}");
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    if busy_logged.is_none_or(|t| t.elapsed() >= BUSY_LOG_EVERY) {
+                        let open = shared.limits.max_connections;
+                        log::warn!("token service: {open} connections open, turning away {peer} (and more)");
+                        busy_logged = Some(Instant::now());
+                    }
+                    // Plain HTTP: 503 after the request head (closing with the request unread would reset the
+                    // connection before the client reads the answer), in a few slots of their own.
+                    if tls.is_none() {
+                        if let Ok(permit) = busy_slots.clone().try_acquire_owned() {
+                            conns.spawn(async move {
+                                let _permit = permit;
+                                turn_away(stream).await;
+                            });
+                        }
+                    }
                     continue;
-                }
-                let config = config.clone();
+                };
+                let shared = shared.clone();
                 let tls = tls.clone();
                 conns.spawn(async move {
-                    let work = async {
-                        match tls {
-                            None => serve(stream, &config).await,
-                            Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(stream) => serve(stream, &config).await,
-                                Err(e) => log::info!("token service: TLS handshake with {peer} failed: {e}"),
-                            },
-                        }
-                    };
-                    if tokio::time::timeout(REQUEST_TIMEOUT, work).await.is_err() {
-                        log::debug!("token service: request from {peer} timed out");
-                    }
+                    let _permit = permit;
+                    connection(stream, peer, &shared, tls).await;
                 });
             }
             Err(e) => {
@@ -220,30 +285,80 @@ async fn accept_loop(listener: TcpListener, config: Arc<Mutex<ServiceConfig>>, t
     }
 }
 
+/// A connection over the cap: read (and drop) its request head for at most `BUSY_DEADLINE`, answer 503, close.
+async fn turn_away(mut stream: TcpStream) {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let _ = tokio::time::timeout(BUSY_DEADLINE, async {
+        while find(&seen, b"\r\n\r\n").is_none() && seen.len() <= MAX_HEAD {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = stream.write_all(BUSY).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// One connection: the TLS handshake (if any) and the request within the read deadline, the answer within the
+/// write deadline.
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, tls: Option<TlsAcceptor>) {
+    let deadline = tokio::time::Instant::now() + shared.limits.read_deadline;
+    match tls {
+        None => serve(stream, peer, shared, deadline).await,
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve(stream, peer, shared, deadline).await,
+            Ok(Err(e)) => log::info!("token service: TLS handshake with {peer} failed: {e}"),
+            Err(_) => log::debug!("token service: no TLS handshake from {peer} in time, closed"),
+        },
+    }
+}
+
 struct Response {
     status: u16,
     reason: &'static str,
     body: String,
+    /// Seconds, for 429.
+    retry_after: Option<u64>,
 }
 
 fn error(status: u16, reason: &'static str) -> Response {
-    Response { status, reason, body: serde_json::json!({ "error": reason }).to_string() }
+    Response { status, reason, body: serde_json::json!({ "error": reason }).to_string(), retry_after: None }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, config: &Mutex<ServiceConfig>) {
-    let response = match read_request(&mut stream).await {
-        Ok(req) => route(&req, config),
-        Err(r) => r,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) {
+    let response = match tokio::time::timeout_at(deadline, read_request(&mut stream)).await {
+        Ok(Ok(req)) => route(&req, shared, peer.ip()),
+        Ok(Err(r)) => r,
+        Err(_) => {
+            log::debug!("token service: no whole request from {peer} in time, closed");
+            error(408, "Request Timeout")
+        }
     };
+    let retry_after = response.retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{retry_after}Connection: close\r\n\r\n",
         response.status,
         response.reason,
         response.body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(response.body.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(response.body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    match tokio::time::timeout(shared.limits.write_deadline, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("token service: cannot answer {peer}: {e}"),
+        Err(_) => log::debug!("token service: {peer} did not take its answer in time, closed"),
+    }
 }
 
 struct Request {
@@ -312,12 +427,20 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn route(req: &Request, config: &Mutex<ServiceConfig>) -> Response {
+fn route(req: &Request, shared: &Shared, peer: IpAddr) -> Response {
     if req.path != "/v1/token" {
         return error(404, "Not Found");
     }
     if req.method != "POST" {
         return error(405, "Method Not Allowed");
+    }
+    // Check, compare and count under one lock: parallel connections of one source cannot slip guesses past the
+    // count (nothing below waits).
+    let mut lockouts = lock(&shared.lockouts);
+    let now = Instant::now();
+    if let Admission::Locked { retry_after } = lockouts.check(peer, now) {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        return Response { retry_after: Some(secs.max(1)), ..error(429, "Too Many Requests") };
     }
     let key = match req.authorization.as_deref().and_then(|a| {
         let (scheme, key) = a.split_once(' ')?;
@@ -326,11 +449,21 @@ fn route(req: &Request, config: &Mutex<ServiceConfig>) -> Response {
         Some(k) if !k.is_empty() => k,
         _ => return error(401, "Unauthorized"),
     };
-    let c = lock(config);
+    let c = lock(&shared.config);
     let Some(user) = c.user_for(key) else {
-        log::info!("token service: unknown device key refused");
+        match lockouts.failed(peer, now) {
+            Some(l) => log::warn!(
+                "token service: {} locked out for {} s after {} wrong device keys",
+                l.source,
+                l.duration.as_secs_f32(),
+                l.failures
+            ),
+            None => log::info!("token service: unknown device key from {peer} refused"),
+        }
         return error(401, "Unauthorized");
     };
+    lockouts.succeeded(peer);
+    drop(lockouts);
     let params = MintParams {
         user: user.to_string(),
         ttl_secs: c.ttl_secs,
@@ -344,6 +477,7 @@ fn route(req: &Request, config: &Mutex<ServiceConfig>) -> Response {
         status: 200,
         reason: "OK",
         body: serde_json::json!({ "token": token, "expires_in": c.ttl_secs }).to_string(),
+        retry_after: None,
     }
 }
 
@@ -479,5 +613,124 @@ mod tests {
         assert!(matches!(bad, Err(ServerError::Tls { .. })));
         let bad = TokenService::start_tls(config(), "127.0.0.1:0".parse().unwrap(), &cert.pem(), "").await;
         assert!(matches!(bad, Err(ServerError::Tls { .. })));
+    }
+
+    async fn post(addr: SocketAddr, key: &str) -> String {
+        raw(addr, &format!("POST /v1/token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n")).await
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_lock_the_source_out_with_429_and_retry_after() {
+        let limits = Limits {
+            lockout: LockoutPolicy { initial: Duration::from_secs(60), ..LockoutPolicy::default() },
+            ..Limits::default()
+        };
+        let svc = TokenService::start_with_limits(config(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
+        // A right key in between clears the count.
+        for _ in 0..4 {
+            assert!(post(svc.local_addr(), "guess").await.starts_with("HTTP/1.1 401 "));
+        }
+        assert!(post(svc.local_addr(), "device-key-1").await.starts_with("HTTP/1.1 200 "));
+        for _ in 0..4 {
+            assert!(post(svc.local_addr(), "guess").await.starts_with("HTTP/1.1 401 "));
+        }
+        // The fifth wrong key in a row is still answered, and locks the source out.
+        assert!(post(svc.local_addr(), "guess").await.starts_with("HTTP/1.1 401 "));
+        // Locked out: even the right key is not looked at.
+        let locked = post(svc.local_addr(), "device-key-1").await;
+        assert!(locked.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{locked}");
+        let retry: u64 =
+            locked.lines().find_map(|l| l.strip_prefix("Retry-After: ")).expect("Retry-After").trim().parse().unwrap();
+        assert!((59..=60).contains(&retry), "{retry}");
+        let e = fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await;
+        assert!(matches!(e, Err(FetchError::Status { status: 429, .. })), "{e:?}");
+        // The lockout holds across a restart of the service.
+        svc.stop().await;
+        svc.restart().await.unwrap();
+        assert!(post(svc.local_addr(), "device-key-1").await.starts_with("HTTP/1.1 429 "));
+    }
+
+    fn slow_limits() -> Limits {
+        Limits { read_deadline: Duration::from_secs(1), ..Limits::default() }
+    }
+
+    #[tokio::test]
+    async fn fifty_idle_connections_do_not_hold_up_a_token_fetch() {
+        let svc =
+            TokenService::start_with_limits(config(), "127.0.0.1:0".parse().unwrap(), slow_limits()).await.unwrap();
+        let mut idle = Vec::new();
+        for _ in 0..50 {
+            idle.push(TcpStream::connect(svc.local_addr()).await.unwrap());
+        }
+        // Some of them sent half a request.
+        for s in idle.iter_mut().take(10) {
+            s.write_all(b"POST /v1/token HTTP/1.1\r\nAuthor").await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let jwt = fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await.unwrap();
+        let took = started.elapsed();
+        eprintln!("token fetch with 50 idle connections open: {took:?}");
+        assert_eq!(claims(&jwt)["sub"], "alice");
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        // The idle ones are answered 408 and closed at the read deadline.
+        let started = std::time::Instant::now();
+        for s in idle.iter_mut() {
+            let mut out = String::new();
+            tokio::time::timeout(T, s.read_to_string(&mut out)).await.unwrap().unwrap();
+            assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_slowloris_is_closed_at_the_read_deadline() {
+        let svc =
+            TokenService::start_with_limits(config(), "127.0.0.1:0".parse().unwrap(), slow_limits()).await.unwrap();
+        let mut s = TcpStream::connect(svc.local_addr()).await.unwrap();
+        let started = std::time::Instant::now();
+        let request = b"POST /v1/token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer device-key-1\r\n\r\n";
+        let mut answer = Vec::new();
+        // One byte every 100 ms: the whole request would take 7 s.
+        for b in request {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+                Err(_) => continue,
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let took = started.elapsed();
+        eprintln!("slowloris closed after {took:?}");
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "), "{answer:?}");
+        // A normal request meanwhile and after: served.
+        fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn over_the_connection_cap_503_and_served_again_once_they_go() {
+        let limits = Limits { max_connections: 8, ..slow_limits() };
+        let svc = TokenService::start_with_limits(config(), "127.0.0.1:0".parse().unwrap(), limits).await.unwrap();
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(TcpStream::connect(svc.local_addr()).await.unwrap());
+        }
+        let busy = post(svc.local_addr(), "device-key-1").await;
+        assert!(busy.starts_with("HTTP/1.1 503 "), "{busy}");
+        assert!(busy.contains("Retry-After: 1\r\n"), "{busy}");
+        let body = busy.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["error"], "Service Unavailable");
+        drop(idle);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await {
+                Ok(_) => break,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
