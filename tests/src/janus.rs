@@ -164,6 +164,7 @@ mod tests {
         let conf = write_config(&s).unwrap();
         let core = std::fs::read_to_string(conf.join("janus.jcfg")).unwrap();
         assert!(core.contains("token_auth_secret = \"sekrit\""));
+        assert!(!core.contains("@TOKEN_AUTH_SECRET@"), "the placeholder is replaced");
         assert!(core.contains("rtp_port_range = \"20000-20199\""));
         let ws = std::fs::read_to_string(conf.join("janus.transport.websockets.jcfg")).unwrap();
         assert!(ws.contains("ws_port = 18188"));

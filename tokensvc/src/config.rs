@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::token::{Secrets, DEFAULT_PLUGINS};
 
+/// Shortest secret the JSON form accepts.
+pub const MIN_SECRET_LEN: usize = 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read token service config {path}: {source}")]
@@ -61,7 +64,8 @@ impl ServiceConfig {
         Self::parse(&text).map_err(|reason| ConfigError::Invalid { path: path.display().to_string(), reason })
     }
 
-    /// Parse the JSON form (see `load`). Errors never quote the file's values.
+    /// Parse the JSON form (see `load`). Every secret is required and at least `MIN_SECRET_LEN` long. Errors never
+    /// quote the file's values.
     pub fn parse(text: &str) -> Result<Self, String> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -83,8 +87,13 @@ impl ServiceConfig {
         }
         // serde_json's messages name the line and column, not the value.
         let raw: Raw = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if raw.jwt_secret.is_empty() || raw.janus_secret.is_empty() || raw.sip_secret.is_empty() {
-            return Err("secrets must not be empty".into());
+        // No default and no toy secret: whoever installs the service generates them (e.g. 32 random bytes, base64).
+        for (name, secret) in
+            [("jwt_secret", &raw.jwt_secret), ("janus_secret", &raw.janus_secret), ("sip_secret", &raw.sip_secret)]
+        {
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(format!("{name} must be at least {MIN_SECRET_LEN} characters long"));
+            }
         }
         if raw.ttl_secs == 0 {
             return Err("ttl_secs must be positive".into());
@@ -113,14 +122,22 @@ mod tests {
 
     #[test]
     fn parses_json_and_maps_devices() {
-        let cfg = ServiceConfig::parse(
-            r#"{"jwt_secret":"a","janus_secret":"b","sip_secret":"c","ttl_secs":30,
-                "realm":"callbox.test","sip_proxy":"sip:127.0.0.1:5060","devices":{"k1":"alice"}}"#,
-        )
-        .unwrap();
+        let json = |jwt: &str| {
+            format!(
+                r#"{{"jwt_secret":"{jwt}","janus_secret":"bbbbbbbbbbbbbbbb","sip_secret":"cccccccccccccccc",
+                    "ttl_secs":30,"realm":"callbox.test","sip_proxy":"sip:127.0.0.1:5060","devices":{{"k1":"alice"}}}}"#
+            )
+        };
+        let cfg = ServiceConfig::parse(&json("aaaaaaaaaaaaaaaa")).unwrap();
         assert_eq!(cfg.ttl_secs, 30);
         assert_eq!(cfg.user_for("k1"), Some("alice"));
         assert_eq!(cfg.user_for("k2"), None);
         assert!(ServiceConfig::parse(r#"{"jwt_secret":""}"#).is_err());
+        // Missing, empty or short secrets are refused, and the error does not quote them.
+        let e = ServiceConfig::parse(&json("short-secret")).unwrap_err();
+        assert_eq!(e, "jwt_secret must be at least 16 characters long");
+        assert!(ServiceConfig::parse(&json("")).is_err());
+        let no_sip = json("aaaaaaaaaaaaaaaa").replace(r#""sip_secret":"cccccccccccccccc","#, "");
+        assert!(ServiceConfig::parse(&no_sip).unwrap_err().contains("sip_secret"));
     }
 }
