@@ -29,7 +29,7 @@ use crate::token::{mint, now_unix, MintParams};
 
 const MAX_HEAD: usize = 8 * 1024;
 const MAX_BODY: usize = 4 * 1024;
-/// What a connection over the cap is told (plain HTTP), written without waiting.
+/// What a connection over the cap is told (plain HTTP).
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 31\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":\"Service Unavailable\"}";
 /// At most one "over the cap" warning this often (a flood would fill the log otherwise).
 const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
