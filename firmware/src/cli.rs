@@ -5,6 +5,7 @@
 //! The names and defaults are an interface: the systemd unit, the QEMU image's init, the integration tests
 //! and the benchmarks start `callbox` with them.
 
+use callbox::calling::Secret;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Place a call and report what happened
     ///
-    /// Registers, calls TARGET, talks for --talk seconds (after sending the --dtmf digits and
-    /// holding for --hold-for seconds, if asked) and hangs up; prints when it connected, the
+    /// Registers, calls TARGET, talks for --talk seconds (after sending the digits of --dtmf-file
+    /// and holding for --hold-for seconds, if asked) and hangs up; prints when it connected, the
     /// media statistics and why the call ended.
     #[command(verbatim_doc_comment)]
     Call(CallArgs),
@@ -68,9 +69,12 @@ pub struct CallArgs {
     /// Seconds to talk once connected, then hang up
     #[arg(long = "talk", value_name = "SECS", default_value_t = 5)]
     pub talk_secs: u64,
-    /// DTMF digits to send once connected (250 ms apart)
-    #[arg(long, value_name = "DIGITS")]
-    pub dtmf: Option<String>,
+    /// Send the DTMF digits read from PATH ('-': stdin) once connected, 250 ms apart
+    ///
+    /// 0-9, *, # and A-D, at most 32; trailing whitespace is ignored. Never on the command line:
+    /// arguments show in `ps` and the shell's history, and the digits may be a door code.
+    #[arg(long, value_name = "PATH", value_parser = parse_dtmf_source)]
+    pub dtmf_file: Option<DtmfSource>,
     /// Put the call on hold for SECS once connected, then resume it
     #[arg(long, value_name = "SECS")]
     pub hold_for: Option<u64>,
@@ -259,6 +263,76 @@ pub enum Video {
     Mode { size: Size, fps: u32 },
 }
 
+/// `--dtmf-file`: where the digits to send are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DtmfSource {
+    /// `-`: standard input, read to its end.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for DtmfSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DtmfSource::Stdin => f.write_str("standard input"),
+            DtmfSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Most digits `--dtmf-file` may hold: what a call queues for sending (`DtmfQueueError::Full` past it).
+pub const MAX_DTMF_DIGITS: usize = 32;
+
+/// Most bytes read from `--dtmf-file`: the digits and room for trailing whitespace; anything longer is refused
+/// without being read further.
+pub const MAX_DTMF_INPUT_BYTES: u64 = 1024;
+
+/// Why the digits of `--dtmf-file` cannot be sent. Never quotes them (they may be a door code): a bad
+/// character is named by its position only.
+#[derive(Debug, thiserror::Error)]
+pub enum DtmfInputError {
+    #[error("--dtmf-file: cannot read {source_name}: {source}")]
+    Read { source_name: DtmfSource, source: std::io::Error },
+    #[error("--dtmf-file: {source_name} holds no digits")]
+    Empty { source_name: DtmfSource },
+    #[error("--dtmf-file: {source_name} holds more than {MAX_DTMF_DIGITS} digits")]
+    TooLong { source_name: DtmfSource },
+    #[error(
+        "--dtmf-file: character {position} of {source_name} is not a DTMF digit (0-9, *, #, A-D; nothing else, \
+         no spaces between digits)"
+    )]
+    NotADigit { source_name: DtmfSource, position: usize },
+}
+
+fn parse_dtmf_source(s: &str) -> Result<DtmfSource, String> {
+    match s {
+        "" => Err("give a file, or '-' for standard input".into()),
+        "-" => Ok(DtmfSource::Stdin),
+        path => Ok(DtmfSource::File(PathBuf::from(path))),
+    }
+}
+
+/// The DTMF digits in `text` (read from `source_name`): trailing whitespace (a final newline) is dropped,
+/// the rest must be 0-9, `*`, `#` or A-D (lower-case a-d taken as upper-case), at most [`MAX_DTMF_DIGITS`].
+pub fn parse_dtmf_digits(text: &str, source_name: &DtmfSource) -> Result<Secret, DtmfInputError> {
+    let digits = text.trim_end();
+    if digits.is_empty() {
+        return Err(DtmfInputError::Empty { source_name: source_name.clone() });
+    }
+    let mut checked = String::with_capacity(digits.len());
+    for (i, c) in digits.chars().enumerate() {
+        if !matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d') {
+            return Err(DtmfInputError::NotADigit { source_name: source_name.clone(), position: i + 1 });
+        }
+        if i >= MAX_DTMF_DIGITS {
+            return Err(DtmfInputError::TooLong { source_name: source_name.clone() });
+        }
+        checked.push(c.to_ascii_uppercase());
+    }
+    Ok(Secret::new(checked))
+}
+
 fn parse_size(s: &str) -> Result<Size, String> {
     let bad = || format!("'{s}' is not WxH");
     let (w, h) = s.split_once('x').ok_or_else(bad)?;
@@ -318,7 +392,7 @@ mod tests {
         assert_eq!(a.talk_secs, 10);
         assert_eq!(a.client.server.janus, ["ws://127.0.0.1:8188"]);
         assert_eq!(a.client.server.token_file.as_deref(), Some(Path::new("token.jwt")));
-        assert_eq!((a.dtmf, a.hold_for, a.country_code), (None, None, None));
+        assert_eq!((a.dtmf_file, a.hold_for, a.country_code), (None, None, None));
 
         let Command::Call(a) = command(&[
             "call",
@@ -329,8 +403,8 @@ mod tests {
             "5551234567",
             "--country-code",
             "1",
-            "--dtmf",
-            "1234",
+            "--dtmf-file",
+            "-",
             "--hold-for",
             "3",
             "--codec",
@@ -345,13 +419,51 @@ mod tests {
         };
         assert_eq!(a.target, "5551234567");
         assert_eq!(a.talk_secs, 5, "the default");
-        assert_eq!((a.country_code.as_deref(), a.dtmf.as_deref(), a.hold_for), (Some("1"), Some("1234"), Some(3)));
+        assert_eq!((a.country_code.as_deref(), a.dtmf_file, a.hold_for), (Some("1"), Some(DtmfSource::Stdin), Some(3)));
         assert!(a.client.server.janus.is_empty(), "the client's default");
         assert_eq!(a.client.server.token_url.as_deref(), Some("http://h:8090/v1/token"));
         assert_eq!(a.client.media.codec, Some(Codec::Vp8));
         assert_eq!(a.client.media.video, Some(Video::Mode { size: Size { width: 320, height: 240 }, fps: 15 }));
         assert_eq!(a.client.media.bind_ip, Some(IpAddr::from([10, 0, 0, 2])));
         assert!(a.client.devices.sim);
+    }
+
+    #[test]
+    fn dtmf_digits_come_from_a_file_or_stdin_never_from_argv() {
+        let Command::Call(a) = command(&["call", "door", "--token-file", "t", "--dtmf-file", "/run/user/1/code"])
+        else {
+            panic!("not call")
+        };
+        assert_eq!(a.dtmf_file, Some(DtmfSource::File(PathBuf::from("/run/user/1/code"))));
+        assert_eq!(a.dtmf_file.map(|s| s.to_string()).as_deref(), Some("/run/user/1/code"));
+        assert_eq!(DtmfSource::Stdin.to_string(), "standard input");
+        // The digits themselves are no argument any more.
+        let e = error(&["call", "door", "--token-file", "t", "--dtmf", "2468"]);
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert!(!e.to_string().contains("2468"), "{e}");
+        assert_eq!(error(&["call", "door", "--token-file", "t", "--dtmf-file", ""]).kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn dtmf_digits_are_checked_and_never_quoted() {
+        let from = DtmfSource::File(PathBuf::from("code.txt"));
+        let ok = |text: &str| parse_dtmf_digits(text, &from).map(|s| s.expose().to_owned());
+        assert_eq!(ok("2468#\n").unwrap(), "2468#", "the trailing newline is dropped");
+        assert_eq!(ok("12*#abcdABCD \r\n\t").unwrap(), "12*#ABCDABCD", "a-d are A-D; trailing whitespace dropped");
+        assert_eq!(ok(&"9".repeat(MAX_DTMF_DIGITS)).unwrap().len(), MAX_DTMF_DIGITS, "the bound itself fits");
+        for (text, position) in [("97531 2", Some(6)), ("9753x", Some(5)), (" 97531", Some(1)), ("9753é", Some(5))] {
+            let e = parse_dtmf_digits(text, &from).unwrap_err();
+            assert!(matches!(e, DtmfInputError::NotADigit { position: p, .. } if Some(p) == position), "{e:?}");
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(!shown.contains("9753") && !debug.contains("9753"), "{shown} / {debug}");
+            assert!(shown.contains("code.txt") && shown.contains("--dtmf-file"), "{shown}");
+        }
+        let e = parse_dtmf_digits(&"97531".repeat(7), &from).unwrap_err();
+        assert!(matches!(e, DtmfInputError::TooLong { .. }), "{e:?}");
+        assert!(!e.to_string().contains("97531") && !format!("{e:?}").contains("97531"), "{e}");
+        for empty in ["", "\n", "  \n"] {
+            assert!(matches!(parse_dtmf_digits(empty, &from), Err(DtmfInputError::Empty { .. })), "{empty:?}");
+        }
     }
 
     #[test]

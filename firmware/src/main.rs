@@ -17,7 +17,10 @@ use callbox::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryF
 use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
 use clap::Parser;
-use cli::{AnswerArgs, CallArgs, CheckConfigArgs, Cli, ClientArgs, Codec, Command, DeviceArgs, DevicesArgs, RunArgs};
+use cli::{
+    AnswerArgs, CallArgs, CheckConfigArgs, Cli, ClientArgs, Codec, Command, DeviceArgs, DevicesArgs, DtmfInputError,
+    DtmfSource, RunArgs,
+};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,6 +30,30 @@ fn read_secret_file(path: &Path) -> Result<Secret, String> {
     std::fs::read_to_string(path)
         .map(|s| Secret::new(s.trim()))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The digits of `--dtmf-file` (a file, or stdin for `-`), read up to [`cli::MAX_DTMF_INPUT_BYTES`] and checked.
+/// They stay in `Secret`s: the file may hold a door code.
+fn read_dtmf(source: &DtmfSource) -> Result<Secret, DtmfInputError> {
+    use std::io::Read;
+    let read_err = |source_name: &DtmfSource| {
+        let source_name = source_name.clone();
+        move |source| DtmfInputError::Read { source_name, source }
+    };
+    let reader: Box<dyn Read> = match source {
+        DtmfSource::Stdin => Box::new(std::io::stdin().lock()),
+        DtmfSource::File(path) => Box::new(std::fs::File::open(path).map_err(read_err(source))?),
+    };
+    let mut bytes = Vec::new();
+    // One byte past the cap tells an input at the cap from a longer one.
+    reader.take(cli::MAX_DTMF_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(read_err(source))?;
+    let too_long = bytes.len() as u64 > cli::MAX_DTMF_INPUT_BYTES;
+    let text = Secret::new(String::from_utf8_lossy(&bytes));
+    bytes.fill(0);
+    if too_long {
+        return Err(DtmfInputError::TooLong { source_name: source.clone() });
+    }
+    cli::parse_dtmf_digits(text.expose(), source)
 }
 
 fn credential(a: &cli::ServerArgs) -> Result<TokenCredential, String> {
@@ -120,7 +147,8 @@ fn print_stats(client_call: &callbox::client::Call) {
     }
 }
 
-async fn run_call(a: &CallArgs, client: &CallClient) -> Result<(), String> {
+/// `callbox call`; `dtmf`: the digits of `--dtmf-file`, read before the client registered.
+async fn run_call(a: &CallArgs, dtmf: Option<Secret>, client: &CallClient) -> Result<(), String> {
     let target = Identifier::parse(&a.target, a.country_code.as_deref()).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let call = client.call(std::slice::from_ref(&target)).map_err(|e| e.to_string())?;
@@ -132,8 +160,8 @@ async fn run_call(a: &CallArgs, client: &CallClient) -> Result<(), String> {
         return Err(format!("call not connected: {e} {reason:?}"));
     }
     println!("connected after {} ms", started.elapsed().as_millis());
-    if let Some(digits) = &a.dtmf {
-        for d in digits.chars() {
+    if let Some(digits) = &dtmf {
+        for d in digits.expose().chars() {
             call.send_dtmf(d).await.map_err(|e| e.to_string())?;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -348,7 +376,11 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Devices(a) => run_devices(&a).await,
-        Command::Call(a) => with_client(&a.client, async |client| run_call(&a, client).await).await,
+        Command::Call(a) => {
+            // Read first: a bad file fails at once, not after registering and the far end answering.
+            let dtmf = a.dtmf_file.as_ref().map(read_dtmf).transpose().map_err(|e| e.to_string())?;
+            with_client(&a.client, async |client| run_call(&a, dtmf, client).await).await
+        }
         Command::Answer(a) => with_client(&a.client, async |client| run_answer(&a, client).await).await,
     }
 }
