@@ -16,6 +16,7 @@ use callbox::devices::{DeviceManager, DevicePreferences};
 use callbox::display::{Framebuffer, FramebufferFormat, LinuxFramebuffer, MemoryFramebuffer};
 use callbox::media::video::{available_decoders, available_encoders, GstRegistry};
 use callbox::media::VideoCodec;
+use callbox::provisioning::CredentialSource;
 use clap::Parser;
 use cli::{
     AnswerArgs, CallArgs, CheckConfigArgs, Cli, ClientArgs, Codec, Command, DeviceArgs, DevicesArgs, DtmfInputError,
@@ -25,12 +26,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    std::fs::read_to_string(path)
-        .map(|s| Secret::new(s.trim()))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
 
 /// The digits of `--dtmf-file` (a file, or stdin for `-`), read up to [`cli::MAX_DTMF_INPUT_BYTES`] and checked.
 /// They stay in `Secret`s: the file may hold a door code.
@@ -56,15 +51,18 @@ fn read_dtmf(source: &DtmfSource) -> Result<Secret, DtmfInputError> {
     cli::parse_dtmf_digits(text.expose(), source)
 }
 
+/// The credential of `call` and `answer`. Their key and token files are read as the appliance reads its own
+/// (`provisioning::read_secret_file`): a regular file of mode 0600 or 0400 owned by the user running `callbox`,
+/// else refused with an error naming the file, its mode and owner and the fix, never its contents.
 fn credential(a: &cli::ServerArgs) -> Result<TokenCredential, String> {
     if let Some(path) = &a.token_file {
-        let token = read_secret_file(path)?;
-        return TokenCredential::from_static(token.expose()).map_err(|e| format!("{}: {e}", path.display()));
+        let source = CredentialSource::File { path: path.clone() };
+        return callbox::provisioning::static_token(&source).map_err(|e| e.to_string());
     }
     // clap makes sure of both; these errors are for the impossible case.
     let url = a.token_url.clone().ok_or("give --token-url with --device-key-file, or --token-file")?;
     let path = a.device_key_file.as_deref().ok_or("--token-url needs --device-key-file")?;
-    let key = read_secret_file(path)?;
+    let key = callbox::provisioning::read_secret_file(path).map_err(|e| e.to_string())?;
     Ok(TokenCredential::with_refresher(
         move || {
             let (url, key) = (url.clone(), key.clone());
@@ -466,6 +464,64 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file in a fresh folder of the test's own, with `contents` and `mode`.
+    fn secret_file(test: &str, contents: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("callbox-main-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("secret");
+        std::fs::write(&path, contents).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    fn server_args(token_file: Option<&Path>, key_file: Option<&Path>) -> cli::ServerArgs {
+        cli::ServerArgs {
+            janus: Vec::new(),
+            token_url: key_file.map(|_| "http://127.0.0.1:1/v1/token".to_owned()),
+            device_key_file: key_file.map(Path::to_path_buf),
+            token_file: token_file.map(Path::to_path_buf),
+        }
+    }
+
+    #[test]
+    fn the_cli_refuses_key_and_token_files_others_can_read_without_showing_them() {
+        let key = "device-key-value-5177";
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            let path = secret_file(&format!("key-{mode:o}"), key, mode);
+            let err = credential(&server_args(None, Some(&path))).unwrap_err();
+            assert!(err.contains(&path.display().to_string()), "the file is named: {err}");
+            assert!(err.contains("refused") && err.contains("chmod 600"), "{err}");
+            assert!(!err.contains(key), "the key is shown: {err}");
+        }
+        // The same rules, the same error, as the appliance's own files.
+        let path = secret_file("key-same", key, 0o644);
+        let appliance = callbox::provisioning::read_secret_file(&path).unwrap_err().to_string();
+        assert_eq!(credential(&server_args(None, Some(&path))).unwrap_err(), appliance);
+        let token = "eyJhbGciOiJIUzI1NiJ9.token-value-8008.c2ln";
+        let path = secret_file("token-0644", token, 0o644);
+        let err = credential(&server_args(Some(&path), None)).unwrap_err();
+        assert!(err.contains(&path.display().to_string()) && err.contains("refused"), "{err}");
+        assert!(!err.contains("token-value-8008"), "{err}");
+    }
+
+    #[test]
+    fn the_cli_takes_key_and_token_files_only_the_user_can_read() {
+        for mode in [0o600, 0o400] {
+            let path = secret_file(&format!("key-ok-{mode:o}"), "k\n", mode);
+            assert!(credential(&server_args(None, Some(&path))).is_ok(), "{mode:o}");
+        }
+        // A readable token file that is no JWT: refused by name, without its contents.
+        let path = secret_file("token-bad", "not-a-jwt-value-3131", 0o600);
+        let err = credential(&server_args(Some(&path), None)).unwrap_err();
+        assert!(err.contains(&path.display().to_string()) && !err.contains("not-a-jwt-value-3131"), "{err}");
+        // A directory, a missing file: refused with the file named.
+        let dir = path.parent().expect("dir").to_path_buf();
+        assert!(credential(&server_args(None, Some(&dir))).unwrap_err().contains("not a regular file"));
+        let missing = dir.join("missing");
+        assert!(credential(&server_args(Some(&missing), None)).unwrap_err().contains(&missing.display().to_string()));
+    }
 
     #[test]
     fn the_process_leaves_no_core_dump() {

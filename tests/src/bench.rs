@@ -57,7 +57,19 @@ pub fn start_answer_process(
     std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
     let key_file = dir.join("device-key");
     let key = crate::appliance::provision_device(stack, name);
-    std::fs::write(&key_file, key.expose()).map_err(io("cannot write", &key_file))?;
+    // 0600: `callbox` refuses a key file that others could read, as the appliance does.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_file)
+            .map_err(io("cannot write", &key_file))?;
+        file.write_all(key.expose().as_bytes()).map_err(io("cannot write", &key_file))?;
+    }
     let (stdout, stderr) = (dir.join("stdout.log"), dir.join("stderr.log"));
     let out = std::fs::File::create(&stdout).map_err(io("cannot create", &stdout))?;
     let err = std::fs::File::create(&stderr).map_err(io("cannot create", &stderr))?;
