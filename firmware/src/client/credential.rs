@@ -267,6 +267,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unusable_token_is_refused_by_claim_name_without_its_values() {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let with_claims = |claims: serde_json::Value| {
+            format!("{}.{}.c2ln", b64(br#"{"alg":"HS256"}"#), b64(claims.to_string().as_bytes()))
+        };
+        let far = unix_now() + 600;
+        for (claims, named, value) in [
+            (serde_json::json!({"sub": {"n": "user-value-6104"}, "exp": far}), "sub", "user-value-6104"),
+            (serde_json::json!({"sub": "bob", "exp": "exp-value-2290"}), "exp", "exp-value-2290"),
+            (
+                serde_json::json!({"sub": "bob", "exp": far, "grants": {"sip": {"uri": "sip:bob@x", "username": 1,
+                    "password": "pw", "realm": "realm-value-8830", "proxy": "sip:proxy-value-5521"}}}),
+                "grants.sip.username",
+                "value-",
+            ),
+        ] {
+            let jwt = with_claims(claims);
+            let (served, expected) = (jwt.clone(), jwt.clone());
+            // A static token and a refreshed one say the same.
+            let static_err = TokenCredential::from_static(&expected).unwrap_err();
+            let cred = TokenCredential::with_refresher(
+                move || {
+                    let jwt = served.clone();
+                    async move { Ok(jwt) }
+                },
+                fast_policy(1),
+            );
+            let refresh_err = cred.get().await.unwrap_err();
+            for err in [static_err, refresh_err] {
+                let (shown, debug) = (err.to_string(), format!("{err:?}"));
+                assert!(shown.contains(named), "{named} not named: {shown}");
+                assert!(!shown.contains(value) && !debug.contains(value), "a claim's value shown: {shown} / {debug}");
+                assert!(!shown.contains(&jwt) && !debug.contains(&jwt));
+            }
+        }
+        // An expired token says how long ago, not when.
+        let err = TokenCredential::with_refresher(|| async { Ok(jwt("bob", 1_234_567)) }, fast_policy(1))
+            .get()
+            .await
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("1234567"), "{err}");
+    }
+
+    #[tokio::test]
     async fn new_tokens_are_published_to_subscribers() {
         let n = Arc::new(AtomicU32::new(0));
         let n2 = n.clone();

@@ -85,8 +85,8 @@ struct SlotEvent {
 /// task; returns the state the API shares with it once calls can be placed and received.
 pub(super) async fn start(credential: TokenCredential, config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
     let token = credential.get().await?;
-    let local_user = Identifier::user(token.user())
-        .map_err(|e| ClientError::Token(crate::calling::TokenError::BadClaims(e.to_string())))?;
+    // The error names the claim, never the user name it holds.
+    let local_user = token.user_id()?;
     let (shutdown_tx, shutdown_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared::new(config.clone(), local_user, shutdown_tx));
     let (sip_tx, sip_rx) = mpsc::channel(64);
