@@ -2,6 +2,8 @@
 //! does in the current call state, who may ring it and who is answered on their own (`calling::admission`),
 //! busy, the door code typed as DTMF (into a fixed buffer, compared in constant time, only from parties allowed to
 //! open, attempts rate-limited and guarded against guessing by `door_guard`), the relay pulse, and the status LED.
+//! A code that does not open (wrong, locked out, over the rate limit: the caller cannot tell which) plays the
+//! wrong-code tone to the caller; a lockout is an operator event: a warning and the alert LED for a while.
 //! `run.rs` feeds it the client's events, the buttons and the time, and carries out the [`Action`]s it returns.
 
 mod door_guard;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use crate::calling::{CallId, CallState, Identifier, Secret};
 use crate::input::{ButtonAction, LedState};
+use crate::media::CallTone;
 
 /// What the appliance must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub enum Action {
     SetVideo(CallId, bool),
     /// Start (`true`) or stop the ring chime on the speaker.
     Chime(bool),
+    /// Play a tone to the far end of the call, in the call's audio.
+    PlayTone(CallId, CallTone),
     /// Energise the door relay for this long.
     PulseRelay(Duration),
     /// Keep the door code's guard state (wrong-code counts and lockouts) across restarts.
@@ -87,6 +92,8 @@ impl Default for Behaviour {
 /// A digit past it makes the entry over-long: `#` then counts it as a wrong code without comparing it.
 pub(super) const MAX_DIGITS: usize = 16;
 const CODE_WINDOW: Duration = Duration::from_secs(60);
+/// How long the alert LED shows after a caller was locked out.
+pub const ALERT_LED_FOR: Duration = Duration::from_secs(60);
 
 /// The digits typed toward the door code since the last `#`, `*` or pause, in a buffer of [`MAX_DIGITS`].
 #[derive(Default)]
@@ -178,6 +185,8 @@ pub struct ApplianceLogic {
     attempts: VecDeque<Duration>,
     guard: DoorGuard,
     led: Option<LedState>,
+    /// The alert LED shows until then (a caller was locked out).
+    alert_until: Option<Duration>,
     chiming: bool,
     actions: VecDeque<Action>,
     /// Codes refused because of the rate limit (for the log and tests).
@@ -186,6 +195,8 @@ pub struct ApplianceLogic {
     pub wrong_codes: u64,
     /// Code attempts not compared because their caller was locked out.
     pub locked_out: u64,
+    /// Lockouts started by wrong codes.
+    pub lockouts: u64,
     /// Calls refused by the admission policy.
     pub refused_calls: u64,
     /// Relay pulses given.
@@ -205,11 +216,13 @@ impl ApplianceLogic {
             attempts: VecDeque::new(),
             guard,
             led: None,
+            alert_until: None,
             chiming: false,
             actions: VecDeque::new(),
             rate_limited: 0,
             wrong_codes: 0,
             locked_out: 0,
+            lockouts: 0,
             refused_calls: 0,
             door_openings: 0,
         };
@@ -241,10 +254,7 @@ impl ApplianceLogic {
             _ => None,
         };
         let digits = self.last_digit_at.map(|t| t + self.behaviour.digit_timeout);
-        match (answer, digits) {
-            (Some(a), Some(d)) => Some(a.min(d)),
-            (a, d) => a.or(d),
-        }
+        [answer, digits, self.alert_until].into_iter().flatten().min()
     }
 
     /// Time passed.
@@ -258,6 +268,10 @@ impl ApplianceLogic {
         if self.last_digit_at.is_some_and(|t| now >= t + self.behaviour.digit_timeout) {
             self.digits.clear();
             self.last_digit_at = None;
+        }
+        if self.alert_until.is_some_and(|t| now >= t) {
+            self.alert_until = None;
+            self.update_outputs();
         }
     }
 
@@ -427,12 +441,14 @@ impl ApplianceLogic {
         if self.attempts.len() >= self.behaviour.max_code_attempts_per_minute as usize {
             self.rate_limited += 1;
             log::warn!("door code attempt ignored: more than {} a minute", self.behaviour.max_code_attempts_per_minute);
+            self.actions.push_back(Action::PlayTone(call, CallTone::WrongCode));
             return;
         }
         self.attempts.push_back(now);
         if let Gate::Locked(left) = self.guard.gate(&peer, wall_now) {
             self.locked_out += 1;
             log::warn!("{call}: door code of {peer} ignored: locked out for {} s more", left.as_secs());
+            self.actions.push_back(Action::PlayTone(call, CallTone::WrongCode));
             return;
         }
         let Some(code) = &self.behaviour.door_code else { return };
@@ -448,8 +464,18 @@ impl ApplianceLogic {
         self.wrong_codes += 1;
         let lockout = self.guard.wrong(&peer, wall_now);
         self.actions.push_back(Action::SaveDoorGuard(self.guard.state().clone()));
+        self.actions.push_back(Action::PlayTone(call, CallTone::WrongCode));
         match lockout {
-            Some(lockout) => log::warn!("{call}: wrong door code from {peer}: locked out for {} s", lockout.as_secs()),
+            Some(lockout) => {
+                // The operator event: who, for how long (never what was typed), and the alert LED for a while.
+                log::warn!(
+                    "{call}: door code guessing? {peer} locked out for {} s after a wrong door code",
+                    lockout.as_secs()
+                );
+                self.lockouts += 1;
+                self.alert_until = Some(now + ALERT_LED_FOR);
+                self.update_outputs();
+            }
             None => log::warn!("{call}: wrong door code from {peer}"),
         }
         let in_call = self.current.as_mut().map(|c| {
@@ -469,6 +495,7 @@ impl ApplianceLogic {
         let ringing = self.current.as_ref().is_some_and(|c| c.incoming_ringing);
         let led = match &self.current {
             _ if !self.ready => LedState::Fault,
+            _ if self.alert_until.is_some() => LedState::Alert,
             None => LedState::Idle,
             Some(c) if c.connected && c.muted => LedState::Muted,
             Some(c) if c.connected => LedState::InCall,

@@ -1,8 +1,8 @@
 //! The appliance's main loop: starts the calling client (retrying with backoff while the servers are away),
 //! reads the buttons on a thread of their own, and drives [`ApplianceLogic`] with the client's events, the
 //! button gestures and the time; carries out its actions (calls, answers, mute, video, hang-up, the relay
-//! pulse, the LEDs, the chime on the speaker while a call rings), shows the far end on the screen, pings
-//! systemd's watchdog, and on shutdown hangs up and un-registers.
+//! pulse, the LEDs, the chime on the speaker while a call rings, tones to the caller in the call's audio),
+//! shows the far end on the screen, pings systemd's watchdog, and on shutdown hangs up and un-registers.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -527,12 +527,22 @@ async fn apply(
         let call_of = |id: CallId| calls.get(&id).cloned();
         let result: Result<(), ClientError> = match action {
             Action::Led(state) => {
+                // A board without an alert LED shows the alert on its fault LED.
+                let state = if state == LedState::Alert && !leds.contains_key(&LedState::Alert) {
+                    LedState::Fault
+                } else {
+                    state
+                };
                 let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
                 for (s, name) in leds.iter() {
                     outs.set(name, *s == state);
                 }
                 Ok(())
             }
+            Action::PlayTone(id, tone) => match call_of(id) {
+                Some(call) => call.play_tone(tone),
+                None => Ok(()),
+            },
             Action::Chime(on) => {
                 if let Some(old) = chime.take() {
                     old.stop().await;

@@ -272,6 +272,16 @@ impl Call {
         tokio::time::timeout(timeout, wait).await.map_err(|_| ClientError::Timeout("call state"))?
     }
 
+    /// Plays `tone` to the far end, mixed into the call's outgoing audio (muted or not). Fails when the call has
+    /// no media (not answered yet, or ended).
+    pub fn play_tone(&self, tone: crate::media::CallTone) -> Result<(), ClientError> {
+        if self.shared.play_tone(self.id, tone) {
+            Ok(())
+        } else {
+            Err(ClientError::Media(crate::media::MediaError::Closed))
+        }
+    }
+
     /// Figures of this call's media (packets, frames, levels): live while it has media, then its last figures.
     /// In a group call: what we send, and the mixed voices of the room.
     pub fn media_stats(&self) -> Option<MediaStats> {

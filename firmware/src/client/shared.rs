@@ -97,6 +97,11 @@ impl Shared {
         self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&call).cloned()
     }
 
+    /// Mixes `tone` into the call's outgoing audio (a group call: what it publishes); `false` without media.
+    pub(crate) fn play_tone(&self, call: CallId, tone: crate::media::CallTone) -> bool {
+        self.media(call).map(|m| m.play_tone(tone)).is_some()
+    }
+
     /// Live figures while the call has media, then its last figures.
     /// In a group call: what the publisher sends and plays, with what the subscription receives and decodes.
     pub(crate) fn media_stats(&self, call: CallId) -> Option<MediaStats> {

@@ -163,6 +163,8 @@ pub struct LedsSection {
     pub in_call: Option<String>,
     pub muted: Option<String>,
     pub fault: Option<String>,
+    /// After a lockout for wrong door codes; unset: the `fault` LED shows it.
+    pub alert: Option<String>,
 }
 
 impl LedsSection {
@@ -174,6 +176,7 @@ impl LedsSection {
             LedState::InCall => self.in_call.as_deref(),
             LedState::Muted => self.muted.as_deref(),
             LedState::Fault => self.fault.as_deref(),
+            LedState::Alert => self.alert.as_deref(),
         }
     }
 }

@@ -51,12 +51,15 @@ pub enum LedState {
     Muted,
     /// Something is wrong (not registered, device missing).
     Fault,
+    /// For a while after a caller was locked out for wrong door codes (someone may be guessing). A board
+    /// without an `alert` LED shows it on the `fault` LED.
+    Alert,
 }
 
 impl LedState {
     /// Every state, in configuration order.
-    pub const ALL: [LedState; 5] =
-        [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault];
+    pub const ALL: [LedState; 6] =
+        [LedState::Idle, LedState::Ringing, LedState::InCall, LedState::Muted, LedState::Fault, LedState::Alert];
 
     /// The key in `[leds]`.
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl LedState {
             LedState::InCall => "in_call",
             LedState::Muted => "muted",
             LedState::Fault => "fault",
+            LedState::Alert => "alert",
         }
     }
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::audio::{LevelMeter, OpusEncoder};
+use super::call_tone::TonePlayer;
 use super::echo::{CaptureHalf, RenderHalf};
 use super::mixer::Mixer;
 use super::{AudioConfig, MediaError};
@@ -60,6 +61,8 @@ pub(crate) struct AudioIoShared {
     pub speaker_reopens: AtomicU64,
     /// Speaker-side latency: jitter-buffer delay plus what the device holds, in ms (latest).
     pub playout_delay_ms: AtomicU64,
+    /// A tone being mixed into what is sent (`MediaSession::play_tone`).
+    pub tone: Mutex<Option<TonePlayer>>,
 }
 
 impl AudioIoShared {
@@ -76,6 +79,7 @@ impl AudioIoShared {
             speaker_frames: AtomicU64::new(0),
             speaker_reopens: AtomicU64::new(0),
             playout_delay_ms: AtomicU64::new(0),
+            tone: Mutex::new(None),
         })
     }
 
@@ -261,6 +265,15 @@ fn capture_loop(
             filled = 0;
             if shared.muted.load(Ordering::Relaxed) {
                 packet.fill(0);
+            }
+            // A tone for the far end goes out muted or not: it is the appliance's, not the microphone's.
+            {
+                let mut tone = shared.tone.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(player) = tone.as_mut() {
+                    if !player.mix_into(&mut packet) {
+                        *tone = None;
+                    }
+                }
             }
             let payload = match encoder.encode(&packet) {
                 Ok(p) => Bytes::copy_from_slice(p),

@@ -8,6 +8,7 @@
 mod audio;
 mod audio_io;
 pub mod bitrate;
+pub mod call_tone;
 pub mod dtmf;
 pub mod echo;
 pub mod mixer;
@@ -24,6 +25,7 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+pub use call_tone::CallTone;
 pub use echo::AudioProcessingConfig;
 pub use playout::PlayoutConfig;
 pub use session::MediaSession;

@@ -736,6 +736,13 @@ impl MediaSession {
         self.inner.shared.audio.muted.store(muted, Ordering::SeqCst);
     }
 
+    /// Mixes `tone` into the audio sent to the far end (replacing a tone still playing). It goes out with the
+    /// microphone's next packets, muted or not.
+    pub fn play_tone(&self, tone: super::CallTone) {
+        let mut playing = self.inner.shared.audio.tone.lock().unwrap_or_else(|p| p.into_inner());
+        *playing = Some(super::call_tone::TonePlayer::new(tone));
+    }
+
     /// Stops or restarts sending video frames (a keyframe follows a restart).
     pub fn set_video_enabled(&self, on: bool) {
         let was = self.inner.shared.video_enabled.swap(on, Ordering::SeqCst);

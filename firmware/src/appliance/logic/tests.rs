@@ -1,12 +1,14 @@
 //! Unit tests of the appliance's behaviour: buttons in each call state, ringing, admission and auto-answer, busy,
 //! the door code (right, wrong, rate-limited, only in a connected call with a party allowed to open, lockouts
-//! kept across a restart, the hang-up after too many wrong codes) and the LED.
+//! kept across a restart, the hang-up after too many wrong codes, the wrong-code tone, the alert after a lockout)
+//! and the LED.
 
 use std::time::Duration;
 
 use super::*;
 use crate::calling::{CallId, CallState, Identifier, Secret};
 use crate::input::{ButtonAction, LedState};
+use crate::media::CallTone;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -16,9 +18,15 @@ fn drain(l: &mut ApplianceLogic) -> Vec<Action> {
     std::iter::from_fn(|| l.poll_action()).collect()
 }
 
-/// The actions without the guard state being kept (asserted on its own where it matters).
+/// The actions without the guard state being kept and the wrong-code tone (each asserted on its own where it
+/// matters).
 fn acts(l: &mut ApplianceLogic) -> Vec<Action> {
-    drain(l).into_iter().filter(|a| !matches!(a, Action::SaveDoorGuard(_))).collect()
+    drain(l).into_iter().filter(|a| !matches!(a, Action::SaveDoorGuard(_) | Action::PlayTone(..))).collect()
+}
+
+/// The tones played to callers among the actions.
+fn tones(actions: &[Action]) -> Vec<Action> {
+    actions.iter().filter(|a| matches!(a, Action::PlayTone(..))).cloned().collect()
 }
 
 fn user(id: &str) -> Identifier {
@@ -363,4 +371,77 @@ fn wrong_codes_lock_the_caller_out_with_growing_delays_that_survive_a_restart() 
         actions.iter().any(|a| matches!(a, Action::SaveDoorGuard(s) if s.callers.is_empty())),
         "the cleared count is kept"
     );
+}
+
+#[test]
+fn every_code_that_does_not_open_plays_the_wrong_code_tone_to_the_caller() {
+    let mut l = door();
+    let call = CallId(9);
+    connected(&mut l, call);
+    let tone = vec![Action::PlayTone(call, CallTone::WrongCode)];
+    // Wrong: the tone (with the kept count), no relay.
+    type_code(&mut l, call, "1111#", ms(0));
+    let actions = drain(&mut l);
+    assert_eq!(tones(&actions), tone, "{actions:?}");
+    assert!(!actions.contains(&Action::PulseRelay(ms(1500))));
+    // Right: the relay, no tone.
+    type_code(&mut l, call, "2468#", ms(100));
+    let actions = drain(&mut l);
+    assert!(tones(&actions).is_empty() && actions.contains(&Action::PulseRelay(ms(1500))), "{actions:?}");
+    // Over the rate limit (3 a minute), even the right code: the same tone, so that the caller cannot tell.
+    type_code(&mut l, call, "0000#", ms(200));
+    drain(&mut l);
+    type_code(&mut l, call, "2468#", ms(300));
+    assert_eq!(tones(&drain(&mut l)), tone);
+    assert_eq!(l.rate_limited, 1);
+    // Digits from a party not allowed to open: not compared, no tone.
+    let other = CallId(10);
+    l.on_call_state(call, CallState::Disconnected);
+    l.on_incoming_call(other, &user("stranger"), ms(400));
+    l.on_call_state(other, CallState::Connected);
+    drain(&mut l);
+    type_code(&mut l, other, "1111#", ms(500));
+    assert!(drain(&mut l).is_empty());
+}
+
+#[test]
+fn a_lockout_is_an_operator_event_with_the_alert_led_for_a_while() {
+    let guard = GuardPolicy { free_attempts: 1, ..GuardPolicy::default() };
+    let mut l = ApplianceLogic::new(Behaviour { guard, ..door_behaviour() });
+    l.on_ready(true);
+    drain(&mut l);
+    let call = CallId(9);
+    connected(&mut l, call);
+    // The free attempt: the tone, no alert.
+    type_code(&mut l, call, "1111#", ms(1000));
+    assert_eq!(acts(&mut l), vec![]);
+    assert_eq!((l.lockouts, l.poll_timeout()), (0, Some(ms(6000))), "only the digit timeout");
+    // The second wrong code locks the monitor out: the alert LED, the tone, and a deadline to end the alert.
+    type_code(&mut l, call, "2222#", ms(2000));
+    let actions = drain(&mut l);
+    assert_eq!(tones(&actions), vec![Action::PlayTone(call, CallTone::WrongCode)], "{actions:?}");
+    assert!(actions.contains(&Action::Led(LedState::Alert)), "{actions:?}");
+    assert_eq!(l.lockouts, 1);
+    // A locked-out attempt: the tone again, no new lockout, the alert goes on.
+    type_code(&mut l, call, "2468#", ms(3000));
+    assert_eq!(acts(&mut l), vec![]);
+    assert_eq!((l.lockouts, l.locked_out), (1, 1));
+    // Once the typed digits are forgotten, the alert's end is the next deadline.
+    l.handle_timeout(ms(8000));
+    assert!(drain(&mut l).is_empty());
+    assert_eq!(l.poll_timeout(), Some(ms(2000) + ALERT_LED_FOR));
+    // The alert ends after its time: the LED shows the call again.
+    l.handle_timeout(ms(2000) + ALERT_LED_FOR - ms(1));
+    assert!(!drain(&mut l).iter().any(|a| matches!(a, Action::Led(_))));
+    l.handle_timeout(ms(2000) + ALERT_LED_FOR);
+    assert_eq!(drain(&mut l), vec![Action::Led(LedState::InCall)]);
+    assert_eq!(l.poll_timeout(), None);
+    l.on_call_state(call, CallState::Disconnected);
+    assert_eq!(drain(&mut l), vec![Action::Led(LedState::Idle)]);
+}
+
+#[test]
+fn the_alert_led_is_a_configurable_state() {
+    assert_eq!(LedState::Alert.as_str(), "alert");
+    assert!(LedState::ALL.contains(&LedState::Alert));
 }
