@@ -88,6 +88,10 @@ impl Default for Behaviour {
     }
 }
 
+/// After a tone that ends a call, the time its last packets need to be played at the far end (network and jitter
+/// buffer) before the hang-up cuts the call.
+pub const TONE_PLAY_OUT: Duration = Duration::from_millis(500);
+
 /// Most digits kept while a code is typed: more than the longest door code (12 digits, `Config::door_code`).
 /// A digit past it makes the entry over-long: `#` then counts it as a wrong code without comparing it.
 pub(super) const MAX_DIGITS: usize = 16;
@@ -187,6 +191,8 @@ pub struct ApplianceLogic {
     led: Option<LedState>,
     /// The alert LED shows until then (a caller was locked out).
     alert_until: Option<Duration>,
+    /// A call to hang up then: after its last wrong code, once the wrong-code tone has been heard.
+    hang_up_at: Option<(CallId, Duration)>,
     chiming: bool,
     actions: VecDeque<Action>,
     /// Codes refused because of the rate limit (for the log and tests).
@@ -217,6 +223,7 @@ impl ApplianceLogic {
             guard,
             led: None,
             alert_until: None,
+            hang_up_at: None,
             chiming: false,
             actions: VecDeque::new(),
             rate_limited: 0,
@@ -245,7 +252,8 @@ impl ApplianceLogic {
         self.actions.pop_front()
     }
 
-    /// When [`ApplianceLogic::handle_timeout`] must be called next (auto-answer, forgetting digits).
+    /// When [`ApplianceLogic::handle_timeout`] must be called next (auto-answer, forgetting digits, the alert LED, a
+    /// hang-up after too many wrong codes).
     pub fn poll_timeout(&self) -> Option<Duration> {
         let answer = match (&self.current, self.behaviour.auto_answer_after) {
             (Some(Current { incoming_ringing: true, auto_answer: true, rang_at: Some(t), .. }), Some(after)) => {
@@ -254,7 +262,8 @@ impl ApplianceLogic {
             _ => None,
         };
         let digits = self.last_digit_at.map(|t| t + self.behaviour.digit_timeout);
-        [answer, digits, self.alert_until].into_iter().flatten().min()
+        let hang_up = self.hang_up_at.map(|(_, t)| t);
+        [answer, digits, self.alert_until, hang_up].into_iter().flatten().min()
     }
 
     /// Time passed.
@@ -272,6 +281,14 @@ impl ApplianceLogic {
         if self.alert_until.is_some_and(|t| now >= t) {
             self.alert_until = None;
             self.update_outputs();
+        }
+        if let Some((call, at)) = self.hang_up_at {
+            if now >= at {
+                self.hang_up_at = None;
+                if self.current_call() == Some(call) {
+                    self.actions.push_back(Action::HangUp(call));
+                }
+            }
         }
     }
 
@@ -482,12 +499,13 @@ impl ApplianceLogic {
             c.wrong_codes += 1;
             c.wrong_codes
         });
-        if in_call.is_some_and(|n| n >= self.behaviour.guard.wrong_codes_per_call) {
+        if in_call.is_some_and(|n| n >= self.behaviour.guard.wrong_codes_per_call) && self.hang_up_at.is_none() {
             log::warn!(
                 "{call}: {} wrong door codes in the call: hanging up",
                 self.behaviour.guard.wrong_codes_per_call
             );
-            self.actions.push_back(Action::HangUp(call));
+            // Once the caller has heard the tone of that last wrong code.
+            self.hang_up_at = Some((call, now + CallTone::WrongCode.duration() + TONE_PLAY_OUT));
         }
     }
 

@@ -182,6 +182,13 @@ fn code_attempts_beyond_the_limit_are_ignored_until_the_minute_passes() {
         type_code(&mut l, call, "0000#", ms(i * 1000));
     }
     assert_eq!(l.wrong_codes, 3);
+    // Three wrong codes in one call end it, once the last wrong-code tone has played out at the far end.
+    assert!(acts(&mut l).is_empty());
+    let tone_end = ms(2000) + CallTone::WrongCode.duration() + TONE_PLAY_OUT;
+    assert_eq!(l.poll_timeout(), Some(tone_end));
+    l.handle_timeout(tone_end - ms(1));
+    assert!(acts(&mut l).is_empty());
+    l.handle_timeout(tone_end);
     assert_eq!(acts(&mut l), vec![Action::HangUp(call)], "three wrong codes in one call end it");
     // The right code, but over the limit: ignored.
     type_code(&mut l, call, "2468#", ms(5000));
