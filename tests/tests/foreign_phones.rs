@@ -142,6 +142,57 @@ async fn a_residents_sip_phone_calls_the_door_and_hears_it() {
     door.stop().await.expect("the door stops");
 }
 
+/// Groups of 100 ms windows of `rec` that a `hz` tone dominates (over half the window's power), groups split by a
+/// gap of at least `gap` windows: how many separate times the tone was heard.
+fn tone_bursts(rec: &callbox_tests::Recording, hz: f64, gap: usize) -> usize {
+    let window = (rec.rate / 10).max(1) as usize;
+    let hz = hz * 48_000.0 / f64::from(rec.rate.max(1));
+    let hits: Vec<usize> = rec
+        .samples
+        .chunks_exact(window)
+        .enumerate()
+        .filter(|(_, w)| callbox::devices::audio::tone_share(w, hz) > 0.5)
+        .map(|(i, _)| i)
+        .collect();
+    hits.windows(2).filter(|p| p[1] - p[0] >= gap).count() + usize::from(!hits.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_wrong_code_is_answered_with_its_tone_and_the_third_ends_the_call_after_it() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let phone = stack
+        .start_baresip(BaresipOptions::registered_user("resident-w").tone_hz(FOREIGN_TONE_HZ))
+        .await
+        .expect("the resident's phone");
+    let door =
+        door_with_code(&stack, "door-w", Behaviour { auto_answer_after: Some(Duration::ZERO), ..Behaviour::default() });
+    let client = door.client(WAIT).await.expect("the door registers");
+    phone.dial(&format!("sip:door-w@{}", stack.sip_domain())).await.expect("dial");
+    phone.wait_for(BaresipEvent::CallEstablished, WAIT).await.expect("the door answers");
+    let (_, call) = the_call(&door).await;
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    // Media flows both ways before the first digit (RFC 4733 sent at once after the answer can be lost).
+    let png = stack.dir().join("resident-w-frame.png");
+    phone.snapshot_received(&png, WAIT).await.expect("the phone decodes the door's video");
+    for code in ["1111#", "2222#", "3333#"] {
+        phone.send_digits(code).await.expect("digits");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // The third wrong code in the call ends it, from the door's side.
+    wait_state(&call, &mut events, CallState::Disconnected).await;
+    phone.wait_for(BaresipEvent::CallClosed, WAIT).await.expect("closed at the phone");
+    assert!(door.outputs.pulses("relay").is_empty(), "a wrong code moved the relay");
+    let recordings = phone.received_audio().expect("the phone's recordings");
+    let rec = recordings.last().expect("a recording of the call");
+    // The tone is 400 Hz over the door's 440 Hz microphone tone; three codes 1.5 s apart: three separate bursts,
+    // the last one heard before the hang-up.
+    let bursts = tone_bursts(rec, 400.0, 6);
+    assert_eq!(bursts, 3, "wrong-code tones heard at the phone ({:.1} s recorded)", rec.seconds());
+    drop(client);
+    door.stop().await.expect("the door stops");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pstn_trunk_hears_the_door_and_digits_from_the_trunk_open_it() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
