@@ -189,6 +189,46 @@ pub struct ServerArgs {
     /// Or a static user access token (JWT) instead of --token-url
     #[arg(long, value_name = "PATH", conflicts_with_all = ["token_url", "device_key_file"])]
     pub token_file: Option<PathBuf>,
+    /// Accept ws:// and http:// URLs to other hosts than this one (cleartext: a development stack only)
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+}
+
+impl ServerArgs {
+    /// Refuses cleartext (`ws://`, `http://`) to another host than this machine's loopback unless
+    /// `--allow-insecure-http` is given: the token, the SIP credentials and the device key travel there.
+    pub fn check_cleartext(&self) -> Result<(), String> {
+        if self.allow_insecure_http {
+            return Ok(());
+        }
+        let urls = self.janus.iter().chain(self.token_url.as_ref());
+        for url in urls {
+            if is_cleartext(url) && !is_loopback_host(url) {
+                return Err(format!(
+                    "'{url}' is unencrypted: use wss:// or https://, or give --allow-insecure-http for a \
+                     development stack"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_cleartext(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("ws://") || lower.starts_with("http://")
+}
+
+/// Whether `url`'s host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback_host(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The media of a call (`call`, `answer`).
@@ -350,6 +390,27 @@ fn parse_video(s: &str) -> Result<Video, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cleartext_only_to_this_machine_unless_allowed() {
+        let args = |janus: &str, token: Option<&str>, allow: bool| ServerArgs {
+            janus: vec![janus.to_owned()],
+            token_url: token.map(str::to_owned),
+            device_key_file: None,
+            token_file: None,
+            allow_insecure_http: allow,
+        };
+        assert!(args("ws://127.0.0.1:8188", Some("http://localhost:8090/v1/token"), false).check_cleartext().is_ok());
+        assert!(args("ws://[::1]:8188", None, false).check_cleartext().is_ok());
+        assert!(args("wss://janus.example.org", Some("https://tokens.example.org/v1/token"), false)
+            .check_cleartext()
+            .is_ok());
+        let err = args("ws://janus.example.org:8188", None, false).check_cleartext().unwrap_err();
+        assert!(err.contains("ws://janus.example.org:8188") && err.contains("--allow-insecure-http"), "{err}");
+        assert!(args("wss://janus.example.org", Some("http://10.0.0.2/v1/token"), false).check_cleartext().is_err());
+        assert!(args("ws://127.0.0.1.evil.example:80", None, false).check_cleartext().is_err());
+        assert!(args("ws://janus.example.org:8188", None, true).check_cleartext().is_ok());
+    }
+
     use super::*;
     use clap::error::ErrorKind;
     use clap::CommandFactory;

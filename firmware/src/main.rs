@@ -388,6 +388,7 @@ async fn with_client(
     a: &ClientArgs,
     command: impl AsyncFnOnce(&CallClient) -> Result<(), String>,
 ) -> Result<(), String> {
+    a.server.check_cleartext()?;
     let client = CallClient::create(credential(&a.server)?, client_config(a)?).await.map_err(|e| e.to_string())?;
     println!("ready as {}", client.identity());
     let result = tokio::select! {
@@ -482,6 +483,7 @@ mod tests {
             token_url: key_file.map(|_| "http://127.0.0.1:1/v1/token".to_owned()),
             device_key_file: key_file.map(Path::to_path_buf),
             token_file: token_file.map(Path::to_path_buf),
+            allow_insecure_http: false,
         }
     }
 
