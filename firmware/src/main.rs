@@ -439,7 +439,21 @@ fn forbid_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A panic anywhere (any thread, any task) ends the process at once, after the default hook has printed it: a
+/// panicking tokio task would otherwise unwind that task alone and leave a doorbell that looks alive (its LED
+/// idle, its watchdog fed) but no longer rings. systemd restarts the service (`Restart=always`). Set here rather
+/// than as `panic = "abort"` in the release profile, which would build every dependency twice in CI (the test
+/// harness needs unwinding).
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
+    abort_on_panic();
     // Help, --version and usage errors: printed by clap, which exits (0, or 2 for an error).
     let cli = Cli::parse();
     init_logging();
@@ -465,6 +479,28 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs itself again as a child that panics in another thread: the child must die of SIGABRT, having printed
+    /// the panic. (x86_64 only: under qemu-aarch64 the test cannot exec its own binary.)
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_panic_in_any_thread_aborts_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        const CHILD: &str = "CALLBOX_TEST_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            abort_on_panic();
+            let _ = std::thread::spawn(|| panic!("a task went wrong")).join();
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "tests::a_panic_in_any_thread_aborts_the_process", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("the child runs");
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "the child ended {:?}", out.status);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("a task went wrong"));
+    }
 
     /// A file in a fresh folder of the test's own, with `contents` and `mode`.
     fn secret_file(test: &str, contents: &str, mode: u32) -> std::path::PathBuf {
