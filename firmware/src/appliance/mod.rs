@@ -7,6 +7,7 @@ pub mod logic;
 pub mod notify;
 pub mod run;
 pub mod setup;
+pub mod supervision;
 
 pub use logic::{Action, Admission, ApplianceLogic, Behaviour, Direction, GuardPolicy, GuardState, Parties, Party};
 pub use run::{run, ApplianceError, ApplianceHandle};

@@ -223,7 +223,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ApplianceError> {
     let started = Instant::now();
-    let notifier = Notifier::from_env();
+    let notifier = Arc::new(Notifier::from_env());
+    // The watchdog is fed from here on: while the servers are reached, then while the loops make progress.
+    let watched = super::supervision::Watched::default();
+    let _watchdog = Notifier::watchdog_interval()
+        .map(|interval| AbortOnDrop(super::supervision::spawn_watchdog(notifier.clone(), interval, watched.clone())));
     let mut shutdown = Box::pin(shutdown);
     let ApplianceSetup {
         client: client_config,
@@ -254,6 +258,7 @@ pub async fn run(
     // Outputs first: the LED shows the fault until registered.
     let relay_pulses = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut fx = Effects { outputs, relay_pulses, leds, relay, chime: None, devices, speaker, door_guard_file };
+    fx.outputs_off();
     apply(&mut logic, &mut fx, None, None, &mut HashMap::new()).await;
     // Started: systemd's start job ends here (the LED shows the fault and STATUS the wait while the servers are
     // away), so a long outage of the servers does not make systemd kill the service at its start timeout.
@@ -261,6 +266,7 @@ pub async fn run(
     notifier.status("connecting to the servers");
     let Some(client) = start_client(&client_config, &credential, route_to.as_deref(), &mut shutdown, &notifier).await
     else {
+        fx.outputs_off();
         return Ok(());
     };
     log::info!("appliance ready as {} after {} ms", client.identity(), started.elapsed().as_millis());
@@ -275,13 +281,16 @@ pub async fn run(
         h.screen = screen.clone();
     }
     logic.on_ready(true);
+    let appliance_beat = crate::client::Heartbeat::new();
+    watched.add("appliance", appliance_beat.clone());
+    watched.add("calling engine", client.heartbeat());
     let mut events = client.events();
     let mut calls: HashMap<CallId, Call> = HashMap::new();
     let mut renderers: Renderers = HashMap::new();
-    let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
     let epoch = Instant::now();
     let mut failure = None;
     loop {
+        appliance_beat.beat();
         apply(&mut logic, &mut fx, Some(&client), screen.as_ref(), &mut calls).await;
         // Show the far end of connected calls on the screen: every camera and screen share of every participant
         // still in the call (a group call's members come and go).
@@ -295,18 +304,9 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        let tick = async {
-            match watchdog.as_mut() {
-                Some(w) => {
-                    w.tick().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = &mut shutdown => break,
             _ = sleep => logic.handle_timeout(epoch.elapsed()),
-            _ = tick => notifier.watchdog(),
             // The stream sleeps briefly when idle so renderers appear soon after a call connects.
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             gesture = button_rx.recv() => match gesture {
@@ -341,20 +341,38 @@ pub async fn run(
     }
     log::info!("shutting down: hanging up and un-registering");
     notifier.stopping();
+    // The relay and the LEDs go to their safe state first: nothing that follows may leave the door open.
+    fx.outputs_off();
     if let Some(chime) = fx.chime.take() {
         chime.stop().await;
     }
-    for call in calls.values() {
-        if call.state() != CallState::Disconnected {
-            let _ = call.hang_up().await;
+    let hang_ups = async {
+        for call in calls.values() {
+            if call.state() != CallState::Disconnected {
+                let _ = call.hang_up().await;
+            }
         }
+    };
+    // Bounded: the client's own shutdown hangs up whatever is left (within its SHUTDOWN_BOUND).
+    if tokio::time::timeout(HANG_UP_AT_STOP, hang_ups).await.is_err() {
+        log::warn!("calls not ended within {} s at shutdown: the client ends them", HANG_UP_AT_STOP.as_secs());
     }
     client.shutdown().await;
-    let mut outs = fx.outputs.lock().unwrap_or_else(|p| p.into_inner());
-    for name in fx.leds.values().chain(fx.relay.iter()) {
-        outs.set(name, false);
-    }
+    fx.outputs_off();
     failure.map_or(Ok(()), Err)
+}
+
+/// How long the appliance waits for its calls to end at shutdown before the client's shutdown takes over. With
+/// the client's bound (8 s, and 1 s for the session) this stays under the unit's `TimeoutStopSec=30`.
+const HANG_UP_AT_STOP: Duration = Duration::from_secs(5);
+
+/// A task that ends with the appliance.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The renderers of the remote streams shown, by call and stream.
@@ -474,6 +492,16 @@ struct Effects {
     speaker: Option<String>,
     /// Where the door code's guard state is kept (`$STATE_DIRECTORY`); `None`: in memory only.
     door_guard_file: Option<PathBuf>,
+}
+
+impl Effects {
+    /// The relay and every LED off: the safe state, at start and on the way out.
+    fn outputs_off(&self) {
+        let mut outs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        for name in self.leds.values().chain(self.relay.iter()) {
+            outs.set(name, false);
+        }
+    }
 }
 
 /// The identity at the other end of a 1:1 call (the first participant of a group call).

@@ -48,6 +48,11 @@ impl CallClient {
         &self.shared.local_user
     }
 
+    /// The engine's heartbeat: it stops when the engine's loop is stuck or its task has ended.
+    pub fn heartbeat(&self) -> crate::client::Heartbeat {
+        self.shared.heartbeat.clone()
+    }
+
     pub fn connection_state(&self) -> ConnectionState {
         self.shared.peek(|core| core.connection_state())
     }

@@ -5,12 +5,14 @@ mod api;
 pub mod credential;
 mod engine;
 pub mod events;
+mod heartbeat;
 mod render;
 mod shared;
 
 pub use api::{Call, CallClient, IncomingCall, RemoteParticipant, RemoteVideoStream};
 pub use credential::{RefreshFuture, TokenCredential};
 pub use events::{EventStream, Filter};
+pub use heartbeat::Heartbeat;
 pub use render::{snapshot_on_sigusr1, PreviewRenderer, Screen, VideoRenderer};
 pub use shared::GuestAccess;
 

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     /// The last media figures of ended calls (the newest `FINAL_STATS_KEPT`), still readable through their handles.
     final_stats: Mutex<VecDeque<(CallId, MediaStats)>>,
     shutdown_tx: mpsc::Sender<oneshot::Sender<()>>,
+    /// Beaten by the engine on each turn of its loop (the appliance's watchdog reads it).
+    pub(crate) heartbeat: super::Heartbeat,
 }
 
 const FINAL_STATS_KEPT: usize = 16;
@@ -67,6 +69,7 @@ impl Shared {
             groups: Mutex::new(HashMap::new()),
             final_stats: Mutex::new(VecDeque::new()),
             shutdown_tx,
+            heartbeat: super::Heartbeat::new(),
         }
     }
 
