@@ -337,6 +337,10 @@ struct Reconnected {
     refresh_due_in: Option<Duration>,
 }
 
+/// The longest the engine's shutdown takes (unregister, hang-ups, queued requests), plus a second for the session's
+/// destroy: `TimeoutStopSec=` in board/systemd/callbox.service is set above it.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(8);
+
 impl Engine {
     fn config(&self) -> &ClientConfig {
         &self.shared.config
@@ -346,6 +350,8 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A sign of life for the watchdog: the tick below makes this loop turn at least four times a second.
+            self.shared.heartbeat.beat();
             while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
                 self.execute(cmd).await;
             }
@@ -1180,6 +1186,9 @@ impl Engine {
 
     async fn shutdown(&mut self) {
         log::info!("shutting down: unregistering, hanging up");
+        // One bound for all of it, however slow Janus is: systemd's stop timeout is set above it.
+        let deadline = Instant::now() + SHUTDOWN_BOUND;
+        let by = |d: Instant| tokio::time::Instant::from_std(d);
         // A token fetch or a reconnection under way is given up: nothing is left to use it.
         for task in [self.refreshing.take(), self.reconnecting.take()].into_iter().flatten() {
             task.abort();
@@ -1189,7 +1198,7 @@ impl Engine {
         // can no longer ring us (its call back ends 404/480 at the registrar, not at a handle being torn down).
         let account = self.conn.as_ref().map(|c| (c.slots[0].sip.clone(), c.generation));
         if let Some((sip, generation)) = account {
-            if sip.unregister().await.is_ok() {
+            if matches!(tokio::time::timeout_at(by(deadline), sip.unregister()).await, Ok(Ok(_))) {
                 let wait = async {
                     while let Some(ev) = self.sip_rx.recv().await {
                         if ev.generation == generation && matches!(ev.event, Some(SipEvent::Unregistered { .. })) {
@@ -1197,28 +1206,35 @@ impl Engine {
                         }
                     }
                 };
-                let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+                let until = (Instant::now() + Duration::from_secs(2)).min(deadline);
+                let _ = tokio::time::timeout_at(by(until), wait).await;
             }
         }
         let active: Vec<CallId> = self.shared.engine_core(|core, _| core.active_calls().map(|c| c.id).collect());
         for call in active {
             let _ = self.shared.engine_core(|core, now| core.hang_up(call, now));
         }
-        while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
-            self.run_command(cmd).await;
-        }
-        let with_media: Vec<CallId> =
-            self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
-        for call in with_media {
-            self.release(call).await;
+        let hang_ups = async {
+            while let Some(cmd) = self.shared.engine_core(|core, _| core.poll_command()) {
+                self.run_command(cmd).await;
+            }
+            let with_media: Vec<CallId> =
+                self.shared.media.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+            for call in with_media {
+                self.release(call).await;
+            }
+        };
+        if tokio::time::timeout_at(by(deadline), hang_ups).await.is_err() {
+            log::warn!("hanging up at shutdown took longer than {} s: given up", SHUTDOWN_BOUND.as_secs());
         }
         if let Some(conn) = self.conn.take() {
             // The hang-ups and releases queued above go out first (bounded), then the session goes.
-            let deadline = Instant::now() + self.config().request_timeout;
+            let lanes_until = (Instant::now() + self.config().request_timeout).min(deadline);
             for slot in conn.slots {
-                slot.lane.drain(deadline).await;
+                slot.lane.drain(lanes_until).await;
             }
-            let _ = conn.session.destroy().await;
+            let destroy_until = by(deadline + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(destroy_until, conn.session.destroy()).await;
         }
         self.shared.engine_core(|core, _| {
             core.on_session_lost();
