@@ -329,6 +329,9 @@ pub async fn run(
             },
             delivery = events.next() => match delivery {
                 Some(Delivery::Event(e)) => {
+                    if let Event::ConnectionStateChanged { state } = &e {
+                        notifier.status(&connection_status(*state, client.identity()));
+                    }
                     on_event(&mut logic, &client, screen.as_ref(), &mut calls, &mut renderers, e, epoch.elapsed())
                 }
                 Some(Delivery::Lagged(n)) => {
@@ -360,6 +363,16 @@ pub async fn run(
     client.shutdown().await;
     fx.outputs_off();
     failure.map_or(Ok(()), Err)
+}
+
+/// The `STATUS=` line for systemd (`systemctl status`) in a connection state.
+fn connection_status(state: ConnectionState, identity: &Identifier) -> String {
+    match state {
+        ConnectionState::Ready => format!("registered as {identity}"),
+        ConnectionState::Connecting => format!("not registered as {identity}: the registrar refused, retrying"),
+        ConnectionState::Reconnecting => "the connection to the servers was lost: reconnecting".to_owned(),
+        ConnectionState::Disconnected => "disconnected".to_owned(),
+    }
 }
 
 /// How long the appliance waits for its calls to end at shutdown before the client's shutdown takes over. With

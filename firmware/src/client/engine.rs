@@ -915,12 +915,17 @@ impl Engine {
             }
             SipEvent::Registered { .. } => {
                 log::info!("SIP registration refreshed");
+                self.upkeep.registered();
                 self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Ready));
             }
             SipEvent::RegistrationFailed { code, reason } => {
-                log::error!("SIP registration failed: {code} {reason}");
-                // Retried with a fresh token soon.
-                self.upkeep.registration_failed(Instant::now());
+                // Not reachable until registered again: not Ready (the appliance shows its fault LED and status).
+                self.shared.engine_core(|core, _| core.set_connection_state(ConnectionState::Connecting));
+                let delay = self.upkeep.registration_failed(rand::random::<f64>(), Instant::now());
+                log::error!(
+                    "SIP registration failed: {code} {reason}; again with a fresh token in {} ms",
+                    delay.as_millis()
+                );
             }
             SipEvent::Error { code, reason } => log::warn!("SIP plugin error {code}: {reason}"),
             SipEvent::Message { sender, content_type, content, .. } => {

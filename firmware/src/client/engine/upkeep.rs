@@ -9,7 +9,8 @@ use crate::calling::Backoff;
 use std::time::{Duration, Instant};
 
 /// How soon the token is fetched again after the registrar refused the registration (the credentials in the
-/// REGISTER may be the ones it no longer takes).
+/// REGISTER may be the ones it no longer takes); each further refusal in a row waits longer (the backoff, jittered,
+/// never less than this), until a registration succeeds.
 pub(super) const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
 
 /// What has fallen due.
@@ -29,6 +30,9 @@ pub(super) struct Upkeep {
     generation: u64,
     next_refresh: Option<Instant>,
     refresh_failures: u32,
+    /// Registrations refused in a row (a successful token fetch does not reset it: the registrar may refuse the
+    /// new credentials too).
+    registration_failures: u32,
     refreshing: bool,
     next_reconnect: Option<Instant>,
     reconnect_failures: u32,
@@ -44,6 +48,7 @@ impl Upkeep {
             generation: 1,
             next_refresh: refresh_due_in.and_then(|d| now.checked_add(d)),
             refresh_failures: 0,
+            registration_failures: 0,
             refreshing: false,
             next_reconnect: None,
             reconnect_failures: 0,
@@ -88,11 +93,23 @@ impl Upkeep {
         }
     }
 
-    /// The registrar refused the registration: a fresh token is fetched soon.
-    pub(super) fn registration_failed(&mut self, now: Instant) {
+    /// The registrar refused the registration: a fresh token is fetched after the returned delay,
+    /// `REGISTRATION_RETRY` the first time, then growing with the backoff (`jitter` in 0..=1) while refusals go on.
+    pub(super) fn registration_failed(&mut self, jitter: f64, now: Instant) -> Duration {
+        let delay = match self.registration_failures {
+            0 => REGISTRATION_RETRY,
+            n => self.backoff.delay(n.saturating_add(1), jitter).unwrap_or(self.backoff.max).max(REGISTRATION_RETRY),
+        };
+        self.registration_failures = self.registration_failures.saturating_add(1);
         if self.connected {
-            self.next_refresh = now.checked_add(REGISTRATION_RETRY);
+            self.next_refresh = now.checked_add(delay);
         }
+        delay
+    }
+
+    /// The registrar took a registration: the next refusal is retried soon again.
+    pub(super) fn registered(&mut self) {
+        self.registration_failures = 0;
     }
 
     /// A token fetch brought a new token; `due_in`: when the next is due, from its refresh policy.

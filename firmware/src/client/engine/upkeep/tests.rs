@@ -61,9 +61,35 @@ fn janus_unauthorized_a_403_on_a_request_of_ours_fetches_the_token_now() {
 fn registrar_refusal_the_token_is_fetched_again_a_second_later() {
     // Kamailio's auth_ephemeral refuses a REGISTER whose credentials expired: new ones come with a new token.
     let (mut u, t0) = connected(None);
-    u.registration_failed(t0);
+    assert_eq!(u.registration_failed(1.0, t0), REGISTRATION_RETRY);
     assert_eq!(u.poll_due(t0 + ms(999)), None);
     assert_eq!(u.poll_due(t0 + REGISTRATION_RETRY), Some(Due::Refresh));
+}
+
+#[test]
+fn refusals_in_a_row_back_off_whatever_the_fetches_do_until_a_registration_succeeds() {
+    // A registrar that keeps refusing (a device removed, a clock far off) is not asked every second forever; the
+    // new token each fetch brings does not start the delays over, a successful registration does.
+    let mut u = Upkeep::connected(
+        crate::calling::Backoff { initial: ms(500), max: Duration::from_secs(30), max_attempts: None },
+        None,
+        Instant::now(),
+    );
+    let mut now = Instant::now();
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let delay = u.registration_failed(1.0, now);
+        delays.push(delay.as_secs());
+        now += delay;
+        assert_eq!(u.poll_due(now), Some(Due::Refresh));
+        u.refresh_succeeded(None, now);
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+    // Jitter draws each delay in [half, all] of its ceiling, never under a second.
+    assert_eq!(u.registration_failed(0.0, now), Duration::from_secs(15));
+    u.registered();
+    assert_eq!(u.registration_failed(0.0, now), REGISTRATION_RETRY);
+    assert_eq!(u.registration_failed(0.0, now), Duration::from_secs(1), "the second: 2 s ceiling, drawn at half");
 }
 
 #[test]
@@ -74,7 +100,7 @@ fn janus_session_lost_the_first_attempt_is_due_at_once_and_nothing_is_refreshed_
     assert_eq!(u.poll_due(t0), Some(Due::Reconnect { generation: 2 }));
     assert_eq!(u.poll_due(t0 + ms(500)), None, "the refresh of the lost connection is dropped");
     u.unauthorized(t0 + ms(600));
-    u.registration_failed(t0 + ms(600));
+    u.registration_failed(0.5, t0 + ms(600));
     assert_eq!(u.poll_timeout(), None, "while reconnecting, each attempt fetches its own token");
 }
 
