@@ -24,6 +24,10 @@ use crate::client::{Call, CallClient, ClientConfig, ClientError, Screen, TokenCr
 use crate::devices::{AudioFrame, DeviceManager, AUDIO_FRAME_SAMPLES, SAMPLE_RATE};
 use crate::input::{ButtonAction, ButtonInput, Gesture, LedState, OutputLine};
 
+/// How long the lookup of the route to Janus (its host name through the system resolver) may take before the
+/// attempt to start is given up and retried.
+const ROUTE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Start-up retries: the appliance waits for its servers as long as it takes.
 const START_BACKOFF: Backoff =
     Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30), max_attempts: None };
@@ -80,8 +84,12 @@ async fn start_client(
             // The media address: the interface that routes to Janus now (the network may come up late).
             if let Some(url) = route_to {
                 let url = url.to_owned();
-                let routed = tokio::task::spawn_blocking(move || route_ip(&url))
+                // The system resolver blocks (and may wait long for an unreachable DNS server): on a blocking
+                // thread, given up after ROUTE_LOOKUP_TIMEOUT (the thread ends when the resolver does).
+                let lookup = tokio::task::spawn_blocking(move || route_ip(&url));
+                let routed = tokio::time::timeout(ROUTE_LOOKUP_TIMEOUT, lookup)
                     .await
+                    .map_err(|_| format!("the Janus host did not resolve within {} s", ROUTE_LOOKUP_TIMEOUT.as_secs()))?
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))?;
                 log::info!("media address {routed} (the route to the Janus server)");
