@@ -2,6 +2,11 @@
 //! (async) that fetches tokens from the trusted service; or an initial token plus that callback. Refreshes are
 //! single-flight (concurrent callers share one), retried with backoff and jitter, and published to subscribers
 //! so that the live connection swaps grants in place. The token never reaches a log line, `Debug` or an error.
+//!
+//! Lifetimes are judged on the server's clock: a token carrying `iat` (when the service issued it) is taken as
+//! issued at the moment it arrives, and its age from then on is counted on the monotonic clock. A board without a
+//! real-time clock that boots years early or late still takes its tokens and refreshes them on time; only a token
+//! without `iat` falls back to the local clock.
 
 use crate::calling::token::{AccessToken, RefreshPolicy, TokenError};
 use std::fmt;
@@ -9,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Mutex};
 
 /// The future a refresh callback returns: a new JWT, or why it could not be had (the message must not contain
@@ -24,8 +29,37 @@ pub(crate) fn unix_now() -> u64 {
 #[derive(Clone)]
 struct Held {
     token: AccessToken,
-    received_unix: u64,
+    /// The server's time when the token arrived: its `iat`, or the local clock for a token without one.
+    server_unix_at_receipt: u64,
+    /// When it arrived, on the monotonic clock.
+    received_at: Instant,
     generation: u64,
+}
+
+impl Held {
+    fn new(token: AccessToken, generation: u64) -> Held {
+        let server_unix_at_receipt = token.claims().iat.unwrap_or_else(unix_now);
+        Held { token, server_unix_at_receipt, received_at: Instant::now(), generation }
+    }
+
+    /// The server's time now, as far as the token tells.
+    fn server_now(&self) -> u64 {
+        self.server_unix_at_receipt.saturating_add(self.received_at.elapsed().as_secs())
+    }
+
+    fn is_expired(&self) -> bool {
+        self.token.is_expired(self.server_now())
+    }
+}
+
+/// Whether a token just received is still valid: on the server's clock (its `iat`), else on the local one.
+fn check_fresh_on_arrival(token: &AccessToken) -> Result<(), TokenError> {
+    token.check_fresh(token.claims().iat.unwrap_or_else(unix_now))
+}
+
+/// How long a token just received stays valid (for the log).
+pub(crate) fn lifetime_on_arrival(token: &AccessToken) -> u64 {
+    token.expires_at().saturating_sub(token.claims().iat.unwrap_or_else(unix_now))
 }
 
 struct Inner {
@@ -78,7 +112,7 @@ impl TokenCredential {
     }
 
     fn build(initial: Option<AccessToken>, refresher: Option<Refresher>, policy: RefreshPolicy) -> Self {
-        let held = initial.map(|token| Held { token, received_unix: unix_now(), generation: 1 });
+        let held = initial.map(|token| Held::new(token, 1));
         let (updates, _) = watch::channel(held.as_ref().map(|h| h.token.clone()));
         let attempts_per_refresh = policy.retry.max_attempts.unwrap_or(4).max(1);
         let generation = AtomicU64::new(held.as_ref().map(|h| h.generation).unwrap_or(0));
@@ -112,7 +146,7 @@ impl TokenCredential {
         let seen = {
             let state = self.inner.state.lock().await;
             match state.as_ref() {
-                Some(h) if !h.token.is_expired(unix_now()) => return Ok(h.token.clone()),
+                Some(h) if !h.is_expired() => return Ok(h.token.clone()),
                 Some(h) => h.generation,
                 None => 0,
             }
@@ -125,9 +159,8 @@ impl TokenCredential {
         self.inner.refresher.as_ref()?;
         let state = self.inner.state.lock().await;
         let h = state.as_ref()?;
-        let after = self.inner.policy.refresh_after(h.received_unix, h.token.expires_at());
-        let elapsed = Duration::from_secs(unix_now().saturating_sub(h.received_unix));
-        Some(after.saturating_sub(elapsed))
+        let after = self.inner.policy.refresh_after(h.server_unix_at_receipt, h.token.expires_at());
+        Some(after.saturating_sub(h.received_at.elapsed()))
     }
 
     /// Fetches a new token now. Callers that arrive while a refresh is under way wait for it and share its result.
@@ -154,15 +187,15 @@ impl TokenCredential {
                 tokio::time::sleep(delay).await;
             }
             match refresher().await {
-                Ok(jwt) => match AccessToken::parse(&jwt).and_then(|t| t.check_fresh(unix_now()).map(|()| t)) {
+                Ok(jwt) => match AccessToken::parse(&jwt).and_then(|t| check_fresh_on_arrival(&t).map(|()| t)) {
                     Ok(token) => {
                         let generation = state.as_ref().map(|h| h.generation).unwrap_or(0) + 1;
                         log::info!(
                             "token refreshed for {} (expires in {} s)",
                             token.user(),
-                            token.expires_at().saturating_sub(unix_now())
+                            lifetime_on_arrival(&token)
                         );
-                        *state = Some(Held { token: token.clone(), received_unix: unix_now(), generation });
+                        *state = Some(Held::new(token.clone(), generation));
                         self.inner.generation.store(generation, Ordering::Release);
                         self.inner.updates.send_replace(Some(token.clone()));
                         return Ok(token);
@@ -185,9 +218,50 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     fn jwt(user: &str, exp: u64) -> String {
+        jwt_of(&serde_json::json!({"sub": user, "exp": exp}))
+    }
+
+    fn jwt_of(claims: &serde_json::Value) -> String {
         let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let claims = serde_json::json!({"sub": user, "exp": exp});
         format!("{}.{}.c2ln", b64(br#"{"alg":"HS256"}"#), b64(claims.to_string().as_bytes()))
+    }
+
+    /// A board whose clock is `skew` seconds off the server's (negative: behind) takes the server's 600 s tokens,
+    /// holds them as valid, and is due to refresh them after 540 s (600 - the 60 s margin), as on a right clock.
+    async fn tokens_on_a_clock_off_by(skew: i64) {
+        let server_now = unix_now().saturating_add_signed(-skew);
+        let token = move || jwt_of(&serde_json::json!({"sub": "gate", "iat": server_now, "exp": server_now + 600}));
+        let c = TokenCredential::with_refresher(move || async move { Ok(token()) }, fast_policy(1));
+        let got = c.get().await.expect("a token issued on the server's clock is taken");
+        assert_eq!(got.user(), "gate");
+        assert!(c.get().await.is_ok(), "and held as valid");
+        let due = c.refresh_due_in().await.expect("a refresher");
+        assert!((539..=540).contains(&due.as_secs()), "refresh due in {due:?}");
+    }
+
+    #[tokio::test]
+    async fn a_clock_years_behind_refreshes_tokens_on_time() {
+        // Booted without an RTC at an old date: on the local clock the token would last ten years.
+        tokens_on_a_clock_off_by(-10 * 365 * 86_400).await;
+    }
+
+    #[tokio::test]
+    async fn a_clock_years_ahead_still_takes_tokens() {
+        // On the local clock every token would have expired long ago.
+        tokens_on_a_clock_off_by(10 * 365 * 86_400).await;
+    }
+
+    #[tokio::test]
+    async fn a_token_without_iat_is_judged_on_the_local_clock() {
+        let expired = jwt("gate", unix_now() - 5);
+        let c = TokenCredential::with_refresher(
+            move || {
+                let t = expired.clone();
+                async move { Ok(t) }
+            },
+            fast_policy(1),
+        );
+        assert!(c.get().await.is_err(), "expired on the local clock, and nothing else to go by");
     }
 
     fn fast_policy(attempts: u32) -> RefreshPolicy {

@@ -14,7 +14,7 @@ mod orphans;
 mod sip_lane;
 mod upkeep;
 
-use super::credential::{unix_now, TokenCredential};
+use super::credential::TokenCredential;
 use super::shared::Shared;
 use super::{ClientConfig, ClientError};
 use crate::calling::redact::Loggable;
@@ -1178,7 +1178,7 @@ impl Engine {
                     Ok(_) => {}
                     Err(e) => log::error!("refreshed token unusable for SIP: {e}"),
                 }
-                log::info!("token swapped in (valid for {} s)", token.expires_at().saturating_sub(unix_now()));
+                log::info!("token swapped in (valid for {} s)", super::credential::lifetime_on_arrival(&token));
                 self.token = token;
                 self.upkeep.refresh_succeeded(refreshed.due_in, Instant::now());
             }
