@@ -11,7 +11,7 @@ pub mod token;
 
 pub use callbox_calling::Secret;
 pub use client::{fetch_token, FetchError};
-pub use config::{ConfigError, ServiceConfig};
+pub use config::{ConfigError, Device, ServiceConfig};
 pub use lockout::LockoutPolicy;
 pub use server::{Limits, ServerError, TokenService};
 pub use token::{

@@ -65,7 +65,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    log::info!("{} device key(s) configured, ttl {} s", config.devices.len(), config.ttl_secs);
+    log::info!(
+        "{} device key(s) configured ({} with a room grant), ttl {} s",
+        config.devices.len(),
+        config.devices.iter().filter(|(_, d)| d.rooms).count(),
+        config.ttl_secs
+    );
     let started = match &tls {
         None => TokenService::start(config, listen).await.map_err(|e| e.to_string()),
         Some((cert, key)) => match (read_pem(cert), read_pem(key)) {

@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::ServiceConfig;
+use crate::config::{Device, ServiceConfig};
 use crate::lockout::{Admission, LockoutPolicy, Lockouts};
 use crate::token::{mint, now_unix, MintParams};
 
@@ -192,15 +192,16 @@ impl TokenService {
         lock(&self.shared.config).ttl_secs = ttl.as_secs().max(1);
     }
 
-    /// Map a device key to a user (replaces an existing mapping of that key).
-    pub fn add_device(&self, device_key: Secret, user: impl Into<String>) {
+    /// Map a device key to a device (`"alice".into()`: no room grant; replaces an existing mapping of that key).
+    pub fn add_device(&self, device_key: Secret, device: impl Into<Device>) {
         let mut c = lock(&self.shared.config);
         c.devices.retain(|(k, _)| !k.ct_eq(device_key.expose()));
-        c.devices.push((device_key, user.into()));
+        c.devices.push((device_key, device.into()));
     }
 
-    /// Mint a token for `user` with the service's secrets and the given lifetime (no HTTP involved).
-    pub fn mint_for(&self, user: &str, ttl: Duration) -> String {
+    /// Mint a token for `user` with the service's secrets and the given lifetime (no HTTP involved), with the
+    /// room grant if `rooms` (and the service has a videoroom admin key).
+    pub fn mint_for(&self, user: &str, ttl: Duration, rooms: bool) -> String {
         let c = lock(&self.shared.config);
         let params = MintParams {
             user: user.to_string(),
@@ -208,6 +209,7 @@ impl TokenService {
             realm: c.realm.clone(),
             sip_proxy: c.sip_proxy.clone(),
             plugins: c.plugins.clone(),
+            room_admin_key: c.room_admin_key.clone().filter(|_| rooms),
         };
         mint(&c.secrets, &params, now_unix())
     }
@@ -450,7 +452,7 @@ fn route(req: &Request, shared: &Shared, peer: IpAddr) -> Response {
         _ => return error(401, "Unauthorized"),
     };
     let c = lock(&shared.config);
-    let Some(user) = c.user_for(key) else {
+    let Some(device) = c.device_for(key) else {
         match lockouts.failed(peer, now) {
             Some(l) => log::warn!(
                 "token service: {} locked out for {} s after {} wrong device keys",
@@ -465,14 +467,16 @@ fn route(req: &Request, shared: &Shared, peer: IpAddr) -> Response {
     lockouts.succeeded(peer);
     drop(lockouts);
     let params = MintParams {
-        user: user.to_string(),
+        user: device.user.clone(),
         ttl_secs: c.ttl_secs,
         realm: c.realm.clone(),
         sip_proxy: c.sip_proxy.clone(),
         plugins: c.plugins.clone(),
+        room_admin_key: c.room_admin_key_for(device),
     };
     let token = mint(&c.secrets, &params, now_unix());
-    log::info!("token service: minted a token for {user} (ttl {} s)", c.ttl_secs);
+    let grant = if params.room_admin_key.is_some() { ", room grant" } else { "" };
+    log::info!("token service: minted a token for {} (ttl {} s{grant})", device.user, c.ttl_secs);
     Response {
         status: 200,
         reason: "OK",
@@ -546,6 +550,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_devices_with_a_room_grant_get_the_admin_key() {
+        let mut c = config();
+        c.room_admin_key = Some(Secret::new("room-admin-key-0042"));
+        c.devices.push((Secret::new("device-key-2"), Device::new("bob").with_rooms()));
+        let svc = TokenService::start(c, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let janus = |jwt: &str| claims(jwt)["grants"]["janus"].clone();
+        let alice = fetch_token(&svc.url(), &Secret::new("device-key-1"), T).await.unwrap();
+        assert!(janus(&alice).get("room_admin_key").is_none(), "{}", janus(&alice));
+        let bob = fetch_token(&svc.url(), &Secret::new("device-key-2"), T).await.unwrap();
+        assert_eq!(janus(&bob)["room_admin_key"], "room-admin-key-0042");
+        assert_eq!(janus(&svc.mint_for("carol", T, true))["room_admin_key"], "room-admin-key-0042");
+        assert!(janus(&svc.mint_for("carol", T, false)).get("room_admin_key").is_none());
+    }
+
+    #[tokio::test]
     async fn stop_start_same_port_ttl_and_devices() {
         let svc = TokenService::start(config(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let url = svc.url();
@@ -564,6 +583,7 @@ mod tests {
         svc.add_device(Secret::new("k2"), "bob");
         let jwt = fetch_token(&url, &Secret::new("k2"), T).await.unwrap();
         assert_eq!(claims(&jwt)["sub"], "bob");
+        assert!(claims(&jwt)["grants"]["janus"].get("room_admin_key").is_none(), "no room grant, no key");
     }
 
     #[tokio::test]

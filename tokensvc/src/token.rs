@@ -1,5 +1,6 @@
 //! Token minting: the JWT (HS256) with its grants, the Janus signed token (`janus_auth_check_signature` format)
-//! and the Kamailio `auth_ephemeral` credentials (`username_format = 1`, HMAC-SHA1).
+//! with the videoroom admin key for a device with a room grant, and the Kamailio `auth_ephemeral` credentials
+//! (`username_format = 1`, HMAC-SHA1).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -30,6 +31,8 @@ pub struct MintParams {
     pub sip_proxy: String,
     /// Janus plugins granted (`janus.plugin.sip`, ...).
     pub plugins: Vec<String>,
+    /// The room grant: Janus's videoroom `admin_key`, which `create` needs (`grants.janus.room_admin_key`).
+    pub room_admin_key: Option<Secret>,
 }
 
 impl MintParams {
@@ -41,6 +44,7 @@ impl MintParams {
             realm: realm.into(),
             sip_proxy: sip_proxy.into(),
             plugins: DEFAULT_PLUGINS.iter().map(|p| p.to_string()).collect(),
+            room_admin_key: None,
         }
     }
 }
@@ -90,12 +94,16 @@ pub fn mint(secrets: &Secrets, params: &MintParams, now_unix: u64) -> String {
     let exp = now_unix.saturating_add(params.ttl_secs);
     let janus = janus_signed_token(&secrets.janus_secret, exp, &params.plugins);
     let sip = sip_ephemeral_credentials(&secrets.sip_secret, &params.user, exp);
+    let mut janus = json!({ "token": janus });
+    if let Some(key) = &params.room_admin_key {
+        janus["room_admin_key"] = json!(key.expose());
+    }
     let claims = json!({
         "sub": params.user,
         "iat": now_unix,
         "exp": exp,
         "grants": {
-            "janus": { "token": janus },
+            "janus": janus,
             "sip": {
                 "uri": format!("sip:{}@{}", params.user, params.realm),
                 "username": sip.username,
@@ -177,6 +185,8 @@ mod tests {
         assert_eq!(g["sip"]["realm"], "callbox.test");
         assert_eq!(g["sip"]["proxy"], "sip:127.0.0.1:5060");
         assert!(g["turn"]["urls"].as_array().unwrap().is_empty());
+        // No room grant: no admin key.
+        assert!(g["janus"].get("room_admin_key").is_none());
         // The signature is HMAC-SHA256 over header.payload with the JWT secret.
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"jwt-secret").unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
@@ -185,5 +195,17 @@ mod tests {
         let mut bad = Hmac::<sha2::Sha256>::new_from_slice(b"other").unwrap();
         bad.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
         assert!(bad.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_room_grant_carries_the_admin_key() {
+        let mut params = MintParams::new("alice", 600, "callbox.test", "sip:127.0.0.1:5060");
+        params.room_admin_key = Some(Secret::new("room-admin-key"));
+        let jwt = mint(&secrets(), &params, 1_700_000_000);
+        let payload = jwt.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["grants"]["janus"]["room_admin_key"], "room-admin-key");
+        assert!(claims["grants"]["janus"]["token"].is_string());
+        assert!(!format!("{params:?}").contains("room-admin-key"));
     }
 }
