@@ -120,6 +120,8 @@ pub mod subcode {
     pub const BUSY_LOCALLY: u16 = 1;
     /// 0: a group call's participant was removed by the call's owner (or this client was).
     pub const REMOVED: u16 = 4;
+    /// 403: this device may not start a group call (its token has no room grant: it cannot create a room).
+    pub const NO_ROOM_GRANT: u16 = 5;
 }
 
 /// The standard reason phrase of the SIP status codes a call can end with.

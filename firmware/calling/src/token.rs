@@ -35,10 +35,14 @@ pub enum TokenError {
     NoRefresher,
 }
 
-/// The Janus grant: the Janus signed token sent with every Janus API request.
+/// The Janus grant: the Janus signed token sent with every Janus API request, and the room grant.
 #[derive(Clone, Debug, Deserialize)]
 pub struct JanusGrant {
     pub token: Secret,
+    /// The room grant: the videoroom `admin_key` that creating a room needs (none: this device cannot start a
+    /// group call, only join the rooms it is invited to).
+    #[serde(default)]
+    pub room_admin_key: Option<Secret>,
 }
 
 /// The SIP grant: ephemeral credentials for the registrar (`username` is `<expiry>:<user>`).
@@ -130,6 +134,8 @@ impl Grants {
         let janus = match take::<Map<String, Value>>(&mut grants, "janus", "grants.janus", NOT_AN_OBJECT)? {
             Some(mut g) => Some(JanusGrant {
                 token: Secret::new(require::<String>(&mut g, "token", "grants.janus.token", NOT_A_STRING)?),
+                room_admin_key: take::<String>(&mut g, "room_admin_key", "grants.janus.room_admin_key", NOT_A_STRING)?
+                    .map(Secret::new),
             }),
             None => None,
         };
@@ -287,7 +293,13 @@ pub(crate) mod tests {
         assert_eq!(t.expires_at(), 2_000);
         assert_eq!(t.sip().unwrap().username, "123:alice");
         assert_eq!(t.janus().unwrap().token.expose(), "123,janus,janus.plugin.sip:abc=");
+        assert!(t.janus().unwrap().room_admin_key.is_none(), "no room grant");
         assert!(t.claims().grants.turn.is_none());
+        let mut claims = full_claims(2_000);
+        claims["grants"]["janus"]["room_admin_key"] = serde_json::json!("room-key-secret");
+        let t = AccessToken::parse(&jwt(&claims)).unwrap();
+        assert_eq!(t.janus().unwrap().room_admin_key.as_ref().unwrap().expose(), "room-key-secret");
+        assert!(!format!("{t:?}").contains("room-key-secret"));
     }
 
     #[test]
@@ -352,6 +364,11 @@ pub(crate) mod tests {
                 "janus-value-3092",
             ),
             (full(&|c| c["grants"]["janus"]["token"] = serde_json::json!(3_092_555)), "grants.janus.token", "3092555"),
+            (
+                full(&|c| c["grants"]["janus"]["room_admin_key"] = serde_json::json!(["room-key-value-5150"])),
+                "grants.janus.room_admin_key",
+                "room-key-value-5150",
+            ),
             (
                 full(&|c| c["grants"]["turn"] = serde_json::json!({"urls": "turn:turn-value-9901"})),
                 "grants.turn.urls",

@@ -44,7 +44,7 @@ fn put_secret(body: &mut Map<String, Value>, key: &str, secret: &Secret) {
     }
 }
 
-/// The `create` request: a private, non-permanent room. Empty `secret`/`pin` are left out (no secret/pin).
+/// The `create` request: a private, non-permanent room. Empty `secret`/`pin`/`admin_key` are left out.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CreateRoom {
     /// Room id (1..=`MAX_ID`, see `room_id_from`).
@@ -55,6 +55,9 @@ pub struct CreateRoom {
     pub secret: Secret,
     /// Needed to join, by publishers and subscribers alike.
     pub pin: Secret,
+    /// The plugin's `admin_key` (the token's room grant): a Janus configured with one refuses `create` without it
+    /// (error 429 missing, 433 wrong).
+    pub admin_key: Secret,
     /// Most concurrently active publishers (Janus default 3; the next one gets error 432).
     pub publishers: u32,
     /// Allowed audio codecs in room-preference order, comma-separated (`"opus"`; empty: Janus default opus).
@@ -74,10 +77,11 @@ pub struct CreateRoom {
 }
 
 impl CreateRoom {
-    /// The plugin request body (contains the secret and pin: never log it).
+    /// The plugin request body (contains the secret, pin and admin key: never log it).
     pub fn to_body(&self) -> Value {
         let mut body = Map::new();
         body.insert("request".into(), json!("create"));
+        put_secret(&mut body, "admin_key", &self.admin_key);
         body.insert("room".into(), json!(self.room));
         body.insert("permanent".into(), json!(false));
         body.insert("is_private".into(), json!(true));

@@ -86,10 +86,19 @@ fn display_of(user: &Identifier, name: Option<&str>, muted: bool) -> String {
     PublisherDisplay { user: user.clone(), name: name.map(str::to_owned), muted }.encode()
 }
 
+/// The reason a group call ends with when this device's token has no room grant: Janus would refuse its `create`.
+fn no_room_grant() -> CallEndReason {
+    CallEndReason::new(
+        403,
+        subcode::NO_ROOM_GRANT,
+        "this device may not start group calls: its token has no room grant (grants.janus.room_admin_key)",
+    )
+}
+
 /// The reason a group call ends with when its room cannot be set up or joined.
 fn setup_failure(what: &str, e: &SignalingError) -> CallEndReason {
     let code = match e {
-        // 426: no such room (the call is over), 433: wrong PIN.
+        // 426: no such room (the call is over), 433: wrong PIN (or, creating, a wrong admin key).
         SignalingError::Plugin { code: 426, .. } => 404,
         SignalingError::Plugin { code: 433, .. } => 403,
         _ => 500,
@@ -226,6 +235,16 @@ impl Engine {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             CallEndReason::new(500, subcode::SETUP_FAILED, format!("{what} failed: {e}"))
         };
+        // Creating a room needs the room grant; without it the call ends here, before anything reaches Janus.
+        let admin_key = if create {
+            let Some(key) = self.token.janus().ok().and_then(|g| g.room_admin_key.clone()) else {
+                log::warn!("{call}: cannot start a group call: this device's token has no room grant");
+                return Err(no_room_grant());
+            };
+            key
+        } else {
+            Secret::default()
+        };
         let session = self.conn.as_ref().map(|c| c.session.clone()).ok_or_else(|| fail("joining", &"not connected"))?;
         let (room, pin, secret, call_id) = if create {
             let room = room_id_from(rand::random());
@@ -253,6 +272,7 @@ impl Engine {
                     description: format!("callbox group call {call_id}"),
                     secret: secret.clone(),
                     pin: pin.clone(),
+                    admin_key: admin_key.clone(),
                     // Every member the core keeps (invitees, other devices, guests), and us.
                     publishers: MAX_MEMBERS as u32 + 1,
                     audio_codecs: "opus".into(),

@@ -24,6 +24,7 @@ fn create() -> CreateRoom {
         description: "call 4711".into(),
         secret: Secret::new("s3cr3t"),
         pin: Secret::new("1234"),
+        admin_key: Secret::new("k3y"),
         publishers: 6,
         audio_codecs: "opus".into(),
         video_codecs: "vp8,h264".into(),
@@ -63,6 +64,7 @@ fn create_body_has_typed_fields() {
     assert_eq!(body["description"], "call 4711");
     assert!(body["secret"].is_string() && body["secret"] == "s3cr3t");
     assert!(body["pin"].is_string() && body["pin"] == "1234");
+    assert_eq!(body["admin_key"], "k3y");
     assert!(body["publishers"].is_u64() && body["publishers"] == 6);
     assert_eq!(body["audiocodec"], "opus");
     assert_eq!(body["videocodec"], "vp8,h264");
@@ -71,14 +73,14 @@ fn create_body_has_typed_fields() {
     assert!(body["audio_level_average"].is_u64() && body["audio_level_average"] == 40);
     assert_eq!(body["notify_joining"], json!(true));
     assert_eq!(body["require_pvtid"], json!(true));
-    assert_eq!(body.as_object().map(|o| o.len()), Some(15), "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(16), "{body}");
 }
 
 #[test]
 fn create_body_leaves_out_empty_and_unused_fields() {
     let req = CreateRoom { room: 9, ..CreateRoom::default() };
     let body = req.to_body();
-    for key in ["secret", "pin", "description", "audiocodec", "videocodec", "publishers"] {
+    for key in ["secret", "pin", "admin_key", "description", "audiocodec", "videocodec", "publishers"] {
         assert!(body.get(key).is_none(), "{key} in {body}");
     }
     // Janus reads the talk-detection parameters only with audiolevel_event.
