@@ -8,6 +8,7 @@
 //   display  display name                        (default foreign-XXXX)
 //   token    Janus signed token (token_auth)     (default none)
 //   create   1: create the room first (427 "already exists" is fine), 0: join only (default 1)
+//   adminkey the videoroom admin_key, sent with create (a Janus configured with one refuses create without it)
 //   audio, video   0 to publish without that medium (default 1)
 //   screen   1: also publish a second video (the fake camera again) described as "screen", the camera as "camera"
 //   width, height, fps   capture constraints (default 320x240@15: cheap on 2 cores)
@@ -32,6 +33,7 @@
 		display: q.get('display') || ('foreign-' + Math.random().toString(36).slice(2, 6)),
 		token: q.get('token') || null,
 		create: q.get('create') !== '0',
+		adminKey: q.get('adminkey') || null,
 		audio: q.get('audio') !== '0',
 		video: q.get('video') !== '0',
 		screen: q.get('screen') === '1',
@@ -128,6 +130,7 @@
 			request: 'create', room: cfg.room, permanent: false, description: 'callbox test room',
 			publishers: 16, audiocodec: 'opus', videocodec: 'vp8', bitrate: 512000,
 		});
+		if (cfg.adminKey) req.admin_key = cfg.adminKey;
 		pub.send({
 			message: req,
 			success: (r) => {

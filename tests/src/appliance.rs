@@ -12,10 +12,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A fresh random device key, mapped to `user` at the stack's token endpoint.
+/// A fresh random device key, mapped to `user` (with a room grant) at the stack's token endpoint.
 pub fn provision_device(stack: &Stack, user: &str) -> Secret {
     let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
     stack.add_device(key.expose(), user);
+    key
+}
+
+/// As `provision_device`, without a room grant: the device cannot start group calls.
+pub fn provision_device_without_rooms(stack: &Stack, user: &str) -> Secret {
+    let key = Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 32));
+    stack.add_device_without_rooms(key.expose(), user);
     key
 }
 
@@ -45,6 +52,17 @@ pub fn endpoint_credential(
 /// Provisions `user` with a fresh device key and starts its client (registered, `Ready`).
 pub async fn appliance(stack: &Stack, user: &str, config: ClientConfig) -> Result<CallClient, ClientError> {
     let key = provision_device(stack, user);
+    let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
+    CallClient::create(credential, config).await
+}
+
+/// As `appliance`, provisioned without a room grant.
+pub async fn appliance_without_rooms(
+    stack: &Stack,
+    user: &str,
+    config: ClientConfig,
+) -> Result<CallClient, ClientError> {
+    let key = provision_device_without_rooms(stack, user);
     let (credential, _) = endpoint_credential(stack, &key, RefreshPolicy::default());
     CallClient::create(credential, config).await
 }

@@ -186,6 +186,8 @@ pub struct ChromiumOptions {
     pub leave_after: Option<Duration>,
     /// The page `create`s the room first (427 "already exists" is fine). Default false: the test creates it.
     pub create_room: bool,
+    /// The videoroom admin key the page's `create` carries (empty: none; `for_stack` gives the stack's).
+    pub room_admin_key: Secret,
     pub video: FakeVideo,
     pub audio: FakeAudio,
     /// How often the page prints a stats line (default 1 s).
@@ -220,6 +222,7 @@ impl ChromiumOptions {
             display: display.into(),
             leave_after: None,
             create_room: false,
+            room_admin_key: Secret::default(),
             video: FakeVideo::ColourBars,
             audio: FakeAudio::Tone { hz: 700 },
             stats_interval: Duration::from_secs(1),
@@ -233,13 +236,15 @@ impl ChromiumOptions {
 
     /// `new` for `stack`'s Janus with a Janus token of the stack valid for an hour.
     pub fn for_stack(stack: &Stack, room: u64, pin: &Secret, display: impl Into<String>) -> Self {
-        ChromiumOptions::new(
+        let mut opts = ChromiumOptions::new(
             stack.janus_ws_url(),
             Secret::new(stack.janus_token(PAGE_TOKEN_TTL)),
             room,
             pin.clone(),
             display,
-        )
+        );
+        opts.room_admin_key = stack.room_admin_key().clone();
+        opts
     }
 
     /// A SIP page for `stack`: `user` registered at its Kamailio with ephemeral credentials valid for an hour
@@ -281,6 +286,9 @@ impl ChromiumOptions {
         }
         if !self.pin.is_empty() {
             query.push(("pin", self.pin.expose().to_string()));
+        }
+        if self.create_room && !self.room_admin_key.is_empty() {
+            query.push(("adminkey", self.room_admin_key.expose().to_string()));
         }
         if let Some(after) = self.leave_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

@@ -1,5 +1,5 @@
-//! Janus for one stack: a per-stack copy of `config/janus/` with this stack's WebSocket port, token secret, RTP
-//! ranges, configs folder and ICE interface substituted, started in the foreground and awaited until its WebSocket
+//! Janus for one stack: a per-stack copy of `config/janus/` with this stack's WebSocket port, token secret,
+//! videoroom admin key, RTP ranges, configs folder and ICE interface substituted, started in the foreground and awaited until its WebSocket
 //! port accepts connections.
 
 use std::path::{Path, PathBuf};
@@ -46,6 +46,8 @@ pub struct JanusSettings<'a> {
     pub dir: &'a Path,
     pub ws_port: u16,
     pub token_secret: &'a str,
+    /// The videoroom plugin's `admin_key`: `create` requests without it are refused.
+    pub room_admin_key: &'a str,
     /// Interfaces Janus gathers on (its `ice_enforce_list`: comma-separated).
     pub ice_iface: &'a str,
     pub rtp_range: (u16, u16),
@@ -94,7 +96,8 @@ pub fn write_config(s: &JanusSettings<'_>) -> Result<PathBuf, HarnessError> {
     let t = set_value(&t, "rtp_port_range", &quoted(&format!("{}-{}", s.sip_rtp_range.0, s.sip_rtp_range.1)), &p)?;
     write("janus.plugin.sip.jcfg", t)?;
 
-    let (t, _) = read("janus.plugin.videoroom.jcfg")?;
+    let (t, p) = read("janus.plugin.videoroom.jcfg")?;
+    let t = set_value(&t, "admin_key", &quoted(s.room_admin_key), &p)?;
     write("janus.plugin.videoroom.jcfg", t)?;
     Ok(dst)
 }
@@ -156,6 +159,7 @@ mod tests {
             dir: &dir,
             ws_port: 18188,
             token_secret: "sekrit",
+            room_admin_key: "roomkey",
             ice_iface: "cbx-lo0",
             rtp_range: (20000, 20199),
             sip_rtp_range: (20200, 20399),
@@ -166,6 +170,9 @@ mod tests {
         assert!(core.contains("token_auth_secret = \"sekrit\""));
         assert!(!core.contains("@TOKEN_AUTH_SECRET@"), "the placeholder is replaced");
         assert!(core.contains("rtp_port_range = \"20000-20199\""));
+        let videoroom = std::fs::read_to_string(conf.join("janus.plugin.videoroom.jcfg")).unwrap();
+        assert!(videoroom.contains("admin_key = \"roomkey\""), "{videoroom}");
+        assert!(!videoroom.contains("@VIDEOROOM_ADMIN_KEY@"), "the placeholder is replaced");
         let ws = std::fs::read_to_string(conf.join("janus.transport.websockets.jcfg")).unwrap();
         assert!(ws.contains("ws_port = 18188"));
         std::fs::remove_dir_all(&dir).unwrap();

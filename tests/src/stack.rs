@@ -1,5 +1,5 @@
 //! `Stack`: one complete backend for a test — Kamailio, Janus and the token endpoint on fresh 127.0.0.1 ports,
-//! with fresh secrets and a temp dir holding configs and logs — plus the baresip peers started on it.
+//! with fresh secrets (and a fresh videoroom admin key, the room grant of the devices allowed to create rooms) and a temp dir holding configs and logs — plus the baresip peers started on it.
 //! Dropping it kills every process it started and removes the temp dir (kept, with the log tails printed, when
 //! the test panics or `CALLBOX_KEEP_STACK=1`).
 
@@ -13,7 +13,7 @@ use callbox::signaling::{registration, SipRegister};
 use callbox_calling::token::SipGrant;
 use callbox_calling::Secret;
 use callbox_tokensvc::{
-    janus_signed_token, sip_ephemeral_credentials, token::now_unix, Secrets, ServiceConfig, SipCredentials,
+    janus_signed_token, sip_ephemeral_credentials, token::now_unix, Device, Secrets, ServiceConfig, SipCredentials,
     TokenService, DEFAULT_PLUGINS,
 };
 use rand::distr::{Alphanumeric, SampleString};
@@ -71,6 +71,8 @@ pub struct Stack {
     kamailio_port: u16,
     trunk_port: u16,
     secrets: Secrets,
+    /// Janus's videoroom `admin_key`: what a room grant carries.
+    room_admin_key: Secret,
     token: TokenService,
     janus: Arc<ServerProcess>,
     kamailio: Arc<ServerProcess>,
@@ -102,7 +104,8 @@ impl Stack {
         crate::init_logging();
         let secrets =
             Secrets { jwt_secret: random_secret(), janus_secret: random_secret(), sip_secret: random_secret() };
-        for secret in [&secrets.jwt_secret, &secrets.janus_secret, &secrets.sip_secret] {
+        let room_admin_key = random_secret();
+        for secret in [&secrets.jwt_secret, &secrets.janus_secret, &secrets.sip_secret, &room_admin_key] {
             crate::log_capture::note_secret(secret.expose());
         }
         // One block: +0 Kamailio (udp+tcp), +1 Janus WebSocket, +2 trunk SIP (+3 its TLS), +7 trunk ctrl_tcp.
@@ -128,6 +131,7 @@ impl Stack {
             dir: &dir,
             ws_port: janus_port,
             token_secret: secrets.janus_secret.expose(),
+            room_admin_key: room_admin_key.expose(),
             ice_iface: &ice_ifaces,
             rtp_range: rtp,
             sip_rtp_range: sip_rtp,
@@ -143,6 +147,7 @@ impl Stack {
         let mut cfg =
             ServiceConfig::new(secrets.clone(), opts.domain.clone(), format!("sip:127.0.0.1:{kamailio_port}"));
         cfg.ttl_secs = opts.token_ttl.as_secs().max(1);
+        cfg.room_admin_key = Some(room_admin_key.clone());
         let token = TokenService::start(cfg, ([127, 0, 0, 1], 0).into()).await?;
 
         guard.dir = None;
@@ -160,6 +165,7 @@ impl Stack {
             kamailio_port,
             trunk_port,
             secrets,
+            room_admin_key,
             token,
             janus,
             kamailio,
@@ -216,9 +222,14 @@ impl Stack {
         &self.secrets
     }
 
-    /// A user access token (JWT as the token endpoint serves it) for `user`, valid for `ttl`.
+    /// Janus's videoroom admin key (what a room grant carries), for tests that create rooms themselves.
+    pub fn room_admin_key(&self) -> &Secret {
+        &self.room_admin_key
+    }
+
+    /// A user access token (JWT as the token endpoint serves it) for `user` with a room grant, valid for `ttl`.
     pub fn mint_token(&self, user: &str, ttl: Duration) -> String {
-        self.token.mint_for(user, ttl)
+        self.token.mint_for(user, ttl, true)
     }
 
     /// A bare Janus signed token (sip + videoroom) valid for `ttl`.
@@ -265,10 +276,18 @@ impl Stack {
         self.token.url()
     }
 
-    /// Map a device key to a user at the token endpoint.
+    /// Map a device key to a user at the token endpoint, with a room grant (its tokens carry the videoroom admin
+    /// key: it may start group calls).
     pub fn add_device(&self, device_key: &str, user: &str) {
         crate::log_capture::note_secret(device_key);
-        self.token.add_device(Secret::new(device_key), user);
+        self.token.add_device(Secret::new(device_key), Device::new(user).with_rooms());
+    }
+
+    /// Map a device key to a user at the token endpoint without a room grant: it joins rooms it is invited to but
+    /// cannot create one.
+    pub fn add_device_without_rooms(&self, device_key: &str, user: &str) {
+        crate::log_capture::note_secret(device_key);
+        self.token.add_device(Secret::new(device_key), Device::new(user));
     }
 
     /// Lifetime of the tokens the endpoint serves from now on.

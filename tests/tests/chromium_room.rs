@@ -81,6 +81,7 @@ async fn two_chromium_pages_see_and_hear_each_other_in_a_pin_room_and_see_one_le
         description: "browser interop".into(),
         secret: secret.clone(),
         pin: pin.clone(),
+        admin_key: stack.room_admin_key().clone(),
         publishers: 4,
         audio_codecs: "opus".into(),
         video_codecs: "vp8".into(),

@@ -1,7 +1,7 @@
 //! Group calls between callbox appliances on the real local stack (Janus videoroom, Kamailio carrying the
 //! invitation messages), inside the test namespace: invitations ring, joins connect, every member sees the others
 //! (roster, speaking, mute), decodes every other member's camera and hears them; removal, leaving, the room closing;
-//! a 1:1 call escalated to three.
+//! a 1:1 call escalated to three; a device without a room grant cannot start one.
 
 mod common;
 
@@ -10,6 +10,7 @@ use callbox::calling::{subcode, CallEndReason, CallState, ParticipantState};
 use callbox::client::{Call, CallClient};
 use callbox::frame::read_frame_counter;
 use callbox::signaling::videoroom::VideoRoomHandle;
+use callbox::signaling::SignalingError;
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 
@@ -81,6 +82,17 @@ async fn room_exists(stack: &Stack, room: u64) -> bool {
     let exists = handle.exists(room).await.expect("exists");
     let _ = session.destroy().await;
     exists
+}
+
+/// Every room Janus holds, private ones too (listed with the admin key, on a session of the test's own).
+async fn all_rooms(stack: &Stack) -> Vec<u64> {
+    let (session, _events) = stack.janus_session().await.expect("Janus session");
+    let (handle, _) = VideoRoomHandle::attach(&session).await.expect("videoroom handle");
+    let body = serde_json::json!({"request": "list", "admin_key": stack.room_admin_key().expose()});
+    let reply = handle.handle().message(body, None).await.expect("list");
+    let _ = session.destroy().await;
+    let list = reply.data["list"].as_array().cloned().unwrap_or_else(|| panic!("no list in {}", reply.data));
+    list.iter().filter_map(|r| r["room"].as_u64()).collect()
 }
 
 async fn accept_next(client: &CallClient, events: &mut callbox::client::EventStream, from: &str) -> Call {
@@ -416,6 +428,53 @@ async fn the_owners_lost_session_ends_its_call_and_once_back_it_closes_the_room_
     wait_state(&a_call, &mut a_call_events, CallState::Disconnected).await;
     assert_eq!(a_call.end_reason(), Some(CallEndReason::remote_hang_up()));
     assert!(!room_exists(&stack, room).await, "the room is closed");
+    for c in [&door, &a, &b] {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_without_a_room_grant_cannot_start_a_group_call_but_joins_one() {
+    let stack = Stack::start(StackOptions::default()).await.expect("stack");
+    let door = callbox_tests::appliance::appliance_without_rooms(&stack, "gr-door", client_config(&stack))
+        .await
+        .expect("the door starts");
+    let a = appliance(&stack, "gr-a").await;
+    let b = appliance(&stack, "gr-b").await;
+    let mut door_events = door.events();
+    assert!(all_rooms(&stack).await.is_empty());
+
+    // The door's token has no room grant: its group call ends at once with 403, nobody rings.
+    let call = door.call(&[user("gr-a"), user("gr-b")]).expect("group call placed");
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Disconnected).await;
+    let reason = call.end_reason().expect("an end reason");
+    assert_eq!((reason.code, reason.subcode), (403, subcode::NO_ROOM_GRANT), "{reason:?}");
+    assert!(reason.message.contains("room grant"), "{reason:?}");
+    // Janus never got a room, and no invitation went out.
+    assert!(all_rooms(&stack).await.is_empty(), "a room was created");
+    // Nor can a device without the grant go around its firmware: a `create` of its own with a Janus token like
+    // its (both plugins) and no admin key is refused by Janus (429: admin_key missing).
+    let (session, _connection) = stack.janus_session().await.expect("Janus session");
+    let (raw, _) = VideoRoomHandle::attach(&session).await.expect("videoroom handle");
+    let create = serde_json::json!({"request": "create", "room": 4711, "permanent": false, "is_private": true});
+    match raw.handle().message(create, None).await {
+        Err(SignalingError::Plugin { code, .. }) => assert_eq!(code, 429),
+        other => panic!("a create without the admin key was not refused: {other:?}"),
+    }
+    let _ = session.destroy().await;
+    assert!(all_rooms(&stack).await.is_empty(), "a room was created");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(a.calls().is_empty() && b.calls().is_empty(), "an invitee rings");
+
+    // Invited into a room, the same door joins it: the grant limits creating rooms, nothing else.
+    let a_call = a.call(&[user("gr-door"), user("gr-b")]).expect("a's group call");
+    let door_call = accept_next(&door, &mut door_events, "gr-a").await;
+    wait_connected_with(&door_call, "door", &["gr-a"]).await;
+    assert_eq!(all_rooms(&stack).await.len(), 1);
+    a_call.hang_up().await.expect("a hangs up");
+    let mut door_call_events = door_call.events();
+    wait_state(&door_call, &mut door_call_events, CallState::Disconnected).await;
     for c in [&door, &a, &b] {
         c.shutdown().await;
     }

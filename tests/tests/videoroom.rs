@@ -84,6 +84,7 @@ async fn videoroom_rooms_joins_kick_and_destroy_against_janus() {
         description: "group call test".into(),
         secret: secret.clone(),
         pin: pin.clone(),
+        admin_key: stack.room_admin_key().clone(),
         publishers: 6,
         audio_codecs: "opus".into(),
         video_codecs: "vp8,h264".into(),
@@ -93,6 +94,13 @@ async fn videoroom_rooms_joins_kick_and_destroy_against_janus() {
         notify_joining: true,
         require_pvtid: true,
     };
+    // Only with the admin key (a room grant): without it 429 (missing), with a wrong one 433 (unauthorized);
+    // neither leaves a room behind.
+    let no_key = CreateRoom { admin_key: Secret::default(), ..create.clone() };
+    assert_eq!(plugin_code("create without the admin key", a.create_room(&no_key).await), 429);
+    let wrong_key = CreateRoom { admin_key: Secret::new("not-the-admin-key"), ..create.clone() };
+    assert_eq!(plugin_code("create with a wrong admin key", a.create_room(&wrong_key).await), 433);
+    assert!(!a.exists(room).await.expect("exists"), "a refused create made a room");
     assert_eq!(a.create_room(&create).await.expect("create"), room);
     assert_eq!(plugin_code("create again", a.create_room(&create).await), 427);
 
