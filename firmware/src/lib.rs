@@ -17,4 +17,6 @@ pub mod provisioning;
 pub mod signaling;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod test_support;

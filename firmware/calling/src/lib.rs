@@ -16,6 +16,9 @@ pub mod secret;
 pub mod state_info;
 pub mod token;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use crate::core::{
     CallInfo, CallingCore, CallingError, Command, CoreConfig, GroupSignal, MediaSignal, RoomMember, RoomStream,
     RoomStreamKind, SignalEvent,

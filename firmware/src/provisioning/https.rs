@@ -489,7 +489,7 @@ fn response_complete(raw: &[u8]) -> bool {
 }
 
 /// The status and the body of a complete answer.
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
+pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let head = parse_head(raw)?.ok_or_else(|| "the answer ended before the end of its headers".to_string())?;
     let rest = &raw[head.body_start..];
     if head.chunked {
@@ -503,7 +503,7 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
 }
 
 /// The data of a chunked body (no larger than the input); an error when incomplete or malformed.
-fn decode_chunked(body: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_chunked(body: &[u8]) -> Result<Vec<u8>, String> {
     let mut pos = 0;
     let mut data = Vec::new();
     loop {

@@ -917,7 +917,7 @@ impl Driver {
 }
 
 /// Parses one server message; anything but a JSON object is logged and skipped.
-fn parse_message(bytes: &[u8]) -> Option<Value> {
+pub(crate) fn parse_message(bytes: &[u8]) -> Option<Value> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) if v.is_object() => Some(v),
         Ok(_) => {

@@ -300,7 +300,7 @@ fn int(v: &Value, key: &str) -> i64 {
 }
 
 /// Parses `Signal=5\r\nDuration=160` (keys case-insensitive).
-fn parse_dtmf_relay(content: &str) -> Option<(String, Option<u32>)> {
+pub(crate) fn parse_dtmf_relay(content: &str) -> Option<(String, Option<u32>)> {
     let mut digit = None;
     let mut duration = None;
     for line in content.lines() {
