@@ -254,7 +254,14 @@ fn the_systemd_unit_has_what_the_appliance_relies_on() {
     assert_eq!(one("ExecStart"), "/usr/bin/callbox run --config /etc/callbox/callbox.toml");
     assert_eq!(one("LoadCredential"), "device-key:/etc/callbox/device-key");
     assert_eq!(one("User"), "callbox");
-    assert_eq!(one("Restart"), "on-failure");
+    // A doorbell never gives up (docs/unattended.md): restarted whatever ended it, no start rate limit, and a stop
+    // timeout above the firmware's own shutdown bound (5 s of hang-ups, then the client's 8 s and 1 s).
+    assert_eq!(one("Restart"), "always");
+    assert_eq!(unit["Unit"]["StartLimitIntervalSec"], ["0"]);
+    assert!(!unit["Unit"].contains_key("StartLimitBurst"));
+    let stop: u64 = one("TimeoutStopSec").parse().expect("TimeoutStopSec in seconds");
+    assert!(stop >= 5 + 8 + 1 + 5, "TimeoutStopSec={stop} leaves no room for the firmware's shutdown");
+    assert!(unit["Unit"]["Wants"].iter().any(|w| w.split_whitespace().any(|t| t == "time-sync.target")));
     let mut groups: Vec<&str> = one("SupplementaryGroups").split_whitespace().collect();
     groups.sort_unstable();
     assert_eq!(groups, ["audio", "gpio", "render", "video"]);
