@@ -32,6 +32,22 @@ fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
 }
 
+/// `callbox run --config CONFIG` with the repo's board profiles, `RUST_LOG=info` and `env`, its stdin piped and its
+/// log (stderr) to read; killed if the test ends first.
+fn callbox_run(config: &std::path::Path, env: &[(&str, &str)]) -> tokio::process::Child {
+    let board_dir = repo_dir().join("board");
+    tokio::process::Command::new(callbox_binary())
+        .args(["run", "--config", config.to_str().expect("utf-8"), "--board-dir", board_dir.to_str().expect("utf-8")])
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("callbox run starts")
+}
+
 /// A `callbox.toml` for the appliance `gate` on `stack` (its device key provisioned there, in a 0600 file), with
 /// these Janus and token URLs: the config file and the key file.
 fn gate_config(stack: &Stack, janus: &str, token: &str) -> (PathBuf, PathBuf) {
@@ -79,15 +95,7 @@ async fn callbox_run_registers_calls_from_the_keyboard_and_stops_on_sigterm() {
     assert!(check.status.success() && report.contains("result: OK"), "{report}");
 
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(callbox_binary())
-        .args(["run", "--config", config.to_str().expect("utf-8"), "--board-dir", board_dir.to_str().expect("utf-8")])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("callbox run starts");
+    let mut child = callbox_run(&config, &[]);
     let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut early = Vec::new();
     let ready = tokio::time::timeout(WAIT, async {
@@ -163,19 +171,9 @@ async fn the_watchdog_is_fed_while_the_servers_are_away_at_boot_and_after_they_c
     let (config, _) = gate_config(&stack, &janus.ws_url(), &format!("http://{}/v1/token", token.addr()));
     let notify_path = stack.dir().join("notify.sock");
     let sock = tokio::net::UnixDatagram::bind(&notify_path).expect("notify socket");
-    let board_dir = repo_dir().join("board");
     // WatchdogSec=1: pings every 500 ms.
-    let mut child = tokio::process::Command::new(callbox_binary())
-        .args(["run", "--config", config.to_str().expect("utf-8"), "--board-dir", board_dir.to_str().expect("utf-8")])
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "1000000")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("callbox run starts");
+    let notify = notify_path.to_str().expect("utf-8");
+    let mut child = callbox_run(&config, &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "1000000")]);
     let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let drain = tokio::spawn(async move {

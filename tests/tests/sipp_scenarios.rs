@@ -102,6 +102,26 @@ async fn answer_next(door: &CallClient, events: &mut callbox::client::EventStrea
     incoming.accept().await.expect("accept")
 }
 
+/// The appliance answers whatever rings next; returns the digits it received in that call, once the call ended.
+async fn digits_of_the_next_call(door: &CallClient, events: &mut callbox::client::EventStream) -> String {
+    let call = answer_next(door, events).await;
+    let mut call_events = call.events();
+    wait_state(&call, &mut call_events, CallState::Connected).await;
+    let mut digits = String::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match call_events.next_event().await {
+                Some(Event::DtmfReceived { digit, .. }) => digits.push(digit),
+                Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the call did not end");
+    digits
+}
+
 /// After a scenario the appliance still rings and connects: the SIPp-free path of a normal call to another
 /// appliance.
 async fn still_works(stack: &Stack, door: &CallClient, name: &str) {
@@ -195,22 +215,7 @@ async fn malformed_and_unknown_info_bodies_are_refused_quietly_and_a_good_digit_
         bye(6)
     );
     let sipp = start_uac(&stack, "bad-info", &steps, "door-i2");
-    let call = answer_next(&door, &mut door_events).await;
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
-    let mut digits = String::new();
-    let mut call_events = call.events();
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match call_events.next_event().await {
-                Some(Event::DtmfReceived { digit, .. }) => digits.push(digit),
-                Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => return,
-                Some(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the call did not end");
+    let digits = digits_of_the_next_call(&door, &mut door_events).await;
     assert_eq!(digits, "7", "only the well-formed digit counts");
     sipp.wait(WAIT).await.expect("the scenario: each INFO answered 200, BYE");
     still_works(&stack, &door, "door-i2").await;
@@ -239,22 +244,7 @@ async fn an_in_dialog_info_from_someone_else_is_refused_by_kamailio() {
         bye(4)
     );
     let sipp = start_uac(&stack, "forged-info", &steps, "door-i3");
-    let call = answer_next(&door, &mut door_events).await;
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
-    let mut digits = String::new();
-    let mut call_events = call.events();
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match call_events.next_event().await {
-                Some(Event::DtmfReceived { digit, .. }) => digits.push(digit),
-                Some(Event::CallStateChanged { state: CallState::Disconnected, .. }) | None => return,
-                Some(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the call did not end");
+    let digits = digits_of_the_next_call(&door, &mut door_events).await;
     assert_eq!(digits, "4", "only the digit of the call's own party counts");
     sipp.wait(WAIT).await.expect("the scenario: the forged INFO answered 403, the party's own 200, BYE");
 }
