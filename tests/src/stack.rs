@@ -74,10 +74,35 @@ pub struct Stack {
     /// Janus's videoroom `admin_key`: what a room grant carries.
     room_admin_key: Secret,
     token: TokenService,
-    janus: Arc<ServerProcess>,
-    kamailio: Arc<ServerProcess>,
+    /// The running servers (replaced by a restart).
+    janus: Mutex<Arc<ServerProcess>>,
+    kamailio: Mutex<Arc<ServerProcess>>,
+    /// What a restart of Janus needs again: its ICE interfaces and port ranges.
+    ice_ifaces: String,
+    rtp: (u16, u16),
+    sip_rtp: (u16, u16),
     peers: Mutex<Vec<Arc<ServerProcess>>>,
     peer_count: AtomicU32,
+}
+
+/// Kamailio's settings for a stack in `dir`.
+fn kamailio_settings<'a>(
+    dir: &'a Path,
+    opts: &'a StackOptions,
+    port: u16,
+    trunk_port: u16,
+    secrets: &'a Secrets,
+) -> kamailio::KamailioSettings<'a> {
+    kamailio::KamailioSettings {
+        dir,
+        port,
+        domain: &opts.domain,
+        secret: secrets.sip_secret.expose(),
+        trunk_port,
+        pstn_users: &opts.pstn_users,
+        log_level: opts.kamailio_log_level,
+        log_limit: opts.log_limit,
+    }
 }
 
 fn random_secret() -> Secret {
@@ -114,16 +139,7 @@ impl Stack {
         let rtp = ports::media_range();
         let sip_rtp = ports::media_range();
 
-        let kam_settings = kamailio::KamailioSettings {
-            dir: &dir,
-            port: kamailio_port,
-            domain: &opts.domain,
-            secret: secrets.sip_secret.expose(),
-            trunk_port,
-            pstn_users: &opts.pstn_users,
-            log_level: opts.kamailio_log_level,
-            log_limit: opts.log_limit,
-        };
+        let kam_settings = kamailio_settings(&dir, &opts, kamailio_port, trunk_port, &secrets);
         let ice_ifaces =
             std::iter::once(iface.clone()).chain(opts.extra_ice_interfaces.iter().cloned()).collect::<Vec<_>>();
         let ice_ifaces = ice_ifaces.join(",");
@@ -167,8 +183,11 @@ impl Stack {
             secrets,
             room_admin_key,
             token,
-            janus,
-            kamailio,
+            janus: Mutex::new(janus),
+            kamailio: Mutex::new(kamailio),
+            ice_ifaces,
+            rtp,
+            sip_rtp,
             peers: Mutex::new(Vec::new()),
             peer_count: AtomicU32::new(0),
         })
@@ -307,8 +326,8 @@ impl Stack {
 
     /// Ok while Janus and Kamailio run with their logs within bounds.
     pub fn check_health(&self) -> Result<(), HarnessError> {
-        self.janus.check()?;
-        self.kamailio.check()?;
+        self.janus().check()?;
+        self.kamailio().check()?;
         for p in crate::baresip_lock(&self.peers).iter() {
             p.check()?;
         }
@@ -357,11 +376,48 @@ impl Stack {
         Ok(b)
     }
 
+    fn janus(&self) -> Arc<ServerProcess> {
+        crate::baresip_lock(&self.janus).clone()
+    }
+
+    fn kamailio(&self) -> Arc<ServerProcess> {
+        crate::baresip_lock(&self.kamailio).clone()
+    }
+
+    /// Kills Janus at once (SIGKILL: a crash, every session lost) and starts it again on the same port with the same
+    /// configuration; returns once it answers.
+    pub async fn restart_janus(&self) -> Result<(), HarnessError> {
+        self.janus().finish(Instant::now());
+        let settings = janus::JanusSettings {
+            dir: &self.dir,
+            ws_port: self.janus_port,
+            token_secret: self.secrets.janus_secret.expose(),
+            room_admin_key: self.room_admin_key.expose(),
+            ice_iface: &self.ice_ifaces,
+            rtp_range: self.rtp,
+            sip_rtp_range: self.sip_rtp,
+            log_limit: self.opts.log_limit,
+        };
+        let started = janus::start(&settings, self.opts.start_timeout).await?;
+        *crate::baresip_lock(&self.janus) = Arc::new(started);
+        Ok(())
+    }
+
+    /// Kills Kamailio at once (its registrations, kept in memory only, are lost) and starts it again on the same
+    /// port with the same configuration; returns once it answers.
+    pub async fn restart_kamailio(&self) -> Result<(), HarnessError> {
+        self.kamailio().finish(Instant::now());
+        let settings = kamailio_settings(&self.dir, &self.opts, self.kamailio_port, self.trunk_port, &self.secrets);
+        let started = kamailio::start(&settings, self.opts.start_timeout).await?;
+        *crate::baresip_lock(&self.kamailio) = Arc::new(started);
+        Ok(())
+    }
+
     /// The last lines of every server's log.
     pub fn logs_tail(&self, max_bytes_each: u64) -> String {
         let mut out = String::new();
         let peers = crate::baresip_lock(&self.peers).clone();
-        for p in [&self.kamailio, &self.janus].into_iter().chain(peers.iter()) {
+        for p in [&self.kamailio(), &self.janus()].into_iter().chain(peers.iter()) {
             out.push_str(&format!(
                 "===== {} ({}) =====\n{}\n",
                 p.name(),
@@ -385,7 +441,8 @@ impl Drop for Stack {
             self.dump_logs();
         }
         let peers = std::mem::take(&mut *crate::baresip_lock(&self.peers));
-        let all: Vec<&Arc<ServerProcess>> = peers.iter().chain([&self.janus, &self.kamailio]).collect();
+        let servers = [self.janus(), self.kamailio()];
+        let all: Vec<&Arc<ServerProcess>> = peers.iter().chain(servers.iter()).collect();
         for p in &all {
             p.terminate();
         }
