@@ -1280,6 +1280,7 @@ async fn remote_audio_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
 async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
     let mut decoder: Option<(VideoDecoder, u8)> = None;
     let mut failed_pt: Option<u8> = None;
+    let mut switches = super::video::DecoderSwitches::new(super::video::DECODER_SWITCH_INTERVAL);
     let mut last_pli: Option<Instant> = None;
     while let Some(event) = track.poll().await {
         let packet = match event {
@@ -1299,6 +1300,13 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         };
         let pt = packet.header.payload_type;
         if decoder.as_ref().map(|(_, p)| *p) != Some(pt) && failed_pt != Some(pt) {
+            // A peer flipping payload types must not make us build a pipeline per packet.
+            if !switches.allow(Instant::now()) {
+                if switches.refused() % 1000 == 1 {
+                    log::warn!("remote video switches payload types too often: packets of {pt} dropped");
+                }
+                continue;
+            }
             decoder = None;
             let codec = track.codec(packet.header.ssrc).await.and_then(|c| VideoCodec::from_mime_type(&c.mime_type));
             let Some(codec) = codec else {

@@ -10,6 +10,7 @@
 //! - `pixel_layout`: raw frame layouts (offsets, strides), I420 to NV12/YUY2, decoded frames read out.
 //! - `encoder`: [`VideoEncoder`]; `decoder`: [`VideoDecoder`].
 //! - `keyframe`: [`KeyframePolicy`], when the sender forces a keyframe (pure, time passed in).
+//! - `switch_guard`: [`DecoderSwitches`], how often a remote stream may make us build a new decoder (pure).
 //!
 //! Everything public is re-exported here: callers use `media::video::…`, not the files.
 
@@ -19,6 +20,7 @@ mod keyframe;
 mod pipeline;
 mod pixel_layout;
 mod selection;
+mod switch_guard;
 
 use gstreamer as gst;
 
@@ -34,6 +36,7 @@ pub use selection::{
     select_decoders, select_encoders, CodecPolicy, ElementRegistry, GstRegistry, H264_DECODERS, H264_ENCODERS,
     VP8_DECODERS, VP8_ENCODERS,
 };
+pub use switch_guard::{DecoderSwitches, DECODER_SWITCH_INTERVAL};
 
 /// Initialises GStreamer (idempotent and cheap after the first call).
 pub fn init_gstreamer() -> Result<(), MediaError> {
