@@ -175,8 +175,10 @@ fn report(out: Option<&std::path::Path>, name: &str, executions: u64, elapsed: D
     let Some(dir) = out else { return };
     let _ = std::fs::create_dir_all(dir);
     let path = dir.join("report.txt");
+    // One write per line: targets of one process report from parallel threads into the same file.
+    let line = format!("{name} {executions} {:.1}\n", elapsed.as_secs_f64());
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{name} {executions} {:.1}", elapsed.as_secs_f64());
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
