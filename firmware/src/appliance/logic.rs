@@ -339,8 +339,18 @@ impl ApplianceLogic {
 
     /// We placed a call.
     pub fn on_outgoing_call(&mut self, call: CallId) {
-        self.current = Some(Current::new(call, Direction::CallOut, None));
+        self.make_current(Current::new(call, Direction::CallOut, None));
         self.update_outputs();
+    }
+
+    /// `call` is the call the appliance is busy with now. Digits typed in another call never count toward a code
+    /// typed in this one.
+    fn make_current(&mut self, call: Current) {
+        if self.current_call() != Some(call.call) {
+            self.digits.clear();
+            self.last_digit_at = None;
+        }
+        self.current = Some(call);
     }
 
     /// Our call reached `peer` (it answered).
@@ -369,7 +379,7 @@ impl ApplianceLogic {
                 return;
             }
         }
-        self.current = Some(Current {
+        self.make_current(Current {
             incoming_ringing: true,
             auto_answer,
             rang_at: Some(now),

@@ -452,3 +452,5 @@ fn the_alert_led_is_a_configurable_state() {
     assert_eq!(LedState::Alert.as_str(), "alert");
     assert!(LedState::ALL.contains(&LedState::Alert));
 }
+
+mod properties;
