@@ -626,3 +626,4 @@ fn an_incoming_call_answered_early_can_still_be_declined() {
 
 /// The group calls' share of the core's tests.
 mod group;
+mod properties;
