@@ -9,6 +9,9 @@ pub mod lockout;
 pub mod server;
 pub mod token;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use callbox_calling::Secret;
 pub use client::{fetch_token, FetchError};
 pub use config::{ConfigError, Device, ServiceConfig};

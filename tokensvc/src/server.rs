@@ -82,10 +82,16 @@ pub struct TokenService {
 
 /// What every connection of a service shares: the configuration, the wrong-key counts (kept across `stop` and
 /// `restart`) and the limits.
-struct Shared {
+pub(crate) struct Shared {
     config: Mutex<ServiceConfig>,
     lockouts: Mutex<Lockouts>,
     limits: Limits,
+}
+
+impl Shared {
+    pub(crate) fn new(config: ServiceConfig, limits: Limits) -> Self {
+        Shared { config: Mutex::new(config), lockouts: Mutex::new(Lockouts::new(limits.lockout.clone())), limits }
+    }
 }
 
 /// A lock that a panicking holder did not make unusable (the data stays consistent between statements).
@@ -137,11 +143,7 @@ impl TokenService {
     ) -> Result<Self, ServerError> {
         let listener = bind(listen)?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
-        let shared = Arc::new(Shared {
-            config: Mutex::new(config),
-            lockouts: Mutex::new(Lockouts::new(limits.lockout.clone())),
-            limits,
-        });
+        let shared = Arc::new(Shared::new(config, limits));
         let accept = Mutex::new(Some(tokio::spawn(accept_loop(listener, shared.clone(), tls.clone()))));
         let scheme = if tls.is_some() { "https" } else { "http" };
         log::info!("token service listening on {scheme}://{addr}/v1/token");
@@ -330,7 +332,14 @@ fn error(status: u16, reason: &'static str) -> Response {
     Response { status, reason, body: serde_json::json!({ "error": reason }).to_string(), retry_after: None }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+/// How many sources the lockout table remembers (the fuzz target checks its bound).
+#[cfg(test)]
+pub(crate) fn lock_count(shared: &Shared) -> usize {
+    lock(&shared.lockouts).len()
+}
+
+/// Reads one request from `stream` (by `deadline`), answers it and closes.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
