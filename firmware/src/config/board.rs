@@ -133,6 +133,20 @@ pub struct BoardVideo {
     pub max_width: u32,
     pub max_height: u32,
     pub max_fps: u32,
+    /// Largest remote picture the board decodes (either way round); a peer's bigger stream is not decoded
+    /// (`media::video::DecodeCap`). Default 1920x1080.
+    #[serde(default = "default_max_decode_width")]
+    pub max_decode_width: u32,
+    #[serde(default = "default_max_decode_height")]
+    pub max_decode_height: u32,
+}
+
+fn default_max_decode_width() -> u32 {
+    1920
+}
+
+fn default_max_decode_height() -> u32 {
+    1080
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -448,6 +462,9 @@ fn validate(raw: &RawProfile, path: &Path, p: &mut Problems<'_>) {
     }
     if !(16..=3840).contains(&v.max_width) || !(16..=2160).contains(&v.max_height) || !(1..=120).contains(&v.max_fps) {
         p.push("video", "max_width, max_height, max_fps out of range (16x16 to 3840x2160, 1 to 120 fps)");
+    }
+    if !(16..=7680).contains(&v.max_decode_width) || !(16..=4320).contains(&v.max_decode_height) {
+        p.push("video", "max_decode_width, max_decode_height out of range (16x16 to 7680x4320)");
     }
 }
 

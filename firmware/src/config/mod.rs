@@ -39,6 +39,7 @@ use crate::calling::{Identifier, Secret};
 use crate::client::ClientConfig;
 use crate::devices::audio::alsa::{AlsaConfig, Pacing};
 use crate::input::ButtonAction;
+use crate::media::video::DecodeCap;
 use crate::media::{CodecPolicy, DtmfConfig, VideoConfig};
 use crate::provisioning::{read_secret_file, CredentialSource, EndpointConfig};
 use spans::SpanIndex;
@@ -404,6 +405,9 @@ impl Config {
             fps: self.video.fps,
             codecs: self.video.codec.codec().preferred_first(),
             codec_policy: self.codec_policy(board),
+            max_decode: board.map_or_else(DecodeCap::default, |b| {
+                DecodeCap::new(b.video.max_decode_width, b.video.max_decode_height)
+            }),
             ..VideoConfig::default()
         });
         c.media.audio.fec = self.audio.fec;

@@ -92,6 +92,8 @@ pub struct VideoConfig {
     pub codec_policy: CodecPolicy,
     /// Camera pixel formats accepted, in order of preference.
     pub pixel_formats: Vec<crate::devices::CameraPixelFormat>,
+    /// The largest remote picture decoded (the board's); a bigger stream is not decoded.
+    pub max_decode: video::DecodeCap,
 }
 
 impl Default for VideoConfig {
@@ -106,6 +108,7 @@ impl Default for VideoConfig {
             codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
             codec_policy: CodecPolicy::default(),
             pixel_formats: crate::devices::video::VideoRequest::default().formats,
+            max_decode: video::DecodeCap::default(),
         }
     }
 }

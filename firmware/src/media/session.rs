@@ -1315,7 +1315,12 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                 continue;
             };
             let sink = Arc::clone(&shared);
-            match VideoDecoder::start(codec, pt, move |frame| on_decoded_frame(&sink, ssrc, frame)) {
+            let (policy, cap) = match &shared.config.video {
+                Some(v) => (v.codec_policy.clone(), v.max_decode),
+                None => (super::video::CodecPolicy::default(), super::video::DecodeCap::default()),
+            };
+            let on_frame = move |frame| on_decoded_frame(&sink, ssrc, frame);
+            match VideoDecoder::start_with(codec, pt, &policy, &super::video::GstRegistry, cap, on_frame) {
                 Ok(d) => {
                     shared.lock().remote_video_codec = Some(d.codec());
                     decoder = Some((d, pt));

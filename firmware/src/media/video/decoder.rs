@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use gstreamer as gst;
 
+use super::decode_cap::DecodeCap;
 use super::pipeline::{build_decoder, DecoderPipeline, FrameCallback};
 use super::selection::{select_decoders, start_first, CodecPolicy, ElementRegistry, GstRegistry};
 use crate::frame::VideoFrame;
@@ -22,6 +23,7 @@ struct DecoderState {
 pub struct VideoDecoder {
     codec: VideoCodec,
     pt: u8,
+    cap: DecodeCap,
     on_frame: FrameCallback,
     state: Mutex<DecoderState>,
 }
@@ -34,25 +36,26 @@ impl VideoDecoder {
         pt: u8,
         on_frame: impl Fn(VideoFrame) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
-        Self::start_with(codec, pt, &CodecPolicy::default(), &GstRegistry, on_frame)
+        Self::start_with(codec, pt, &CodecPolicy::default(), &GstRegistry, DecodeCap::default(), on_frame)
     }
 
     /// As [`VideoDecoder::start`], the decoder chosen under `policy` from `registry`; one that fails to
     /// start is skipped with a warning and the next tried (and so is one that fails before decoding its
-    /// first frame, at the next push).
+    /// first frame, at the next push). Streams above `cap` are not decoded ([`DecodeCap`]).
     pub fn start_with(
         codec: VideoCodec,
         pt: u8,
         policy: &CodecPolicy,
         registry: &dyn ElementRegistry,
+        cap: DecodeCap,
         on_frame: impl Fn(VideoFrame) + Send + Sync + 'static,
     ) -> Result<Self, MediaError> {
         let candidates = select_decoders(registry, codec, policy)?;
         let on_frame: FrameCallback = Arc::new(on_frame);
         let (run, element, fallbacks) =
-            start_first("video decoder", &candidates, |e| build_decoder(codec, pt, e, &on_frame))?;
-        log::info!("video decoder started: {codec:?} via {element}, pt {pt}");
-        Ok(Self { codec, pt, on_frame, state: Mutex::new(DecoderState { run, element, fallbacks }) })
+            start_first("video decoder", &candidates, |e| build_decoder(codec, pt, e, cap, &on_frame))?;
+        log::info!("video decoder started: {codec:?} via {element}, pt {pt}, up to {}", cap.describe());
+        Ok(Self { codec, pt, cap, on_frame, state: Mutex::new(DecoderState { run, element, fallbacks }) })
     }
 
     /// The codec decoded.
@@ -78,8 +81,9 @@ impl VideoDecoder {
                 "video decoder {failed} failed before its first frame ({error}); trying {}",
                 remaining.join(", ")
             );
-            let (run, element, fallbacks) =
-                start_first("video decoder", &remaining, |e| build_decoder(self.codec, self.pt, e, &self.on_frame))?;
+            let (run, element, fallbacks) = start_first("video decoder", &remaining, |e| {
+                build_decoder(self.codec, self.pt, e, self.cap, &self.on_frame)
+            })?;
             *state = DecoderState { run, element, fallbacks };
         }
         state
@@ -95,7 +99,7 @@ impl VideoDecoder {
 mod tests {
     use super::*;
     use crate::frame::{draw_test_frame, read_frame_counter};
-    use crate::media::video::{choose_encoder, init_gstreamer, EncoderCounters, VideoEncoder};
+    use crate::media::video::{choose_encoder, init_gstreamer, EncoderCounters, GstRegistry, VideoEncoder};
     use std::time::{Duration, Instant};
 
     /// Encodes test frames, feeds the RTP straight into a decoder and reads the counters back (through
@@ -171,5 +175,65 @@ mod tests {
     #[test]
     fn frame_counter_survives_vp8() {
         round_trip(VideoCodec::Vp8, None);
+    }
+
+    /// Sends `frames` test frames of `w` x `h` from a fresh encoder into `decoder`, a keyframe first; returns how
+    /// many packets the decoder refused with an error.
+    fn send(decoder: &Arc<VideoDecoder>, codec: VideoCodec, (w, h): (u32, u32), ssrc: u32, frames: u32) -> u64 {
+        let element = choose_encoder(codec, None).unwrap();
+        let to_decoder = Arc::clone(decoder);
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&errors);
+        let counters = Arc::new(EncoderCounters::default());
+        let mut encoder = VideoEncoder::start(codec, &element, w, h, 30, 600, 96, ssrc, counters, move |rtp| {
+            if to_decoder.push_rtp(rtp).is_err() {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+        encoder.force_keyframe();
+        for n in 0..frames {
+            encoder.push_frame(&draw_test_frame(w, h, n)).unwrap();
+            std::thread::sleep(Duration::from_millis(33));
+        }
+        drop(encoder);
+        errors.load(Ordering::Relaxed)
+    }
+
+    /// A stream above the board's cap is not decoded (no frame, no error: the call goes on without the picture);
+    /// when the peer sends a size that fits, it is decoded again.
+    fn cap_keeps_big_streams_out(codec: VideoCodec) {
+        init_gstreamer().unwrap();
+        let sizes: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
+        let sink = Arc::clone(&sizes);
+        let policy = CodecPolicy::default();
+        let cap = DecodeCap::new(240, 180);
+        let decoder = Arc::new(
+            VideoDecoder::start_with(codec, 96, &policy, &GstRegistry, cap, move |frame| {
+                sink.lock().unwrap().push((frame.width, frame.height))
+            })
+            .unwrap(),
+        );
+        assert_eq!(send(&decoder, codec, (320, 240), 0x1111, 30), 0, "{codec:?}: the big stream made errors");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(sizes.lock().unwrap().len(), 0, "{codec:?}: 320x240 decoded under a 240x180 cap");
+        assert_eq!(send(&decoder, codec, (160, 120), 0x2222, 30), 0, "{codec:?}: the small stream made errors");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sizes.lock().unwrap().len() < 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let got = sizes.lock().unwrap().clone();
+        assert!(got.len() >= 5, "{codec:?}: 160x120 not decoded after the big stream: {got:?}");
+        assert!(got.iter().all(|s| *s == (160, 120)), "{got:?}");
+    }
+
+    #[test]
+    fn streams_above_the_cap_are_not_decoded_vp8() {
+        cap_keeps_big_streams_out(VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn streams_above_the_cap_are_not_decoded_h264() {
+        cap_keeps_big_streams_out(VideoCodec::H264);
     }
 }

@@ -446,7 +446,7 @@ mod tests {
     use super::*;
     use crate::frame::{draw_test_frame, read_frame_counter};
     use crate::media::video::pipeline::{build_pipeline, by_name};
-    use crate::media::video::{convert_i420, init_gstreamer, GstRegistry, VideoDecoder};
+    use crate::media::video::{convert_i420, init_gstreamer, DecodeCap, GstRegistry, VideoDecoder};
     use gstreamer_app as gst_app;
     use std::sync::Mutex;
     use std::time::Instant;
@@ -712,7 +712,9 @@ mod tests {
         let settings = EncoderSettings::new(VideoCodec::H264, 600, 96, 0x4444);
         let mut lp = start_loop(format, &settings, &CodecPolicy::default(), &reg);
         assert_eq!(lp.encoder.element(), "x264enc");
-        let dec = VideoDecoder::start_with(VideoCodec::H264, 96, &CodecPolicy::default(), &reg, |_| {}).unwrap();
+        let dec =
+            VideoDecoder::start_with(VideoCodec::H264, 96, &CodecPolicy::default(), &reg, DecodeCap::default(), |_| {})
+                .unwrap();
         assert_eq!(dec.element(), "avdec_h264");
         let got = run_loop(&mut lp, format, 5, |n| Some(draw_test_frame(320, 240, n).data));
         assert!(got.sizes.len() >= 5);

@@ -11,9 +11,11 @@
 //! - `encoder`: [`VideoEncoder`]; `decoder`: [`VideoDecoder`].
 //! - `keyframe`: [`KeyframePolicy`], when the sender forces a keyframe (pure, time passed in).
 //! - `switch_guard`: [`DecoderSwitches`], how often a remote stream may make us build a new decoder (pure).
+//! - `decode_cap`: [`DecodeCap`], the largest remote picture the board decodes (pure).
 //!
 //! Everything public is re-exported here: callers use `media::video::…`, not the files.
 
+mod decode_cap;
 mod decoder;
 mod encoder;
 mod keyframe;
@@ -26,6 +28,7 @@ use gstreamer as gst;
 
 use super::MediaError;
 
+pub use decode_cap::DecodeCap;
 pub use decoder::VideoDecoder;
 pub use encoder::{EncoderCounters, EncoderSettings, VideoEncoder};
 pub use keyframe::{KeyframeCause, KeyframePolicy, DEFAULT_KEYFRAME_REQUEST_SPACING};

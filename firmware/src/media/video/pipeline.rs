@@ -3,7 +3,7 @@
 //! `appsrc`/`appsink` wiring, and the health their bus and outputs show. One pipeline per element
 //! tried; replacing a failed one is the encoder's and the decoder's job.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::decode_cap::DecodeCap;
 use super::encoder::EncoderCounters;
 use super::init_gstreamer;
 use super::pixel_layout::{gst_format, sample_to_frame};
@@ -303,6 +304,7 @@ pub(super) fn build_decoder(
     codec: VideoCodec,
     pt: u8,
     element: &str,
+    cap: DecodeCap,
     on_frame: &FrameCallback,
 ) -> Result<DecoderPipeline, MediaError> {
     init_gstreamer()?;
@@ -313,7 +315,7 @@ pub(super) fn build_decoder(
     let desc = format!(
         "appsrc name=src is-live=true format=time do-timestamp=true block=false max-bytes=4000000 \
          caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,encoding-name=(string){name},payload=(int){pt}\" ! \
-         {depay} ! {element} ! videoconvert ! video/x-raw,format=I420 ! \
+         {depay} ! {element} name=dec ! videoconvert ! video/x-raw,format=I420 ! \
          appsink name=sink sync=false max-buffers=2 drop=true"
     );
     let what = format!("video decoder ({element})");
@@ -322,6 +324,10 @@ pub(super) fn build_decoder(
     watch_bus(&pipeline, what.clone(), Arc::clone(&health));
     let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
     let appsink: gst_app::AppSink = by_name(&pipeline, "sink")?;
+    let decoder: gst::Element = by_name(&pipeline, "dec")?;
+    let decoder_input =
+        decoder.static_pad("sink").ok_or_else(|| MediaError::Gstreamer(format!("{what} has no sink pad")))?;
+    keep_within(&decoder_input, cap);
     let on_frame = Arc::clone(on_frame);
     let outputs = Arc::clone(&health);
     appsink.set_callbacks(
@@ -339,6 +345,42 @@ pub(super) fn build_decoder(
     );
     play(&pipeline, &health, &what)?;
     Ok(DecoderPipeline { pipeline, appsrc, health })
+}
+
+/// Keeps streams above `cap` from the decoder behind `decoder_input`: the parser's caps name each stream's size
+/// before the decoder sees it; caps above the cap are dropped, and so is every buffer until caps that fit come.
+/// (Caps without a size pass: the parsers used here always give one.)
+fn keep_within(decoder_input: &gst::Pad, cap: DecodeCap) {
+    let refusing = AtomicBool::new(false);
+    decoder_input.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+        move |_, info| match &info.data {
+            Some(gst::PadProbeData::Event(event)) => {
+                let gst::EventView::Caps(caps) = event.view() else { return gst::PadProbeReturn::Ok };
+                let size = caps.caps().structure(0).and_then(|s| {
+                    let w = s.get::<i32>("width").ok()?;
+                    let h = s.get::<i32>("height").ok()?;
+                    Some((u32::try_from(w).unwrap_or(u32::MAX), u32::try_from(h).unwrap_or(u32::MAX)))
+                });
+                let Some((w, h)) = size else { return gst::PadProbeReturn::Ok };
+                if cap.admits(w, h) {
+                    if refusing.swap(false, Ordering::Relaxed) {
+                        log::info!("remote video is {w}x{h} now: decoded again");
+                    }
+                    return gst::PadProbeReturn::Ok;
+                }
+                if !refusing.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "remote video is {w}x{h}, above this board's decoding cap of {}: not decoded",
+                        cap.describe()
+                    );
+                }
+                gst::PadProbeReturn::Drop
+            }
+            Some(gst::PadProbeData::Buffer(_)) if refusing.load(Ordering::Relaxed) => gst::PadProbeReturn::Drop,
+            _ => gst::PadProbeReturn::Ok,
+        },
+    );
 }
 
 #[cfg(test)]
