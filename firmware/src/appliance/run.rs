@@ -582,6 +582,7 @@ async fn apply(
                 } else {
                     state
                 };
+                log::debug!("LED {}", state.as_str());
                 let mut outs = outputs.lock().unwrap_or_else(|p| p.into_inner());
                 for (s, name) in leds.iter() {
                     outs.set(name, *s == state);
