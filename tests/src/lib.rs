@@ -7,6 +7,7 @@
 pub mod appliance;
 pub mod baresip;
 pub mod bench;
+pub mod callbox_process;
 pub mod chromium;
 pub mod compat;
 pub mod error;

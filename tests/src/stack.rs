@@ -406,11 +406,23 @@ impl Stack {
     /// Kills Kamailio at once (its registrations, kept in memory only, are lost) and starts it again on the same
     /// port with the same configuration; returns once it answers.
     pub async fn restart_kamailio(&self) -> Result<(), HarnessError> {
+        self.restart_kamailio_with_auth_secret(self.secrets.sip_secret.expose()).await
+    }
+
+    /// As [`Stack::restart_kamailio`], with `auth_secret` as its `AUTH_SECRET`: another one than the token
+    /// endpoint's makes it refuse (403) every credential the endpoint hands out, until restarted with the right one.
+    pub async fn restart_kamailio_with_auth_secret(&self, auth_secret: &str) -> Result<(), HarnessError> {
         self.kamailio().finish(Instant::now());
-        let settings = kamailio_settings(&self.dir, &self.opts, self.kamailio_port, self.trunk_port, &self.secrets);
+        let mut settings = kamailio_settings(&self.dir, &self.opts, self.kamailio_port, self.trunk_port, &self.secrets);
+        settings.secret = auth_secret;
         let started = kamailio::start(&settings, self.opts.start_timeout).await?;
         *crate::baresip_lock(&self.kamailio) = Arc::new(started);
         Ok(())
+    }
+
+    /// Kamailio's log (started anew by a restart).
+    pub fn kamailio_log(&self) -> PathBuf {
+        self.kamailio().log_path().to_path_buf()
     }
 
     /// The last lines of every server's log.

@@ -7,30 +7,15 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use callbox::calling::{CallState, ParticipantState};
-use callbox_tests::appliance::provision_device;
+use callbox_tests::callbox_process::{callbox_binary, repo_dir, write_config};
 use callbox_tests::{Stack, StackOptions};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-/// The `callbox` binary of this build (`scripts/test` builds every target first).
-fn callbox_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    // target/<profile>/deps/run_process-<hash> → target/<profile>/callbox
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = profile_dir.join("callbox");
-    assert!(bin.exists(), "{} not built (cargo build -p callbox first)", bin.display());
-    bin
-}
-
-fn repo_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
-}
 
 /// `callbox run --config CONFIG` with the repo's board profiles, `RUST_LOG=info` and `env`, its stdin piped and its
 /// log (stderr) to read; killed if the test ends first.
@@ -48,34 +33,10 @@ fn callbox_run(config: &std::path::Path, env: &[(&str, &str)]) -> tokio::process
         .expect("callbox run starts")
 }
 
-/// A `callbox.toml` for the appliance `gate` on `stack` (its device key provisioned there, in a 0600 file), with
-/// these Janus and token URLs: the config file and the key file.
+/// A `callbox.toml` for the appliance `gate` on `stack` calling `monitor-p`, with these Janus and token URLs: the
+/// config file and the key file.
 fn gate_config(stack: &Stack, janus: &str, token: &str) -> (PathBuf, PathBuf) {
-    let dir = stack.dir().join("gate");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let key_file = dir.join("device-key");
-    std::fs::write(&key_file, provision_device(stack, "gate").expose()).expect("key");
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let config = dir.join("callbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identity]\ndisplay_name = \"Gate\"\n\
-             [servers]\njanus_urls = [\"{janus}\"]\ntoken_url = \"{token}\"\nallow_insecure_http = true\n\
-             [credentials]\ndevice_key_file = \"{key}\"\n\
-             [call]\ntargets = [\"monitor-p\"]\n\
-             [buttons]\ncall = \"call\"\nhang_up = \"hang_up\"\n\
-             [leds]\nidle = \"idle\"\nin_call = \"in_call\"\n\
-             [devices]\nsim = true\n\
-             [video]\nwidth = 320\nheight = 240\nfps = 15\n\
-             [display]\nenabled = false\n\
-             [network]\nmedia_ip = \"127.0.0.1\"\n\
-             [board]\nprofile = \"sim\"\n",
-            key = key_file.display()
-        ),
-    )
-    .expect("config");
-    (config, key_file)
+    write_config(stack, "gate", janus, token, "monitor-p")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
