@@ -19,6 +19,8 @@ pub enum HarnessError {
     Exited { name: String, status: String, log: PathBuf },
     #[error("{name}'s log grew past {limit} bytes (runaway server); log {log}")]
     LogOverflow { name: String, limit: u64, log: PathBuf },
+    #[error("network fault: {0}")]
+    NetFault(String),
     #[error("no free port found: {0}")]
     Ports(String),
     #[error("cannot derive a SIP registration: {0}")]

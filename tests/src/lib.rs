@@ -2,7 +2,8 @@
 //! reference token endpoint) on fresh 127.0.0.1 ports in a per-stack temp dir, inside a network namespace made by
 //! `tests/netns-run`; `Stack::start_baresip` adds SIP phones and a PSTN trunk stand-in driven through baresip's
 //! `ctrl_tcp`. Dropping a stack kills every process it started and removes its temp dir. `ChromiumPage` adds a
-//! foreign WebRTC client: headless Chromium on a janus.js page in one of the stack's videorooms.
+//! foreign WebRTC client: headless Chromium on a janus.js page in one of the stack's videorooms. `NetFault` drops the
+//! appliances' packets to a stack's servers with nftables (random loss on the media, a blackhole).
 
 pub mod appliance;
 pub mod baresip;
@@ -16,6 +17,7 @@ pub mod janus;
 pub mod kamailio;
 pub mod linphone;
 pub mod log_capture;
+pub mod netfault;
 pub mod netns;
 pub mod ports;
 pub mod process;
@@ -30,6 +32,7 @@ pub use chromium::{
     PageMediaKind, PagePhase, PageStats, RoomPublisher, VideoProbe,
 };
 pub use error::HarnessError;
+pub use netfault::{FaultCounts, NetFault};
 pub use proxy::CuttableProxy;
 pub use stack::{Stack, StackOptions};
 

@@ -204,6 +204,11 @@ impl Stack {
         self.token.local_addr()
     }
 
+    /// The UDP ports Janus's WebRTC legs use (its `rtp_port_range`): the appliances' media goes to and from these.
+    pub fn janus_rtp_range(&self) -> (u16, u16) {
+        self.rtp
+    }
+
     pub fn janus_ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.janus_port)
     }
