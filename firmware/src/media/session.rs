@@ -74,6 +74,9 @@ const MIC_SILENCE_AFTER: Duration = Duration::from_millis(60);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// While remote video is not yet decoded, ask the far end for a keyframe this often.
 const REMOTE_PLI_PERIOD: Duration = Duration::from_secs(1);
+/// Least time between two PLIs for lost packets: a keyframe is several times a frame's size, and one
+/// answers every loss before it arrives (the sender coalesces requests inside 200 ms likewise).
+const LOSS_PLI_SPACING: Duration = Duration::from_millis(300);
 
 /// What negotiation settled for our sending side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1282,6 +1285,10 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
     let mut failed_pt: Option<u8> = None;
     let mut switches = super::video::DecoderSwitches::new(super::video::DECODER_SWITCH_INTERVAL);
     let mut last_pli: Option<Instant> = None;
+    // Keyframe requests of the decoder (a packet given up for lost) already seen, and whether one waits for
+    // its PLI (at most one per `LOSS_PLI_SPACING`).
+    let mut seen_requests = 0u64;
+    let mut loss_pli_pending = false;
     while let Some(event) = track.poll().await {
         let packet = match event {
             TrackRemoteEvent::OnRtpPacket(packet) => packet,
@@ -1344,9 +1351,22 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             }
             Err(e) => log::debug!("cannot re-marshal a received video packet: {e}"),
         }
+        // A packet lost for good breaks the pictures until the next keyframe: ask for one at once rather than
+        // wait for the sender's periodic keyframe (a new decoder starts its count at zero again).
+        let requests = dec.keyframe_requests();
+        loss_pli_pending |= requests > seen_requests;
+        seen_requests = requests;
+        let now = Instant::now();
+        if loss_pli_pending && last_pli.is_none_or(|t| now.duration_since(t) >= LOSS_PLI_SPACING) {
+            loss_pli_pending = false;
+            last_pli = Some(now);
+            log::debug!("remote video lost a packet for good: PLI");
+            if let Err(e) = send_pli(&shared, &track).await {
+                log::debug!("{e}");
+            }
+        }
         // Until the stream's first frame decodes, ask for a keyframe now and then (Janus videoroom forwards
         // PLIs to the publisher; a SIP far end will send its own periodic keyframes).
-        let now = Instant::now();
         if !first_frame_seen && last_pli.is_none_or(|t| now.duration_since(t) >= REMOTE_PLI_PERIOD) {
             last_pli = Some(now);
             if let Err(e) = send_pli(&shared, &track).await {

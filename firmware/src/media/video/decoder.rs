@@ -68,6 +68,12 @@ impl VideoDecoder {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).element.clone()
     }
 
+    /// Keyframes the decoder has asked for so far (a packet given up for lost: the pictures after it are
+    /// broken until the next keyframe). The session answers a new request with a PLI.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).run.keyframe_requests.load(Ordering::Relaxed)
+    }
+
     /// Pushes one marshalled RTP packet.
     pub fn push_rtp(&self, packet: Bytes) -> Result<(), MediaError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,6 +166,107 @@ mod tests {
         assert!(counters.keyframes.load(Ordering::Relaxed) >= 1);
         // A frame of another size is refused, not misread.
         assert!(matches!(encoder.push_frame(&draw_test_frame(640, 480, 1)), Err(MediaError::Config(_))));
+    }
+
+    /// Encodes `frames` test frames (counters from 100) at 15 fps and returns each frame's RTP packets.
+    fn encode_frames(codec: VideoCodec, frames: u32) -> Vec<Vec<Bytes>> {
+        init_gstreamer().unwrap();
+        let element = choose_encoder(codec, None).unwrap();
+        let packets: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let sink = Arc::clone(&packets);
+        let mut encoder = VideoEncoder::start(
+            codec,
+            &element,
+            320,
+            240,
+            15,
+            300,
+            96,
+            0x1234_5678,
+            Arc::new(EncoderCounters::default()),
+            move |rtp| sink.lock().unwrap().push(rtp),
+        )
+        .unwrap();
+        encoder.force_keyframe();
+        for n in 0..frames {
+            encoder.push_frame(&draw_test_frame(320, 240, 100 + n)).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let marked = |p: &Vec<Bytes>| p.iter().filter(|b| b.len() > 1 && b[1] & 0x80 != 0).count();
+        while marked(&packets.lock().unwrap()) < frames as usize && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(encoder);
+        // Split at the marker bit (the last packet of each frame).
+        let mut out = vec![Vec::new()];
+        for p in packets.lock().unwrap().iter() {
+            out.last_mut().unwrap().push(p.clone());
+            if p.len() > 1 && p[1] & 0x80 != 0 {
+                out.push(Vec::new());
+            }
+        }
+        out.retain(|f| !f.is_empty());
+        out
+    }
+
+    /// Pushes `frames` into a new decoder at 15 fps (`arrange` may reorder or drop packets of frame 10 and
+    /// 11); returns the counters decoded and the keyframe requests.
+    fn decode_frames(
+        codec: VideoCodec,
+        mut frames: Vec<Vec<Bytes>>,
+        arrange: impl FnOnce(&mut Vec<Vec<Bytes>>),
+    ) -> (Vec<u32>, u64) {
+        let decoded: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let sink = Arc::clone(&decoded);
+        let decoder = VideoDecoder::start(codec, 96, move |frame| {
+            if let Some(n) = read_frame_counter(&frame) {
+                sink.lock().unwrap().push(n);
+            }
+        })
+        .unwrap();
+        arrange(&mut frames);
+        for frame in frames {
+            for p in frame {
+                decoder.push_rtp(p).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(66));
+        }
+        // What the jitter buffer still holds comes out after its latency.
+        std::thread::sleep(Duration::from_millis(u64::from(super::super::pipeline::VIDEO_REORDER_MS) + 500));
+        let got = decoded.lock().unwrap().clone();
+        (got, decoder.keyframe_requests())
+    }
+
+    #[test]
+    fn packets_out_of_order_are_put_back_in_sequence() {
+        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+            let frames = encode_frames(codec, 20);
+            assert!(frames.len() >= 20, "{codec:?}: {} frames", frames.len());
+            // The decoder may ask for a keyframe as it starts (H.264 before its first parameter sets).
+            let (_, at_start) = decode_frames(codec, frames.clone(), |_| {});
+            // Frame 10's last packet arrives after frame 11's first, as a NACKed retransmission would.
+            let (got, requests) = decode_frames(codec, frames, |f| {
+                let late = f[10].pop().unwrap();
+                f[11].insert(1, late);
+            });
+            for n in 100..120 {
+                assert!(got.contains(&n), "{codec:?}: frame {n} missing: {got:?}");
+            }
+            assert_eq!(requests, at_start, "{codec:?}: nothing was lost");
+        }
+    }
+
+    #[test]
+    fn a_packet_lost_for_good_makes_the_decoder_ask_for_a_keyframe() {
+        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+            let frames = encode_frames(codec, 20);
+            let (_, at_start) = decode_frames(codec, frames.clone(), |_| {});
+            let (_, requests) = decode_frames(codec, frames, |f| {
+                f[10].pop();
+            });
+            assert!(requests > at_start, "{codec:?}: no keyframe asked for ({requests}, {at_start} at the start)");
+        }
     }
 
     #[test]

@@ -287,11 +287,20 @@ impl EncoderSpec {
 
 pub(super) type FrameCallback = Arc<dyn Fn(VideoFrame) + Send + Sync>;
 
+/// How long the decoder's jitter buffer waits for a missing video packet before it gives the packet up:
+/// room for a NACK round (webrtc-rs's generator runs every 100 ms; Janus asks the sender on its own leg
+/// too) and the retransmission to arrive and take its place in sequence. It is also the video's added
+/// delay, so it stays well below what the audio's jitter buffer and a person's eye would notice.
+pub const VIDEO_REORDER_MS: u32 = 200;
+
 /// One built decoder pipeline.
 pub(super) struct DecoderPipeline {
     pipeline: gst::Pipeline,
     pub(super) appsrc: gst_app::AppSrc,
     pub(super) health: Arc<Health>,
+    /// Keyframes the depayloader asked for: a packet was given up for lost, so the pictures that follow
+    /// reference one the decoder never had (answered by a PLI to the sender).
+    pub(super) keyframe_requests: Arc<AtomicU64>,
 }
 
 impl Drop for DecoderPipeline {
@@ -308,13 +317,17 @@ pub(super) fn build_decoder(
     on_frame: &FrameCallback,
 ) -> Result<DecoderPipeline, MediaError> {
     init_gstreamer()?;
+    // The jitter buffer puts packets back in sequence and waits `VIDEO_REORDER_MS` for a missing one (a
+    // NACKed retransmission arrives late and out of order); a packet it gives up makes the depayloader
+    // ask upstream for a keyframe (`request-keyframe`), which the probe below counts.
     let (name, depay) = match codec {
-        VideoCodec::H264 => ("H264", "rtph264depay ! h264parse"),
-        VideoCodec::Vp8 => ("VP8", "rtpvp8depay"),
+        VideoCodec::H264 => ("H264", "rtph264depay request-keyframe=true ! h264parse"),
+        VideoCodec::Vp8 => ("VP8", "rtpvp8depay request-keyframe=true"),
     };
     let desc = format!(
         "appsrc name=src is-live=true format=time do-timestamp=true block=false max-bytes=4000000 \
          caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,encoding-name=(string){name},payload=(int){pt}\" ! \
+         rtpjitterbuffer latency={VIDEO_REORDER_MS} do-lost=true ! \
          {depay} ! {element} name=dec ! videoconvert ! video/x-raw,format=I420 ! \
          appsink name=sink sync=false max-buffers=2 drop=true"
     );
@@ -323,6 +336,18 @@ pub(super) fn build_decoder(
     let health = Arc::new(Health::default());
     watch_bus(&pipeline, what.clone(), Arc::clone(&health));
     let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
+    let keyframe_requests = Arc::new(AtomicU64::new(0));
+    if let Some(pad) = appsrc.static_pad("src") {
+        let requests = Arc::clone(&keyframe_requests);
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data {
+                if event.structure().is_some_and(|s| s.name() == "GstForceKeyUnit") {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
     let appsink: gst_app::AppSink = by_name(&pipeline, "sink")?;
     let decoder: gst::Element = by_name(&pipeline, "dec")?;
     let decoder_input =
@@ -344,7 +369,7 @@ pub(super) fn build_decoder(
             .build(),
     );
     play(&pipeline, &health, &what)?;
-    Ok(DecoderPipeline { pipeline, appsrc, health })
+    Ok(DecoderPipeline { pipeline, appsrc, health, keyframe_requests })
 }
 
 /// Keeps streams above `cap` from the decoder behind `decoder_input`: the parser's caps name each stream's size
