@@ -74,6 +74,13 @@ const MIC_SILENCE_AFTER: Duration = Duration::from_millis(60);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// While remote video is not yet decoded, ask the far end for a keyframe this often.
 const REMOTE_PLI_PERIOD: Duration = Duration::from_secs(1);
+/// ICE with nothing from the far end for this long: the peer connection is Disconnected (media may come
+/// back; the call goes on).
+const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
+/// ... and for this long more: Failed, which ends the call (500, media failed). webrtc-rs's 25 s made a
+/// call outlive a 30 s network outage by a hair, silent for all of it; 15 s of silence in all is as long as
+/// a caller at a door waits, and a short outage (a Wi-Fi roam) still passes.
+const ICE_FAILED_AFTER: Duration = Duration::from_secs(10);
 /// Least time between two PLIs for lost packets: a keyframe is several times a frame's size, and one
 /// answers every loss before it arrives (the sender coalesces requests inside 200 ms likewise).
 const LOSS_PLI_SPACING: Duration = Duration::from_millis(300);
@@ -465,7 +472,10 @@ impl MediaSession {
             .map_err(MediaError::webrtc("register interceptors"))?
             .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)))
             .with(Slot::from(WIRE_SLOT), WireCounter::new(Arc::clone(&wire)));
-        let setting_engine = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build();
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+            .build();
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (gathering, _) = watch::channel(RTCIceGatheringState::New);
