@@ -293,6 +293,13 @@ impl Call {
         self.shared.media_stats(self.id)
     }
 
+    /// Starts `max_audio_gap_ms` of [`Call::media_stats`] over (the start of a measured stretch).
+    pub fn reset_max_audio_gap(&self) {
+        if let Some(media) = self.shared.media(self.id) {
+            media.reset_max_audio_gap();
+        }
+    }
+
     /// What each stream received from the room delivered (a group call; empty otherwise).
     pub fn received_streams(&self) -> Vec<crate::media::RemoteStreamStats> {
         self.shared.group_subscriber(self.id).map(|m| m.remote_streams()).unwrap_or_default()

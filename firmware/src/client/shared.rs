@@ -96,7 +96,7 @@ impl Shared {
         result
     }
 
-    fn media(&self, call: CallId) -> Option<MediaSession> {
+    pub(crate) fn media(&self, call: CallId) -> Option<MediaSession> {
         self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&call).cloned()
     }
 
