@@ -194,3 +194,24 @@ pub fn door_with_code(
     )
     .expect("sim buttons")
 }
+
+/// `from` calls `to` (a user), `to` answers: both connected, audio flowing at the callee; then `from` hangs up.
+/// What the fault tests check after each recovery.
+pub async fn a_call_works(from: &CallClient, to: &CallClient, to_user: &str) {
+    let mut to_events = to.events();
+    let call = from.call(&[user(to_user)]).expect("call");
+    let incoming = next_incoming(to, &mut to_events).await;
+    let answered = incoming.accept().await.expect("accept");
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    assert_audio_level(&answered, "the callee", -40.0).await;
+    call.hang_up().await.expect("hang up");
+}
+
+/// Waits up to `bound` until `client` is registered again; returns how long that took since `since`.
+pub async fn back_within(client: &CallClient, since: Instant, who: &str, bound: Duration) -> Duration {
+    if let Err(e) = client.wait_for_connection(callbox::calling::ConnectionState::Ready, bound).await {
+        panic!("{who} did not come back within {bound:?}: {e} (now {:?})", client.connection_state());
+    }
+    since.elapsed()
+}
