@@ -337,6 +337,7 @@ fn keyboard_buttons(buttons: callbox::input::SimButtonHandle) {
 /// `callbox run`: the appliance until SIGTERM or Ctrl-C.
 async fn run_appliance(a: &RunArgs) -> Result<(), String> {
     let started = Instant::now();
+    callbox::appliance::health::report_on_sigusr2();
     let (config, board) = load_config(&a.config, &a.board.board_dir)?;
     for warning in config.warnings(&board) {
         log::warn!("{warning}");
@@ -389,6 +390,7 @@ async fn with_client(
     command: impl AsyncFnOnce(&CallClient) -> Result<(), String>,
 ) -> Result<(), String> {
     a.server.check_cleartext()?;
+    callbox::appliance::health::report_on_sigusr2();
     let client = CallClient::create(credential(&a.server)?, client_config(a)?).await.map_err(|e| e.to_string())?;
     println!("ready as {}", client.identity());
     let result = tokio::select! {

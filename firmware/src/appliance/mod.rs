@@ -1,8 +1,9 @@
 //! The appliance: `callbox run --config FILE`, the firmware's main loop. `logic` is its behaviour as pure logic
 //! (buttons, ringing, auto-answer, busy, the door code, the LED); `run` connects it to the calling client, the
 //! buttons, relay and LEDs, the chime, the screen, systemd (`notify`) and the signals; `setup` builds its parts
-//! from the configuration and the board profile.
+//! from the configuration and the board profile; `health` reports the process's resource figures on SIGUSR2.
 
+pub mod health;
 pub mod logic;
 pub mod notify;
 pub mod run;
