@@ -24,6 +24,7 @@ pub mod process;
 pub mod proxy;
 pub mod qemu;
 pub mod sipp;
+pub mod soak;
 pub mod stack;
 
 pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, Recording};
