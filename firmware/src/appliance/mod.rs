@@ -1,7 +1,8 @@
 //! The appliance: `callbox run --config FILE`, the firmware's main loop. `logic` is its behaviour as pure logic
 //! (buttons, ringing, auto-answer, busy, the door code, the LED); `run` connects it to the calling client, the
 //! buttons, relay and LEDs, the chime, the screen, systemd (`notify`) and the signals; `setup` builds its parts
-//! from the configuration and the board profile; `health` reports the process's resource figures on SIGUSR2.
+//! from the configuration and the board profile; `health` reports the process's resource figures on SIGUSR2
+//! and trims the heap after the last call.
 
 pub mod health;
 pub mod logic;

@@ -484,6 +484,13 @@ fn on_event(
             if state == CallState::Disconnected {
                 if let Some(c) = calls.remove(&call) {
                     log::info!("call ended: {:?}", c.end_reason());
+                    if calls.is_empty() {
+                        // Once the call's media threads and pipelines are gone too.
+                        tokio::spawn(async {
+                            tokio::time::sleep(super::health::TRIM_AFTER_LAST_CALL).await;
+                            super::health::trim_heap();
+                        });
+                    }
                 }
                 renderers.retain(|(c, _), _| *c != call);
             }
