@@ -2,7 +2,7 @@
 //! text of each option and the parsing of values (numbers, addresses, `WxH@FPS`, `WxH`), so that a bad
 //! argument is a usage error that names it (exit 2). What the commands do is `main.rs`'s.
 //!
-//! The names and defaults are an interface: the systemd unit, the QEMU image's init, the integration tests
+//! The names and defaults are an interface: the systemd unit (which the QEMU image runs), the integration tests
 //! and the benchmarks start `callbox` with them.
 
 use callbox::calling::Secret;

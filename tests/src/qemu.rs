@@ -4,9 +4,11 @@
 //!   else); the guest reaches the stack through forwarders the test listens with on the tap's address.
 //! - Provisioning (`/etc/callbox/callbox.toml`, the device key) is a second `newc` archive appended to the image's
 //!   initramfs, as a board is provisioned after it is flashed.
-//! - The serial console (kernel, init and firmware logs) is read line by line; the control shell on the virtio
-//!   console runs commands as root in the guest (gpio-sim pulls, reading LEDs, /proc); the QEMU monitor saves the
-//!   virtio-gpu framebuffer (`screendump`) so that the guest's screen is checked from outside.
+//! - The guest's PID 1 is systemd; the firmware runs from the image's `callbox.service` (board/systemd).
+//! - The serial console (the kernel's log and the journal, which the image forwards there: systemd's and the
+//!   firmware's lines) is read line by line; the control shell on the virtio console runs commands as root in the
+//!   guest (gpio-sim pulls, reading LEDs, /proc, systemctl); the QEMU monitor saves the virtio-gpu framebuffer
+//!   (`screendump`) so that the guest's screen is checked from outside.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -169,7 +171,7 @@ pub struct BootOptions<'a> {
     /// Guest CPUs and memory (MiB).
     pub cpus: u32,
     pub memory_mib: u32,
-    /// Added to the kernel command line (e.g. `RUST_LOG=debug`, passed to init's environment).
+    /// Added to the kernel command line (e.g. `systemd.log_level=debug`).
     pub extra_cmdline: &'a str,
 }
 
@@ -200,8 +202,9 @@ impl QemuBoard {
         let control_path = o.dir.join("board-control.sock");
         let monitor_path = o.dir.join("board-monitor.sock");
         let net = o.net;
+        // net.ifnames=0: udev keeps the kernel's name eth0, which the image's network unit configures.
         let cmdline = format!(
-            "console=ttyAMA0 quiet panic=-1 callbox.ip={}/{} callbox.gw={} {}",
+            "console=ttyAMA0 quiet panic=-1 net.ifnames=0 callbox.ip={}/{} callbox.gw={} {}",
             net.guest, net.prefix_len, net.host, o.extra_cmdline
         );
         let mut cmd = Command::new("qemu-system-aarch64");
