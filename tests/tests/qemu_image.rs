@@ -1,14 +1,25 @@
 //! The QEMU board image end to end (`tests/qemu/build-image`; `scripts/test` builds it first): the cross-built
-//! firmware boots on Debian's arm64 kernel under `qemu-system-aarch64 -M virt` and starts from the image's init
-//! with its provisioned config and device key, on the kernel's own device interfaces (vivid camera, snd-aloop
-//! sound card, gpio-sim buttons and LEDs, virtio-gpu framebuffer). The guest is on a tap device of the test's
-//! namespace and reaches the stack through forwarders there; its media goes to Janus over that tap.
+//! firmware boots on Debian's arm64 kernel under `qemu-system-aarch64 -M virt` with systemd as PID 1, started by
+//! `board/systemd/callbox.service` as shipped (its hardening, `Type=notify`, `WatchdogSec=`, the device key as
+//! the credential `LoadCredential=` reads from the provisioned /etc/callbox), on the kernel's own device
+//! interfaces (vivid camera, snd-aloop sound card, gpio-sim buttons and LEDs, virtio-gpu framebuffer). The guest
+//! is on a tap device of the test's namespace and reaches the stack through forwarders there; its media goes to
+//! Janus over that tap.
+//!
+//! One boot, in turn:
+//! - the servers are unreachable (the forwarders hold every connection closed) from boot until well past
+//!   `WatchdogSec=`: systemd does not restart the firmware (it pings the watchdog while it waits), which registers
+//!   once they come;
+//! - the call below;
+//! - the firmware killed with SIGKILL (`systemctl kill -s KILL`): systemd restarts it after `RestartSec=`, the
+//!   relay's line reads off meanwhile, and the next press rings the resident again;
+//! - `systemd-analyze security callbox.service` in the guest: its exposure score is logged.
 //!
 //! Pressing the call button (pulling its gpio-sim line up) rings a resident, who answers; the resident decodes
-//! the vivid camera's colour bars and hears the tone the guest's init plays into the loopback card; the guest's
+//! the vivid camera's colour bars and hears the tone the image plays into the loopback card; the guest's
 //! screen (saved by QEMU's monitor from the virtio-gpu scanout) shows the resident's test pattern in its tile,
 //! its frame counter advancing; the in-call LED is lit; the hang-up line ends the call. Also measured and logged:
-//! boot to ready, and the CPU the guest's firmware uses during the call.
+//! systemd's boot time, QEMU start to the unit started, and the CPU the guest's firmware uses during the call.
 
 mod common;
 
@@ -46,6 +57,10 @@ const BOOT_WAIT: Duration = Duration::from_secs(180);
 const GUEST_WAIT: Duration = Duration::from_secs(60);
 /// How long the call is held for the CPU figures.
 const MEASURE: Duration = Duration::from_secs(15);
+/// callbox.service's `WatchdogSec=`; the servers stay away longer than this after the unit started.
+const WATCHDOG: Duration = Duration::from_secs(30);
+/// The gpio-sim line of the door relay (board/qemu-virt.toml).
+const RELAY_LINE: u32 = 9;
 
 fn image_dir() -> PathBuf {
     std::env::var_os("CALLBOX_QEMU_IMAGE")
@@ -71,6 +86,23 @@ async fn line_value(board: &mut QemuBoard, chip: &str, line: u32) -> String {
         .0
         .trim()
         .to_string()
+}
+
+/// `systemctl show` of callbox.service in the guest: the value of `property` (e.g. `NRestarts`, `MainPID`).
+async fn unit_property(board: &mut QemuBoard, property: &str) -> String {
+    let (out, code) = board
+        .shell(&format!("systemctl show -p {property} --value callbox.service"), GUEST_WAIT)
+        .await
+        .expect("control shell");
+    assert_eq!(code, 0, "systemctl show -p {property}: {out}");
+    out.trim().to_string()
+}
+
+/// Runs `command` in the guest and returns its output, asserting it succeeded.
+async fn guest(board: &mut QemuBoard, command: &str) -> String {
+    let (out, code) = board.shell(command, GUEST_WAIT).await.expect("control shell");
+    assert_eq!(code, 0, "`{command}` in the guest: {out}");
+    out.trim().to_string()
 }
 
 /// CPU seconds used so far by the guest's firmware (utime + stime of /proc/PID/stat, USER_HZ = 100).
@@ -178,6 +210,9 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
     cpio.file("etc/callbox/callbox.toml", 0o644, toml.as_bytes());
     cpio.file("etc/callbox/device-key", 0o600, key.expose().as_bytes());
 
+    // The servers are away when the board boots.
+    janus.hold_closed(true);
+    token.hold_closed(true);
     let mut board = QemuBoard::boot(BootOptions {
         image_dir: &image,
         dir: stack.dir(),
@@ -186,19 +221,49 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
         screen: SCREEN,
         cpus: 2,
         memory_mib: 1024,
-        extra_cmdline: "RUST_LOG=info",
+        extra_cmdline: "",
     })
     .expect("qemu starts");
     let fail = |board: &QemuBoard, stack: &Stack, what: String| -> ! {
         stack.dump_logs();
         panic!("{what}\n--- board console ---\n{}", board.console().join("\n"));
     };
+    // systemd reports the unit started once the firmware sent READY=1 (before it reaches the servers).
+    if let Err(e) = board.wait_console("Started callbox.service", BOOT_WAIT).await {
+        fail(&board, &stack, format!("systemd never started callbox.service: {e}"));
+    }
+    let unit_started = board.uptime();
+    log::info!("QEMU board: QEMU start -> callbox.service started {} ms", unit_started.as_millis());
+    assert_eq!(guest(&mut board, "cat /proc/1/comm").await, "systemd", "PID 1 is systemd");
+    let pid = unit_property(&mut board, "MainPID").await;
+    assert_eq!(guest(&mut board, &format!("stat -c %U /proc/{pid}")).await, "callbox", "the firmware's user");
+    // udev applied board/udev/99-callbox.rules to the gpio-sim chip.
+    let chip_dev = guest(&mut board, "basename $(cat /run/gpio-sim-chip)").await;
+    assert_eq!(guest(&mut board, &format!("stat -c %G:%a /dev/{chip_dev}")).await, "gpio:660", "{chip_dev}'s group");
+
+    // (c) Longer than WatchdogSec= without the servers: the firmware keeps pinging, systemd leaves it running.
+    tokio::time::sleep(WATCHDOG + Duration::from_secs(15)).await;
+    assert_eq!(unit_property(&mut board, "NRestarts").await, "0", "no restart while the servers were away");
+    assert_eq!(unit_property(&mut board, "MainPID").await, pid, "the same process waited for the servers");
+    assert!(
+        !board.console().iter().any(|l| l.contains("appliance ready")),
+        "the firmware registered while the servers were away"
+    );
+    janus.hold_closed(false);
+    token.hold_closed(false);
+    let back = board.uptime();
     let ready = match board.wait_console("appliance ready", BOOT_WAIT).await {
         Ok(line) => line,
-        Err(e) => fail(&board, &stack, format!("the board did not get ready: {e}")),
+        Err(e) => fail(&board, &stack, format!("the board did not register once the servers came: {e}")),
     };
-    let boot_to_ready = board.uptime();
-    log::info!("QEMU board: QEMU start -> firmware ready {} ms ({ready})", boot_to_ready.as_millis());
+    log::info!(
+        "QEMU board: servers back after {} s away from the unit's start -> firmware ready {} ms later ({ready})",
+        (back - unit_started).as_secs(),
+        (board.uptime() - back).as_millis()
+    );
+    let startup = board.console().into_iter().find(|l| l.contains("Startup finished"));
+    log::info!("QEMU board: systemd: {}", startup.as_deref().unwrap_or("(no \"Startup finished\" line)"));
+    assert_eq!(unit_property(&mut board, "NRestarts").await, "0", "registered without a restart");
     assert!(!board.console().iter().any(|l| l.contains(key.expose())), "the device key is never logged");
 
     let chip = board.shell("cat /run/gpio-sim-chip", GUEST_WAIT).await.expect("control shell").0.trim().to_string();
@@ -304,6 +369,9 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
     tokio::time::sleep(MEASURE).await;
     let (fw1, (busy1, total1)) = (firmware_cpu_secs(&mut board).await, guest_cpu_secs(&mut board).await);
     let secs = (board.uptime() - t0).as_secs_f64();
+    // The unit's memory (its cgroup) against its MemoryHigh=192M.
+    let memory = unit_property(&mut board, "MemoryCurrent").await;
+    log::info!("QEMU board: callbox.service's MemoryCurrent in the call: {memory} bytes");
     log::info!(
         "QEMU board: in the call ({}x{}@{} VP8 both ways, Opus), over {secs:.1} s: firmware {:.2} CPU-s/s, \
          guest busy {:.0} % of its 2 vCPUs; resident's stats {:?}",
@@ -329,10 +397,33 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(idle, "1", "the idle LED is lit again after the hang-up");
-    assert!(
-        !board.console().iter().any(|l| l.contains("callbox exited")),
-        "the firmware never exited or restarted:\n{}",
-        board.console().join("\n")
-    );
+    assert_eq!(unit_property(&mut board, "NRestarts").await, "0", "the firmware never restarted");
+
+    // (b) The firmware killed outright: systemd restarts it after RestartSec=5; the relay's line is off meanwhile
+    // (the kernel released the line: gpio-sim reads its pull); the next press rings.
+    let killed_pid = unit_property(&mut board, "MainPID").await;
+    guest(&mut board, "systemctl kill -s KILL callbox.service").await;
+    let killed_at = board.uptime();
+    assert_eq!(line_value(&mut board, &chip, RELAY_LINE).await, "0", "the relay is off after the kill");
+    if let Err(e) = board.wait_console("appliance ready", BOOT_WAIT).await {
+        fail(&board, &stack, format!("the firmware was not restarted after SIGKILL: {e}"));
+    }
+    log::info!("QEMU board: SIGKILL -> restarted and registered {} ms later", (board.uptime() - killed_at).as_millis());
+    assert_eq!(unit_property(&mut board, "NRestarts").await, "1", "systemd restarted it once");
+    assert_ne!(unit_property(&mut board, "MainPID").await, killed_pid, "a new process");
+    assert_eq!(line_value(&mut board, &chip, RELAY_LINE).await, "0", "the relay is off after the restart");
+    press(&mut board, &chip, 0).await;
+    let again = tokio::time::timeout(GUEST_WAIT, next_incoming(&resident, &mut resident_events)).await;
+    let Ok(again) = again else { fail(&board, &stack, "the resident never rang after the restart".into()) };
+    assert_eq!(again.from(), &user("door-q"));
+    again.reject(486).await.expect("reject");
+
+    // (d) systemd's own view of the unit's hardening, in the guest.
+    let (security, code) =
+        board.shell("systemd-analyze security --no-pager callbox.service", GUEST_WAIT).await.expect("control shell");
+    let overall = security.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_default().to_string();
+    std::fs::write(stack.dir().join("board-security.txt"), &security).expect("write the security report");
+    log::info!("QEMU board: systemd-analyze security callbox.service: {}", overall.trim());
+    assert!(overall.contains("callbox.service"), "no overall exposure level (exit code {code}) in: {security}");
     board.shutdown().await;
 }
