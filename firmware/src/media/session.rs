@@ -1342,6 +1342,8 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                     shared.lock().remote_video_codec = Some(d.codec());
                     decoder = Some((d, pt));
                     failed_pt = None;
+                    // The new decoder counts its keyframe requests from zero.
+                    seen_requests = 0;
                 }
                 Err(e) => {
                     log::error!("cannot start video decoder for {codec:?}: {e}");
@@ -1362,7 +1364,7 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             Err(e) => log::debug!("cannot re-marshal a received video packet: {e}"),
         }
         // A packet lost for good breaks the pictures until the next keyframe: ask for one at once rather than
-        // wait for the sender's periodic keyframe (a new decoder starts its count at zero again).
+        // wait for the sender's periodic keyframe.
         let requests = dec.keyframe_requests();
         loss_pli_pending |= requests > seen_requests;
         seen_requests = requests;
