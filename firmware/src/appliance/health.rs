@@ -140,7 +140,8 @@ mod tests {
         assert!(before.fds.is_some_and(|f| f >= 3) && before.rss_kb.is_some_and(|r| r > 0), "{before}");
         #[cfg(target_env = "gnu")]
         {
-            let block = vec![1u8; 4 << 20];
+            // black_box: a release build (the aarch64 tests) would otherwise leave the unused block out.
+            let block = std::hint::black_box(vec![1u8; 4 << 20]);
             let with = current();
             assert!(with.heap_in_use_kb.is_some_and(|k| k >= 4096), "{with}");
             assert!(with.heap_held_kb >= with.heap_in_use_kb, "{with}");
