@@ -18,24 +18,9 @@ use common::*;
 /// How long an appliance may take to come back after a server restart; far above what it takes (printed).
 const RECOVERY: Duration = Duration::from_secs(60);
 
-/// `from` calls `to` (a user), `to` answers: both connected, audio flowing at the callee; then `from` hangs up.
-async fn a_call_works(from: &CallClient, to: &CallClient, to_user: &str) {
-    let mut to_events = to.events();
-    let call = from.call(&[user(to_user)]).expect("call");
-    let incoming = next_incoming(to, &mut to_events).await;
-    let answered = incoming.accept().await.expect("accept");
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
-    assert_audio_level(&answered, "the callee", -40.0).await;
-    call.hang_up().await.expect("hang up");
-}
-
 /// Waits until `client` is registered again; returns how long that took since `since`.
 async fn back(client: &CallClient, since: Instant, who: &str) -> Duration {
-    if let Err(e) = client.wait_for_connection(ConnectionState::Ready, RECOVERY).await {
-        panic!("{who} did not come back within {RECOVERY:?}: {e} (now {:?})", client.connection_state());
-    }
-    since.elapsed()
+    back_within(client, since, who, RECOVERY).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
