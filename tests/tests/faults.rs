@@ -51,11 +51,7 @@ async fn janus_killed_mid_call_ends_the_call_with_a_reason_and_both_recover() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-f2").await;
     let monitor = appliance(&stack, "monitor-f2").await;
-    let mut monitor_events = monitor.events();
-    let call = door.call(&[user("monitor-f2")]).expect("call");
-    let answered = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
+    let (call, mut events, answered) = connected_call(&door, &monitor, "monitor-f2").await;
     let killed = Instant::now();
     stack.restart_janus().await.expect("Janus starts again");
     wait_state(&call, &mut events, CallState::Disconnected).await;

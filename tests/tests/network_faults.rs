@@ -142,11 +142,7 @@ async fn five_percent_media_loss_keeps_video_and_audio_going_at_the_far_end() {
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-n1").await;
     let monitor = appliance(&stack, "monitor-n1").await;
-    let mut monitor_events = monitor.events();
-    let call = door.call(&[user("monitor-n1")]).expect("call");
-    let answered = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
+    let (call, _, answered) = connected_call(&door, &monitor, "monitor-n1").await;
     assert_video_advances(&answered, "the monitor").await;
     assert_video_advances(&call, "the door").await;
     assert_audio_level(&answered, "the monitor", -40.0).await;
@@ -227,11 +223,7 @@ async fn a_30_s_blackhole_mid_call_ends_the_call_with_a_reason_and_both_recover(
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-n3").await;
     let monitor = appliance(&stack, "monitor-n3").await;
-    let mut monitor_events = monitor.events();
-    let call = door.call(&[user("monitor-n3")]).expect("call");
-    let answered = next_incoming(&monitor, &mut monitor_events).await.accept().await.expect("accept");
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
+    let (call, _, answered) = connected_call(&door, &monitor, "monitor-n3").await;
     assert_audio_level(&answered, "the monitor", -40.0).await;
 
     let hole = NetFault::blackhole(&stack).expect("the blackhole");

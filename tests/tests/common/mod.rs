@@ -195,15 +195,20 @@ pub fn door_with_code(
     .expect("sim buttons")
 }
 
+/// `from` calls `to` (a user) and `to` answers: the caller's call, Connected, with its events, and the callee's.
+pub async fn connected_call(from: &CallClient, to: &CallClient, to_user: &str) -> (Call, EventStream, Call) {
+    let mut to_events = to.events();
+    let call = from.call(&[user(to_user)]).expect("call");
+    let answered = next_incoming(to, &mut to_events).await.accept().await.expect("accept");
+    let mut events = call.events();
+    wait_state(&call, &mut events, CallState::Connected).await;
+    (call, events, answered)
+}
+
 /// `from` calls `to` (a user), `to` answers: both connected, audio flowing at the callee; then `from` hangs up.
 /// What the fault tests check after each recovery.
 pub async fn a_call_works(from: &CallClient, to: &CallClient, to_user: &str) {
-    let mut to_events = to.events();
-    let call = from.call(&[user(to_user)]).expect("call");
-    let incoming = next_incoming(to, &mut to_events).await;
-    let answered = incoming.accept().await.expect("accept");
-    let mut events = call.events();
-    wait_state(&call, &mut events, CallState::Connected).await;
+    let (call, _, answered) = connected_call(from, to, to_user).await;
     assert_audio_level(&answered, "the callee", -40.0).await;
     call.hang_up().await.expect("hang up");
 }
