@@ -183,8 +183,17 @@ pub struct QemuBoard {
     control: Option<BufReader<UnixStream>>,
     control_path: PathBuf,
     monitor_path: PathBuf,
+    /// The image with the provisioning appended (~270 MB), removed on drop even when the stack directory is kept.
+    initrd_path: PathBuf,
     commands: u32,
     started: Instant,
+}
+
+impl Drop for QemuBoard {
+    fn drop(&mut self) {
+        // QEMU (killed right after, with the child) keeps its open copy; the file itself is only derived data.
+        let _ = std::fs::remove_file(&self.initrd_path);
+    }
 }
 
 impl QemuBoard {
@@ -259,7 +268,17 @@ impl QemuBoard {
                 let _ = tx.send(line);
             }
         });
-        Ok(QemuBoard { child, lines, history, control: None, control_path, monitor_path, commands: 0, started })
+        Ok(QemuBoard {
+            child,
+            lines,
+            history,
+            control: None,
+            control_path,
+            monitor_path,
+            initrd_path,
+            commands: 0,
+            started,
+        })
     }
 
     /// Time since QEMU was started.
