@@ -14,6 +14,7 @@ pub mod echo;
 pub mod mixer;
 pub mod playout;
 mod rtcp;
+mod rtt_floor;
 pub(crate) mod sdp;
 mod session;
 pub mod video;

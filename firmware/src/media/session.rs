@@ -41,6 +41,7 @@ use super::dtmf::{EventReceiver, EventSender, ToneDetector};
 use super::echo::AudioProcessor;
 use super::mixer::Mixer;
 use super::rtcp::{FeedbackCounters, FeedbackInterceptor};
+use super::rtt_floor::{RttFloor, RTT_FLOOR_SLOT};
 use super::video::{EncoderCounters, EncoderSettings, GstRegistry, KeyframePolicy, VideoDecoder, VideoEncoder};
 use super::wire::{WireCounter, WireCounters, WIRE_SLOT};
 use super::{DtmfKind, MediaConfig, MediaError, MediaEvent, MediaStats, RemoteStreamStats, VideoCodec};
@@ -471,6 +472,7 @@ impl MediaSession {
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(MediaError::webrtc("register interceptors"))?
             .with(Slot::from(14_000), FeedbackInterceptor::new(Arc::clone(&feedback)))
+            .with(Slot::from(RTT_FLOOR_SLOT), RttFloor::default())
             .with(Slot::from(WIRE_SLOT), WireCounter::new(Arc::clone(&wire)));
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
