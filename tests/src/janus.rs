@@ -105,13 +105,17 @@ pub fn write_config(s: &JanusSettings<'_>) -> Result<PathBuf, HarnessError> {
 /// Start Janus and wait until its WebSocket port accepts connections.
 pub async fn start(s: &JanusSettings<'_>, timeout: Duration) -> Result<ServerProcess, HarnessError> {
     let conf = write_config(s)?;
-    let args = vec![
+    let mut args = vec![
         "-C".to_string(),
         conf.join("janus.jcfg").display().to_string(),
         "-F".to_string(),
         conf.display().to_string(),
         "-o".to_string(),
     ];
+    // For a diagnosis by hand: Janus's own log level (0–7; 5 shows its NACK answers, 6 every packet's fate).
+    if let Ok(level) = std::env::var("CALLBOX_JANUS_DEBUG_LEVEL") {
+        args.extend(["-d".to_string(), level]);
+    }
     let proc = ServerProcess::spawn("janus", "janus", &args, s.dir, s.dir.join("janus.log"), s.log_limit)?;
     wait_tcp("janus", &proc, s.ws_port, timeout).await?;
     Ok(proc)

@@ -2,7 +2,7 @@
 //! (`callbox_tests::netfault`), each measured or checked at the far end, figures printed (`--nocapture`):
 //! - 5 % random loss on every appliance's media, both ways, during a call: what each appliance decodes of the other's
 //!   video (frames decoded and intact against frames sent, freezes) and the longest gap in its received audio,
-//!   against the targets (ignored until they are met: docs/unattended.md);
+//!   against the targets (docs/unattended.md);
 //! - a 30 s blackhole of all the appliances' traffic to the servers while idle: they notice, and after it is lifted
 //!   they register again and the next call connects with media;
 //! - the same blackhole mid-call: the call ends with a reason at both ends within `DEAD_CALL_ENDS`, both recover,
@@ -17,6 +17,10 @@ use callbox::client::{Call, CallClient};
 use callbox::media::MediaStats;
 use callbox_tests::{NetFault, Stack, StackOptions};
 use common::*;
+
+/// The loss test measures against targets with little room on a loaded 2-core machine, so it runs alone: it takes
+/// this lock for writing, the blackhole tests (which only count and wait) take it for reading and run together.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The test pattern's frame rate (`test_media`).
 const FPS: u64 = 15;
@@ -47,7 +51,8 @@ struct Delivered {
     sent: u64,
     /// Frames the receiver's decoder put out.
     decoded: u64,
-    /// Decoded frames whose test-pattern counter read back (checksummed): pictures a person sees intact.
+    /// Decoded frames whose test-pattern counter read back (checksummed), each counter once: pictures a person sees
+    /// intact.
     intact: u64,
     /// Stretches of more than `FREEZE` without a new intact frame, and the longest stretch.
     freezes: u32,
@@ -87,20 +92,21 @@ impl Delivered {
     }
 }
 
-/// Watches what `receiver` decodes of `sender` for `how_long`, polling every 10 ms (a 15 fps frame lasts 67 ms).
+/// Watches what `receiver` decodes of `sender` for `how_long`: intact frames as its decoder counted them (every
+/// one, also those a jitter buffer releases together after waiting for a retransmission), freezes by polling the
+/// latest frame's counter every 10 ms (a 15 fps frame lasts 67 ms).
 async fn watch(sender: &Call, receiver: &Call, how_long: Duration) -> Delivered {
     receiver.reset_max_audio_gap();
     let (s0, r0) = (stats(sender), stats(receiver));
     let start = Instant::now();
     let mut last_counter = r0.last_remote_frame_counter;
     let mut last_new = start;
-    let (mut intact, mut freezes, mut longest) = (0u64, 0u32, Duration::ZERO);
+    let (mut freezes, mut longest) = (0u32, Duration::ZERO);
     while start.elapsed() < how_long {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let counter = stats(receiver).last_remote_frame_counter;
         let now = Instant::now();
         if counter != last_counter {
-            intact += 1;
             let gap = now - last_new;
             longest = longest.max(gap);
             if gap > FREEZE {
@@ -119,7 +125,7 @@ async fn watch(sender: &Call, receiver: &Call, how_long: Duration) -> Delivered 
     Delivered {
         sent: s1.video_frames_sent - s0.video_frames_sent,
         decoded: r1.video_frames_decoded - r0.video_frames_decoded,
-        intact,
+        intact: r1.video_frames_intact - r0.video_frames_intact,
         freezes,
         longest_freeze: longest,
         max_audio_gap_ms: r1.max_audio_gap_ms,
@@ -137,8 +143,8 @@ async fn watch_both(door: &Call, monitor: &Call, how_long: Duration) -> (Deliver
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "the issue's targets are not met yet (docs/unattended.md, Network faults): run with --ignored"]
 async fn five_percent_media_loss_keeps_video_and_audio_going_at_the_far_end() {
+    let _alone = ALONE.write().await;
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-n1").await;
     let monitor = appliance(&stack, "monitor-n1").await;
@@ -191,6 +197,7 @@ fn ms(d: Option<Duration>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_30_s_blackhole_while_idle_is_noticed_and_the_appliances_come_back() {
+    let _together = ALONE.read().await;
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-n2").await;
     let monitor = appliance(&stack, "monitor-n2").await;
@@ -220,6 +227,7 @@ async fn a_30_s_blackhole_while_idle_is_noticed_and_the_appliances_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_30_s_blackhole_mid_call_ends_the_call_with_a_reason_and_both_recover() {
+    let _together = ALONE.read().await;
     let stack = Stack::start(StackOptions::default()).await.expect("stack");
     let door = appliance(&stack, "door-n3").await;
     let monitor = appliance(&stack, "monitor-n3").await;

@@ -114,6 +114,7 @@ impl Shared {
                 stats.audio_packets_received += received.audio_packets_received;
                 stats.video_packets_received += received.video_packets_received;
                 stats.video_frames_decoded += received.video_frames_decoded;
+                stats.video_frames_intact += received.video_frames_intact;
                 stats.max_audio_gap_ms = stats.max_audio_gap_ms.max(received.max_audio_gap_ms);
                 stats.remote_video_codec = stats.remote_video_codec.or(received.remote_video_codec);
                 stats.last_remote_frame_counter =

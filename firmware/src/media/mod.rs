@@ -250,6 +250,10 @@ pub struct MediaStats {
     pub video_packets_received: u64,
     /// Remote video frames decoded.
     pub video_frames_decoded: u64,
+    /// Decoded remote frames whose test-pattern counter read back (checksummed) with a new value: every
+    /// picture that came out whole, counted where it is decoded (a reader polling
+    /// `last_remote_frame_counter` misses the frames a jitter buffer releases together after a wait).
+    pub video_frames_intact: u64,
     /// Frame counter read from the latest decoded remote frame (our test pattern only).
     pub last_remote_frame_counter: Option<u32>,
     /// Remote audio level of the latest 100 ms window (RMS dBFS; -100 for silence or none yet).

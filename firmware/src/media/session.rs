@@ -175,6 +175,7 @@ struct Shared {
     audio_packets_received: AtomicU64,
     video_packets_received: AtomicU64,
     video_frames_decoded: AtomicU64,
+    video_frames_intact: AtomicU64,
     video_ssrc: u32,
     audio: Arc<AudioIoShared>,
     audio_io: Mutex<Option<AudioIo>>,
@@ -518,6 +519,7 @@ impl MediaSession {
             audio_packets_received: AtomicU64::new(0),
             video_packets_received: AtomicU64::new(0),
             video_frames_decoded: AtomicU64::new(0),
+            video_frames_intact: AtomicU64::new(0),
             video_ssrc,
         });
 
@@ -801,6 +803,7 @@ impl MediaSession {
             video_packets_sent: shared.wire.video_packets.load(Ordering::Relaxed),
             video_packets_received: shared.video_packets_received.load(Ordering::Relaxed),
             video_frames_decoded: shared.video_frames_decoded.load(Ordering::Relaxed),
+            video_frames_intact: shared.video_frames_intact.load(Ordering::Relaxed),
             last_remote_frame_counter: st.last_remote_frame_counter,
             remote_audio_level_dbfs: st.remote_audio_level_dbfs.unwrap_or(SILENCE_DBFS),
             max_audio_gap_ms: u64::try_from(st.max_audio_gap.as_millis()).unwrap_or(u64::MAX),
@@ -1407,6 +1410,9 @@ fn on_decoded_frame(shared: &Shared, ssrc: u32, frame: VideoFrame) {
         }
         st.last_remote_frame = Some(frame);
         if counter.is_some() {
+            if counter != st.last_remote_frame_counter {
+                shared.video_frames_intact.fetch_add(1, Ordering::Relaxed);
+            }
             st.last_remote_frame_counter = counter;
         }
         if st.first_remote_frame_at.is_none() {

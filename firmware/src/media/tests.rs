@@ -63,6 +63,9 @@ async fn assert_media_flows(a: &MediaSession, b: &MediaSession, codec: VideoCode
         let frame = me.last_remote_frame().unwrap();
         assert_eq!((frame.width, frame.height), (320, 240));
         assert!(later.first_remote_frame_at.is_some());
+        // Two counters read at least: both counted intact, and no intact frame without a decoded one.
+        assert!(later.video_frames_intact >= 2, "{name}: {later:?}");
+        assert!(later.video_frames_intact <= later.video_frames_decoded, "{name}: {later:?}");
         wait_for(me, &format!("{name} hears the tone"), |s| {
             s.audio_packets_received > 20 && s.remote_audio_level_dbfs > -30.0
         })
