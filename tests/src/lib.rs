@@ -24,6 +24,7 @@ pub mod process;
 pub mod proxy;
 pub mod qemu;
 pub mod sipp;
+pub mod smaps;
 pub mod soak;
 pub mod stack;
 

@@ -6,6 +6,7 @@
 use callbox::calling::{CallEndReason, CallState, Identifier};
 use callbox::client::{Call, CallClient, ClientError, EventStream, IncomingCall};
 use callbox::media::MediaStats;
+use callbox_tests::smaps::Smaps;
 use callbox_tests::{HarnessError, Stack, StackOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ const USAGE: &str = "usage: bench_call [--rounds K] [--media-rounds M] [--second
   --video WxH@FPS    the video both ways (default 640x480@30)
   --vp8              VP8 preferred (default H.264)
   --no-audio-processing  the measured callee without echo cancellation and noise suppression
+  --smaps            print where the callee's resident memory is (/proc/PID/smaps, grouped) at the end of the call
   --help             this text
 environment: RUST_LOG (default warn,callbox=info)
 Runs inside the test network namespace: launch it through scripts/bench-call (or tests/netns-run).";
@@ -62,6 +64,8 @@ struct Options {
     vp8: bool,
     /// The callee's echo canceller and noise suppression off.
     no_audio_processing: bool,
+    /// Print where the callee's resident memory is (its smaps, grouped) at the end of the call.
+    smaps: bool,
 }
 
 impl Options {
@@ -81,6 +85,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
         video: (640, 480, 30),
         vp8: false,
         no_audio_processing: false,
+        smaps: false,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -103,6 +108,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             }
             "--vp8" => o.vp8 = true,
             "--no-audio-processing" => o.no_audio_processing = true,
+            "--smaps" => o.smaps = true,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -387,7 +393,7 @@ async fn bench_resources(
         callbox_tests::bench::start_answer_process(stack, &program, name, 1, &extra)?;
     println!("callee process {} (pid {pid}) started", program.display());
 
-    let result = measure(a, pid, name, seconds, &out_path, &mut child).await;
+    let result = measure(a, pid, name, seconds, o.smaps, &out_path, &mut child).await;
     // The callee answers one call and then exits; make sure it is gone either way.
     match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
         Ok(Ok(status)) if !status.success() => log::warn!("the callee exited with {status}"),
@@ -422,6 +428,7 @@ async fn measure(
     pid: u32,
     name: &str,
     seconds: u64,
+    smaps: bool,
     out_path: &Path,
     child: &mut tokio::process::Child,
 ) -> Result<ResourceFigures, BenchError> {
@@ -454,6 +461,9 @@ async fn measure(
     }
     let cpu_end = cpu_seconds(pid)?;
     let peak = peak_rss_kb(pid)?;
+    if smaps {
+        println!("the callee's resident memory at the end of the call, kB:\n{}", Smaps::of(pid)?.table(20));
+    }
     let call_seconds = connected.elapsed().as_secs_f64();
     if call.state() == CallState::Disconnected {
         return Err(BenchError::Failed(format!(
