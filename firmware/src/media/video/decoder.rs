@@ -276,6 +276,34 @@ mod tests {
         round_trip(VideoCodec::H264, Some("x264enc"));
     }
 
+    /// x264's stream decoded by OpenH264, the software decoder that needs no libav: it failed on every frame when
+    /// the payloader inserted SPS/PPS between the slices of a keyframe.
+    #[test]
+    fn x264_is_decoded_by_openh264dec() {
+        init_gstreamer().unwrap();
+        assert_eq!(choose_encoder(VideoCodec::H264, None).unwrap(), "x264enc", "the sender this test is about");
+        let policy = CodecPolicy { forced_decoder: Some("openh264dec".into()), ..CodecPolicy::default() };
+        let decoded: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let sink = Arc::clone(&decoded);
+        let on_frame = move |frame: VideoFrame| {
+            if let Some(n) = read_frame_counter(&frame) {
+                sink.lock().unwrap().push(n);
+            }
+        };
+        let decoder = Arc::new(
+            VideoDecoder::start_with(VideoCodec::H264, 96, &policy, &GstRegistry, DecodeCap::default(), on_frame)
+                .unwrap(),
+        );
+        assert_eq!(decoder.element(), "openh264dec");
+        assert_eq!(send(&decoder, VideoCodec::H264, (320, 240), 0x0264, 30), 0, "packets refused");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while decoded.lock().unwrap().len() < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got = decoded.lock().unwrap().clone();
+        assert!(got.len() >= 20, "openh264dec read {} of 30 x264 frames back: {got:?}", got.len());
+    }
+
     #[test]
     fn frame_counter_survives_h264_openh264() {
         round_trip(VideoCodec::H264, Some("openh264enc"));

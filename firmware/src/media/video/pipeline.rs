@@ -99,10 +99,19 @@ fn encoder_fragment(
     }
 }
 
-fn payloader_fragment(codec: VideoCodec, pt: u8, ssrc: u32) -> String {
+/// The RTP payloader after `element`. H.264 keyframes must carry SPS and PPS (a subscriber joining mid-call decodes
+/// from the next keyframe on): the payloader inserts them before each IDR slice (`config-interval=-1`), except
+/// after x264enc, which writes them itself at the start of every keyframe. With `tune=zerolatency` x264 cuts each
+/// picture into one slice per thread, and the payloader's copies then land *between* the slices of one picture:
+/// avdec_h264 shrugs, openh264dec fails every frame after (docs/benchmarks.md, "Memory of one call").
+fn payloader_fragment(codec: VideoCodec, element: &str, pt: u8, ssrc: u32) -> String {
     match codec {
         VideoCodec::H264 => {
-            format!("rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt={pt} ssrc={ssrc}")
+            let config_interval = if element == "x264enc" { 0 } else { -1 };
+            format!(
+                "rtph264pay name=pay config-interval={config_interval} aggregate-mode=zero-latency mtu=1200 pt={pt} \
+                 ssrc={ssrc}"
+            )
         }
         VideoCodec::Vp8 => {
             format!("rtpvp8pay name=pay picture-id-mode=15-bit mtu=1200 pt={pt} ssrc={ssrc}")
@@ -237,7 +246,7 @@ impl EncoderSpec {
              capsfilter caps=\"video/x-raw,format=(string){{I420,NV12}},width=(int){w},height=(int){h}\" ! {} ! {} ! \
              appsink name=sink sync=false max-buffers=256 drop=true",
             encoder_fragment(element, self.codec, bitrate_kbps, gop, self.size, fps),
-            payloader_fragment(self.codec, self.pt, self.ssrc),
+            payloader_fragment(self.codec, element, self.pt, self.ssrc),
         );
         let what = format!("video encoder ({element})");
         let pipeline = build_pipeline(&desc, &what)?;

@@ -32,8 +32,9 @@ pub const H264_ENCODERS: &[&str] = &["v4l2h264enc", "x264enc", "openh264enc"];
 /// VP8 encoders in order of preference (`v4l2vp8enc` exists on boards with a VP8 encoder, not a Pi 4).
 pub const VP8_ENCODERS: &[&str] = &["v4l2vp8enc", "vp8enc"];
 /// H.264 decoders in order of preference: the hardware decoder (registered only where the V4L2 device
-/// exists), then libav, then OpenH264 (which did not decode x264's stream in our pipeline: left for a
-/// later look, as libav maps libavfilter and its dependencies, about 20 MB of shared-library RSS).
+/// exists), then libav, then OpenH264 (which decodes x264's stream since the payloader stopped inserting SPS/PPS
+/// between the slices of its keyframes; libav maps libavfilter and its dependencies, about 29 MB of
+/// shared-library pages, but OpenH264 has not yet been tried on every foreign sender: docs/benchmarks.md).
 pub const H264_DECODERS: &[&str] = &["v4l2h264dec", "avdec_h264", "openh264dec"];
 /// VP8 decoders in order of preference.
 pub const VP8_DECODERS: &[&str] = &["v4l2vp8dec", "vp8dec"];
