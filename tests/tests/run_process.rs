@@ -1,5 +1,6 @@
 //! `callbox run` as the process a board starts: a `callbox.toml` for the test stack (device key in a 0600 file,
-//! the `sim` board profile, simulated devices), the binary started as a child, "ready" read from its log; the
+//! the `sim` board profile, simulated devices), the binary started as a child, "ready" read from its log (with
+//! GStreamer warmed up before it, issue 17); the
 //! `c` key on its stdin presses the simulated doorbell and an in-process monitor rings; SIGTERM ends the call
 //! (the monitor sees it hang up) and the process exits cleanly. Also: `callbox check-config` on that file; and with
 //! the servers unreachable at boot for four times `WatchdogSec`, the process pings systemd's watchdog all along
@@ -73,6 +74,12 @@ async fn callbox_run_registers_calls_from_the_keyboard_and_stops_on_sigterm() {
     .flatten();
     let Some(ready) = ready else { panic!("callbox run did not report ready; its log:\n{}", early.join("\n")) };
     log::info!("callbox run: process start -> registered {} ms ({ready})", started.elapsed().as_millis());
+    // Issue 17: GStreamer was readied at start, before "ready", so the first press does not wait for it.
+    assert!(
+        early.iter().any(|l| l.contains("warm-up: GStreamer ready")),
+        "no start-up warm-up before ready; the log:\n{}",
+        early.join("\n")
+    );
     assert!(!ready.contains("gate-key") && !ready.contains("Bearer"), "no secrets in the log: {ready}");
     // Keep draining its log so the child never blocks on a full pipe.
     let drain = tokio::spawn(async move {

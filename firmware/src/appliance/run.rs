@@ -2,7 +2,8 @@
 //! reads the buttons on a thread of their own, and drives [`ApplianceLogic`] with the client's events, the
 //! button gestures and the time; carries out its actions (calls, answers, mute, video, hang-up, the relay
 //! pulse, the LEDs, the chime on the speaker while a call rings, tones to the caller in the call's audio),
-//! shows the far end on the screen, pings systemd's watchdog, and on shutdown hangs up and un-registers.
+//! shows the far end on the screen, pings systemd's watchdog, and on shutdown hangs up and un-registers. While
+//! the client connects at start, `warm_up` readies what the first call would otherwise wait for.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -272,11 +273,14 @@ pub async fn run(
     // away), so a long outage of the servers does not make systemd kill the service at its start timeout.
     notifier.ready();
     notifier.status("connecting to the servers");
+    // Warmed while the client connects, so that the first press after the start rings as fast as the others.
+    let warm_up = super::warm_up::WarmUp::start(client_config.media.video.is_some());
     let Some(client) = start_client(&client_config, &credential, route_to.as_deref(), &mut shutdown, &notifier).await
     else {
         fx.outputs_off();
         return Ok(());
     };
+    warm_up.finish(super::warm_up::WARM_UP_BOUND).await;
     log::info!("appliance ready as {} after {} ms", client.identity(), started.elapsed().as_millis());
     notifier.status(&format!("registered as {}", client.identity()));
     let screen = screen.map(|fb| Screen::new(&client, fb, screen_fps));
