@@ -79,8 +79,19 @@ impl CallboxProcess {
     /// Starts `callbox run` with the repo's board profiles and `env` (`RUST_LOG` included: `info` unless given),
     /// with a `$NOTIFY_SOCKET` of its own in `dir` (what it tells systemd is collected) when `notify` is set.
     pub fn start(config: &Path, dir: &Path, env: &[(&str, &str)], notify: bool) -> CallboxProcess {
+        CallboxProcess::start_program(&callbox_binary(), config, dir, env, notify)
+    }
+
+    /// [`CallboxProcess::start`] with another `callbox` binary (a benchmark's release build).
+    pub fn start_program(
+        program: &Path,
+        config: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        notify: bool,
+    ) -> CallboxProcess {
         let board_dir = repo_dir().join("board");
-        let mut cmd = tokio::process::Command::new(callbox_binary());
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args([
             "run",
             "--config",
