@@ -105,6 +105,11 @@ impl FramePacer {
     pub fn ticks(&self) -> u64 {
         self.ticks
     }
+
+    /// When the last counted tick was due (the end of the frame it paced); `None` before the first.
+    pub fn last_due(&self) -> Option<std::time::Instant> {
+        (self.ticks > 0).then(|| self.start + std::time::Duration::from_millis(self.ticks.saturating_mul(10)))
+    }
 }
 
 /// The power of the `freq` component of `samples` (Goertzel), normalised so that a full-scale sine at that
@@ -125,6 +130,37 @@ pub fn tone_power(samples: &[i16], freq: f64) -> f64 {
     (s1 * s1 + s2 * s2 - c * s1 * s2) / (n * n)
 }
 
+/// Window of [`tone_onsets`]: 2 ms, in steps of half of it.
+const ONSET_WINDOW: usize = super::SAMPLE_RATE as usize / 500;
+
+/// Where a tone at `freq` starts in `samples`: in each 2 ms window (stepped by 1 ms) whose [`tone_power`] rises
+/// to `min_power` or more after at least `min_quiet` samples below it, the first sample as loud as a sine of
+/// that power. For locating tone bursts in what a speaker played (the mouth-to-ear latency benchmark); the first
+/// window counts as an onset only if it follows `min_quiet` quiet samples, so a tone already playing at the start
+/// is not one.
+pub fn tone_onsets(samples: &[i16], freq: f64, min_power: f64, min_quiet: usize) -> Vec<usize> {
+    let step = ONSET_WINDOW / 2;
+    let mut onsets = Vec::new();
+    let mut quiet = 0usize;
+    let mut pos = 0usize;
+    while pos + ONSET_WINDOW <= samples.len() {
+        let window = &samples[pos..pos + ONSET_WINDOW];
+        if tone_power(window, freq) >= min_power {
+            if quiet >= min_quiet {
+                // Within the window, the first sample as loud as a sine of that power.
+                let amplitude = 32_768.0 * (4.0 * min_power).sqrt();
+                let first = window.iter().position(|&v| f64::from(v).abs() >= amplitude).unwrap_or(0);
+                onsets.push(pos + first);
+            }
+            quiet = 0;
+        } else {
+            quiet += step;
+        }
+        pos += step;
+    }
+    onsets
+}
+
 /// The share of the power of `samples` that is at `freq` (1.0: a pure tone at that frequency).
 pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
     let mean_square =
@@ -140,6 +176,40 @@ pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// Silence with 1 kHz bursts of `len` samples at -20 dBFS starting at `starts`.
+    fn bursts(total: usize, starts: &[usize], len: usize) -> Vec<i16> {
+        let mut x = vec![0i16; total];
+        for &s in starts {
+            for (i, v) in x[s..(s + len).min(total)].iter_mut().enumerate() {
+                *v = (3_277.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 48_000.0).sin()) as i16;
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn tone_onsets_are_found_within_a_millisecond() {
+        let starts = [4_800, 30_000, 55_555];
+        let x = bursts(80_000, &starts, 4_800);
+        // -40 dBFS amplitude as the threshold; 50 ms of quiet needed before an onset.
+        let got = tone_onsets(&x, 1000.0, 0.01f64.powi(2) / 4.0, 2_400);
+        assert_eq!(got.len(), starts.len(), "{got:?}");
+        for (g, s) in got.iter().zip(starts) {
+            assert!(g.abs_diff(s) <= 48, "onset at {g}, burst at {s}");
+        }
+    }
+
+    #[test]
+    fn tone_onsets_ignore_other_frequencies_short_gaps_and_a_tone_already_on() {
+        let x = bursts(20_000, &[0], 20_000);
+        assert!(tone_onsets(&x, 1000.0, 1e-5, 480).is_empty(), "a tone playing from the start is no onset");
+        assert!(tone_onsets(&bursts(20_000, &[5_000], 4_800), 5000.0, 1e-4, 480).is_empty());
+        // A 5 ms dropout inside a burst is not a new onset when 10 ms of quiet are asked.
+        let mut x = bursts(20_000, &[2_000], 9_600);
+        x[6_000..6_240].fill(0);
+        assert_eq!(tone_onsets(&x, 1000.0, 1e-5, 480).len(), 1);
+    }
 
     #[test]
     fn pacer_ticks_at_ten_ms_without_drift() {

@@ -1,7 +1,10 @@
 //! The simulated camera backend: test-pattern cameras (`crate::frame::draw_test_frame`, I420, the frame
 //! counter readable back with `crate::frame::read_frame_counter`) paced at the negotiated rate against a
 //! monotonic deadline. Cameras can be added and removed at run time (hot-plug tests; an open handle of a
-//! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests).
+//! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests). Each camera
+//! remembers when its last frames were captured and handed out (a bounded ring,
+//! [`SimVideoBackend::captured_frames`]), for the glass-to-glass latency benchmark, which finds the same
+//! counters at the far end.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,6 +22,19 @@ pub const MAX_CAMERAS: usize = 16;
 /// A consumer later than this many frame periods loses the frames in between (like a driver with this
 /// many buffers): the counter and sequence jump.
 const QUEUE_FRAMES: u64 = 4;
+/// Frames a camera remembers in [`SimVideoBackend::captured_frames`] (8.5 s at 30 fps).
+pub const CAPTURE_RECORDS: usize = 256;
+
+/// When a simulated camera's frame was captured and handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimFrameRecord {
+    /// The counter drawn into the picture (`crate::frame::read_frame_counter` reads it back).
+    pub counter: u32,
+    /// Its capture instant: the frame's deadline at the camera's rate (its `timestamp`, on this clock).
+    pub captured: Instant,
+    /// When `next_frame` returned it (later than `captured` when the consumer was late).
+    pub delivered: Instant,
+}
 
 /// The sizes every simulated camera offers (I420, at each of [`SIM_RATES`]).
 pub const SIM_SIZES: [(u32, u32); 3] = [(320, 240), (640, 480), (1280, 720)];
@@ -54,9 +70,21 @@ struct SimCamera {
     node: Option<std::path::PathBuf>,
     flags: Mutex<Flags>,
     changed: Condvar,
+    /// The last frames handed out, across the camera's handles.
+    captures: Mutex<heapless::HistoryBuf<SimFrameRecord, CAPTURE_RECORDS>>,
 }
 
 impl SimCamera {
+    fn new(name: &str, node: Option<std::path::PathBuf>) -> Self {
+        SimCamera {
+            name: name.to_string(),
+            node,
+            flags: Mutex::new(Flags::default()),
+            changed: Condvar::new(),
+            captures: Mutex::new(heapless::HistoryBuf::new()),
+        }
+    }
+
     fn flags(&self) -> MutexGuard<'_, Flags> {
         // A poisoned lock only means another thread panicked mid-update of two booleans: keep going.
         self.flags.lock().unwrap_or_else(|e| e.into_inner())
@@ -104,13 +132,7 @@ impl SimVideoBackend {
         if cameras.contains_key(id) || cameras.len() >= MAX_CAMERAS {
             return false;
         }
-        let camera = SimCamera {
-            name: name.to_string(),
-            node: None,
-            flags: Mutex::new(Flags::default()),
-            changed: Condvar::new(),
-        };
-        cameras.insert(id.to_string(), Arc::new(camera));
+        cameras.insert(id.to_string(), Arc::new(SimCamera::new(name, None)));
         log::debug!("sim camera {id} ({name}) plugged in");
         true
     }
@@ -122,13 +144,7 @@ impl SimVideoBackend {
         if cameras.contains_key(id) || cameras.len() >= MAX_CAMERAS {
             return false;
         }
-        let camera = SimCamera {
-            name: name.to_string(),
-            node: Some(node.to_owned()),
-            flags: Mutex::new(Flags::default()),
-            changed: Condvar::new(),
-        };
-        cameras.insert(id.to_string(), Arc::new(camera));
+        cameras.insert(id.to_string(), Arc::new(SimCamera::new(name, Some(node.to_owned()))));
         log::debug!("sim camera {id} ({name}, node {}) plugged in", node.display());
         true
     }
@@ -143,6 +159,13 @@ impl SimVideoBackend {
         camera.update(|f| f.removed = true);
         log::info!("sim camera {id} unplugged");
         true
+    }
+
+    /// The last [`CAPTURE_RECORDS`] frames camera `id` handed out, oldest first (`None`: no such camera).
+    pub fn captured_frames(&self, id: &str) -> Option<Vec<SimFrameRecord>> {
+        let camera = self.cameras().get(id).cloned()?;
+        let records = camera.captures.lock().unwrap_or_else(|e| e.into_inner());
+        Some(records.oldest_ordered().copied().collect())
     }
 
     /// Makes a camera stop delivering frames (`true`) or resume (`false`). While stalled, its handles'
@@ -230,6 +253,8 @@ impl SimCapture {
         let counter = n as u32;
         let picture = crate::frame::draw_test_frame(self.format.width, self.format.height, counter);
         self.next = n.saturating_add(1);
+        let record = SimFrameRecord { counter, captured: self.start + self.offset(n), delivered: Instant::now() };
+        self.camera.captures.lock().unwrap_or_else(|e| e.into_inner()).write(record);
         CapturedFrame {
             format: self.format,
             data: picture.data,
@@ -328,6 +353,24 @@ mod tests {
             }
             last = Some(frame);
         }
+    }
+
+    #[test]
+    fn handed_out_frames_are_remembered_with_their_capture_instants() {
+        let backend = SimVideoBackend::new();
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(320, 240, 30)).unwrap();
+        let frames: Vec<CapturedFrame> = (0..5).map(|_| cam.next_frame(Duration::from_secs(5)).unwrap()).collect();
+        let records = backend.captured_frames(DEFAULT_CAMERA_ID).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.counter).collect::<Vec<_>>(),
+            frames.iter().map(|f| f.sequence).collect::<Vec<_>>()
+        );
+        for (r, w) in records.iter().zip(records.windows(2)) {
+            assert!(r.delivered >= r.captured);
+            let step = w[1].captured - w[0].captured;
+            assert!(step.abs_diff(Duration::from_nanos(33_333_333)) <= Duration::from_micros(1), "{step:?}");
+        }
+        assert_eq!(backend.captured_frames("sim:none"), None);
     }
 
     #[test]
