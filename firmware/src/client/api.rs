@@ -293,6 +293,12 @@ impl Call {
         self.shared.media_stats(self.id)
     }
 
+    /// The last remote frames whose test-pattern counter was read, with when each was decoded (see
+    /// [`crate::media::MediaSession::decoded_counters`]); empty without media.
+    pub fn decoded_counters(&self) -> Vec<crate::media::DecodedCounter> {
+        self.shared.media(self.id).map(|m| m.decoded_counters()).unwrap_or_default()
+    }
+
     /// Starts `max_audio_gap_ms` of [`Call::media_stats`] over (the start of a measured stretch).
     pub fn reset_max_audio_gap(&self) {
         if let Some(media) = self.shared.media(self.id) {

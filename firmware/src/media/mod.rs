@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use call_tone::CallTone;
 pub use echo::AudioProcessingConfig;
 pub use playout::PlayoutConfig;
-pub use session::MediaSession;
+pub use session::{DecodedCounter, MediaSession, DECODED_COUNTERS};
 pub use video::CodecPolicy;
 
 use crate::calling::MediaKind;

@@ -109,6 +109,8 @@ struct Mutable {
     remote_audio_level_dbfs: Option<f32>,
     last_remote_frame: Option<VideoFrame>,
     last_remote_frame_counter: Option<u32>,
+    /// When the last new test-pattern counters were decoded (for the glass-to-glass latency benchmark).
+    decoded_counters: heapless::HistoryBuf<DecodedCounter, DECODED_COUNTERS>,
     first_remote_frame_at: Option<Instant>,
     remote_video_codec: Option<VideoCodec>,
     video_encoder: Option<String>,
@@ -129,6 +131,19 @@ struct RemoteStream {
     last_frame: Option<VideoFrame>,
     last_frame_counter: Option<u32>,
     first_frame_at: Option<Instant>,
+}
+
+/// Decoded test-pattern counters a session remembers (4 s at 30 fps).
+pub const DECODED_COUNTERS: usize = 128;
+
+/// A decoded remote frame carrying a test-pattern counter (`crate::frame::read_frame_counter`), and when the
+/// decoder handed it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedCounter {
+    /// The counter read from the picture.
+    pub counter: u32,
+    /// When it was decoded.
+    pub decoded_at: Instant,
 }
 
 /// Remote streams one session keeps figures of (a room's members' audio and video, with room to spare).
@@ -831,6 +846,12 @@ impl MediaSession {
         self.inner.shared.lock().last_remote_frame.clone()
     }
 
+    /// The last [`DECODED_COUNTERS`] remote frames whose test-pattern counter was read (each new counter once,
+    /// the first time it decoded; any stream), oldest first.
+    pub fn decoded_counters(&self) -> Vec<DecodedCounter> {
+        self.inner.shared.lock().decoded_counters.oldest_ordered().copied().collect()
+    }
+
     /// What each remote stream delivered, with its mid where the far end's offer named its SSRC.
     pub fn remote_streams(&self) -> Vec<RemoteStreamStats> {
         let st = self.inner.shared.lock();
@@ -1395,11 +1416,11 @@ async fn remote_video_task(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
 }
 
 fn on_decoded_frame(shared: &Shared, ssrc: u32, frame: VideoFrame) {
+    let now = Instant::now();
     shared.video_frames_decoded.fetch_add(1, Ordering::Relaxed);
     let counter = read_frame_counter(&frame);
     let first = {
         let mut st = shared.lock();
-        let now = Instant::now();
         if let Some(stream) = st.remote_stream(ssrc, MediaKind::Video) {
             stream.frames_decoded += 1;
             stream.first_frame_at.get_or_insert(now);
@@ -1409,9 +1430,10 @@ fn on_decoded_frame(shared: &Shared, ssrc: u32, frame: VideoFrame) {
             }
         }
         st.last_remote_frame = Some(frame);
-        if counter.is_some() {
+        if let Some(c) = counter {
             if counter != st.last_remote_frame_counter {
                 shared.video_frames_intact.fetch_add(1, Ordering::Relaxed);
+                st.decoded_counters.write(DecodedCounter { counter: c, decoded_at: now });
             }
             st.last_remote_frame_counter = counter;
         }
