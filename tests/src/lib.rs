@@ -15,6 +15,7 @@ pub mod error;
 mod event_log;
 pub mod janus;
 pub mod kamailio;
+pub mod latency;
 pub mod linphone;
 pub mod log_capture;
 pub mod netfault;
