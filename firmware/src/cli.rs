@@ -6,6 +6,7 @@
 //! and the benchmarks start `callbox` with them.
 
 use callbox::calling::Secret;
+use callbox::devices::video::sim::SimPicture;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -271,6 +272,9 @@ pub struct DeviceArgs {
     /// Simulated devices (tone microphone, capturing speaker, test-pattern camera)
     #[arg(long)]
     pub sim: bool,
+    /// What the simulated camera shows: pattern (moving, frame counter) or bars (a still picture)
+    #[arg(long, value_name = "PICTURE", default_value = "pattern", value_parser = parse_sim_picture)]
+    pub sim_picture: SimPicture,
     /// callbox.toml whose [devices] table keeps the default devices
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -280,6 +284,10 @@ pub struct DeviceArgs {
     /// Where to look for V4L2 cameras [default: /dev]
     #[arg(long, value_name = "DIR")]
     pub dev_dir: Option<PathBuf>,
+}
+
+fn parse_sim_picture(s: &str) -> Result<SimPicture, String> {
+    s.parse()
 }
 
 /// `--codec`.
@@ -540,6 +548,8 @@ mod tests {
             "--device-key-file",
             "/tmp/device-key",
             "--sim",
+            "--sim-picture",
+            "bars",
             "--calls",
             "3",
             "--video",
@@ -560,6 +570,7 @@ mod tests {
         assert_eq!(a.screen, Some(Size { width: 800, height: 480 }));
         assert_eq!(a.snapshot.as_deref(), Some(Path::new("s.png")));
         assert!(a.client.media.no_audio_processing && a.client.devices.sim);
+        assert_eq!(a.client.devices.sim_picture, SimPicture::Bars);
 
         let Command::Answer(a) = command(&[
             "answer",
@@ -602,6 +613,7 @@ mod tests {
         assert_eq!(d.config.as_deref(), Some(Path::new("callbox.toml")));
         assert_eq!(d.dev_dir.as_deref(), Some(Path::new("/tmp/dev")));
         assert!(d.alsa_clock && !d.sim);
+        assert_eq!(d.sim_picture, SimPicture::Pattern, "the moving pattern by default");
     }
 
     #[test]

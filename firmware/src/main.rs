@@ -79,7 +79,7 @@ fn device_manager(a: &DeviceArgs) -> Result<DeviceManager, String> {
         None => DevicePreferences::in_memory(),
     };
     if a.sim {
-        return Ok(DeviceManager::simulated_with(prefs));
+        return Ok(DeviceManager::simulated_showing(prefs, a.sim_picture));
     }
     let pacing = if a.alsa_clock { Pacing::Clock } else { Pacing::Device };
     let alsa = AlsaBackend::new(AlsaConfig { pacing, ..AlsaConfig::default() });

@@ -158,7 +158,7 @@ pub fn setup(
         client.media.speaker = config.devices.speaker.clone();
     }
     client.media.devices = if sim {
-        DeviceManager::simulated_with(preferences())
+        DeviceManager::simulated_showing(preferences(), config.devices.sim_camera_picture)
     } else {
         let alsa = AlsaBackend::new(config.alsa_config(Some(board)));
         DeviceManager::new(Arc::new(alsa), Arc::new(V4l2Backend::new()), preferences())

@@ -198,6 +198,9 @@ pub struct DevicesSection {
     /// Simulated devices (tone microphone, capturing speaker, test-pattern camera, scripted buttons).
     #[serde(default)]
     pub sim: bool,
+    /// What the simulated camera shows: `pattern` (moving, the default) or `bars` (a still picture).
+    #[serde(default)]
+    pub sim_camera_picture: crate::devices::video::sim::SimPicture,
 }
 
 /// A video codec name in the configuration.

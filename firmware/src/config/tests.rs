@@ -227,6 +227,11 @@ fn client_config_takes_the_board_where_the_file_is_silent() {
     assert_eq!(client.media.camera, None);
     assert_eq!(client.media.speaker.as_deref(), Some("sim-speaker"));
     assert_eq!(sim.display_target(Some(&b)), DisplayTarget::None);
+    use crate::devices::video::sim::SimPicture;
+    assert_eq!(sim.devices.sim_camera_picture, SimPicture::Pattern, "the moving pattern by default");
+    let still = parse(&with("[devices]\nsim = true\nsim_camera_picture = \"bars\"\n")).unwrap();
+    assert_eq!(still.devices.sim_camera_picture, SimPicture::Bars);
+    assert!(parse(&with("[devices]\nsim_camera_picture = \"plaid\"\n")).is_err());
 }
 
 #[test]

@@ -145,9 +145,14 @@ impl DeviceManager {
 
     /// A manager over the simulated devices whose defaults persist through `prefs`.
     pub fn simulated_with(prefs: DevicePreferences) -> Self {
+        Self::simulated_showing(prefs, super::video::sim::SimPicture::default())
+    }
+
+    /// A manager over the simulated devices whose camera shows `picture`.
+    pub fn simulated_showing(prefs: DevicePreferences, picture: super::video::sim::SimPicture) -> Self {
         Self::new(
             Arc::new(super::audio::sim::SimAudioBackend::new()),
-            Arc::new(super::video::sim::SimVideoBackend::new()),
+            Arc::new(super::video::sim::SimVideoBackend::new().with_picture(picture)),
             prefs,
         )
     }

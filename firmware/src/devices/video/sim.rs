@@ -1,8 +1,9 @@
 //! The simulated camera backend: test-pattern cameras (`crate::frame::draw_test_frame`, I420, the frame
 //! counter readable back with `crate::frame::read_frame_counter`) paced at the negotiated rate against a
 //! monotonic deadline. Cameras can be added and removed at run time (hot-plug tests; an open handle of a
-//! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests). Each camera
-//! remembers when its last frames were captured and handed out (a bounded ring,
+//! removed camera returns [`DeviceError::Gone`]) and told to stall (stall-recovery tests). A backend shows either
+//! that moving pattern or a still picture ([`SimPicture`], `devices.sim_camera_picture`, `--sim-picture`). Each
+//! camera remembers when its last frames were captured and handed out (a bounded ring,
 //! [`SimVideoBackend::captured_frames`]), for the glass-to-glass latency benchmark, which finds the same
 //! counters at the far end.
 
@@ -56,6 +57,62 @@ pub fn sim_formats() -> Vec<CaptureFormat> {
         .collect()
 }
 
+/// What the simulated cameras show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimPicture {
+    /// The moving test pattern with its frame counter (`crate::frame::draw_test_frame`), drawn every frame.
+    #[default]
+    Pattern,
+    /// A still picture, drawn once: three vertical bars, pure red, green and blue, each a third of the width —
+    /// the picture of baresip's `fakevideo` source, converted to I420 with the same BT.601 formulas, so that a
+    /// side-by-side benchmark feeds both programs the same frames.
+    Bars,
+}
+
+impl std::str::FromStr for SimPicture {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pattern" => Ok(SimPicture::Pattern),
+            "bars" => Ok(SimPicture::Bars),
+            other => Err(format!("'{other}' is no simulated picture (pattern, bars)")),
+        }
+    }
+}
+
+/// The still [`SimPicture::Bars`] frame, I420: baresip's `fakevideo` picture (its `vidframe_draw_vline` per column,
+/// with libre's `rgb2y`/`rgb2u`/`rgb2v`; a chroma sample takes the colour of its right-hand column, the one drawn last).
+pub fn draw_bars_frame(width: u32, height: u32) -> Vec<u8> {
+    let (w, h) = (width as usize, height as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let colour = |x: usize| -> (i32, i32, i32) {
+        if x < w / 3 {
+            (255, 0, 0)
+        } else if x < w * 2 / 3 {
+            (0, 255, 0)
+        } else {
+            (0, 0, 255)
+        }
+    };
+    let y_of = |(r, g, b): (i32, i32, i32)| (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8;
+    let u_of = |(r, g, b): (i32, i32, i32)| (((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128) as u8;
+    let v_of = |(r, g, b): (i32, i32, i32)| (((112 * r - 94 * g - 18 * b + 128) >> 8) + 128) as u8;
+    let mut buf = Vec::with_capacity(w * h + 2 * cw * ch);
+    let luma_row: Vec<u8> = (0..w).map(|x| y_of(colour(x))).collect();
+    for _ in 0..h {
+        buf.extend_from_slice(&luma_row);
+    }
+    for plane in [u_of, v_of] {
+        let row: Vec<u8> = (0..cw).map(|cx| plane(colour((cx * 2 + 1).min(w.saturating_sub(1))))).collect();
+        for _ in 0..ch {
+            buf.extend_from_slice(&row);
+        }
+    }
+    buf
+}
+
 /// What a camera's open handles watch.
 #[derive(Debug, Default)]
 struct Flags {
@@ -100,6 +157,7 @@ impl SimCamera {
 #[derive(Debug, Clone)]
 pub struct SimVideoBackend {
     cameras: Arc<Mutex<BTreeMap<String, Arc<SimCamera>>>>,
+    picture: SimPicture,
 }
 
 impl Default for SimVideoBackend {
@@ -118,7 +176,13 @@ impl SimVideoBackend {
 
     /// A backend without cameras.
     pub fn empty() -> Self {
-        Self { cameras: Arc::new(Mutex::new(BTreeMap::new())) }
+        Self { cameras: Arc::new(Mutex::new(BTreeMap::new())), picture: SimPicture::Pattern }
+    }
+
+    /// The same backend, its cameras showing `picture` (handles opened from now on).
+    pub fn with_picture(mut self, picture: SimPicture) -> Self {
+        self.picture = picture;
+        self
     }
 
     fn cameras(&self) -> MutexGuard<'_, BTreeMap<String, Arc<SimCamera>>> {
@@ -213,7 +277,7 @@ impl VideoBackend for SimVideoBackend {
             ),
         })?;
         log::info!("sim camera {id} opened at {format}");
-        Ok(Box::new(SimCapture::new(id.to_string(), camera, format)))
+        Ok(Box::new(SimCapture::new(id.to_string(), camera, format, self.picture)))
     }
 }
 
@@ -228,11 +292,18 @@ pub struct SimCapture {
     start_mono: Duration,
     /// The counter of the next frame to deliver.
     next: u64,
+    /// The still picture, drawn once at open and shared by every frame ([`SimPicture::Bars`]); `None`: the
+    /// moving pattern.
+    still: Option<bytes::Bytes>,
 }
 
 impl SimCapture {
-    fn new(id: String, camera: Arc<SimCamera>, format: CaptureFormat) -> Self {
-        Self { id, camera, format, start: Instant::now(), start_mono: monotonic_now(), next: 0 }
+    fn new(id: String, camera: Arc<SimCamera>, format: CaptureFormat, picture: SimPicture) -> Self {
+        let still = match picture {
+            SimPicture::Pattern => None,
+            SimPicture::Bars => Some(bytes::Bytes::from(draw_bars_frame(format.width, format.height))),
+        };
+        Self { id, camera, format, start: Instant::now(), start_mono: monotonic_now(), next: 0, still }
     }
 
     /// Offset of frame `n` from frame 0; computed from `n` each time, so rounding never accumulates.
@@ -251,16 +322,14 @@ impl SimCapture {
     fn frame(&mut self, n: u64) -> CapturedFrame {
         // The counter drawn into the picture is 32 bits; it wraps after 4.5 years at 30 fps.
         let counter = n as u32;
-        let picture = crate::frame::draw_test_frame(self.format.width, self.format.height, counter);
+        let data = match &self.still {
+            Some(still) => still.clone(),
+            None => crate::frame::draw_test_frame(self.format.width, self.format.height, counter).data,
+        };
         self.next = n.saturating_add(1);
         let record = SimFrameRecord { counter, captured: self.start + self.offset(n), delivered: Instant::now() };
         self.camera.captures.lock().unwrap_or_else(|e| e.into_inner()).write(record);
-        CapturedFrame {
-            format: self.format,
-            data: picture.data,
-            timestamp: self.start_mono + self.offset(n),
-            sequence: counter,
-        }
+        CapturedFrame { format: self.format, data, timestamp: self.start_mono + self.offset(n), sequence: counter }
     }
 }
 
@@ -494,6 +563,34 @@ mod tests {
             Err(other) => panic!("expected Format, got {other:?}"),
             Ok(_) => panic!("opened with no acceptable format"),
         }
+    }
+
+    #[test]
+    fn the_bars_picture_is_still_and_is_baresips_fakevideo() {
+        let backend = SimVideoBackend::new().with_picture(SimPicture::Bars);
+        let mut cam = backend.open(DEFAULT_CAMERA_ID, &request(640, 480, 30)).unwrap();
+        let first = cam.next_frame(Duration::from_secs(2)).unwrap();
+        let second = cam.next_frame(Duration::from_secs(2)).unwrap();
+        assert_eq!(first.data.len(), VideoFrame::i420_len(640, 480));
+        assert_eq!(first.data, second.data, "a still picture");
+        assert_eq!((first.sequence, second.sequence), (0, 1), "frames are still counted");
+        let (w, h) = (640usize, 480usize);
+        let (y, u, v) = (&first.data[..w * h], &first.data[w * h..w * h + w * h / 4], &first.data[w * h + w * h / 4..]);
+        // libre's rgb2yuv of pure red, green, blue at the middle of each bar, in every row.
+        for (x, want) in [(100, (82, 90, 240)), (320, (144, 54, 34)), (540, (41, 240, 110))] {
+            for row in [0, 239, 479] {
+                assert_eq!(y[row * w + x], want.0, "luma at {x},{row}");
+            }
+            assert_eq!((u[100 * (w / 2) + x / 2], v[100 * (w / 2) + x / 2]), (want.1, want.2), "chroma at {x}");
+        }
+        // The pattern is the default and moves.
+        let mut moving = SimVideoBackend::new().open(DEFAULT_CAMERA_ID, &request(640, 480, 30)).unwrap();
+        let (a, b) =
+            (moving.next_frame(Duration::from_secs(2)).unwrap(), moving.next_frame(Duration::from_secs(2)).unwrap());
+        assert_ne!(a.data, b.data);
+        assert_eq!("bars".parse::<SimPicture>(), Ok(SimPicture::Bars));
+        assert_eq!("pattern".parse::<SimPicture>(), Ok(SimPicture::Pattern));
+        assert!("plaid".parse::<SimPicture>().is_err());
     }
 
     #[test]
