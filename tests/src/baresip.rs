@@ -1,9 +1,9 @@
 //! baresip as a test peer: a PSTN trunk stand-in (answers E.164 calls that Kamailio routes to it, sends a sine
 //! tone and fake video) or a SIP phone registered at Kamailio with ephemeral credentials. Driven through its
 //! `ctrl_tcp` module (JSON in netstrings): commands `uanew`, `dial`, `accept`, `hangup`, `sndcode` (RFC 4733
-//! digits), `snapshot_recv` (the next decoded video frame as PNG); events kept in a bounded log that `wait_for`
-//! consumes. What it hears is checked at its end: its `sndfile` module records each call's decoded audio
-//! ([`Baresip::received_audio`]).
+//! digits), `snapshot_recv` (the next decoded video frame as PNG), `video_debug` (its video frame counts); events
+//! kept in a bounded log that `wait_for` consumes. What it hears is checked at its end: its `sndfile` module
+//! records each call's decoded audio ([`Baresip::received_audio`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,22 @@ pub struct BaresipOptions {
     pub wait_registered: bool,
     /// Lifetime of the ephemeral SIP credentials.
     pub credential_ttl: Duration,
+    /// The video it sends (`fakevideo`'s still colour bars): width, height, frames per second and the encoder's
+    /// bitrate in bit/s; `None`: baresip's defaults.
+    pub video: Option<BaresipVideo>,
+    /// Only the modules a call needs: without the `sndfile` recorder (it writes every call's audio to disk) and
+    /// the `snapshot` module, so that a measurement of the process counts the call alone.
+    pub lean: bool,
+}
+
+/// The video a baresip sends: its `video_size`, `video_fps` and `video_bitrate`, and the Opus bitrate beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaresipVideo {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+    pub opus_bitrate_bps: u32,
 }
 
 impl BaresipOptions {
@@ -60,6 +76,8 @@ impl BaresipOptions {
             forged_password: false,
             wait_registered: false,
             credential_ttl: Duration::from_secs(3600),
+            video: None,
+            lean: false,
         }
     }
 
@@ -72,11 +90,25 @@ impl BaresipOptions {
             forged_password: false,
             wait_registered: true,
             credential_ttl: Duration::from_secs(3600),
+            video: None,
+            lean: false,
         }
     }
 
     pub fn auto_answer(mut self, yes: bool) -> Self {
         self.auto_answer = yes;
+        self
+    }
+
+    /// Sends video of this size, rate and bitrate (and Opus at the given bitrate).
+    pub fn video(mut self, video: BaresipVideo) -> Self {
+        self.video = Some(video);
+        self
+    }
+
+    /// Without the recorder and snapshot modules (see [`BaresipOptions::lean`]).
+    pub fn lean(mut self) -> Self {
+        self.lean = true;
         self
     }
 
@@ -188,7 +220,7 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
         path: l.dir.clone(),
         source,
     })?;
-    let config = format!(
+    let mut config = format!(
         "poll_method\tepoll\n\
          net_interface\t127.0.0.1\n\
          sip_listen\t127.0.0.1:{sip}\n\
@@ -206,9 +238,7 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
          module\tausine.so\n\
          module\taubridge.so\n\
          module\tfakevideo.so\n\
-         module\tsndfile.so\n\
-         module\tsnapshot.so\n\
-         snd_path\t{dir}\n\
+         {recorder}\
          module_app\tmenu.so\n\
          module_app\tctrl_tcp.so\n\
          ctrl_tcp_listen\t127.0.0.1:{ctrl}\n",
@@ -217,8 +247,18 @@ fn write_config(opts: &BaresipOptions, l: &Launch<'_>) -> Result<(), HarnessErro
         hi = l.rtp_range.1,
         tone = opts.tone_hz,
         ctrl = l.ctrl_port,
-        dir = l.dir.display(),
+        recorder = if opts.lean {
+            String::new()
+        } else {
+            format!("module\tsndfile.so\nmodule\tsnapshot.so\nsnd_path\t{}\n", l.dir.display())
+        },
     );
+    if let Some(v) = opts.video {
+        config.push_str(&format!(
+            "video_size\t{}x{}\nvideo_fps\t{}\nvideo_bitrate\t{}\nopus_bitrate\t{}\n",
+            v.width, v.height, v.fps, v.bitrate_bps, v.opus_bitrate_bps
+        ));
+    }
     for (name, text) in [("config", config.as_str()), ("accounts", ""), ("contacts", "")] {
         let p = l.dir.join(name);
         std::fs::write(&p, text).map_err(|source| HarnessError::Io { what: "cannot write", path: p, source })?;
@@ -307,6 +347,11 @@ impl Baresip {
         self.process.log_path()
     }
 
+    /// The process id of the baresip process (to read its CPU time and peak RSS in /proc).
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
     pub fn log_tail(&self, max_bytes: u64) -> String {
         self.process.log_tail(max_bytes)
     }
@@ -365,6 +410,12 @@ impl Baresip {
     /// Sends DTMF digits in the current call, as RFC 4733 telephone-events (baresip's way when negotiated).
     pub async fn send_digits(&self, digits: &str) -> Result<(), HarnessError> {
         self.command("sndcode", Some(digits)).await.map(|_| ())
+    }
+
+    /// The video frames of the current call so far, from its `video_debug` report: (frames its source produced,
+    /// frames it decoded and displayed). A count it does not report is `None`.
+    pub async fn video_frames(&self) -> Result<VideoFrames, HarnessError> {
+        Ok(VideoFrames::parse(&self.command("video_debug", None).await?))
     }
 
     /// Saves the next video frame baresip decodes as a PNG at `path` and waits for the file (up to `timeout`).
@@ -463,6 +514,27 @@ impl Baresip {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Video frame counts of a call, as baresip's `video_debug` reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VideoFrames {
+    /// `source: fakevideo 640 x 480, fps=30.00 frames=N`: frames captured for sending.
+    pub sent: Option<u64>,
+    /// `vidisp: fakevideo 640 x 480 frames=N`: frames decoded and handed to the display.
+    pub displayed: Option<u64>,
+}
+
+impl VideoFrames {
+    fn parse(report: &str) -> Self {
+        let frames = |tag: &str| {
+            report.lines().find(|l| l.trim_start().starts_with(tag)).and_then(|l| {
+                let (_, n) = l.rsplit_once("frames=")?;
+                n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            })
+        };
+        VideoFrames { sent: frames("source:"), displayed: frames("vidisp:") }
     }
 }
 
@@ -632,6 +704,14 @@ mod tests {
         assert_eq!((rec.rate, rec.samples), (48_000, vec![1, 2, 3]));
         assert!(Recording::from_wav(b"RIFF....WAVEjunk").is_none());
         assert!(Recording::from_wav(b"not a wav").is_none());
+    }
+
+    #[test]
+    fn video_debug_frame_counts_are_read() {
+        let report = "video RTP: ...\n     source: fakevideo 640 x 480, fps=30.00 frames=1801\n     \
+                      vidisp: fakevideo 640 x 480 frames=1795\n     n_keyframes=3, n_picup=1\n";
+        assert_eq!(VideoFrames::parse(report), VideoFrames { sent: Some(1801), displayed: Some(1795) });
+        assert_eq!(VideoFrames::parse("no video\n"), VideoFrames::default());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! What the benchmark programs share: the measured appliance, `callbox answer` started as a process of its own and
 //! provisioned at a stack (it answers the next calls, 1:1 or group, and exits); what they read of a process in
-//! /proc (CPU time, peak resident set size); the `--video WxH@FPS` argument.
+//! /proc (CPU time, peak resident set size); its own media report; the `--video WxH@FPS` argument.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,20 @@ pub async fn appliance(
     video: (u32, u32, u32),
     vp8: bool,
 ) -> Result<callbox::client::CallClient, callbox::client::ClientError> {
+    appliance_showing(stack, name, video, vp8, callbox::devices::video::sim::SimPicture::Pattern).await
+}
+
+/// [`appliance`] whose simulated camera shows `picture`.
+pub async fn appliance_showing(
+    stack: &Stack,
+    name: &str,
+    video: (u32, u32, u32),
+    vp8: bool,
+    picture: callbox::devices::video::sim::SimPicture,
+) -> Result<callbox::client::CallClient, callbox::client::ClientError> {
     let mut config = callbox::client::ClientConfig { janus_urls: vec![stack.janus_ws_url()], ..Default::default() };
+    config.media.devices =
+        callbox::devices::DeviceManager::simulated_showing(callbox::devices::DevicePreferences::in_memory(), picture);
     if let Some(v) = config.media.video.as_mut() {
         (v.width, v.height, v.fps) = video;
         if vp8 {
@@ -94,6 +107,38 @@ pub fn start_answer_process(
     Ok(AnswerProcess { child, pid, stdout, stderr })
 }
 
+/// The callee's own report of its media: the `media: ...` line `callbox answer` prints, or the engine's
+/// `media closed: audio A sent / B received, video C sent / D decoded` log line.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ChildMedia {
+    pub frames_decoded: Option<u64>,
+    pub audio_packets_received: Option<u64>,
+    pub level_dbfs: Option<f32>,
+    pub line: Option<String>,
+}
+
+/// The number just before `word` (`"... 1795 decoded"` -> 1795).
+fn number_before(line: &str, word: &str) -> Option<u64> {
+    let (before, _) = line.split_once(word)?;
+    before.trim_end().rsplit_once(' ').map(|(_, v)| v).unwrap_or(before.trim()).parse().ok()
+}
+
+pub fn parse_child_media(output: &str) -> ChildMedia {
+    let Some(line) = output.lines().rev().find(|l| l.starts_with("media:") || l.contains("media closed:")) else {
+        return ChildMedia::default();
+    };
+    let level = line
+        .split_once("far-end level ")
+        .and_then(|(_, r)| r.split_once(" dBFS"))
+        .and_then(|(v, _)| v.trim().parse().ok());
+    ChildMedia {
+        frames_decoded: number_before(line, " decoded"),
+        audio_packets_received: number_before(line, " received"),
+        level_dbfs: level,
+        line: Some(line.trim().to_string()),
+    }
+}
+
 fn read(path: PathBuf) -> Result<String, HarnessError> {
     std::fs::read_to_string(&path).map_err(|source| HarnessError::Io { what: "cannot read", path, source })
 }
@@ -133,6 +178,22 @@ pub fn peak_rss_kb(pid: u32) -> Result<u64, HarnessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_callee_report_is_parsed() {
+        let out = "ready as monitor-proc\nincoming call from front-door\nmedia: codec Some(H264), audio 3000 sent / \
+                   2990 received (far-end level -15.2 dBFS, longest gap 40 ms), video 1800 frames sent / 1795 \
+                   decoded, last far-end frame #Some(1801)\nended: None\n";
+        let m = parse_child_media(out);
+        assert_eq!(m.frames_decoded, Some(1795));
+        assert_eq!(m.audio_packets_received, Some(2990));
+        assert_eq!(m.level_dbfs, Some(-15.2));
+        let log = "[2026-11-27T23:59:00Z INFO  callbox::client::engine] call#1: media closed: audio 3000 sent / 2980 \
+                   received, video 1800 sent / 1790 decoded (Some(H264))\nready as monitor-proc\n";
+        let m = parse_child_media(log);
+        assert_eq!((m.frames_decoded, m.audio_packets_received, m.level_dbfs), (Some(1790), Some(2980), None));
+        assert_eq!(parse_child_media("ready as x\n"), ChildMedia::default());
+    }
 
     #[test]
     fn our_own_process_has_cpu_time_and_a_peak_rss() {

@@ -29,7 +29,9 @@ pub mod smaps;
 pub mod soak;
 pub mod stack;
 
-pub use baresip::{Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, Recording};
+pub use baresip::{
+    Baresip, BaresipEvent, BaresipEventRecord, BaresipOptions, BaresipRole, BaresipVideo, Recording, VideoFrames,
+};
 pub use chromium::{
     ChromiumError, ChromiumOptions, ChromiumPage, FakeAudio, FakeVideo, InboundStats, MediaFlow, OutboundStats,
     PageMediaKind, PagePhase, PageStats, RoomPublisher, VideoProbe,

@@ -315,38 +315,6 @@ fn peak_rss_kb(pid: u32) -> Result<u64, BenchError> {
     Ok(callbox_tests::bench::peak_rss_kb(pid)?)
 }
 
-/// The callee's own report of its media: the `media: ...` line `callbox answer` prints, or the engine's
-/// `media closed: audio A sent / B received, video C sent / D decoded` log line.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct ChildMedia {
-    frames_decoded: Option<u64>,
-    audio_packets_received: Option<u64>,
-    level_dbfs: Option<f32>,
-    line: Option<String>,
-}
-
-/// The number just before `word` (`"... 1795 decoded"` -> 1795).
-fn number_before(line: &str, word: &str) -> Option<u64> {
-    let (before, _) = line.split_once(word)?;
-    before.trim_end().rsplit_once(' ').map(|(_, v)| v).unwrap_or(before.trim()).parse().ok()
-}
-
-fn parse_child_media(output: &str) -> ChildMedia {
-    let Some(line) = output.lines().rev().find(|l| l.starts_with("media:") || l.contains("media closed:")) else {
-        return ChildMedia::default();
-    };
-    let level = line
-        .split_once("far-end level ")
-        .and_then(|(_, r)| r.split_once(" dBFS"))
-        .and_then(|(v, _)| v.trim().parse().ok());
-    ChildMedia {
-        frames_decoded: number_before(line, " decoded"),
-        audio_packets_received: number_before(line, " received"),
-        level_dbfs: level,
-        line: Some(line.trim().to_string()),
-    }
-}
-
 struct ResourceFigures {
     call_seconds: f64,
     cpu_seconds: f64,
@@ -355,7 +323,7 @@ struct ResourceFigures {
     /// The caller's audio pipeline latencies, sampled every 500 ms.
     capture_to_send_ms: Option<Summary>,
     network_to_speaker_ms: Option<Summary>,
-    callee: ChildMedia,
+    callee: callbox_tests::bench::ChildMedia,
 }
 
 fn callbox_path(o: &Options) -> Result<PathBuf, BenchError> {
@@ -411,7 +379,7 @@ async fn bench_resources(
         }
     };
     let output = format!("{}\n{}", read_file(&err_path)?, read_file(&out_path)?);
-    figures.callee = parse_child_media(&output);
+    figures.callee = callbox_tests::bench::parse_child_media(&output);
     Ok(figures)
 }
 
@@ -483,7 +451,7 @@ async fn measure(
         network_to_speaker_ms: summarize(
             &network_to_speaker.iter().map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect::<Vec<_>>(),
         ),
-        callee: ChildMedia::default(),
+        callee: callbox_tests::bench::ChildMedia::default(),
     })
 }
 
@@ -607,22 +575,6 @@ mod tests {
         assert_eq!(summarize(&d(&[30, 10, 20])), Some(Summary { n: 3, min: 10.0, median: 20.0, max: 30.0 }));
         assert_eq!(summarize(&d(&[40, 10, 20, 30])), Some(Summary { n: 4, min: 10.0, median: 25.0, max: 40.0 }));
         assert_eq!(summarize(&[]), None);
-    }
-
-    #[test]
-    fn the_callee_report_is_parsed() {
-        let out = "ready as monitor-proc\nincoming call from front-door\nmedia: codec Some(H264), audio 3000 sent / \
-                   2990 received (far-end level -15.2 dBFS, longest gap 40 ms), video 1800 frames sent / 1795 \
-                   decoded, last far-end frame #Some(1801)\nended: None\n";
-        let m = parse_child_media(out);
-        assert_eq!(m.frames_decoded, Some(1795));
-        assert_eq!(m.audio_packets_received, Some(2990));
-        assert_eq!(m.level_dbfs, Some(-15.2));
-        let log = "[2026-11-27T23:59:00Z INFO  callbox::client::engine] call#1: media closed: audio 3000 sent / 2980 \
-                   received, video 1800 sent / 1790 decoded (Some(H264))\nready as monitor-proc\n";
-        let m = parse_child_media(log);
-        assert_eq!((m.frames_decoded, m.audio_packets_received, m.level_dbfs), (Some(1790), Some(2980), None));
-        assert_eq!(parse_child_media("ready as x\n"), ChildMedia::default());
     }
 
     #[test]
