@@ -373,6 +373,14 @@ async fn the_board_image_calls_from_its_gpio_button_shows_the_far_end_and_hangs_
     // The unit's memory (its cgroup) against its MemoryHigh=192M.
     let memory = unit_property(&mut board, "MemoryCurrent").await;
     log::info!("QEMU board: callbox.service's MemoryCurrent in the call: {memory} bytes");
+    // The firmware's own resident set on aarch64 (a figure, not a check: docs/benchmarks.md, issue 17).
+    let status = "grep -E '^(VmHWM|VmRSS|RssAnon|RssFile|RssShmem|Threads):' /proc/$(pidof callbox)/status";
+    match board.shell(status, GUEST_WAIT).await {
+        Ok((out, 0)) => {
+            log::info!("QEMU board: the firmware in the call: {}", out.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        other => log::warn!("QEMU board: the firmware's /proc status could not be read: {other:?}"),
+    }
     log::info!(
         "QEMU board: in the call ({}x{}@{} VP8 both ways, Opus), over {secs:.1} s: firmware {:.2} CPU-s/s, \
          guest busy {:.0} % of its 2 vCPUs; resident's stats {:?}",
